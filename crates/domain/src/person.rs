@@ -1,0 +1,149 @@
+//! Persons: the employees who hold cards.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::DomainError;
+use crate::ids::PersonId;
+
+/// Whether a person may be given a card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersonState {
+    Active,
+    Inactive,
+}
+
+impl PersonState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PersonState::Active => "active",
+            PersonState::Inactive => "inactive",
+        }
+    }
+}
+
+impl fmt::Display for PersonState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for PersonState {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "active" => Ok(PersonState::Active),
+            "inactive" => Ok(PersonState::Inactive),
+            _ => Err(DomainError::invalid(
+                "state",
+                format!("'{s}' is not a person state; use active or inactive"),
+            )),
+        }
+    }
+}
+
+/// An employee number: 1 to 32 letters, digits or dashes, unique among persons.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EmployeeNumber(String);
+
+impl EmployeeNumber {
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        let s = s.trim();
+        if (1..=32).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(DomainError::invalid(
+                "employee_number",
+                "an employee number has 1 to 32 letters, digits or dashes",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A given or family name: 1 to 100 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonName(String);
+
+impl PersonName {
+    pub fn parse(field: &'static str, s: &str) -> Result<Self, DomainError> {
+        let s = s.trim();
+        if s.is_empty() || s.chars().count() > 100 || s.chars().any(char::is_control) {
+            return Err(DomainError::invalid(
+                field,
+                "a name has 1 to 100 characters and no control characters",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An email address, checked for its shape only (`local@domain.tld`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        let s = s.trim();
+        let shaped = s.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains('@')
+        });
+        if shaped && s.len() <= 254 && !s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(DomainError::invalid("email", format!("'{s}' is not an email address")))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An employee who may hold cards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    pub id: PersonId,
+    pub employee_number: EmployeeNumber,
+    pub given_name: PersonName,
+    pub family_name: PersonName,
+    pub email: Option<Email>,
+    pub state: PersonState,
+}
+
+impl Person {
+    pub fn display_name(&self) -> String {
+        format!("{} {}", self.given_name.as_str(), self.family_name.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_need_a_domain() {
+        assert!(Email::parse("ann@example.org").is_ok());
+        assert!(Email::parse("ann@localhost").is_err());
+        assert!(Email::parse("ann example.org").is_err());
+        assert!(Email::parse("@example.org").is_err());
+    }
+
+    #[test]
+    fn names_refuse_control_characters() {
+        assert!(PersonName::parse("given_name", "Ann\u{0}").is_err());
+        assert!(PersonName::parse("given_name", "  ").is_err());
+        assert_eq!(PersonName::parse("given_name", " Åsa ").unwrap().as_str(), "Åsa");
+    }
+}

@@ -1,0 +1,41 @@
+//! Reading and checking the audit log.
+
+use cardwright_domain::{Operator, Role};
+use cardwright_storage::audit::{self, Event, EventFilter, Verification};
+
+use crate::cards::{next_cursor, page_limit};
+use crate::persons::bad_cursor;
+use crate::{require_any, Context, ProcessError};
+
+/// A page of events for a card and/or an order, oldest first.
+pub async fn events(
+    ctx: &Context,
+    operator: &Operator,
+    card: Option<String>,
+    order: Option<String>,
+    cursor: Option<&str>,
+    limit: Option<i64>,
+) -> Result<(Vec<Event>, Option<String>), ProcessError> {
+    require_any(operator, &[Role::ServiceAdmin, Role::PolicyAdmin], "Reading the audit log")?;
+    let limit = page_limit(limit)?;
+    let after = cursor
+        .filter(|c| !c.is_empty())
+        .map(str::parse::<i64>)
+        .transpose()
+        .map_err(|_| bad_cursor())?;
+    let filter = EventFilter {
+        card: card.filter(|c| !c.is_empty()),
+        order: order.filter(|o| !o.is_empty()),
+        after,
+    };
+    let mut conn = ctx.store.reader().await?;
+    let mut page = audit::list(&mut conn, &filter, limit + 1).await?;
+    let next = next_cursor(&mut page, limit, |e| e.seq.to_string());
+    Ok((page, next))
+}
+
+/// Checks the whole hash chain.
+pub async fn verify(ctx: &Context) -> Result<Verification, ProcessError> {
+    let mut conn = ctx.store.reader().await?;
+    Ok(audit::verify(&mut conn).await?)
+}

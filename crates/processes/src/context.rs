@@ -1,0 +1,117 @@
+//! What every process runs with: the store, a clock, a source of randomness and the settings.
+
+use std::sync::{Arc, Mutex};
+
+use cardwright_domain::{TempCardOptions, Timestamp};
+use cardwright_storage::Store;
+use chrono::Utc;
+use rand::RngCore;
+
+/// Tells the time. Tests pass a [`ManualClock`] to move time on their own.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now(&self) -> Timestamp;
+}
+
+/// The operating system's clock.
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Utc::now()
+    }
+}
+
+/// A clock that stands still until told to move.
+#[derive(Debug)]
+pub struct ManualClock(Mutex<Timestamp>);
+
+impl ManualClock {
+    pub fn new(start: Timestamp) -> Self {
+        Self(Mutex::new(start))
+    }
+
+    pub fn advance(&self, by: chrono::Duration) {
+        *self.0.lock().expect("clock lock") += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().expect("clock lock")
+    }
+}
+
+/// A source of random bytes for ids and tokens.
+pub trait Entropy: Send + Sync + std::fmt::Debug {
+    fn fill(&self, buf: &mut [u8]);
+}
+
+/// The operating system's CSPRNG.
+#[derive(Debug, Default)]
+pub struct OsEntropy;
+
+impl Entropy for OsEntropy {
+    fn fill(&self, buf: &mut [u8]) {
+        rand::rngs::OsRng.fill_bytes(buf);
+    }
+}
+
+/// Login rules.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginPolicy {
+    /// Failed logins in a row before the username is locked out for a while.
+    pub max_failures: u32,
+    pub lockout: chrono::Duration,
+    /// How long a bearer token stays valid.
+    pub token_ttl: chrono::Duration,
+}
+
+impl Default for LoginPolicy {
+    fn default() -> Self {
+        Self {
+            max_failures: 5,
+            lockout: chrono::Duration::minutes(5),
+            token_ttl: chrono::Duration::hours(8),
+        }
+    }
+}
+
+/// Settings the processes read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Settings {
+    pub options: TempCardOptions,
+    pub login: LoginPolicy,
+}
+
+/// Everything a process needs from outside the domain.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub entropy: Arc<dyn Entropy>,
+    pub settings: Settings,
+}
+
+impl Context {
+    pub fn new(store: Store, clock: Arc<dyn Clock>, settings: Settings) -> Self {
+        Self {
+            store,
+            clock,
+            entropy: Arc::new(OsEntropy),
+            settings,
+        }
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Time and ten random bytes, the makings of a fresh id.
+    pub fn id_parts(&self) -> (u64, [u8; 10]) {
+        let mut random = [0u8; 10];
+        self.entropy.fill(&mut random);
+        let millis = u64::try_from(self.now().timestamp_millis()).unwrap_or(0);
+        (millis, random)
+    }
+}

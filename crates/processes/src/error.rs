@@ -1,0 +1,39 @@
+use cardwright_domain::DomainError;
+use cardwright_storage::StoreError;
+
+/// Why a process did not happen. Nothing was changed when one of these is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// The request's input is not valid.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// No valid login.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Logged in, but without the role the step needs.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The record's state or another record forbids the step.
+    #[error("{0}")]
+    Conflict(String),
+    /// Too many failed logins.
+    #[error("{0}")]
+    Throttled(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<DomainError> for ProcessError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::Invalid { .. } => ProcessError::Invalid(e.to_string()),
+            DomainError::WrongState { .. } | DomainError::Conflict(_) => {
+                ProcessError::Conflict(e.to_string())
+            }
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! TempCardsProcAbort: a requested card that will not be produced.
+
+use cardwright_domain::{CardId, Operator, ProcessName};
+use cardwright_storage::cards::CardRecord;
+
+use super::run_card_process;
+use crate::{Context, ProcessError};
+
+pub async fn abort(ctx: &Context, operator: &Operator, id: CardId) -> Result<CardRecord, ProcessError> {
+    run_card_process(ctx, operator, ProcessName::TempCardsProcAbort, id, async |_, _| {
+        Ok(serde_json::json!({}))
+    })
+    .await
+}

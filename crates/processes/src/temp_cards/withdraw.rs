@@ -1,0 +1,21 @@
+//! TempCardsProcWithdraw: the card comes back to the desk and can be handed out again.
+
+use cardwright_domain::{CardId, Operator, ProcessName};
+use cardwright_storage::cards::CardRecord;
+
+use super::run_card_process;
+use crate::{Context, ProcessError};
+
+pub async fn withdraw(
+    ctx: &Context,
+    operator: &Operator,
+    id: CardId,
+) -> Result<CardRecord, ProcessError> {
+    run_card_process(ctx, operator, ProcessName::TempCardsProcWithdraw, id, async |_, card| {
+        let details = serde_json::json!({ "holder": card.holder.map(|h| h.to_string()) });
+        card.holder = None;
+        card.valid_until = None;
+        Ok(details)
+    })
+    .await
+}

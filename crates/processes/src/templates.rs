@@ -1,0 +1,129 @@
+//! Card templates (policy administrators' master data).
+
+use cardwright_domain::template::{DEFAULT_TEMPLATE_NAME, DEFAULT_TEMPLATE_PREFIX};
+use cardwright_domain::{CardTemplate, Operator, Role, SerialPrefix, TemplateId, TemplateKind, TemplateName};
+use cardwright_storage::audit::{self, NewEvent};
+use cardwright_storage::{templates, Conn, Store, StoreError};
+
+use crate::{require_any, Actor, Context, ProcessError};
+
+/// The fields of a template, as received.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateInput {
+    pub name: String,
+    pub kind: Option<String>,
+    pub serial_prefix: String,
+    pub description: Option<String>,
+}
+
+fn build(id: TemplateId, input: &TemplateInput) -> Result<CardTemplate, ProcessError> {
+    let description = input.description.clone().unwrap_or_default();
+    if description.chars().count() > 500 {
+        return Err(ProcessError::Invalid("description: at most 500 characters".into()));
+    }
+    Ok(CardTemplate {
+        id,
+        name: TemplateName::parse(&input.name)?,
+        kind: input.kind.as_deref().map_or(Ok(TemplateKind::Temporary), str::parse)?,
+        serial_prefix: SerialPrefix::parse(&input.serial_prefix)?,
+        description,
+    })
+}
+
+fn taken(e: StoreError, t: &CardTemplate) -> ProcessError {
+    if e.is_unique_violation() {
+        ProcessError::Conflict(format!(
+            "a template named '{}' or with serial prefix '{}' exists already",
+            t.name.as_str(),
+            t.serial_prefix.as_str()
+        ))
+    } else {
+        e.into()
+    }
+}
+
+async fn audit_template(conn: &mut Conn, ctx: &Context, actor: &Actor, process: &str, t: &CardTemplate) -> Result<(), ProcessError> {
+    audit::append(
+        conn,
+        NewEvent {
+            at: ctx.now(),
+            operator: actor.audit_name(),
+            process: process.into(),
+            card: None,
+            order: None,
+            old_state: None,
+            new_state: None,
+            details: serde_json::json!({
+                "template": t.id.to_string(),
+                "name": t.name.as_str(),
+                "serial_prefix": t.serial_prefix.as_str(),
+            }),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn create(ctx: &Context, operator: &Operator, input: &TemplateInput) -> Result<CardTemplate, ProcessError> {
+    require_any(operator, &[Role::PolicyAdmin], "Editing card templates")?;
+    let (millis, random) = ctx.id_parts();
+    let template = build(TemplateId::new(millis, random), input)?;
+    let mut tx = ctx.store.begin().await?;
+    templates::insert(&mut tx, &template, ctx.now(), false)
+        .await
+        .map_err(|e| taken(e, &template))?;
+    audit_template(&mut tx, ctx, &Actor::Operator(operator.clone()), "TemplateCreate", &template).await?;
+    Store::commit(tx).await?;
+    Ok(template)
+}
+
+pub async fn update(ctx: &Context, operator: &Operator, id: &str, input: &TemplateInput) -> Result<CardTemplate, ProcessError> {
+    require_any(operator, &[Role::PolicyAdmin], "Editing card templates")?;
+    let template = build(TemplateId::parse(id)?, input)?;
+    let mut tx = ctx.store.begin().await?;
+    let existing = templates::get(&mut tx, template.id)
+        .await?
+        .ok_or_else(|| ProcessError::NotFound(format!("card template {id} not found")))?;
+    if existing.kind != template.kind {
+        return Err(ProcessError::Invalid("kind: a template's kind cannot change".into()));
+    }
+    templates::update(&mut tx, &template, ctx.now())
+        .await
+        .map_err(|e| taken(e, &template))?;
+    audit_template(&mut tx, ctx, &Actor::Operator(operator.clone()), "TemplateUpdate", &template).await?;
+    Store::commit(tx).await?;
+    Ok(template)
+}
+
+pub async fn list(ctx: &Context) -> Result<Vec<CardTemplate>, ProcessError> {
+    let mut conn = ctx.store.reader().await?;
+    Ok(templates::list(&mut conn).await?)
+}
+
+pub async fn get(ctx: &Context, name_or_id: &str) -> Result<CardTemplate, ProcessError> {
+    let mut conn = ctx.store.reader().await?;
+    templates::resolve(&mut conn, name_or_id)
+        .await?
+        .ok_or_else(|| ProcessError::NotFound(format!("card template '{name_or_id}' not found")))
+}
+
+/// Makes sure the shipped temporary card template exists; run at every start.
+pub async fn ensure_default(ctx: &Context) -> Result<(), ProcessError> {
+    let (millis, random) = ctx.id_parts();
+    let template = build(
+        TemplateId::new(millis, random),
+        &TemplateInput {
+            name: DEFAULT_TEMPLATE_NAME.into(),
+            kind: None,
+            serial_prefix: DEFAULT_TEMPLATE_PREFIX.into(),
+            description: Some("Spare badge for an employee who forgot theirs".into()),
+        },
+    )?;
+    let mut tx = ctx.store.begin().await?;
+    let exists = templates::get_by_name(&mut tx, template.name.as_str()).await?.is_some();
+    if !exists && templates::insert(&mut tx, &template, ctx.now(), true).await? {
+        audit_template(&mut tx, ctx, &Actor::System("system"), "TemplateCreate", &template).await?;
+    }
+    Store::commit(tx).await?;
+    Ok(())
+}

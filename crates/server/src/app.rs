@@ -1,0 +1,146 @@
+//! Building and running the server: store, migrations, defaults, HTTP and background jobs.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use cardwright_processes::{temp_cards, templates, Clock, Context};
+use cardwright_storage::{redact_url, Store};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+
+/// Connects to the configured database and applies pending migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let url = config.effective_database_url();
+    if url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
+    }
+    let store = Store::connect(&url)
+        .await
+        .with_context(|| format!("connecting to {}", redact_url(&url)))?;
+    let applied = store.migrate().await.context("migrating the database")?;
+    for name in applied {
+        tracing::info!(migration = %name, "applied migration");
+    }
+    Ok(store)
+}
+
+/// Opens the store and builds the processes' context.
+pub async fn context(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Context> {
+    let store = open_store(config).await?;
+    let ctx = Context::new(store, clock, config.settings()?);
+    templates::ensure_default(&ctx)
+        .await
+        .context("creating the default card template")?;
+    Ok(ctx)
+}
+
+/// A running server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub ctx: Context,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting requests, lets background jobs finish their step, and waits.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.ctx.store.close().await;
+    }
+
+    /// Waits until the server stops (on a shutdown signal).
+    pub async fn wait(self) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Starts the HTTP server and the expiry job. `shutdown_on_signal` ends them on Ctrl-C/SIGTERM.
+pub async fn start(config: &Config, clock: Arc<dyn Clock>, shutdown_on_signal: bool) -> anyhow::Result<Running> {
+    let ctx = context(config, clock).await?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let (shutdown, watch_rx) = watch::channel(false);
+    if shutdown_on_signal {
+        let tx = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            let _ = tx.send(true);
+        });
+    }
+    let router = crate::http::router(ctx.clone());
+    let mut rx = watch_rx.clone();
+    let http = tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    let expiry = tokio::spawn(expiry_job(
+        ctx.clone(),
+        Duration::from_millis(config.expiry_interval_ms),
+        watch_rx,
+    ));
+    tracing::info!(%addr, "Cardwright serving");
+    Ok(Running {
+        addr,
+        ctx,
+        shutdown,
+        tasks: vec![http, expiry],
+    })
+}
+
+/// Runs TempCardsSysExpire every `every` until shut down.
+async fn expiry_job(ctx: Context, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        match temp_cards::expire::expire_due(&ctx).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(cards = n, "expired temporary cards"),
+            Err(e) => tracing::error!(error = %e, "expiring cards failed"),
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,154 @@
+//! The `cardwright` command line.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use cardwright_domain::{Role, Roles};
+use cardwright_processes::{audit, auth, Actor, SystemClock};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+
+/// Cardwright: request, produce, assign, withdraw, extend and lock temporary ID cards.
+#[derive(Debug, Parser)]
+#[command(name = "cardwright", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the configuration and the data are; these override the file and the environment.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// TOML configuration file. Every key can also be set as CARDWRIGHT_<KEY>
+    /// (e.g. CARDWRIGHT_LISTEN, CARDWRIGHT_LOGIN_MAX_FAILURES).
+    #[arg(long, global = true, value_name = "FILE", env = "CARDWRIGHT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Folder for the SQLite database and other local files [default: data].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database: postgres://USER@HOST/DB or sqlite://PATH [default: SQLite in the data folder].
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (REST API, health and metrics) and the expiry job.
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:8080].
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Add demo data (persons, requested cards and an operator) and print how to log in.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Manage operator accounts.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+    /// Work with the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorCommand {
+    /// Add an operator. The password is read from standard input (first line).
+    ///
+    /// Example: echo 'long secret' | cardwright operator add alice --role registration-officer --password-stdin
+    Add {
+        /// Login name.
+        username: String,
+        /// production-admin, registration-officer, policy-admin or service-admin; repeat for several.
+        #[arg(long = "role", value_name = "ROLE", required = true, num_args = 1..)]
+        roles: Vec<String>,
+        /// Read the password from standard input.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// List operators and their roles.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the audit log's hash chain; exits non-zero naming the first bad event.
+    Verify,
+}
+
+impl Cli {
+    /// The configuration in force: file, then environment, then flags.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let mut config = Config::load(self.global.config.as_deref(), |k| std::env::var(k).ok())?;
+        if let Some(dir) = &self.global.data_dir {
+            config.data_dir.clone_from(dir);
+        }
+        if let Some(url) = &self.global.database_url {
+            config.database_url.clone_from(url);
+        }
+        if let Command::Serve { listen: Some(listen), .. } = &self.command {
+            config.listen.clone_from(listen);
+        }
+        config.check()?;
+        Ok(config)
+    }
+}
+
+/// Runs a command other than `serve`.
+pub async fn run_admin(cli: &Cli, config: &Config) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Serve { .. } => unreachable!("serve is run by main"),
+        Command::Migrate => {
+            let store = crate::app::open_store(config).await?;
+            println!("database is up to date");
+            store.close().await;
+        }
+        Command::Operator(OperatorCommand::Add {
+            username, roles, ..
+        }) => {
+            let roles: Roles = roles
+                .iter()
+                .flat_map(|r| r.split(','))
+                .map(str::parse::<Role>)
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut password = String::new();
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .context("reading the password from standard input")?;
+            let password = password.lines().next().unwrap_or_default().to_owned();
+            if password.is_empty() {
+                bail!("no password on standard input");
+            }
+            let ctx = crate::app::context(config, Arc::new(SystemClock)).await?;
+            let op = auth::add_operator(&ctx, &Actor::System("cli"), username, roles, &password)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("added operator {} with roles {}", op.username, op.roles.to_list());
+            ctx.store.close().await;
+        }
+        Command::Operator(OperatorCommand::List) => {
+            let ctx = crate::app::context(config, Arc::new(SystemClock)).await?;
+            for op in auth::list_operators(&ctx).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+                println!("{}\t{}", op.username, op.roles.to_list());
+            }
+            ctx.store.close().await;
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let ctx = crate::app::context(config, Arc::new(SystemClock)).await?;
+            let result = audit::verify(&ctx).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            ctx.store.close().await;
+            match result.first_bad {
+                None => println!("audit log intact: {} events verified", result.events),
+                Some((seq, reason)) => bail!("audit log broken at event {seq}: {reason}"),
+            }
+        }
+    }
+    Ok(())
+}

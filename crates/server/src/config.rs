@@ -1,0 +1,229 @@
+//! Configuration: a TOML file, every key overridable by a `CARDWRIGHT_*` environment variable,
+//! then by command-line flags. With no file at all the embedded default serves: SQLite under
+//! the data folder.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    pub listen: String,
+    /// Folder for the SQLite database and other local files.
+    pub data_dir: PathBuf,
+    /// `postgres://...` or `sqlite://...`; empty means SQLite in the data folder.
+    pub database_url: String,
+    /// How often the server looks for assignments whose validity has passed, in milliseconds.
+    pub expiry_interval_ms: u64,
+    /// `text` or `json` log lines.
+    pub log_format: String,
+    pub login: LoginConfig,
+    pub options: OptionsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginConfig {
+    /// Failed logins in a row before a username is locked out.
+    pub max_failures: u32,
+    /// How long a lockout lasts, in seconds.
+    pub lockout_secs: u64,
+    /// How long a bearer token is valid, in seconds.
+    pub token_ttl_secs: u64,
+}
+
+/// Defaults of the temporary card options.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptionsConfig {
+    pub validity_days: i64,
+    pub max_active_per_person: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("data"),
+            database_url: String::new(),
+            expiry_interval_ms: 30_000,
+            log_format: "text".into(),
+            login: LoginConfig::default(),
+            options: OptionsConfig::default(),
+        }
+    }
+}
+
+impl Default for LoginConfig {
+    fn default() -> Self {
+        Self {
+            max_failures: 5,
+            lockout_secs: 300,
+            token_ttl_secs: 8 * 3600,
+        }
+    }
+}
+
+impl Default for OptionsConfig {
+    fn default() -> Self {
+        Self {
+            validity_days: 14,
+            max_active_per_person: 1,
+        }
+    }
+}
+
+impl Config {
+    /// Reads the file (if any) and applies the environment.
+    pub fn load(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading configuration file {}", path.display()))?;
+                text.parse::<toml::Table>()
+                    .with_context(|| format!("parsing configuration file {}", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        let defaults = toml::Table::try_from(Config::default()).context("serialising defaults")?;
+        apply_env(&mut table, &defaults, "CARDWRIGHT", &env)?;
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .context("invalid configuration")?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Refuses values that cannot work, naming the key.
+    pub fn check(&self) -> anyhow::Result<()> {
+        self.listen
+            .parse::<SocketAddr>()
+            .with_context(|| format!("listen: '{}' is not an address like 127.0.0.1:8080", self.listen))?;
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            bail!("log_format: use text or json, not '{}'", self.log_format);
+        }
+        if self.expiry_interval_ms == 0 {
+            bail!("expiry_interval_ms: must be at least 1");
+        }
+        if self.login.max_failures == 0 {
+            bail!("login.max_failures: must be at least 1");
+        }
+        cardwright_domain::TempCardOptions::new(self.options.validity_days, self.options.max_active_per_person)
+            .map_err(|e| anyhow::anyhow!("options.{e}"))?;
+        Ok(())
+    }
+
+    /// The database URL in force: the configured one, or SQLite in the data folder.
+    pub fn effective_database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            cardwright_storage::Store::sqlite_url(&self.data_dir.join("cardwright.db"))
+        } else {
+            self.database_url.clone()
+        }
+    }
+
+    pub fn settings(&self) -> anyhow::Result<cardwright_processes::Settings> {
+        let secs = |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000));
+        Ok(cardwright_processes::Settings {
+            options: cardwright_domain::TempCardOptions::new(
+                self.options.validity_days,
+                self.options.max_active_per_person,
+            )?,
+            login: cardwright_processes::LoginPolicy {
+                max_failures: self.login.max_failures,
+                lockout: secs(self.login.lockout_secs),
+                token_ttl: secs(self.login.token_ttl_secs),
+            },
+        })
+    }
+}
+
+/// Overrides every key of `defaults` found in the environment: `listen` from `CARDWRIGHT_LISTEN`,
+/// `login.max_failures` from `CARDWRIGHT_LOGIN_MAX_FAILURES`, and so on.
+fn apply_env(
+    table: &mut toml::Table,
+    defaults: &toml::Table,
+    prefix: &str,
+    env: &impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<()> {
+    for (key, default) in defaults {
+        let var = format!("{prefix}_{}", key.to_ascii_uppercase());
+        if let toml::Value::Table(inner_defaults) = default {
+            let inner = table
+                .entry(key.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(inner) = inner else {
+                bail!("{key}: expected a table");
+            };
+            apply_env(inner, inner_defaults, &var, env)?;
+            continue;
+        }
+        if let Some(raw) = env(&var) {
+            let value = match default {
+                toml::Value::Integer(_) => toml::Value::Integer(
+                    raw.trim()
+                        .parse()
+                        .with_context(|| format!("{var}: '{raw}' is not a whole number"))?,
+                ),
+                toml::Value::Boolean(_) => toml::Value::Boolean(
+                    raw.trim()
+                        .parse()
+                        .with_context(|| format!("{var}: '{raw}' is not true or false"))?,
+                ),
+                _ => toml::Value::String(raw),
+            };
+            table.insert(key.clone(), value);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_file() {
+        let config = Config::load(None, |_| None).unwrap();
+        assert_eq!(config, Config::default());
+        assert!(config.effective_database_url().starts_with("sqlite://data/cardwright.db"));
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\n[login]\nmax_failures = 3\n").unwrap();
+        let env = |k: &str| match k {
+            "CARDWRIGHT_LOGIN_MAX_FAILURES" => Some("7".to_owned()),
+            "CARDWRIGHT_DATABASE_URL" => Some("postgres://db/cw".to_owned()),
+            _ => None,
+        };
+        let config = Config::load(Some(&path), env).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9000");
+        assert_eq!(config.login.max_failures, 7);
+        assert_eq!(config.database_url, "postgres://db/cw");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let env = |k: &str| (k == "CARDWRIGHT_OPTIONS_VALIDITY_DAYS").then(|| "400".to_owned());
+        let err = Config::load(None, env).unwrap_err();
+        assert!(format!("{err:#}").contains("validity_days"), "{err:#}");
+        let env = |k: &str| (k == "CARDWRIGHT_EXPIRY_INTERVAL_MS").then(|| "soon".to_owned());
+        assert!(format!("{:#}", Config::load(None, env).unwrap_err()).contains("CARDWRIGHT_EXPIRY_INTERVAL_MS"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "listn = \"127.0.0.1:9000\"\n").unwrap();
+        assert!(format!("{:#}", Config::load(Some(&path), |_| None).unwrap_err()).contains("listn"));
+    }
+}

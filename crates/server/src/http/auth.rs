@@ -1,0 +1,56 @@
+//! Login and logout.
+
+use axum::extract::State;
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use cardwright_processes::auth;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::error::ErrorBody;
+use super::extract::{bearer, ApiJson};
+use super::{ApiError, AppState};
+
+#[derive(Deserialize, ToSchema)]
+pub struct LoginBody {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LoginAnswer {
+    /// Send as `Authorization: Bearer <token>`.
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+    pub username: String,
+    pub roles: Vec<String>,
+}
+
+/// Log in; answers a bearer token. Repeated failures lock the username out for a while (429).
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginBody,
+    responses((status = 200, body = LoginAnswer), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn login(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Result<Json<LoginAnswer>, ApiError> {
+    let session = auth::login(&state.ctx, &body.username, &body.password).await?;
+    Ok(Json(LoginAnswer {
+        token: session.token,
+        expires_at: session.expires_at,
+        username: session.operator.username.as_str().to_owned(),
+        roles: session.operator.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+    }))
+}
+
+/// Log out: the token stops working.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody)))]
+pub async fn logout(State(state): State<AppState>, parts: Parts) -> Result<StatusCode, ApiError> {
+    let token = bearer(&parts).ok_or_else(|| ApiError::unauthorized("no bearer token sent"))?;
+    auth::authenticate(&state.ctx, token).await?;
+    auth::logout(&state.ctx, token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

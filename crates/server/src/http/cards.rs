@@ -1,0 +1,155 @@
+//! Temporary cards: request, search, profile and the single-card processes.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use cardwright_domain::CardId;
+use cardwright_processes::cards::{self, CardQuery};
+use cardwright_processes::temp_cards::{abort as abort_p, assign as assign_p, extend as extend_p, lock as lock_p, request, withdraw as withdraw_p};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::ErrorBody;
+use super::extract::{ApiJson, ApiQuery, Auth};
+use super::views::{CardDetail, CardList, CardView};
+use super::{ApiError, AppState};
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestCardsBody {
+    /// The template's name or id.
+    pub template: String,
+    /// How many cards, 1 to 1000.
+    pub amount: i64,
+}
+
+/// TempCardsProcRequest: create cards in state requested, each with a unique serial.
+#[utoipa::path(post, path = "/temporary-cards", tag = "cards", request_body = RequestCardsBody,
+    security(("bearer" = [])),
+    responses((status = 201, body = CardList), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn request_cards(
+    State(state): State<AppState>,
+    Auth(op): Auth,
+    ApiJson(body): ApiJson<RequestCardsBody>,
+) -> Result<(StatusCode, Json<CardList>), ApiError> {
+    let created = request::request(&state.ctx, &op, &body.template, body.amount).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CardList {
+            cards: created.into_iter().map(CardView::from).collect(),
+            next_cursor: None,
+        }),
+    ))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CardSearch {
+    /// Only cards in this state.
+    pub state: Option<String>,
+    /// Only cards of this template (name or id).
+    pub template: Option<String>,
+    /// Only cards whose serial starts with this.
+    pub serial: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Search cards, oldest first, a page at a time.
+#[utoipa::path(get, path = "/cards", tag = "cards", params(CardSearch), security(("bearer" = [])),
+    responses((status = 200, body = CardList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn list_cards(
+    State(state): State<AppState>,
+    Auth(_op): Auth,
+    ApiQuery(q): ApiQuery<CardSearch>,
+) -> Result<Json<CardList>, ApiError> {
+    let query = CardQuery {
+        state: q.state,
+        template: q.template,
+        serial: q.serial,
+        cursor: q.cursor,
+        limit: q.limit,
+    };
+    let (page, next_cursor) = cards::search(&state.ctx, &query).await?;
+    Ok(Json(CardList {
+        cards: page.into_iter().map(CardView::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// One card with the processes the caller may start on it now and its history.
+#[utoipa::path(get, path = "/cards/{id}", tag = "cards", params(("id" = String, Path, description = "card id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = CardDetail), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_card(
+    State(state): State<AppState>,
+    Auth(op): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<CardDetail>, ApiError> {
+    Ok(Json(cards::profile(&state.ctx, &op, &id).await?.into()))
+}
+
+fn card_id(id: &str) -> Result<CardId, ApiError> {
+    CardId::parse(id).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// TempCardsProcAbort: requested → aborted.
+#[utoipa::path(post, path = "/cards/{id}/abort", tag = "cards", params(("id" = String, Path, description = "card id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = CardView), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn abort(State(state): State<AppState>, Auth(op): Auth, Path(id): Path<String>) -> Result<Json<CardView>, ApiError> {
+    Ok(Json(abort_p::abort(&state.ctx, &op, card_id(&id)?).await?.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssignBody {
+    /// The person's id.
+    pub person: String,
+}
+
+/// TempCardsProcAssign: unassigned → assigned to an active person, valid for the configured days.
+#[utoipa::path(post, path = "/cards/{id}/assign", tag = "cards", params(("id" = String, Path, description = "card id")),
+    request_body = AssignBody, security(("bearer" = [])),
+    responses((status = 200, body = CardView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn assign(
+    State(state): State<AppState>,
+    Auth(op): Auth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AssignBody>,
+) -> Result<Json<CardView>, ApiError> {
+    Ok(Json(assign_p::assign(&state.ctx, &op, card_id(&id)?, &body.person).await?.into()))
+}
+
+/// TempCardsProcWithdraw: assigned or expired → unassigned; the holder is cleared.
+#[utoipa::path(post, path = "/cards/{id}/withdraw", tag = "cards", params(("id" = String, Path, description = "card id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = CardView), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn withdraw(State(state): State<AppState>, Auth(op): Auth, Path(id): Path<String>) -> Result<Json<CardView>, ApiError> {
+    Ok(Json(withdraw_p::withdraw(&state.ctx, &op, card_id(&id)?).await?.into()))
+}
+
+/// TempCardsProcExtend: valid_until moves on by the configured days.
+#[utoipa::path(post, path = "/cards/{id}/extend", tag = "cards", params(("id" = String, Path, description = "card id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = CardView), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn extend(State(state): State<AppState>, Auth(op): Auth, Path(id): Path<String>) -> Result<Json<CardView>, ApiError> {
+    Ok(Json(extend_p::extend(&state.ctx, &op, card_id(&id)?).await?.into()))
+}
+
+/// TempCardsProcLock: assigned or unassigned → locked, for good.
+#[utoipa::path(post, path = "/cards/{id}/lock", tag = "cards", params(("id" = String, Path, description = "card id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = CardView), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn lock(State(state): State<AppState>, Auth(op): Auth, Path(id): Path<String>) -> Result<Json<CardView>, ApiError> {
+    Ok(Json(lock_p::lock(&state.ctx, &op, card_id(&id)?).await?.into()))
+}

@@ -1,0 +1,111 @@
+//! Errors as the API answers them: `{"error":{"code","message"}}` with the matching status.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use cardwright_processes::ProcessError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
+    /// `conflict`, `too_many_requests`, `internal`.
+    pub code: String,
+    /// For the person reading it.
+    pub message: String,
+}
+
+/// An error on its way to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            message: message.into(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self.status {
+            StatusCode::BAD_REQUEST => "bad_request",
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::FORBIDDEN => "forbidden",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::CONFLICT => "conflict",
+            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
+            StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+            _ => "internal",
+        }
+    }
+}
+
+impl From<ProcessError> for ApiError {
+    fn from(e: ProcessError) -> Self {
+        let status = match &e {
+            ProcessError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ProcessError::NotFound(_) => StatusCode::NOT_FOUND,
+            ProcessError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ProcessError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ProcessError::Conflict(_) => StatusCode::CONFLICT,
+            ProcessError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            ProcessError::Store(_) | ProcessError::Internal(_) => {
+                // The cause chain goes to the log; the client learns only that it failed.
+                let mut chain = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    chain.push_str(": ");
+                    chain.push_str(&cause.to_string());
+                    source = cause.source();
+                }
+                tracing::error!(error = %chain, "request failed");
+                return Self {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    message: "internal error; the server log has the details".into(),
+                };
+            }
+        };
+        Self {
+            status,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.message,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: "no such resource".into(),
+    }
+}

@@ -1,0 +1,80 @@
+//! Extractors that answer bad input in the API's error shape, and the bearer-token login check.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use cardwright_domain::Operator;
+use cardwright_processes::auth;
+use serde::de::DeserializeOwned;
+
+use super::{ApiError, AppState};
+
+/// A JSON body; malformed JSON, wrong types or a missing body are 400.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::bad_request(json_message(&rejection))),
+        }
+    }
+}
+
+fn json_message(rejection: &JsonRejection) -> String {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => {
+            "send the body as JSON with Content-Type: application/json".into()
+        }
+        other => other.body_text(),
+    }
+}
+
+/// Query parameters; a value of the wrong type is 400.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::bad_request(query_message(&rejection))),
+        }
+    }
+}
+
+fn query_message(rejection: &QueryRejection) -> String {
+    rejection.body_text()
+}
+
+/// The operator behind the request's bearer token. Missing or bad tokens are 401.
+pub struct Auth(pub Operator);
+
+/// The token of a request, from `Authorization: Bearer ...`.
+pub fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Some(token) = bearer(parts) else {
+            return Err(ApiError::unauthorized(
+                "log in first: send Authorization: Bearer <token> from POST /api/v1/auth/login",
+            ));
+        };
+        Ok(Self(auth::authenticate(&state.ctx, token).await?))
+    }
+}

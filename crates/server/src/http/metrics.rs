@@ -1,0 +1,97 @@
+//! `/healthz`, `/metrics` (Prometheus text format) and the per-request log line.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use cardwright_storage::cards;
+
+use super::AppState;
+
+/// Request counters of this server process.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// (method, route, status) → (count, total seconds).
+    requests: Mutex<BTreeMap<(String, String, u16), (u64, f64)>>,
+}
+
+/// Counts and logs every request by its route pattern (never its query or headers).
+pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(req).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let status = response.status().as_u16();
+    tracing::info!(%method, %route, status, ms = elapsed * 1000.0, "request");
+    if let Ok(mut requests) = state.metrics.requests.lock() {
+        let entry = requests.entry((method, route, status)).or_default();
+        entry.0 += 1;
+        entry.1 += elapsed;
+    }
+    response
+}
+
+/// Healthy when the database answers.
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    match state.ctx.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response()
+        }
+    }
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let mut out = String::new();
+    out.push_str("# HELP cardwright_http_requests_total HTTP requests served by this process.\n");
+    out.push_str("# TYPE cardwright_http_requests_total counter\n");
+    let snapshot = state
+        .metrics
+        .requests
+        .lock()
+        .map(|r| r.clone())
+        .unwrap_or_default();
+    for ((method, route, status), (count, _)) in &snapshot {
+        let _ = writeln!(
+            out,
+            "cardwright_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {count}"
+        );
+    }
+    out.push_str("# HELP cardwright_http_request_seconds_sum Time spent serving requests.\n");
+    out.push_str("# TYPE cardwright_http_request_seconds_sum counter\n");
+    for ((method, route, status), (_, seconds)) in &snapshot {
+        let _ = writeln!(
+            out,
+            "cardwright_http_request_seconds_sum{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {seconds}"
+        );
+    }
+    let counts = match state.ctx.store.reader().await {
+        Ok(mut conn) => cards::count_by_state(&mut conn).await.ok(),
+        Err(_) => None,
+    };
+    out.push_str("# HELP cardwright_cards Temporary cards by state.\n");
+    out.push_str("# TYPE cardwright_cards gauge\n");
+    for state_name in cardwright_domain::CardState::ALL {
+        let n = counts
+            .as_ref()
+            .and_then(|c| c.iter().find(|(s, _)| *s == state_name).map(|(_, n)| *n))
+            .unwrap_or(0);
+        let _ = writeln!(out, "cardwright_cards{{state=\"{state_name}\"}} {n}");
+    }
+    let up = u8::from(counts.is_some());
+    out.push_str("# HELP cardwright_database_up Whether the last read of the database worked.\n");
+    out.push_str("# TYPE cardwright_database_up gauge\n");
+    let _ = writeln!(out, "cardwright_database_up {up}");
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}

@@ -1,0 +1,79 @@
+//! The HTTP interface: REST API under `/api/v1` with its OpenAPI document, `/healthz` and
+//! `/metrics`.
+
+mod audit;
+mod auth;
+mod cards;
+mod error;
+mod extract;
+mod metrics;
+mod openapi;
+mod persons;
+mod templates;
+mod views;
+
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+use cardwright_processes::Context;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use error::ApiError;
+pub use openapi::ApiDoc;
+
+/// What every handler gets.
+#[derive(Clone)]
+pub struct AppState {
+    pub ctx: Context,
+    pub metrics: Arc<metrics::Metrics>,
+    pub openapi: Arc<String>,
+}
+
+/// The API routes with their OpenAPI description; the document is generated from these.
+pub fn api() -> OpenApiRouter<AppState> {
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(cards::request_cards))
+        .routes(routes!(cards::list_cards))
+        .routes(routes!(cards::get_card))
+        .routes(routes!(cards::abort))
+        .routes(routes!(cards::assign))
+        .routes(routes!(cards::withdraw))
+        .routes(routes!(cards::extend))
+        .routes(routes!(cards::lock))
+        .routes(routes!(persons::list_persons, persons::create_person))
+        .routes(routes!(persons::get_person))
+        .routes(routes!(templates::list_templates, templates::create_template))
+        .routes(routes!(templates::get_template, templates::update_template))
+        .routes(routes!(audit::list_events));
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)
+}
+
+/// The OpenAPI document as served.
+pub fn openapi_json() -> String {
+    let (_, spec) = api().split_for_parts();
+    spec.to_pretty_json().expect("the OpenAPI document serialises")
+}
+
+/// The whole application.
+pub fn router(ctx: Context) -> Router {
+    let (api, spec) = api().split_for_parts();
+    let state = AppState {
+        ctx,
+        metrics: Arc::new(metrics::Metrics::default()),
+        openapi: Arc::new(spec.to_pretty_json().expect("the OpenAPI document serialises")),
+    };
+    api.route("/api/v1/openapi.json", get(openapi::serve))
+        .route("/healthz", get(metrics::healthz))
+        .route("/metrics", get(metrics::metrics))
+        .fallback(error::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::observe,
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,81 @@
+//! Persons.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use cardwright_processes::persons::{self, NewPerson};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::error::ErrorBody;
+use super::extract::{ApiJson, ApiQuery, Auth};
+use super::views::{CardView, NewPersonBody, PersonDetail, PersonList, PersonView};
+use super::{ApiError, AppState};
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PersonSearch {
+    /// Text found in the employee number, a name or the email (any case).
+    pub q: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// Search persons.
+#[utoipa::path(get, path = "/persons", tag = "persons", params(PersonSearch), security(("bearer" = [])),
+    responses((status = 200, body = PersonList), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_persons(
+    State(state): State<AppState>,
+    Auth(op): Auth,
+    ApiQuery(q): ApiQuery<PersonSearch>,
+) -> Result<Json<PersonList>, ApiError> {
+    let limit = cardwright_processes::cards::page_limit(q.limit)?;
+    let (page, next_cursor) = persons::search(&state.ctx, &op, q.q.as_deref(), q.cursor.as_deref(), limit).await?;
+    Ok(Json(PersonList {
+        persons: page.into_iter().map(PersonView::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// Create a person.
+#[utoipa::path(post, path = "/persons", tag = "persons", request_body = NewPersonBody, security(("bearer" = [])),
+    responses((status = 201, body = PersonView), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_person(
+    State(state): State<AppState>,
+    Auth(op): Auth,
+    ApiJson(body): ApiJson<NewPersonBody>,
+) -> Result<(StatusCode, Json<PersonView>), ApiError> {
+    let person = persons::create(
+        &state.ctx,
+        &op,
+        NewPerson {
+            employee_number: body.employee_number,
+            given_name: body.given_name,
+            family_name: body.family_name,
+            email: body.email,
+            state: body.state,
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(person.into())))
+}
+
+/// One person with their temporary cards.
+#[utoipa::path(get, path = "/persons/{id}", tag = "persons", params(("id" = String, Path, description = "person id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = PersonDetail), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_person(
+    State(state): State<AppState>,
+    Auth(op): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<PersonDetail>, ApiError> {
+    let person = persons::get(&state.ctx, &op, &id).await?;
+    let cards = cardwright_processes::cards::of_person(&state.ctx, person.id).await?;
+    Ok(Json(PersonDetail {
+        person: person.into(),
+        cards: cards.into_iter().map(CardView::from).collect(),
+    }))
+}

@@ -1,0 +1,61 @@
+//! Card templates.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use cardwright_processes::templates;
+
+use super::error::ErrorBody;
+use super::extract::{ApiJson, Auth};
+use super::views::{TemplateBody, TemplateList, TemplateView};
+use super::{ApiError, AppState};
+
+/// All card templates.
+#[utoipa::path(get, path = "/card-templates", tag = "templates", security(("bearer" = [])),
+    responses((status = 200, body = TemplateList), (status = 401, body = ErrorBody)))]
+pub async fn list_templates(State(state): State<AppState>, Auth(_op): Auth) -> Result<Json<TemplateList>, ApiError> {
+    let all = templates::list(&state.ctx).await?;
+    Ok(Json(TemplateList {
+        templates: all.into_iter().map(TemplateView::from).collect(),
+    }))
+}
+
+/// Create a card template (policy-admin).
+#[utoipa::path(post, path = "/card-templates", tag = "templates", request_body = TemplateBody, security(("bearer" = [])),
+    responses((status = 201, body = TemplateView), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_template(
+    State(state): State<AppState>,
+    Auth(op): Auth,
+    ApiJson(body): ApiJson<TemplateBody>,
+) -> Result<(StatusCode, Json<TemplateView>), ApiError> {
+    let t = templates::create(&state.ctx, &op, &body.into()).await?;
+    Ok((StatusCode::CREATED, Json(t.into())))
+}
+
+/// One card template, by name or id.
+#[utoipa::path(get, path = "/card-templates/{id}", tag = "templates",
+    params(("id" = String, Path, description = "template id or name")), security(("bearer" = [])),
+    responses((status = 200, body = TemplateView), (status = 404, body = ErrorBody)))]
+pub async fn get_template(
+    State(state): State<AppState>,
+    Auth(_op): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<TemplateView>, ApiError> {
+    Ok(Json(templates::get(&state.ctx, &id).await?.into()))
+}
+
+/// Change a card template's name, serial prefix or description (policy-admin). Cards made
+/// before keep their serials.
+#[utoipa::path(put, path = "/card-templates/{id}", tag = "templates",
+    params(("id" = String, Path, description = "template id")), request_body = TemplateBody, security(("bearer" = [])),
+    responses((status = 200, body = TemplateView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn update_template(
+    State(state): State<AppState>,
+    Auth(op): Auth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<TemplateBody>,
+) -> Result<Json<TemplateView>, ApiError> {
+    Ok(Json(templates::update(&state.ctx, &op, &id, &body.into()).await?.into()))
+}

@@ -1,0 +1,254 @@
+//! What the API sends and receives. Built from domain and storage records at the edge, so no
+//! stored type renders itself as JSON.
+
+use cardwright_domain::{CardTemplate, Person, ProcessDef};
+use chrono::{DateTime, Utc};
+use cardwright_processes::cards::CardProfile;
+use cardwright_storage::audit::Event;
+use cardwright_storage::cards::CardRecord;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TemplateRef {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HolderRef {
+    pub id: String,
+    pub employee_number: String,
+    pub name: String,
+}
+
+/// A temporary card.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CardView {
+    pub id: String,
+    /// The number printed on the card.
+    pub serial: String,
+    pub template: TemplateRef,
+    /// requested, aborted, failed, unassigned, assigned, expired or locked.
+    pub state: String,
+    pub holder: Option<HolderRef>,
+    pub valid_until: Option<DateTime<Utc>>,
+    pub encoded: bool,
+    pub batch_order: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<CardRecord> for CardView {
+    fn from(r: CardRecord) -> Self {
+        Self {
+            id: r.card.id.to_string(),
+            serial: r.card.serial.to_string(),
+            template: TemplateRef {
+                id: r.card.template.to_string(),
+                name: r.template_name,
+            },
+            state: r.card.state.as_str().to_owned(),
+            holder: r.holder.map(|h| HolderRef {
+                id: h.id.to_string(),
+                employee_number: h.employee_number,
+                name: h.name,
+            }),
+            valid_until: r.card.valid_until,
+            encoded: r.card.encoded,
+            batch_order: r.card.batch_order.map(|o| o.to_string()),
+            created_at: r.card.created_at,
+            updated_at: r.card.updated_at,
+        }
+    }
+}
+
+/// A process the caller may start on the card now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProcessView {
+    /// Symbolic name, e.g. `TempCardsProcAssign`.
+    pub name: String,
+    pub title: String,
+    /// The path that starts it.
+    pub path: String,
+    /// The state the card ends in.
+    pub end_state: String,
+}
+
+impl ProcessView {
+    fn new(def: &ProcessDef, card_id: &str) -> Self {
+        Self {
+            name: def.name.as_str().to_owned(),
+            title: def.title.to_owned(),
+            path: format!("/api/v1/cards/{card_id}/{}", def.action),
+            end_state: def.to.as_str().to_owned(),
+        }
+    }
+}
+
+/// A card with the processes allowed now and its history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CardDetail {
+    #[serde(flatten)]
+    pub card: CardView,
+    pub processes: Vec<ProcessView>,
+    pub history: Vec<EventView>,
+}
+
+impl From<CardProfile> for CardDetail {
+    fn from(p: CardProfile) -> Self {
+        let id = p.record.card.id.to_string();
+        Self {
+            processes: p.processes.iter().map(|d| ProcessView::new(d, &id)).collect(),
+            history: p.history.into_iter().map(EventView::from).collect(),
+            card: p.record.into(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CardList {
+    pub cards: Vec<CardView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// An audit event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventView {
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub operator: String,
+    pub process: String,
+    pub card: Option<String>,
+    pub order: Option<String>,
+    pub old_state: Option<String>,
+    pub new_state: Option<String>,
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+    /// This event's link in the hash chain.
+    pub hash: String,
+}
+
+impl From<Event> for EventView {
+    fn from(e: Event) -> Self {
+        Self {
+            details: serde_json::from_str(&e.details).unwrap_or(serde_json::Value::String(e.details)),
+            seq: e.seq,
+            at: e.at,
+            operator: e.operator,
+            process: e.process,
+            card: e.card,
+            order: e.order,
+            old_state: e.old_state,
+            new_state: e.new_state,
+            hash: e.hash,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventList {
+    pub events: Vec<EventView>,
+    pub next_cursor: Option<String>,
+}
+
+/// A person who may hold cards.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PersonView {
+    pub id: String,
+    pub employee_number: String,
+    pub given_name: String,
+    pub family_name: String,
+    pub email: Option<String>,
+    /// active or inactive.
+    pub state: String,
+}
+
+impl From<Person> for PersonView {
+    fn from(p: Person) -> Self {
+        Self {
+            id: p.id.to_string(),
+            employee_number: p.employee_number.as_str().to_owned(),
+            given_name: p.given_name.as_str().to_owned(),
+            family_name: p.family_name.as_str().to_owned(),
+            email: p.email.map(|e| e.as_str().to_owned()),
+            state: p.state.as_str().to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PersonList {
+    pub persons: Vec<PersonView>,
+    pub next_cursor: Option<String>,
+}
+
+/// A person with their cards.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PersonDetail {
+    #[serde(flatten)]
+    pub person: PersonView,
+    pub cards: Vec<CardView>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPersonBody {
+    pub employee_number: String,
+    pub given_name: String,
+    pub family_name: String,
+    pub email: Option<String>,
+    /// active (default) or inactive.
+    pub state: Option<String>,
+}
+
+/// A card template.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TemplateView {
+    pub id: String,
+    pub name: String,
+    /// temporary.
+    pub kind: String,
+    pub serial_prefix: String,
+    pub description: String,
+}
+
+impl From<CardTemplate> for TemplateView {
+    fn from(t: CardTemplate) -> Self {
+        Self {
+            id: t.id.to_string(),
+            name: t.name.as_str().to_owned(),
+            kind: t.kind.as_str().to_owned(),
+            serial_prefix: t.serial_prefix.as_str().to_owned(),
+            description: t.description,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TemplateList {
+    pub templates: Vec<TemplateView>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateBody {
+    pub name: String,
+    /// temporary (default).
+    pub kind: Option<String>,
+    /// 1 to 12 upper-case letters, digits or dashes; unique.
+    pub serial_prefix: String,
+    pub description: Option<String>,
+}
+
+impl From<TemplateBody> for cardwright_processes::templates::TemplateInput {
+    fn from(b: TemplateBody) -> Self {
+        Self {
+            name: b.name,
+            kind: b.kind,
+            serial_prefix: b.serial_prefix,
+            description: b.description,
+        }
+    }
+}

@@ -1,0 +1,52 @@
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use cardwright::cli::{run_admin, Cli, Command};
+use cardwright::config::Config;
+use cardwright_processes::SystemClock;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(config: &Config) {
+    let filter = EnvFilter::try_from_env("CARDWRIGHT_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    if config.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config()?;
+    init_logging(&config);
+    match &cli.command {
+        Command::Serve { demo, .. } => {
+            let running = cardwright::app::start(&config, Arc::new(SystemClock), true).await?;
+            if *demo {
+                cardwright::demo::seed(&running.ctx, &running.addr.to_string())
+                    .await
+                    .context("seeding demo data")?;
+            }
+            println!("Cardwright listening on http://{}", running.addr);
+            running.wait().await;
+            Ok(())
+        }
+        _ => run_admin(&cli, &config).await,
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

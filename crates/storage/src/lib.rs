@@ -1,0 +1,168 @@
+//! Cardwright's storage adapter.
+//!
+//! One schema and one migration history serve SQLite (the embedded default) and PostgreSQL. Every
+//! write happens inside a transaction the caller opens with [`Store::begin`] and passes down, so a
+//! process's state change and its audit event commit together or not at all.
+
+pub mod audit;
+pub mod cards;
+mod error;
+mod migrations;
+pub mod operators;
+pub mod persons;
+mod sql;
+pub mod templates;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+pub use error::StoreError;
+pub use sql::{from_micros, to_micros};
+
+/// A connection inside a transaction, passed to every storage function.
+pub type Conn = sqlx::AnyConnection;
+/// An open transaction.
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// Which database a store talks to. The SQL is shared; only locking differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// The suffix that locks selected rows until the transaction ends. SQLite needs none: a
+    /// write transaction there holds the whole database.
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+}
+
+/// The database behind Cardwright.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+impl Store {
+    /// Connects to `sqlite://PATH` or `postgres://...`. A SQLite file is created when missing.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let dialect = if url.starts_with("sqlite:") {
+            Dialect::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Dialect::Postgres
+        } else {
+            return Err(StoreError::Config(format!(
+                "unsupported database URL '{}': use sqlite://PATH or postgres://...",
+                redact_url(url)
+            )));
+        };
+        let mut options = AnyConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Config(format!("bad database URL: {e}")))?;
+        options = options.disable_statement_logging();
+        let pool = match dialect {
+            // SQLite takes one writer at a time; one connection per process keeps every
+            // transaction free of lock upgrades, and WAL lets other processes read meanwhile.
+            Dialect::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await?
+            }
+            Dialect::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(options)
+                    .await?
+            }
+        };
+        Ok(Self { pool, dialect })
+    }
+
+    /// The SQLite URL for a database file, creating it when missing.
+    pub fn sqlite_url(path: &std::path::Path) -> String {
+        format!("sqlite://{}?mode=rwc", path.display())
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Applies every migration not yet applied. Safe when several servers start at once: they
+    /// take turns on a database lock and the later ones find nothing left to do.
+    pub async fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        migrations::run(&self.pool, self.dialect).await
+    }
+
+    /// Opens a transaction.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Commits a transaction opened with [`Store::begin`].
+    pub async fn commit(tx: Tx) -> Result<(), StoreError> {
+        Ok(tx.commit().await?)
+    }
+
+    /// A connection for reads that need no transaction.
+    pub async fn reader(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, StoreError> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        conn.execute("SELECT 1").await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// The URL without its password, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            super::redact_url("postgres://cw:secret@db:5432/cw"),
+            "postgres://cw:***@db:5432/cw"
+        );
+        assert_eq!(super::redact_url("sqlite://data/cw.db"), "sqlite://data/cw.db");
+    }
+}
