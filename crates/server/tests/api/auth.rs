@@ -1,0 +1,60 @@
+//! Logins, tokens and the failed-login lockout.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{spawn_app, Db, PASSWORD};
+use crate::on_both_databases;
+
+on_both_databases!(repeated_failures_lock_the_username_out, tokens_expire_and_logout_ends_them);
+
+async fn login(app: &crate::helpers::TestApp, username: &str, password: &str) -> crate::helpers::Answer {
+    app.call(
+        Method::POST,
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"username": username, "password": password})),
+    )
+    .await
+}
+
+async fn repeated_failures_lock_the_username_out(db: Db) {
+    let app = spawn_app(db).await;
+    let ok = login(&app, "officer", PASSWORD).await;
+    assert_eq!(ok.status, StatusCode::OK, "{ok:?}");
+    assert_eq!(ok.body["roles"], json!(["registration-officer"]));
+    for _ in 0..5 {
+        let bad = login(&app, "officer", "not the password").await;
+        assert_eq!(bad.status, StatusCode::UNAUTHORIZED, "{bad:?}");
+        assert_eq!(bad.body["error"]["message"], "invalid username or password");
+    }
+    let locked = login(&app, "officer", PASSWORD).await;
+    assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS, "the right password must wait: {locked:?}");
+    // Other users are not affected, and unknown names fail like wrong passwords.
+    assert_eq!(login(&app, "auditor", PASSWORD).await.status, StatusCode::OK);
+    assert_eq!(login(&app, "nobody", PASSWORD).await.status, StatusCode::UNAUTHORIZED);
+    app.clock.advance(chrono::Duration::minutes(6));
+    assert_eq!(login(&app, "officer", PASSWORD).await.status, StatusCode::OK);
+    let malformed = app
+        .client
+        .post(format!("{}/api/v1/auth/login", app.base))
+        .header("Content-Type", "application/json")
+        .body("{\"username\": 1}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+}
+
+async fn tokens_expire_and_logout_ends_them(db: Db) {
+    let app = spawn_app(db).await;
+    assert_eq!(app.get("/api/v1/cards", &app.auditor).await.status, StatusCode::OK);
+    let logout = app.call(Method::POST, "/api/v1/auth/logout", Some(&app.auditor), None).await;
+    assert_eq!(logout.status, StatusCode::NO_CONTENT, "{logout:?}");
+    assert_eq!(app.get("/api/v1/cards", &app.auditor).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.get("/api/v1/cards", &app.officer).await.status, StatusCode::OK);
+    app.clock.advance(chrono::Duration::days(31));
+    let expired = app.get("/api/v1/cards", &app.officer).await;
+    assert_eq!(expired.status, StatusCode::UNAUTHORIZED, "{expired:?}");
+    assert!(expired.body["error"]["message"].as_str().unwrap().contains("expired"));
+}

@@ -1,0 +1,279 @@
+//! The test harness: a server on port 0 with a fresh database per test, a clock the test moves,
+//! and logged-in operators for each role.
+
+use std::sync::Arc;
+
+use cardwright::app::{self, Running};
+use cardwright::config::Config;
+use cardwright_domain::{Role, Roles};
+use cardwright_processes::{auth, Actor, ManualClock};
+use chrono::TimeZone;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use sqlx::{Connection, Executor};
+
+/// Which database a test runs on.
+#[derive(Debug, Clone)]
+pub enum Db {
+    Sqlite,
+    /// The server URL from TEST_DATABASE_URL.
+    Postgres(String),
+}
+
+/// PostgreSQL for this test, if TEST_DATABASE_URL is set. In CI its absence fails the test.
+pub fn postgres() -> Option<Db> {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(Db::Postgres(url)),
+        _ => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "TEST_DATABASE_URL must be set in CI: the PostgreSQL suite may not be skipped"
+            );
+            eprintln!("TEST_DATABASE_URL is not set: skipping the PostgreSQL variant");
+            None
+        }
+    }
+}
+
+/// Runs each named `async fn(Db)` once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Db::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(db) = $crate::helpers::postgres() {
+                        super::$name(db).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A running server and what a test needs to talk to it.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub clock: Arc<ManualClock>,
+    pub config: Config,
+    /// The database URL the server uses (with its own schema on PostgreSQL).
+    pub database_url: String,
+    /// Tokens of operators with exactly one role each, and of one with every role.
+    pub officer: String,
+    pub producer: String,
+    pub auditor: String,
+    pub policy: String,
+    running: Option<Running>,
+    _dir: tempfile::TempDir,
+}
+
+/// The shape of an answer a test looks at.
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.body)
+    }
+}
+
+/// A database of its own for one test: SQLite in a temp folder, or a fresh PostgreSQL schema.
+pub async fn fresh_database(db: &Db, dir: &std::path::Path) -> String {
+    match db {
+        Db::Sqlite => String::new(),
+        Db::Postgres(url) => {
+            let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = sqlx::PgConnection::connect(url).await.expect("connect to TEST_DATABASE_URL");
+            conn.execute(format!("CREATE SCHEMA {schema}").as_str())
+                .await
+                .expect("create test schema");
+            conn.close().await.ok();
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let _ = dir;
+            format!("{url}{sep}options=-c%20search_path%3D{schema}")
+        }
+    }
+}
+
+/// Starts a server on a fresh database.
+pub async fn spawn_app(db: Db) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database_url = fresh_database(&db, dir.path()).await;
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.path().join("data"),
+        database_url,
+        expiry_interval_ms: 50,
+        // Tests move the clock by days; tokens last a month so they outlive that.
+        login: cardwright::config::LoginConfig {
+            token_ttl_secs: 30 * 24 * 3600,
+            ..cardwright::config::LoginConfig::default()
+        },
+        ..Config::default()
+    };
+    let clock = Arc::new(ManualClock::new(
+        chrono::Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap(),
+    ));
+    let running = app::start(&config, clock.clone(), false).await.expect("server starts");
+    let base = format!("http://{}", running.addr);
+    let ctx = running.ctx.clone();
+    let client = reqwest::Client::new();
+    let mut tokens = Vec::new();
+    for (name, roles) in [
+        ("officer", vec![Role::RegistrationOfficer]),
+        ("producer", vec![Role::ProductionAdmin]),
+        ("auditor", vec![Role::ServiceAdmin]),
+        ("policy", vec![Role::PolicyAdmin]),
+    ] {
+        auth::add_operator(&ctx, &Actor::System("test"), name, roles.into_iter().collect::<Roles>(), PASSWORD)
+            .await
+            .expect("add operator");
+        let answer: Value = client
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&serde_json::json!({"username": name, "password": PASSWORD}))
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("login answer");
+        tokens.push(answer["token"].as_str().expect("token").to_owned());
+    }
+    let database_url = config.effective_database_url();
+    TestApp {
+        base,
+        client,
+        clock,
+        config,
+        database_url,
+        policy: tokens.pop().unwrap(),
+        auditor: tokens.pop().unwrap(),
+        producer: tokens.pop().unwrap(),
+        officer: tokens.pop().unwrap(),
+        running: Some(running),
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    /// Sends a request with an optional token and JSON body.
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.expect("request sent");
+        let status = res.status();
+        let text = res.text().await.expect("body read");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Answer { status, body }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Answer {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Answer {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    /// Requests `amount` temporary cards of the default template and returns them.
+    pub async fn request_cards(&self, amount: i64) -> Vec<Value> {
+        let answer = self
+            .post(
+                "/api/v1/temporary-cards",
+                &self.officer,
+                serde_json::json!({"template": "Temporary card", "amount": amount}),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{answer:?}");
+        answer.body["cards"].as_array().expect("cards").clone()
+    }
+
+    pub async fn card(&self, id: &str) -> Value {
+        let answer = self.get(&format!("/api/v1/cards/{id}"), &self.officer).await;
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+        answer.body
+    }
+
+    /// Creates an active person and returns its id.
+    pub async fn person(&self, employee_number: &str) -> String {
+        let answer = self
+            .post(
+                "/api/v1/persons",
+                &self.officer,
+                serde_json::json!({
+                    "employee_number": employee_number,
+                    "given_name": "Test",
+                    "family_name": format!("Person {employee_number}"),
+                    "email": format!("{}@example.com", employee_number.to_lowercase()),
+                }),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{answer:?}");
+        answer.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Runs SQL on the server's database directly (to stage states or tamper with data).
+    pub async fn sql(&self, statement: &str) -> u64 {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.database_url).await.expect("connect");
+        let done = conn.execute(statement).await.expect("statement runs");
+        conn.close().await.ok();
+        done.rows_affected()
+    }
+
+    /// Puts a card into `unassigned` as production would; the API has no shortcut for it.
+    pub async fn produce(&self, id: &str) {
+        let n = self
+            .sql(&format!("UPDATE cards SET state = 'unassigned' WHERE id = '{id}' AND state = 'requested'"))
+            .await;
+        assert_eq!(n, 1, "card {id} was not requested");
+    }
+
+    /// A requested card already put into unassigned.
+    pub async fn unassigned_card(&self) -> String {
+        let card = self.request_cards(1).await.remove(0);
+        let id = card["id"].as_str().unwrap().to_owned();
+        self.produce(&id).await;
+        id
+    }
+
+    /// Stops the server and keeps the database (for command-line checks).
+    pub async fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+    }
+}
+
+/// The numbers of audit events, by process name, that mention `card`.
+pub fn history_processes(card: &Value) -> Vec<String> {
+    card["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|e| e["process"].as_str().unwrap().to_owned())
+        .collect()
+}

@@ -1,0 +1,9 @@
+//! Integration tests over HTTP against a real server, on SQLite and on PostgreSQL.
+
+mod helpers;
+
+mod audit;
+mod auth;
+mod cards;
+mod masterdata;
+mod openapi;
