@@ -85,7 +85,8 @@ impl Serial {
     /// Accepts a stored or searched serial: 1 to 40 letters, digits or dashes.
     pub fn parse(s: &str) -> Result<Self, DomainError> {
         let s = s.trim();
-        if s.is_empty() || s.len() > 40 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        if s.is_empty() || s.len() > 40 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
             return Err(DomainError::invalid(
                 "serial",
                 "a serial has 1 to 40 letters, digits or dashes",

@@ -6,7 +6,10 @@ use crate::catalog::ProcessName;
 pub enum DomainError {
     /// A value from outside did not parse.
     #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     /// The process is not allowed in the card's current state.
     #[error("{process} is not allowed on a card in state {state}; it needs state {allowed}")]
     WrongState {

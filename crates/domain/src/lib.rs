@@ -19,7 +19,7 @@ pub use ids::{BatchOrderId, CardId, OperatorId, PersonId, TemplateId};
 pub use operator::{Operator, Role, Roles, Username};
 pub use options::TempCardOptions;
 pub use person::{Email, EmployeeNumber, Person, PersonName, PersonState};
-pub use template::{CardTemplate, TemplateKind, TemplateName, SerialPrefix};
+pub use template::{CardTemplate, SerialPrefix, TemplateKind, TemplateName};
 
 /// The point in time every rule is evaluated at.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

@@ -142,7 +142,10 @@ pub fn check_new_password(password: &str) -> Result<(), DomainError> {
         ));
     }
     if password.len() > 1024 {
-        return Err(DomainError::invalid("password", "a password has at most 1024 bytes"));
+        return Err(DomainError::invalid(
+            "password",
+            "a password has at most 1024 bytes",
+        ));
     }
     Ok(())
 }

@@ -102,7 +102,10 @@ impl Email {
         if shaped && s.len() <= 254 && !s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             Ok(Self(s.to_owned()))
         } else {
-            Err(DomainError::invalid("email", format!("'{s}' is not an email address")))
+            Err(DomainError::invalid(
+                "email",
+                format!("'{s}' is not an email address"),
+            ))
         }
     }
 
@@ -144,6 +147,9 @@ mod tests {
     fn names_refuse_control_characters() {
         assert!(PersonName::parse("given_name", "Ann\u{0}").is_err());
         assert!(PersonName::parse("given_name", "  ").is_err());
-        assert_eq!(PersonName::parse("given_name", " Åsa ").unwrap().as_str(), "Åsa");
+        assert_eq!(
+            PersonName::parse("given_name", " Åsa ").unwrap().as_str(),
+            "Åsa"
+        );
     }
 }

@@ -69,7 +69,8 @@ impl SerialPrefix {
     pub fn parse(s: &str) -> Result<Self, DomainError> {
         let s = s.trim();
         if (1..=12).contains(&s.len())
-            && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-')
+            && s.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-')
         {
             Ok(Self(s.to_owned()))
         } else {

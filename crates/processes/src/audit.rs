@@ -16,7 +16,11 @@ pub async fn events(
     cursor: Option<&str>,
     limit: Option<i64>,
 ) -> Result<(Vec<Event>, Option<String>), ProcessError> {
-    require_any(operator, &[Role::ServiceAdmin, Role::PolicyAdmin], "Reading the audit log")?;
+    require_any(
+        operator,
+        &[Role::ServiceAdmin, Role::PolicyAdmin],
+        "Reading the audit log",
+    )?;
     let limit = page_limit(limit)?;
     let after = cursor
         .filter(|c| !c.is_empty())

@@ -29,7 +29,8 @@ async fn hash_password(ctx: &Context, password: String) -> Result<String, Proces
     let mut salt = [0u8; 16];
     ctx.entropy.fill(&mut salt);
     tokio::task::spawn_blocking(move || {
-        let salt = SaltString::encode_b64(&salt).map_err(|e| ProcessError::Internal(e.to_string()))?;
+        let salt =
+            SaltString::encode_b64(&salt).map_err(|e| ProcessError::Internal(e.to_string()))?;
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
@@ -67,7 +68,9 @@ pub async fn add_operator(
 ) -> Result<Operator, ProcessError> {
     let username = Username::parse(username)?;
     if roles.is_empty() {
-        return Err(ProcessError::Invalid("an operator needs at least one role".into()));
+        return Err(ProcessError::Invalid(
+            "an operator needs at least one role".into(),
+        ));
     }
     check_new_password(password)?;
     let hash = hash_password(ctx, password.to_owned()).await?;
@@ -100,7 +103,7 @@ pub async fn add_operator(
             new_state: None,
             details: serde_json::json!({
                 "operator": operator.username.as_str(),
-                "roles": operator.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                "roles": operator.roles.iter().map(cardwright_domain::Role::as_str).collect::<Vec<_>>(),
             }),
         },
     )
@@ -185,7 +188,11 @@ pub async fn authenticate(ctx: &Context, token: &str) -> Result<Operator, Proces
     let mut conn = ctx.store.reader().await?;
     operators::session_operator(&mut conn, &hash_token(token), ctx.now())
         .await?
-        .ok_or_else(|| ProcessError::Unauthenticated("the token is unknown or has expired; log in again".into()))
+        .ok_or_else(|| {
+            ProcessError::Unauthenticated(
+                "the token is unknown or has expired; log in again".into(),
+            )
+        })
 }
 
 /// Ends the session of a token.

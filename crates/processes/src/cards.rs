@@ -26,7 +26,11 @@ pub fn page_limit(limit: Option<i64>) -> Result<u32, ProcessError> {
 }
 
 /// Trims a page read with one extra row and returns the next page's cursor if there is one.
-pub(crate) fn next_cursor<T>(page: &mut Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Option<String> {
+pub(crate) fn next_cursor<T>(
+    page: &mut Vec<T>,
+    limit: u32,
+    key: impl Fn(&T) -> String,
+) -> Option<String> {
     if page.len() > limit as usize {
         page.truncate(limit as usize);
         page.last().map(key)
@@ -46,7 +50,10 @@ pub struct CardQuery {
 }
 
 /// A page of cards and the cursor of the next one. Any logged-in operator may search.
-pub async fn search(ctx: &Context, q: &CardQuery) -> Result<(Vec<CardRecord>, Option<String>), ProcessError> {
+pub async fn search(
+    ctx: &Context,
+    q: &CardQuery,
+) -> Result<(Vec<CardRecord>, Option<String>), ProcessError> {
     let limit = page_limit(q.limit)?;
     let mut conn = ctx.store.reader().await?;
     let template = match q.template.as_deref().filter(|t| !t.is_empty()) {
@@ -66,7 +73,12 @@ pub async fn search(ctx: &Context, q: &CardQuery) -> Result<(Vec<CardRecord>, Op
             .map(str::parse::<CardState>)
             .transpose()?,
         template,
-        serial_prefix: q.serial.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned),
+        serial_prefix: q
+            .serial
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
         holder: None,
         after: q
             .cursor
@@ -89,7 +101,11 @@ pub struct CardProfile {
     pub history: Vec<Event>,
 }
 
-pub async fn profile(ctx: &Context, operator: &Operator, id: &str) -> Result<CardProfile, ProcessError> {
+pub async fn profile(
+    ctx: &Context,
+    operator: &Operator,
+    id: &str,
+) -> Result<CardProfile, ProcessError> {
     let id = CardId::parse(id)?;
     let mut conn = ctx.store.reader().await?;
     let record = cards::get(&mut conn, id)
@@ -112,7 +128,10 @@ pub async fn profile(ctx: &Context, operator: &Operator, id: &str) -> Result<Car
 }
 
 /// Cards a person holds or held, newest last.
-pub async fn of_person(ctx: &Context, person: cardwright_domain::PersonId) -> Result<Vec<CardRecord>, ProcessError> {
+pub async fn of_person(
+    ctx: &Context,
+    person: cardwright_domain::PersonId,
+) -> Result<Vec<CardRecord>, ProcessError> {
     let mut conn = ctx.store.reader().await?;
     Ok(cards::list(
         &mut conn,

@@ -10,7 +10,9 @@ pub mod persons;
 pub mod temp_cards;
 pub mod templates;
 
-pub use context::{Clock, Context, Entropy, LoginPolicy, ManualClock, OsEntropy, Settings, SystemClock};
+pub use context::{
+    Clock, Context, Entropy, LoginPolicy, ManualClock, OsEntropy, Settings, SystemClock,
+};
 pub use error::ProcessError;
 
 use cardwright_domain::{Operator, ProcessName, Role};
@@ -39,7 +41,11 @@ pub fn require_any(actor: &Operator, roles: &[Role], what: &str) -> Result<(), P
     } else {
         Err(ProcessError::Forbidden(format!(
             "{what} needs the role {}",
-            roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(" or ")
+            roles
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(" or ")
         )))
     }
 }

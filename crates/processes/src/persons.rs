@@ -1,6 +1,8 @@
 //! Persons: the employees who hold cards (registration officers' master data).
 
-use cardwright_domain::{Email, EmployeeNumber, Operator, Person, PersonId, PersonName, PersonState, Role};
+use cardwright_domain::{
+    Email, EmployeeNumber, Operator, Person, PersonId, PersonName, PersonState, Role,
+};
 use cardwright_storage::audit::{self, NewEvent};
 use cardwright_storage::{persons, Store};
 
@@ -16,7 +18,11 @@ pub struct NewPerson {
     pub state: Option<String>,
 }
 
-pub async fn create(ctx: &Context, operator: &Operator, new: NewPerson) -> Result<Person, ProcessError> {
+pub async fn create(
+    ctx: &Context,
+    operator: &Operator,
+    new: NewPerson,
+) -> Result<Person, ProcessError> {
     require_any(operator, &[Role::RegistrationOfficer], "Creating persons")?;
     let (millis, random) = ctx.id_parts();
     let person = Person {
@@ -30,7 +36,10 @@ pub async fn create(ctx: &Context, operator: &Operator, new: NewPerson) -> Resul
             .filter(|e| !e.trim().is_empty())
             .map(Email::parse)
             .transpose()?,
-        state: new.state.as_deref().map_or(Ok(PersonState::Active), str::parse)?,
+        state: new
+            .state
+            .as_deref()
+            .map_or(Ok(PersonState::Active), str::parse)?,
     };
     let now = ctx.now();
     let mut tx = ctx.store.begin().await?;
@@ -83,7 +92,10 @@ pub async fn search(
     limit: u32,
 ) -> Result<(Vec<Person>, Option<String>), ProcessError> {
     require_any(operator, &[Role::RegistrationOfficer], "Reading persons")?;
-    let after = cursor.map(PersonId::parse).transpose().map_err(|_| bad_cursor())?;
+    let after = cursor
+        .map(PersonId::parse)
+        .transpose()
+        .map_err(|_| bad_cursor())?;
     let mut conn = ctx.store.reader().await?;
     let mut page = persons::list(&mut conn, query, after, limit + 1).await?;
     let next = crate::cards::next_cursor(&mut page, limit, |p| p.id.to_string());

@@ -1,7 +1,9 @@
 //! Card templates (policy administrators' master data).
 
 use cardwright_domain::template::{DEFAULT_TEMPLATE_NAME, DEFAULT_TEMPLATE_PREFIX};
-use cardwright_domain::{CardTemplate, Operator, Role, SerialPrefix, TemplateId, TemplateKind, TemplateName};
+use cardwright_domain::{
+    CardTemplate, Operator, Role, SerialPrefix, TemplateId, TemplateKind, TemplateName,
+};
 use cardwright_storage::audit::{self, NewEvent};
 use cardwright_storage::{templates, Conn, Store, StoreError};
 
@@ -19,12 +21,17 @@ pub struct TemplateInput {
 fn build(id: TemplateId, input: &TemplateInput) -> Result<CardTemplate, ProcessError> {
     let description = input.description.clone().unwrap_or_default();
     if description.chars().count() > 500 {
-        return Err(ProcessError::Invalid("description: at most 500 characters".into()));
+        return Err(ProcessError::Invalid(
+            "description: at most 500 characters".into(),
+        ));
     }
     Ok(CardTemplate {
         id,
         name: TemplateName::parse(&input.name)?,
-        kind: input.kind.as_deref().map_or(Ok(TemplateKind::Temporary), str::parse)?,
+        kind: input
+            .kind
+            .as_deref()
+            .map_or(Ok(TemplateKind::Temporary), str::parse)?,
         serial_prefix: SerialPrefix::parse(&input.serial_prefix)?,
         description,
     })
@@ -42,7 +49,13 @@ fn taken(e: StoreError, t: &CardTemplate) -> ProcessError {
     }
 }
 
-async fn audit_template(conn: &mut Conn, ctx: &Context, actor: &Actor, process: &str, t: &CardTemplate) -> Result<(), ProcessError> {
+async fn audit_template(
+    conn: &mut Conn,
+    ctx: &Context,
+    actor: &Actor,
+    process: &str,
+    t: &CardTemplate,
+) -> Result<(), ProcessError> {
     audit::append(
         conn,
         NewEvent {
@@ -64,7 +77,11 @@ async fn audit_template(conn: &mut Conn, ctx: &Context, actor: &Actor, process: 
     Ok(())
 }
 
-pub async fn create(ctx: &Context, operator: &Operator, input: &TemplateInput) -> Result<CardTemplate, ProcessError> {
+pub async fn create(
+    ctx: &Context,
+    operator: &Operator,
+    input: &TemplateInput,
+) -> Result<CardTemplate, ProcessError> {
     require_any(operator, &[Role::PolicyAdmin], "Editing card templates")?;
     let (millis, random) = ctx.id_parts();
     let template = build(TemplateId::new(millis, random), input)?;
@@ -72,12 +89,24 @@ pub async fn create(ctx: &Context, operator: &Operator, input: &TemplateInput) -
     templates::insert(&mut tx, &template, ctx.now(), false)
         .await
         .map_err(|e| taken(e, &template))?;
-    audit_template(&mut tx, ctx, &Actor::Operator(operator.clone()), "TemplateCreate", &template).await?;
+    audit_template(
+        &mut tx,
+        ctx,
+        &Actor::Operator(operator.clone()),
+        "TemplateCreate",
+        &template,
+    )
+    .await?;
     Store::commit(tx).await?;
     Ok(template)
 }
 
-pub async fn update(ctx: &Context, operator: &Operator, id: &str, input: &TemplateInput) -> Result<CardTemplate, ProcessError> {
+pub async fn update(
+    ctx: &Context,
+    operator: &Operator,
+    id: &str,
+    input: &TemplateInput,
+) -> Result<CardTemplate, ProcessError> {
     require_any(operator, &[Role::PolicyAdmin], "Editing card templates")?;
     let template = build(TemplateId::parse(id)?, input)?;
     let mut tx = ctx.store.begin().await?;
@@ -85,12 +114,21 @@ pub async fn update(ctx: &Context, operator: &Operator, id: &str, input: &Templa
         .await?
         .ok_or_else(|| ProcessError::NotFound(format!("card template {id} not found")))?;
     if existing.kind != template.kind {
-        return Err(ProcessError::Invalid("kind: a template's kind cannot change".into()));
+        return Err(ProcessError::Invalid(
+            "kind: a template's kind cannot change".into(),
+        ));
     }
     templates::update(&mut tx, &template, ctx.now())
         .await
         .map_err(|e| taken(e, &template))?;
-    audit_template(&mut tx, ctx, &Actor::Operator(operator.clone()), "TemplateUpdate", &template).await?;
+    audit_template(
+        &mut tx,
+        ctx,
+        &Actor::Operator(operator.clone()),
+        "TemplateUpdate",
+        &template,
+    )
+    .await?;
     Store::commit(tx).await?;
     Ok(template)
 }
@@ -120,9 +158,18 @@ pub async fn ensure_default(ctx: &Context) -> Result<(), ProcessError> {
         },
     )?;
     let mut tx = ctx.store.begin().await?;
-    let exists = templates::get_by_name(&mut tx, template.name.as_str()).await?.is_some();
+    let exists = templates::get_by_name(&mut tx, template.name.as_str())
+        .await?
+        .is_some();
     if !exists && templates::insert(&mut tx, &template, ctx.now(), true).await? {
-        audit_template(&mut tx, ctx, &Actor::System("system"), "TemplateCreate", &template).await?;
+        audit_template(
+            &mut tx,
+            ctx,
+            &Actor::System("system"),
+            "TemplateCreate",
+            &template,
+        )
+        .await?;
     }
     Store::commit(tx).await?;
     Ok(())

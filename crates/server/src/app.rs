@@ -66,7 +66,11 @@ impl Running {
 }
 
 /// Starts the HTTP server and the expiry job. `shutdown_on_signal` ends them on Ctrl-C/SIGTERM.
-pub async fn start(config: &Config, clock: Arc<dyn Clock>, shutdown_on_signal: bool) -> anyhow::Result<Running> {
+pub async fn start(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    shutdown_on_signal: bool,
+) -> anyhow::Result<Running> {
     let ctx = context(config, clock).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await

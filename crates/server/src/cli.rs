@@ -92,7 +92,11 @@ impl Cli {
         if let Some(url) = &self.global.database_url {
             config.database_url.clone_from(url);
         }
-        if let Command::Serve { listen: Some(listen), .. } = &self.command {
+        if let Command::Serve {
+            listen: Some(listen),
+            ..
+        } = &self.command
+        {
             config.listen.clone_from(listen);
         }
         config.check()?;
@@ -130,19 +134,28 @@ pub async fn run_admin(cli: &Cli, config: &Config) -> anyhow::Result<()> {
             let op = auth::add_operator(&ctx, &Actor::System("cli"), username, roles, &password)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("added operator {} with roles {}", op.username, op.roles.to_list());
+            println!(
+                "added operator {} with roles {}",
+                op.username,
+                op.roles.to_list()
+            );
             ctx.store.close().await;
         }
         Command::Operator(OperatorCommand::List) => {
             let ctx = crate::app::context(config, Arc::new(SystemClock)).await?;
-            for op in auth::list_operators(&ctx).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+            for op in auth::list_operators(&ctx)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+            {
                 println!("{}\t{}", op.username, op.roles.to_list());
             }
             ctx.store.close().await;
         }
         Command::Audit(AuditCommand::Verify) => {
             let ctx = crate::app::context(config, Arc::new(SystemClock)).await?;
-            let result = audit::verify(&ctx).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let result = audit::verify(&ctx)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             ctx.store.close().await;
             match result.first_bad {
                 None => println!("audit log intact: {} events verified", result.events),

@@ -101,9 +101,12 @@ impl Config {
 
     /// Refuses values that cannot work, naming the key.
     pub fn check(&self) -> anyhow::Result<()> {
-        self.listen
-            .parse::<SocketAddr>()
-            .with_context(|| format!("listen: '{}' is not an address like 127.0.0.1:8080", self.listen))?;
+        self.listen.parse::<SocketAddr>().with_context(|| {
+            format!(
+                "listen: '{}' is not an address like 127.0.0.1:8080",
+                self.listen
+            )
+        })?;
         if !matches!(self.log_format.as_str(), "text" | "json") {
             bail!("log_format: use text or json, not '{}'", self.log_format);
         }
@@ -113,8 +116,11 @@ impl Config {
         if self.login.max_failures == 0 {
             bail!("login.max_failures: must be at least 1");
         }
-        cardwright_domain::TempCardOptions::new(self.options.validity_days, self.options.max_active_per_person)
-            .map_err(|e| anyhow::anyhow!("options.{e}"))?;
+        cardwright_domain::TempCardOptions::new(
+            self.options.validity_days,
+            self.options.max_active_per_person,
+        )
+        .map_err(|e| anyhow::anyhow!("options.{e}"))?;
         Ok(())
     }
 
@@ -191,14 +197,20 @@ mod tests {
     fn defaults_need_no_file() {
         let config = Config::load(None, |_| None).unwrap();
         assert_eq!(config, Config::default());
-        assert!(config.effective_database_url().starts_with("sqlite://data/cardwright.db"));
+        assert!(config
+            .effective_database_url()
+            .starts_with("sqlite://data/cardwright.db"));
     }
 
     #[test]
     fn environment_overrides_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\n[login]\nmax_failures = 3\n").unwrap();
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\n[login]\nmax_failures = 3\n",
+        )
+        .unwrap();
         let env = |k: &str| match k {
             "CARDWRIGHT_LOGIN_MAX_FAILURES" => Some("7".to_owned()),
             "CARDWRIGHT_DATABASE_URL" => Some("postgres://db/cw".to_owned()),
@@ -216,7 +228,8 @@ mod tests {
         let err = Config::load(None, env).unwrap_err();
         assert!(format!("{err:#}").contains("validity_days"), "{err:#}");
         let env = |k: &str| (k == "CARDWRIGHT_EXPIRY_INTERVAL_MS").then(|| "soon".to_owned());
-        assert!(format!("{:#}", Config::load(None, env).unwrap_err()).contains("CARDWRIGHT_EXPIRY_INTERVAL_MS"));
+        assert!(format!("{:#}", Config::load(None, env).unwrap_err())
+            .contains("CARDWRIGHT_EXPIRY_INTERVAL_MS"));
     }
 
     #[test]
@@ -224,6 +237,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
         std::fs::write(&path, "listn = \"127.0.0.1:9000\"\n").unwrap();
-        assert!(format!("{:#}", Config::load(Some(&path), |_| None).unwrap_err()).contains("listn"));
+        assert!(
+            format!("{:#}", Config::load(Some(&path), |_| None).unwrap_err()).contains("listn")
+        );
     }
 }

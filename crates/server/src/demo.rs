@@ -22,9 +22,17 @@ const PERSONS: [(&str, &str, &str); 5] = [
 pub async fn seed(ctx: &Context, listen: &str) -> anyhow::Result<()> {
     let mut password_bytes = [0u8; 9];
     ctx.entropy.fill(&mut password_bytes);
-    let password = password_bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let password = hex::encode(password_bytes);
     let roles: Roles = Role::ALL.into_iter().collect();
-    let operator = match auth::add_operator(ctx, &Actor::System("demo"), DEMO_USER, roles, &password).await {
+    let operator = match auth::add_operator(
+        ctx,
+        &Actor::System("demo"),
+        DEMO_USER,
+        roles,
+        &password,
+    )
+    .await
+    {
         Ok(op) => op,
         Err(ProcessError::Conflict(_)) => {
             println!(
@@ -40,7 +48,11 @@ pub async fn seed(ctx: &Context, listen: &str) -> anyhow::Result<()> {
             employee_number: number.into(),
             given_name: given.into(),
             family_name: family.into(),
-            email: Some(format!("{}.{}@example.com", given.to_lowercase(), family.to_lowercase())),
+            email: Some(format!(
+                "{}.{}@example.com",
+                given.to_lowercase(),
+                family.to_lowercase()
+            )),
             state: None,
         };
         match persons::create(ctx, &operator, new).await {

@@ -10,8 +10,11 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(config: &Config) {
-    let filter = EnvFilter::try_from_env("CARDWRIGHT_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+    let filter = EnvFilter::try_from_env("CARDWRIGHT_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     if config.log_format == "json" {
         builder.json().init();

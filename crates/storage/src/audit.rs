@@ -89,9 +89,10 @@ const SELECT: &str = "SELECT seq, at, operator, process, card_id, order_id, old_
 /// of the change it records.
 pub async fn append(conn: &mut Conn, new: NewEvent) -> Result<i64, StoreError> {
     // Bumping the head first locks it until commit: appends take turns and never fork the chain.
-    let seq: i64 = sqlx::query_scalar("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq")
-        .fetch_one(&mut *conn)
-        .await?;
+    let seq: i64 =
+        sqlx::query_scalar("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq")
+            .fetch_one(&mut *conn)
+            .await?;
     let prev_hash: String = sqlx::query_scalar("SELECT hash FROM audit_head WHERE id = 1")
         .fetch_one(&mut *conn)
         .await?;
@@ -143,7 +144,11 @@ pub struct EventFilter {
 }
 
 /// Events matching `filter`, oldest first, at most `limit`.
-pub async fn list(conn: &mut Conn, filter: &EventFilter, limit: u32) -> Result<Vec<Event>, StoreError> {
+pub async fn list(
+    conn: &mut Conn,
+    filter: &EventFilter,
+    limit: u32,
+) -> Result<Vec<Event>, StoreError> {
     let mut q = QueryBuilder::new(SELECT);
     let mut clauses = Vec::new();
     if let Some(card) = &filter.card {
@@ -197,13 +202,19 @@ pub async fn verify(conn: &mut Conn) -> Result<Verification, StoreError> {
             if e.prev_hash != prev_hash {
                 return Ok(Verification {
                     events,
-                    first_bad: Some((e.seq, format!("event {} does not link to its predecessor", e.seq))),
+                    first_bad: Some((
+                        e.seq,
+                        format!("event {} does not link to its predecessor", e.seq),
+                    )),
                 });
             }
             if e.hash != e.expected_hash() {
                 return Ok(Verification {
                     events,
-                    first_bad: Some((e.seq, format!("event {} was changed after it was written", e.seq))),
+                    first_bad: Some((
+                        e.seq,
+                        format!("event {} was changed after it was written", e.seq),
+                    )),
                 });
             }
             prev_hash.clone_from(&e.hash);
@@ -227,7 +238,10 @@ pub async fn verify(conn: &mut Conn) -> Result<Verification, StoreError> {
             ),
         ))
     } else if head_hash != prev_hash {
-        Some((head_seq, format!("event {head_seq} does not match the chain's head")))
+        Some((
+            head_seq,
+            format!("event {head_seq} does not match the chain's head"),
+        ))
     } else {
         None
     };

@@ -66,7 +66,10 @@ fn record(row: &AnyRow) -> Result<CardRecord, StoreError> {
         holder: holder.as_ref().map(|h| h.id),
         valid_until: opt_from_micros(row.try_get("valid_until")?)?,
         encoded: row.try_get::<i64, _>("encoded")? != 0,
-        batch_order: batch_order.as_deref().map(BatchOrderId::parse).transpose()?,
+        batch_order: batch_order
+            .as_deref()
+            .map(BatchOrderId::parse)
+            .transpose()?,
         created_at: from_micros(row.try_get("created_at")?)?,
         updated_at: from_micros(row.try_get("updated_at")?)?,
     };
@@ -113,10 +116,7 @@ pub async fn get_for_update(
     dialect: Dialect,
     id: CardId,
 ) -> Result<Option<Card>, StoreError> {
-    let sql = format!(
-        "SELECT id FROM cards WHERE id = $1{}",
-        dialect.for_update()
-    );
+    let sql = format!("SELECT id FROM cards WHERE id = $1{}", dialect.for_update());
     let found = sqlx::query(&sql)
         .bind(id.to_string())
         .fetch_optional(&mut *conn)
@@ -160,17 +160,29 @@ pub async fn list(
     let mut q = QueryBuilder::new(SELECT);
     let mut clauses = Vec::new();
     if let Some(state) = filter.state {
-        clauses.push(format!("c.state = {}", q.arg(Arg::Text(state.as_str().into()))));
+        clauses.push(format!(
+            "c.state = {}",
+            q.arg(Arg::Text(state.as_str().into()))
+        ));
     }
     if let Some(template) = filter.template {
-        clauses.push(format!("c.template_id = {}", q.arg(Arg::Text(template.to_string()))));
+        clauses.push(format!(
+            "c.template_id = {}",
+            q.arg(Arg::Text(template.to_string()))
+        ));
     }
     if let Some(prefix) = &filter.serial_prefix {
         let pattern = format!("{}%", like_escape(prefix));
-        clauses.push(format!("c.serial LIKE {} ESCAPE '\\'", q.arg(Arg::Text(pattern))));
+        clauses.push(format!(
+            "c.serial LIKE {} ESCAPE '\\'",
+            q.arg(Arg::Text(pattern))
+        ));
     }
     if let Some(holder) = filter.holder {
-        clauses.push(format!("c.holder_id = {}", q.arg(Arg::Text(holder.to_string()))));
+        clauses.push(format!(
+            "c.holder_id = {}",
+            q.arg(Arg::Text(holder.to_string()))
+        ));
     }
     if let Some(after) = filter.after {
         clauses.push(format!("c.id > {}", q.arg(Arg::Text(after.to_string()))));
@@ -187,11 +199,12 @@ pub async fn list(
 
 /// How many cards a person holds in state assigned.
 pub async fn count_assigned_to(conn: &mut Conn, person: PersonId) -> Result<u64, StoreError> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cards WHERE holder_id = $1 AND state = $2")
-        .bind(person.to_string())
-        .bind(CardState::Assigned.as_str())
-        .fetch_one(conn)
-        .await?;
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM cards WHERE holder_id = $1 AND state = $2")
+            .bind(person.to_string())
+            .bind(CardState::Assigned.as_str())
+            .fetch_one(conn)
+            .await?;
     Ok(u64::try_from(n).unwrap_or(0))
 }
 

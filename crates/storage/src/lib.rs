@@ -163,6 +163,9 @@ mod tests {
             super::redact_url("postgres://cw:secret@db:5432/cw"),
             "postgres://cw:***@db:5432/cw"
         );
-        assert_eq!(super::redact_url("sqlite://data/cw.db"), "sqlite://data/cw.db");
+        assert_eq!(
+            super::redact_url("sqlite://data/cw.db"),
+            "sqlite://data/cw.db"
+        );
     }
 }

@@ -36,7 +36,11 @@ pub(crate) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<Vec<String>,
         }
     }
     let applied = apply_pending(&mut conn).await;
-    let end = if applied.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    let end = if applied.is_ok() {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    };
     let ended = conn.execute(end).await;
     if dialect == Dialect::Postgres {
         sqlx::query("SELECT pg_advisory_unlock($1)")
@@ -107,6 +111,8 @@ mod tests {
     fn migration_files_split_into_statements() {
         let statements = super::statements(super::MIGRATIONS[0].sql);
         assert!(statements.len() > 10);
-        assert!(statements.iter().all(|s| !s.contains("--") && !s.ends_with(';')));
+        assert!(statements
+            .iter()
+            .all(|s| !s.contains("--") && !s.ends_with(';')));
     }
 }

@@ -41,10 +41,11 @@ pub async fn get_with_hash(
     conn: &mut Conn,
     username: &Username,
 ) -> Result<Option<(Operator, String)>, StoreError> {
-    let row = sqlx::query("SELECT id, username, roles, password_hash FROM operators WHERE username = $1")
-        .bind(username.as_str())
-        .fetch_optional(conn)
-        .await?;
+    let row =
+        sqlx::query("SELECT id, username, roles, password_hash FROM operators WHERE username = $1")
+            .bind(username.as_str())
+            .fetch_optional(conn)
+            .await?;
     row.map(|row| Ok((operator(&row)?, row.try_get("password_hash")?)))
         .transpose()
 }

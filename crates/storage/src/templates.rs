@@ -1,8 +1,6 @@
 //! Card templates.
 
-use cardwright_domain::{
-    CardTemplate, SerialPrefix, TemplateId, TemplateName, Timestamp,
-};
+use cardwright_domain::{CardTemplate, SerialPrefix, TemplateId, TemplateName, Timestamp};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -28,7 +26,11 @@ pub async fn insert(
     now: Timestamp,
     if_absent: bool,
 ) -> Result<bool, StoreError> {
-    let conflict = if if_absent { " ON CONFLICT DO NOTHING" } else { "" };
+    let conflict = if if_absent {
+        " ON CONFLICT DO NOTHING"
+    } else {
+        ""
+    };
     let result = sqlx::query(&format!(
         "INSERT INTO card_templates (id, name, kind, serial_prefix, description, next_serial, \
          created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 1, $6, $6){conflict}"
@@ -77,7 +79,10 @@ pub async fn get_by_name(conn: &mut Conn, name: &str) -> Result<Option<CardTempl
 }
 
 /// Finds a template by its id or, failing that, its name.
-pub async fn resolve(conn: &mut Conn, name_or_id: &str) -> Result<Option<CardTemplate>, StoreError> {
+pub async fn resolve(
+    conn: &mut Conn,
+    name_or_id: &str,
+) -> Result<Option<CardTemplate>, StoreError> {
     if let Ok(id) = TemplateId::parse(name_or_id) {
         if let Some(t) = get(&mut *conn, id).await? {
             return Ok(Some(t));

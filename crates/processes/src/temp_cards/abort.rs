@@ -6,9 +6,17 @@ use cardwright_storage::cards::CardRecord;
 use super::run_card_process;
 use crate::{Context, ProcessError};
 
-pub async fn abort(ctx: &Context, operator: &Operator, id: CardId) -> Result<CardRecord, ProcessError> {
-    run_card_process(ctx, operator, ProcessName::TempCardsProcAbort, id, async |_, _| {
-        Ok(serde_json::json!({}))
-    })
+pub async fn abort(
+    ctx: &Context,
+    operator: &Operator,
+    id: CardId,
+) -> Result<CardRecord, ProcessError> {
+    run_card_process(
+        ctx,
+        operator,
+        ProcessName::TempCardsProcAbort,
+        id,
+        async |_, _| Ok(serde_json::json!({})),
+    )
     .await
 }

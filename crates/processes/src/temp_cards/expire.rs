@@ -38,7 +38,8 @@ async fn expire_one(ctx: &Context, id: CardId) -> Result<bool, ProcessError> {
     let mut tx = ctx.store.begin().await?;
     let before = load_for_update(&mut tx, ctx, id).await?;
     // Another server or an operator may have acted since the card was found due.
-    let still_due = before.state == CardState::Assigned && before.valid_until.is_some_and(|t| t <= now);
+    let still_due =
+        before.state == CardState::Assigned && before.valid_until.is_some_and(|t| t <= now);
     if !still_due {
         return Ok(false);
     }
@@ -48,7 +49,15 @@ async fn expire_one(ctx: &Context, id: CardId) -> Result<bool, ProcessError> {
     let details = serde_json::json!({
         "valid_until": before.valid_until.map(|t| t.to_rfc3339()),
     });
-    save_transition(&mut tx, &Actor::System("system"), process, &before, &after, details).await?;
+    save_transition(
+        &mut tx,
+        &Actor::System("system"),
+        process,
+        &before,
+        &after,
+        details,
+    )
+    .await?;
     Store::commit(tx).await?;
     Ok(true)
 }

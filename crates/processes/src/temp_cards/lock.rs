@@ -6,9 +6,17 @@ use cardwright_storage::cards::CardRecord;
 use super::run_card_process;
 use crate::{Context, ProcessError};
 
-pub async fn lock(ctx: &Context, operator: &Operator, id: CardId) -> Result<CardRecord, ProcessError> {
-    run_card_process(ctx, operator, ProcessName::TempCardsProcLock, id, async |_, card| {
-        Ok(serde_json::json!({ "holder": card.holder.map(|h| h.to_string()) }))
-    })
+pub async fn lock(
+    ctx: &Context,
+    operator: &Operator,
+    id: CardId,
+) -> Result<CardRecord, ProcessError> {
+    run_card_process(
+        ctx,
+        operator,
+        ProcessName::TempCardsProcLock,
+        id,
+        async |_, card| Ok(serde_json::json!({ "holder": card.holder.map(|h| h.to_string()) })),
+    )
     .await
 }

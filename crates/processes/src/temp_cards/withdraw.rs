@@ -11,11 +11,17 @@ pub async fn withdraw(
     operator: &Operator,
     id: CardId,
 ) -> Result<CardRecord, ProcessError> {
-    run_card_process(ctx, operator, ProcessName::TempCardsProcWithdraw, id, async |_, card| {
-        let details = serde_json::json!({ "holder": card.holder.map(|h| h.to_string()) });
-        card.holder = None;
-        card.valid_until = None;
-        Ok(details)
-    })
+    run_card_process(
+        ctx,
+        operator,
+        ProcessName::TempCardsProcWithdraw,
+        id,
+        async |_, card| {
+            let details = serde_json::json!({ "holder": card.holder.map(|h| h.to_string()) });
+            card.holder = None;
+            card.valid_until = None;
+            Ok(details)
+        },
+    )
     .await
 }

@@ -32,8 +32,15 @@ pub async fn list_events(
     Auth(op): Auth,
     ApiQuery(q): ApiQuery<EventSearch>,
 ) -> Result<Json<EventList>, ApiError> {
-    let (page, next_cursor) =
-        audit::events(&state.ctx, &op, q.card, q.order, q.cursor.as_deref(), q.limit).await?;
+    let (page, next_cursor) = audit::events(
+        &state.ctx,
+        &op,
+        q.card,
+        q.order,
+        q.cursor.as_deref(),
+        q.limit,
+    )
+    .await?;
     Ok(Json(EventList {
         events: page.into_iter().map(EventView::from).collect(),
         next_cursor,

@@ -4,8 +4,8 @@ use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::{DateTime, Utc};
 use cardwright_processes::auth;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -41,7 +41,12 @@ pub async fn login(
         token: session.token,
         expires_at: session.expires_at,
         username: session.operator.username.as_str().to_owned(),
-        roles: session.operator.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+        roles: session
+            .operator
+            .roles
+            .iter()
+            .map(|r| r.as_str().to_owned())
+            .collect(),
     }))
 }
 

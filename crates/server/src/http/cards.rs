@@ -5,7 +5,10 @@ use axum::http::StatusCode;
 use axum::Json;
 use cardwright_domain::CardId;
 use cardwright_processes::cards::{self, CardQuery};
-use cardwright_processes::temp_cards::{abort as abort_p, assign as assign_p, extend as extend_p, lock as lock_p, request, withdraw as withdraw_p};
+use cardwright_processes::temp_cards::{
+    abort as abort_p, assign as assign_p, extend as extend_p, lock as lock_p, request,
+    withdraw as withdraw_p,
+};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -102,8 +105,14 @@ fn card_id(id: &str) -> Result<CardId, ApiError> {
     security(("bearer" = [])),
     responses((status = 200, body = CardView), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn abort(State(state): State<AppState>, Auth(op): Auth, Path(id): Path<String>) -> Result<Json<CardView>, ApiError> {
-    Ok(Json(abort_p::abort(&state.ctx, &op, card_id(&id)?).await?.into()))
+pub async fn abort(
+    State(state): State<AppState>,
+    Auth(op): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<CardView>, ApiError> {
+    Ok(Json(
+        abort_p::abort(&state.ctx, &op, card_id(&id)?).await?.into(),
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -124,7 +133,11 @@ pub async fn assign(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<AssignBody>,
 ) -> Result<Json<CardView>, ApiError> {
-    Ok(Json(assign_p::assign(&state.ctx, &op, card_id(&id)?, &body.person).await?.into()))
+    Ok(Json(
+        assign_p::assign(&state.ctx, &op, card_id(&id)?, &body.person)
+            .await?
+            .into(),
+    ))
 }
 
 /// TempCardsProcWithdraw: assigned or expired → unassigned; the holder is cleared.
@@ -132,8 +145,16 @@ pub async fn assign(
     security(("bearer" = [])),
     responses((status = 200, body = CardView), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn withdraw(State(state): State<AppState>, Auth(op): Auth, Path(id): Path<String>) -> Result<Json<CardView>, ApiError> {
-    Ok(Json(withdraw_p::withdraw(&state.ctx, &op, card_id(&id)?).await?.into()))
+pub async fn withdraw(
+    State(state): State<AppState>,
+    Auth(op): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<CardView>, ApiError> {
+    Ok(Json(
+        withdraw_p::withdraw(&state.ctx, &op, card_id(&id)?)
+            .await?
+            .into(),
+    ))
 }
 
 /// TempCardsProcExtend: valid_until moves on by the configured days.
@@ -141,8 +162,16 @@ pub async fn withdraw(State(state): State<AppState>, Auth(op): Auth, Path(id): P
     security(("bearer" = [])),
     responses((status = 200, body = CardView), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn extend(State(state): State<AppState>, Auth(op): Auth, Path(id): Path<String>) -> Result<Json<CardView>, ApiError> {
-    Ok(Json(extend_p::extend(&state.ctx, &op, card_id(&id)?).await?.into()))
+pub async fn extend(
+    State(state): State<AppState>,
+    Auth(op): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<CardView>, ApiError> {
+    Ok(Json(
+        extend_p::extend(&state.ctx, &op, card_id(&id)?)
+            .await?
+            .into(),
+    ))
 }
 
 /// TempCardsProcLock: assigned or unassigned → locked, for good.
@@ -150,6 +179,12 @@ pub async fn extend(State(state): State<AppState>, Auth(op): Auth, Path(id): Pat
     security(("bearer" = [])),
     responses((status = 200, body = CardView), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn lock(State(state): State<AppState>, Auth(op): Auth, Path(id): Path<String>) -> Result<Json<CardView>, ApiError> {
-    Ok(Json(lock_p::lock(&state.ctx, &op, card_id(&id)?).await?.into()))
+pub async fn lock(
+    State(state): State<AppState>,
+    Auth(op): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<CardView>, ApiError> {
+    Ok(Json(
+        lock_p::lock(&state.ctx, &op, card_id(&id)?).await?.into(),
+    ))
 }

@@ -69,7 +69,10 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let Some(token) = bearer(parts) else {
             return Err(ApiError::unauthorized(
                 "log in first: send Authorization: Bearer <token> from POST /api/v1/auth/login",

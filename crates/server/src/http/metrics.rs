@@ -14,11 +14,14 @@ use cardwright_storage::cards;
 
 use super::AppState;
 
+/// Requests are counted by method, route pattern and status.
+type RequestKey = (String, String, u16);
+
 /// Request counters of this server process.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// (method, route, status) → (count, total seconds).
-    requests: Mutex<BTreeMap<(String, String, u16), (u64, f64)>>,
+    /// Count and total seconds per key.
+    requests: Mutex<BTreeMap<RequestKey, (u64, f64)>>,
 }
 
 /// Counts and logs every request by its route pattern (never its query or headers).

@@ -47,7 +47,10 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(cards::lock))
         .routes(routes!(persons::list_persons, persons::create_person))
         .routes(routes!(persons::get_person))
-        .routes(routes!(templates::list_templates, templates::create_template))
+        .routes(routes!(
+            templates::list_templates,
+            templates::create_template
+        ))
         .routes(routes!(templates::get_template, templates::update_template))
         .routes(routes!(audit::list_events));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)
@@ -56,7 +59,8 @@ pub fn api() -> OpenApiRouter<AppState> {
 /// The OpenAPI document as served.
 pub fn openapi_json() -> String {
     let (_, spec) = api().split_for_parts();
-    spec.to_pretty_json().expect("the OpenAPI document serialises")
+    spec.to_pretty_json()
+        .expect("the OpenAPI document serialises")
 }
 
 /// The whole application.
@@ -65,7 +69,10 @@ pub fn router(ctx: Context) -> Router {
     let state = AppState {
         ctx,
         metrics: Arc::new(metrics::Metrics::default()),
-        openapi: Arc::new(spec.to_pretty_json().expect("the OpenAPI document serialises")),
+        openapi: Arc::new(
+            spec.to_pretty_json()
+                .expect("the OpenAPI document serialises"),
+        ),
     };
     api.route("/api/v1/openapi.json", get(openapi::serve))
         .route("/healthz", get(metrics::healthz))

@@ -30,11 +30,17 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
     }
 }
 
 /// `GET /api/v1/openapi.json`.
 pub async fn serve(State(state): State<AppState>) -> impl IntoResponse {
-    ([(CONTENT_TYPE, "application/json")], state.openapi.as_str().to_owned())
+    (
+        [(CONTENT_TYPE, "application/json")],
+        state.openapi.as_str().to_owned(),
+    )
 }

@@ -32,7 +32,8 @@ pub async fn list_persons(
     ApiQuery(q): ApiQuery<PersonSearch>,
 ) -> Result<Json<PersonList>, ApiError> {
     let limit = cardwright_processes::cards::page_limit(q.limit)?;
-    let (page, next_cursor) = persons::search(&state.ctx, &op, q.q.as_deref(), q.cursor.as_deref(), limit).await?;
+    let (page, next_cursor) =
+        persons::search(&state.ctx, &op, q.q.as_deref(), q.cursor.as_deref(), limit).await?;
     Ok(Json(PersonList {
         persons: page.into_iter().map(PersonView::from).collect(),
         next_cursor,

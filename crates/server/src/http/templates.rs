@@ -13,7 +13,10 @@ use super::{ApiError, AppState};
 /// All card templates.
 #[utoipa::path(get, path = "/card-templates", tag = "templates", security(("bearer" = [])),
     responses((status = 200, body = TemplateList), (status = 401, body = ErrorBody)))]
-pub async fn list_templates(State(state): State<AppState>, Auth(_op): Auth) -> Result<Json<TemplateList>, ApiError> {
+pub async fn list_templates(
+    State(state): State<AppState>,
+    Auth(_op): Auth,
+) -> Result<Json<TemplateList>, ApiError> {
     let all = templates::list(&state.ctx).await?;
     Ok(Json(TemplateList {
         templates: all.into_iter().map(TemplateView::from).collect(),
@@ -57,5 +60,9 @@ pub async fn update_template(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<TemplateBody>,
 ) -> Result<Json<TemplateView>, ApiError> {
-    Ok(Json(templates::update(&state.ctx, &op, &id, &body.into()).await?.into()))
+    Ok(Json(
+        templates::update(&state.ctx, &op, &id, &body.into())
+            .await?
+            .into(),
+    ))
 }

@@ -2,10 +2,10 @@
 //! stored type renders itself as JSON.
 
 use cardwright_domain::{CardTemplate, Person, ProcessDef};
-use chrono::{DateTime, Utc};
 use cardwright_processes::cards::CardProfile;
 use cardwright_storage::audit::Event;
 use cardwright_storage::cards::CardRecord;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -99,7 +99,11 @@ impl From<CardProfile> for CardDetail {
     fn from(p: CardProfile) -> Self {
         let id = p.record.card.id.to_string();
         Self {
-            processes: p.processes.iter().map(|d| ProcessView::new(d, &id)).collect(),
+            processes: p
+                .processes
+                .iter()
+                .map(|d| ProcessView::new(d, &id))
+                .collect(),
             history: p.history.into_iter().map(EventView::from).collect(),
             card: p.record.into(),
         }
@@ -133,7 +137,8 @@ pub struct EventView {
 impl From<Event> for EventView {
     fn from(e: Event) -> Self {
         Self {
-            details: serde_json::from_str(&e.details).unwrap_or(serde_json::Value::String(e.details)),
+            details: serde_json::from_str(&e.details)
+                .unwrap_or(serde_json::Value::String(e.details)),
             seq: e.seq,
             at: e.at,
             operator: e.operator,

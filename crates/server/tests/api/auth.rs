@@ -6,9 +6,16 @@ use serde_json::json;
 use crate::helpers::{spawn_app, Db, PASSWORD};
 use crate::on_both_databases;
 
-on_both_databases!(repeated_failures_lock_the_username_out, tokens_expire_and_logout_ends_them);
+on_both_databases!(
+    repeated_failures_lock_the_username_out,
+    tokens_expire_and_logout_ends_them
+);
 
-async fn login(app: &crate::helpers::TestApp, username: &str, password: &str) -> crate::helpers::Answer {
+async fn login(
+    app: &crate::helpers::TestApp,
+    username: &str,
+    password: &str,
+) -> crate::helpers::Answer {
     app.call(
         Method::POST,
         "/api/v1/auth/login",
@@ -29,12 +36,25 @@ async fn repeated_failures_lock_the_username_out(db: Db) {
         assert_eq!(bad.body["error"]["message"], "invalid username or password");
     }
     let locked = login(&app, "officer", PASSWORD).await;
-    assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS, "the right password must wait: {locked:?}");
+    assert_eq!(
+        locked.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the right password must wait: {locked:?}"
+    );
     // Other users are not affected, and unknown names fail like wrong passwords.
-    assert_eq!(login(&app, "auditor", PASSWORD).await.status, StatusCode::OK);
-    assert_eq!(login(&app, "nobody", PASSWORD).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        login(&app, "auditor", PASSWORD).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        login(&app, "nobody", PASSWORD).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     app.clock.advance(chrono::Duration::minutes(6));
-    assert_eq!(login(&app, "officer", PASSWORD).await.status, StatusCode::OK);
+    assert_eq!(
+        login(&app, "officer", PASSWORD).await.status,
+        StatusCode::OK
+    );
     let malformed = app
         .client
         .post(format!("{}/api/v1/auth/login", app.base))
@@ -48,13 +68,32 @@ async fn repeated_failures_lock_the_username_out(db: Db) {
 
 async fn tokens_expire_and_logout_ends_them(db: Db) {
     let app = spawn_app(db).await;
-    assert_eq!(app.get("/api/v1/cards", &app.auditor).await.status, StatusCode::OK);
-    let logout = app.call(Method::POST, "/api/v1/auth/logout", Some(&app.auditor), None).await;
+    assert_eq!(
+        app.get("/api/v1/cards", &app.auditor).await.status,
+        StatusCode::OK
+    );
+    let logout = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/logout",
+            Some(&app.auditor),
+            None,
+        )
+        .await;
     assert_eq!(logout.status, StatusCode::NO_CONTENT, "{logout:?}");
-    assert_eq!(app.get("/api/v1/cards", &app.auditor).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(app.get("/api/v1/cards", &app.officer).await.status, StatusCode::OK);
+    assert_eq!(
+        app.get("/api/v1/cards", &app.auditor).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.get("/api/v1/cards", &app.officer).await.status,
+        StatusCode::OK
+    );
     app.clock.advance(chrono::Duration::days(31));
     let expired = app.get("/api/v1/cards", &app.officer).await;
     assert_eq!(expired.status, StatusCode::UNAUTHORIZED, "{expired:?}");
-    assert!(expired.body["error"]["message"].as_str().unwrap().contains("expired"));
+    assert!(expired.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("expired"));
 }

@@ -23,14 +23,21 @@ on_both_databases!(
 );
 
 fn ids(cards: &[Value]) -> Vec<String> {
-    cards.iter().map(|c| c["id"].as_str().unwrap().to_owned()).collect()
+    cards
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 async fn request_gives_unique_serials(db: Db) {
     let app = spawn_app(db).await;
     let first = app.request_cards(5).await;
     let second = app.request_cards(3).await;
-    let serials: Vec<&str> = first.iter().chain(&second).map(|c| c["serial"].as_str().unwrap()).collect();
+    let serials: Vec<&str> = first
+        .iter()
+        .chain(&second)
+        .map(|c| c["serial"].as_str().unwrap())
+        .collect();
     let unique: HashSet<_> = serials.iter().collect();
     assert_eq!(unique.len(), 8, "{serials:?}");
     assert_eq!(serials[0], "TMP-000001");
@@ -40,17 +47,34 @@ async fn request_gives_unique_serials(db: Db) {
         assert_eq!(card["template"]["name"], "Temporary card");
         assert!(card["holder"].is_null());
     }
-    let listed = app.get("/api/v1/cards?state=requested&limit=500", &app.officer).await;
+    let listed = app
+        .get("/api/v1/cards?state=requested&limit=500", &app.officer)
+        .await;
     assert_eq!(listed.body["cards"].as_array().unwrap().len(), 8);
 }
 
 async fn bad_requests_are_refused_and_change_nothing(db: Db) {
     let app = spawn_app(db).await;
-    for amount in [json!(0), json!(-4), json!(1001), json!(1_000_000_000_000_i64), json!("five"), json!(2.5)] {
+    for amount in [
+        json!(0),
+        json!(-4),
+        json!(1001),
+        json!(1_000_000_000_000_i64),
+        json!("five"),
+        json!(2.5),
+    ] {
         let answer = app
-            .post("/api/v1/temporary-cards", &app.officer, json!({"template": "Temporary card", "amount": amount}))
+            .post(
+                "/api/v1/temporary-cards",
+                &app.officer,
+                json!({"template": "Temporary card", "amount": amount}),
+            )
             .await;
-        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "amount {amount}: {answer:?}");
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "amount {amount}: {answer:?}"
+        );
         assert_eq!(answer.body["error"]["code"], "bad_request");
         assert!(!answer.body["error"]["message"].as_str().unwrap().is_empty());
     }
@@ -66,19 +90,42 @@ async fn bad_requests_are_refused_and_change_nothing(db: Db) {
     assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
     let body: Value = malformed.json().await.unwrap();
     assert_eq!(body["error"]["code"], "bad_request");
-    let missing = app.post("/api/v1/temporary-cards", &app.officer, json!({"amount": 2})).await;
+    let missing = app
+        .post(
+            "/api/v1/temporary-cards",
+            &app.officer,
+            json!({"amount": 2}),
+        )
+        .await;
     assert_eq!(missing.status, StatusCode::BAD_REQUEST, "{missing:?}");
     let unknown = app
-        .post("/api/v1/temporary-cards", &app.officer, json!({"template": "Gold card", "amount": 2}))
+        .post(
+            "/api/v1/temporary-cards",
+            &app.officer,
+            json!({"template": "Gold card", "amount": 2}),
+        )
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{unknown:?}");
-    assert!(unknown.body["error"]["message"].as_str().unwrap().contains("Gold card"));
+    assert!(unknown.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Gold card"));
     let listed = app.get("/api/v1/cards", &app.officer).await;
-    assert_eq!(listed.body["cards"], json!([]), "refused requests created cards");
-    let bad_id = app.post("/api/v1/cards/not-an-id/abort", &app.officer, json!({})).await;
+    assert_eq!(
+        listed.body["cards"],
+        json!([]),
+        "refused requests created cards"
+    );
+    let bad_id = app
+        .post("/api/v1/cards/not-an-id/abort", &app.officer, json!({}))
+        .await;
     assert_eq!(bad_id.status, StatusCode::BAD_REQUEST, "{bad_id:?}");
     let no_card = app
-        .post("/api/v1/cards/01890a5d-ac96-774b-bcce-b302099a8057/abort", &app.officer, json!({}))
+        .post(
+            "/api/v1/cards/01890a5d-ac96-774b-bcce-b302099a8057/abort",
+            &app.officer,
+            json!({}),
+        )
         .await;
     assert_eq!(no_card.status, StatusCode::NOT_FOUND, "{no_card:?}");
 }
@@ -87,15 +134,34 @@ async fn search_by_state_serial_and_pages(db: Db) {
     let app = spawn_app(db).await;
     let cards = ids(&app.request_cards(5).await);
     for id in &cards[..2] {
-        let answer = app.post(&format!("/api/v1/cards/{id}/abort"), &app.officer, json!({})).await;
+        let answer = app
+            .post(
+                &format!("/api/v1/cards/{id}/abort"),
+                &app.officer,
+                json!({}),
+            )
+            .await;
         assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     }
-    let requested = app.get("/api/v1/cards?state=requested", &app.producer).await;
-    assert_eq!(ids(requested.body["cards"].as_array().unwrap()), cards[2..].to_vec());
+    let requested = app
+        .get("/api/v1/cards?state=requested", &app.producer)
+        .await;
+    assert_eq!(
+        ids(requested.body["cards"].as_array().unwrap()),
+        cards[2..].to_vec()
+    );
     let aborted = app.get("/api/v1/cards?state=aborted", &app.auditor).await;
-    assert_eq!(ids(aborted.body["cards"].as_array().unwrap()), cards[..2].to_vec());
-    let by_serial = app.get("/api/v1/cards?serial=TMP-000004", &app.officer).await;
-    assert_eq!(ids(by_serial.body["cards"].as_array().unwrap()), vec![cards[3].clone()]);
+    assert_eq!(
+        ids(aborted.body["cards"].as_array().unwrap()),
+        cards[..2].to_vec()
+    );
+    let by_serial = app
+        .get("/api/v1/cards?serial=TMP-000004", &app.officer)
+        .await;
+    assert_eq!(
+        ids(by_serial.body["cards"].as_array().unwrap()),
+        vec![cards[3].clone()]
+    );
     let bad_state = app.get("/api/v1/cards?state=lost", &app.officer).await;
     assert_eq!(bad_state.status, StatusCode::BAD_REQUEST, "{bad_state:?}");
     let bad_limit = app.get("/api/v1/cards?limit=0", &app.officer).await;
@@ -123,15 +189,30 @@ async fn search_by_state_serial_and_pages(db: Db) {
 async fn abort_only_from_requested(db: Db) {
     let app = spawn_app(db).await;
     let id = ids(&app.request_cards(1).await).remove(0);
-    let answer = app.post(&format!("/api/v1/cards/{id}/abort"), &app.officer, json!({})).await;
+    let answer = app
+        .post(
+            &format!("/api/v1/cards/{id}/abort"),
+            &app.officer,
+            json!({}),
+        )
+        .await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     assert_eq!(answer.body["state"], "aborted");
-    let again = app.post(&format!("/api/v1/cards/{id}/abort"), &app.officer, json!({})).await;
+    let again = app
+        .post(
+            &format!("/api/v1/cards/{id}/abort"),
+            &app.officer,
+            json!({}),
+        )
+        .await;
     assert_eq!(again.status, StatusCode::CONFLICT, "{again:?}");
     assert_eq!(again.body["error"]["code"], "conflict");
     let card = app.card(&id).await;
     assert_eq!(card["state"], "aborted");
-    assert_eq!(history_processes(&card), ["TempCardsProcRequest", "TempCardsProcAbort"]);
+    assert_eq!(
+        history_processes(&card),
+        ["TempCardsProcRequest", "TempCardsProcAbort"]
+    );
 }
 
 async fn assign_withdraw_extend_lock(db: Db) {
@@ -139,28 +220,60 @@ async fn assign_withdraw_extend_lock(db: Db) {
     let person = app.person("E-1").await;
     let id = app.unassigned_card().await;
     let now = app.clock_now();
-    let assigned = app.post(&format!("/api/v1/cards/{id}/assign"), &app.officer, json!({"person": person})).await;
+    let assigned = app
+        .post(
+            &format!("/api/v1/cards/{id}/assign"),
+            &app.officer,
+            json!({"person": person}),
+        )
+        .await;
     assert_eq!(assigned.status, StatusCode::OK, "{assigned:?}");
     assert_eq!(assigned.body["state"], "assigned");
     assert_eq!(assigned.body["holder"]["id"], person.as_str());
-    assert_eq!(valid_until(&assigned.body), now + chrono::Duration::days(14));
+    assert_eq!(
+        valid_until(&assigned.body),
+        now + chrono::Duration::days(14)
+    );
 
     app.clock.advance(chrono::Duration::days(3));
-    let extended = app.post(&format!("/api/v1/cards/{id}/extend"), &app.officer, json!({})).await;
+    let extended = app
+        .post(
+            &format!("/api/v1/cards/{id}/extend"),
+            &app.officer,
+            json!({}),
+        )
+        .await;
     assert_eq!(extended.status, StatusCode::OK, "{extended:?}");
     assert_eq!(extended.body["state"], "assigned");
-    assert_eq!(valid_until(&extended.body), now + chrono::Duration::days(28));
+    assert_eq!(
+        valid_until(&extended.body),
+        now + chrono::Duration::days(28)
+    );
 
-    let withdrawn = app.post(&format!("/api/v1/cards/{id}/withdraw"), &app.officer, json!({})).await;
+    let withdrawn = app
+        .post(
+            &format!("/api/v1/cards/{id}/withdraw"),
+            &app.officer,
+            json!({}),
+        )
+        .await;
     assert_eq!(withdrawn.status, StatusCode::OK, "{withdrawn:?}");
     assert_eq!(withdrawn.body["state"], "unassigned");
     assert!(withdrawn.body["holder"].is_null());
     assert!(withdrawn.body["valid_until"].is_null());
 
     // The card is reusable: the same person can take it again, then it is locked for good.
-    let again = app.post(&format!("/api/v1/cards/{id}/assign"), &app.officer, json!({"person": person})).await;
+    let again = app
+        .post(
+            &format!("/api/v1/cards/{id}/assign"),
+            &app.officer,
+            json!({"person": person}),
+        )
+        .await;
     assert_eq!(again.status, StatusCode::OK, "{again:?}");
-    let locked = app.post(&format!("/api/v1/cards/{id}/lock"), &app.officer, json!({})).await;
+    let locked = app
+        .post(&format!("/api/v1/cards/{id}/lock"), &app.officer, json!({}))
+        .await;
     assert_eq!(locked.status, StatusCode::OK, "{locked:?}");
     assert_eq!(locked.body["state"], "locked");
     let card = app.card(&id).await;
@@ -177,8 +290,18 @@ async fn assign_withdraw_extend_lock(db: Db) {
     );
     assert_eq!(card["processes"], json!([]));
     for action in ["abort", "withdraw", "extend", "lock"] {
-        let answer = app.post(&format!("/api/v1/cards/{id}/{action}"), &app.officer, json!({})).await;
-        assert_eq!(answer.status, StatusCode::CONFLICT, "{action} on a locked card: {answer:?}");
+        let answer = app
+            .post(
+                &format!("/api/v1/cards/{id}/{action}"),
+                &app.officer,
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::CONFLICT,
+            "{action} on a locked card: {answer:?}"
+        );
     }
 }
 
@@ -187,18 +310,44 @@ async fn second_assignment_to_one_person_is_refused(db: Db) {
     let person = app.person("E-2").await;
     let first = app.unassigned_card().await;
     let second = app.unassigned_card().await;
-    let ok = app.post(&format!("/api/v1/cards/{first}/assign"), &app.officer, json!({"person": person})).await;
+    let ok = app
+        .post(
+            &format!("/api/v1/cards/{first}/assign"),
+            &app.officer,
+            json!({"person": person}),
+        )
+        .await;
     assert_eq!(ok.status, StatusCode::OK, "{ok:?}");
-    let refused = app.post(&format!("/api/v1/cards/{second}/assign"), &app.officer, json!({"person": person})).await;
+    let refused = app
+        .post(
+            &format!("/api/v1/cards/{second}/assign"),
+            &app.officer,
+            json!({"person": person}),
+        )
+        .await;
     assert_eq!(refused.status, StatusCode::CONFLICT, "{refused:?}");
-    assert!(refused.body["error"]["message"].as_str().unwrap().contains("at most 1"));
+    assert!(refused.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("at most 1"));
     let card = app.card(&second).await;
     assert_eq!(card["state"], "unassigned");
     assert!(card["holder"].is_null());
     assert_eq!(history_processes(&card), ["TempCardsProcRequest"]);
     // Once the first card is withdrawn the person may take the second.
-    app.post(&format!("/api/v1/cards/{first}/withdraw"), &app.officer, json!({})).await;
-    let ok = app.post(&format!("/api/v1/cards/{second}/assign"), &app.officer, json!({"person": person})).await;
+    app.post(
+        &format!("/api/v1/cards/{first}/withdraw"),
+        &app.officer,
+        json!({}),
+    )
+    .await;
+    let ok = app
+        .post(
+            &format!("/api/v1/cards/{second}/assign"),
+            &app.officer,
+            json!({"person": person}),
+        )
+        .await;
     assert_eq!(ok.status, StatusCode::OK, "{ok:?}");
 }
 
@@ -214,7 +363,13 @@ async fn assign_needs_an_active_existing_person(db: Db) {
         .await;
     assert_eq!(inactive.status, StatusCode::CREATED, "{inactive:?}");
     let inactive_id = inactive.body["id"].as_str().unwrap();
-    let refused = app.post(&format!("/api/v1/cards/{id}/assign"), &app.officer, json!({"person": inactive_id})).await;
+    let refused = app
+        .post(
+            &format!("/api/v1/cards/{id}/assign"),
+            &app.officer,
+            json!({"person": inactive_id}),
+        )
+        .await;
     assert_eq!(refused.status, StatusCode::CONFLICT, "{refused:?}");
     let missing = app
         .post(
@@ -224,9 +379,22 @@ async fn assign_needs_an_active_existing_person(db: Db) {
         )
         .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND, "{missing:?}");
-    let garbage = app.post(&format!("/api/v1/cards/{id}/assign"), &app.officer, json!({"person": "bob"})).await;
+    let garbage = app
+        .post(
+            &format!("/api/v1/cards/{id}/assign"),
+            &app.officer,
+            json!({"person": "bob"}),
+        )
+        .await;
     assert_eq!(garbage.status, StatusCode::BAD_REQUEST, "{garbage:?}");
-    let no_body = app.call(Method::POST, &format!("/api/v1/cards/{id}/assign"), Some(&app.officer), None).await;
+    let no_body = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/cards/{id}/assign"),
+            Some(&app.officer),
+            None,
+        )
+        .await;
     assert_eq!(no_body.status, StatusCode::BAD_REQUEST, "{no_body:?}");
     assert_eq!(app.card(&id).await["state"], "unassigned");
 }
@@ -243,12 +411,20 @@ async fn wrong_state_changes_nothing(db: Db) {
         ("extend", json!({})),
         ("lock", json!({})),
     ] {
-        let answer = app.post(&format!("/api/v1/cards/{id}/{action}"), &app.officer, body).await;
+        let answer = app
+            .post(&format!("/api/v1/cards/{id}/{action}"), &app.officer, body)
+            .await;
         assert_eq!(answer.status, StatusCode::CONFLICT, "{action}: {answer:?}");
-        assert!(answer.body["error"]["message"].as_str().unwrap().contains("requested"));
+        assert!(answer.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("requested"));
     }
     let after = app.card(&id).await;
-    assert_eq!(before, after, "a refused process changed the card or its history");
+    assert_eq!(
+        before, after,
+        "a refused process changed the card or its history"
+    );
 }
 
 async fn login_and_roles_are_required(db: Db) {
@@ -264,17 +440,36 @@ async fn login_and_roles_are_required(db: Db) {
         (Method::GET, "/api/v1/audit".to_owned()),
     ] {
         let answer = app.call(method.clone(), &path, None, Some(json!({}))).await;
-        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{method} {path}: {answer:?}");
+        assert_eq!(
+            answer.status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path}: {answer:?}"
+        );
         assert_eq!(answer.body["error"]["code"], "unauthorized");
-        let forged = app.call(method.clone(), &path, Some("0123456789abcdef"), Some(json!({}))).await;
-        assert_eq!(forged.status, StatusCode::UNAUTHORIZED, "{method} {path} with a forged token");
+        let forged = app
+            .call(
+                method.clone(),
+                &path,
+                Some("0123456789abcdef"),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(
+            forged.status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} with a forged token"
+        );
     }
     let body = json!({"template": "Temporary card", "amount": 1});
     for token in [&app.auditor, &app.producer, &app.policy] {
-        let answer = app.post("/api/v1/temporary-cards", token, body.clone()).await;
+        let answer = app
+            .post("/api/v1/temporary-cards", token, body.clone())
+            .await;
         assert_eq!(answer.status, StatusCode::FORBIDDEN, "{answer:?}");
         assert_eq!(answer.body["error"]["code"], "forbidden");
-        let abort = app.post(&format!("/api/v1/cards/{id}/abort"), token, json!({})).await;
+        let abort = app
+            .post(&format!("/api/v1/cards/{id}/abort"), token, json!({}))
+            .await;
         assert_eq!(abort.status, StatusCode::FORBIDDEN, "{abort:?}");
     }
     assert_eq!(app.card(&id).await["state"], "requested");
@@ -302,12 +497,24 @@ async fn processes_listed_are_exactly_those_allowed(db: Db) {
     app.produce(&id).await;
     let card = app.card(&id).await;
     assert_eq!(names(&card), ["TempCardsProcAssign", "TempCardsProcLock"]);
-    assert_eq!(card["processes"][0]["path"], format!("/api/v1/cards/{id}/assign"));
+    assert_eq!(
+        card["processes"][0]["path"],
+        format!("/api/v1/cards/{id}/assign")
+    );
     let person = app.person("E-4").await;
-    app.post(&format!("/api/v1/cards/{id}/assign"), &app.officer, json!({"person": person})).await;
+    app.post(
+        &format!("/api/v1/cards/{id}/assign"),
+        &app.officer,
+        json!({"person": person}),
+    )
+    .await;
     assert_eq!(
         names(&app.card(&id).await),
-        ["TempCardsProcWithdraw", "TempCardsProcExtend", "TempCardsProcLock"]
+        [
+            "TempCardsProcWithdraw",
+            "TempCardsProcExtend",
+            "TempCardsProcLock"
+        ]
     );
     let as_producer = app.get(&format!("/api/v1/cards/{id}"), &app.producer).await;
     assert_eq!(names(&as_producer.body), Vec::<String>::new());
@@ -318,15 +525,28 @@ async fn expiry_happens_on_its_own(db: Db) {
     let person = app.person("E-5").await;
     let id = app.unassigned_card().await;
     let other = app.unassigned_card().await;
-    let answer = app.post(&format!("/api/v1/cards/{id}/assign"), &app.officer, json!({"person": person})).await;
+    let answer = app
+        .post(
+            &format!("/api/v1/cards/{id}/assign"),
+            &app.officer,
+            json!({"person": person}),
+        )
+        .await;
     assert_eq!(answer.status, StatusCode::OK);
     app.clock.advance(chrono::Duration::days(13));
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(app.card(&id).await["state"], "assigned", "expired before its time");
+    assert_eq!(
+        app.card(&id).await["state"],
+        "assigned",
+        "expired before its time"
+    );
     app.clock.advance(chrono::Duration::days(1));
     let mut state = String::new();
     for _ in 0..200 {
-        state = app.card(&id).await["state"].as_str().unwrap().to_owned();
+        app.card(&id).await["state"]
+            .as_str()
+            .unwrap()
+            .clone_into(&mut state);
         if state == "expired" {
             break;
         }
@@ -334,17 +554,33 @@ async fn expiry_happens_on_its_own(db: Db) {
     }
     assert_eq!(state, "expired");
     let card = app.card(&id).await;
-    assert_eq!(history_processes(&card).last().unwrap(), "TempCardsSysExpire");
-    assert_eq!(card["history"].as_array().unwrap().last().unwrap()["operator"], "system");
+    assert_eq!(
+        history_processes(&card).last().unwrap(),
+        "TempCardsSysExpire"
+    );
+    assert_eq!(
+        card["history"].as_array().unwrap().last().unwrap()["operator"],
+        "system"
+    );
     assert_eq!(app.card(&other).await["state"], "unassigned");
     // An expired card comes back to the desk by withdrawal.
-    let withdrawn = app.post(&format!("/api/v1/cards/{id}/withdraw"), &app.officer, json!({})).await;
+    let withdrawn = app
+        .post(
+            &format!("/api/v1/cards/{id}/withdraw"),
+            &app.officer,
+            json!({}),
+        )
+        .await;
     assert_eq!(withdrawn.status, StatusCode::OK, "{withdrawn:?}");
     assert_eq!(withdrawn.body["state"], "unassigned");
 }
 
 fn valid_until(card: &Value) -> chrono::DateTime<chrono::Utc> {
-    card["valid_until"].as_str().expect("valid_until").parse().expect("a timestamp")
+    card["valid_until"]
+        .as_str()
+        .expect("valid_until")
+        .parse()
+        .expect("a timestamp")
 }
 
 impl TestApp {

@@ -97,7 +97,9 @@ pub async fn fresh_database(db: &Db, dir: &std::path::Path) -> String {
         Db::Sqlite => String::new(),
         Db::Postgres(url) => {
             let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = sqlx::PgConnection::connect(url).await.expect("connect to TEST_DATABASE_URL");
+            let mut conn = sqlx::PgConnection::connect(url)
+                .await
+                .expect("connect to TEST_DATABASE_URL");
             conn.execute(format!("CREATE SCHEMA {schema}").as_str())
                 .await
                 .expect("create test schema");
@@ -128,7 +130,9 @@ pub async fn spawn_app(db: Db) -> TestApp {
     let clock = Arc::new(ManualClock::new(
         chrono::Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap(),
     ));
-    let running = app::start(&config, clock.clone(), false).await.expect("server starts");
+    let running = app::start(&config, clock.clone(), false)
+        .await
+        .expect("server starts");
     let base = format!("http://{}", running.addr);
     let ctx = running.ctx.clone();
     let client = reqwest::Client::new();
@@ -139,9 +143,15 @@ pub async fn spawn_app(db: Db) -> TestApp {
         ("auditor", vec![Role::ServiceAdmin]),
         ("policy", vec![Role::PolicyAdmin]),
     ] {
-        auth::add_operator(&ctx, &Actor::System("test"), name, roles.into_iter().collect::<Roles>(), PASSWORD)
-            .await
-            .expect("add operator");
+        auth::add_operator(
+            &ctx,
+            &Actor::System("test"),
+            name,
+            roles.into_iter().collect::<Roles>(),
+            PASSWORD,
+        )
+        .await
+        .expect("add operator");
         let answer: Value = client
             .post(format!("{base}/api/v1/auth/login"))
             .json(&serde_json::json!({"username": name, "password": PASSWORD}))
@@ -171,7 +181,13 @@ pub async fn spawn_app(db: Db) -> TestApp {
 
 impl TestApp {
     /// Sends a request with an optional token and JSON body.
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
         let mut req = self.client.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
             req = req.bearer_auth(token);
@@ -212,7 +228,9 @@ impl TestApp {
     }
 
     pub async fn card(&self, id: &str) -> Value {
-        let answer = self.get(&format!("/api/v1/cards/{id}"), &self.officer).await;
+        let answer = self
+            .get(&format!("/api/v1/cards/{id}"), &self.officer)
+            .await;
         assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
         answer.body
     }
@@ -238,7 +256,9 @@ impl TestApp {
     /// Runs SQL on the server's database directly (to stage states or tamper with data).
     pub async fn sql(&self, statement: &str) -> u64 {
         sqlx::any::install_default_drivers();
-        let mut conn = sqlx::AnyConnection::connect(&self.database_url).await.expect("connect");
+        let mut conn = sqlx::AnyConnection::connect(&self.database_url)
+            .await
+            .expect("connect");
         let done = conn.execute(statement).await.expect("statement runs");
         conn.close().await.ok();
         done.rows_affected()
@@ -247,7 +267,9 @@ impl TestApp {
     /// Puts a card into `unassigned` as production would; the API has no shortcut for it.
     pub async fn produce(&self, id: &str) {
         let n = self
-            .sql(&format!("UPDATE cards SET state = 'unassigned' WHERE id = '{id}' AND state = 'requested'"))
+            .sql(&format!(
+                "UPDATE cards SET state = 'unassigned' WHERE id = '{id}' AND state = 'requested'"
+            ))
             .await;
         assert_eq!(n, 1, "card {id} was not requested");
     }

@@ -7,7 +7,9 @@ use crate::helpers::{spawn_app, Db};
 #[tokio::test]
 async fn openapi_describes_every_api_route() {
     let app = spawn_app(Db::Sqlite).await;
-    let answer = app.call(Method::GET, "/api/v1/openapi.json", None, None).await;
+    let answer = app
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
     assert_eq!(answer.status, StatusCode::OK);
     let paths = answer.body["paths"].as_object().expect("paths");
     let expected = [
@@ -31,15 +33,28 @@ async fn openapi_describes_every_api_route() {
         ("/api/v1/audit", "get"),
     ];
     for (path, method) in expected {
-        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing from the spec");
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing from the spec"
+        );
     }
-    assert_eq!(paths.len(), 15, "unexpected paths: {:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(
+        paths.len(),
+        15,
+        "unexpected paths: {:?}",
+        paths.keys().collect::<Vec<_>>()
+    );
     // Every documented operation is really served (never 404 or 405 for the method).
     for (path, item) in paths {
         for method in item.as_object().unwrap().keys() {
             let concrete = path.replace("{id}", "01890a5d-ac96-774b-bcce-b302099a8057");
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            let res = app.client.request(m, format!("{}{concrete}", app.base)).send().await.unwrap();
+            let res = app
+                .client
+                .request(m, format!("{}{concrete}", app.base))
+                .send()
+                .await
+                .unwrap();
             assert!(
                 ![StatusCode::NOT_FOUND, StatusCode::METHOD_NOT_ALLOWED].contains(&res.status()),
                 "{method} {path} is documented but not served: {}",
@@ -56,10 +71,26 @@ async fn openapi_describes_every_api_route() {
 async fn health_and_metrics_answer() {
     let app = spawn_app(Db::Sqlite).await;
     app.request_cards(3).await;
-    let health = app.client.get(format!("{}/healthz", app.base)).send().await.unwrap();
+    let health = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), StatusCode::OK);
-    let metrics = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("cardwright_cards{state=\"requested\"} 3"), "{metrics}");
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("cardwright_cards{state=\"requested\"} 3"),
+        "{metrics}"
+    );
     assert!(
         metrics.contains("cardwright_http_requests_total{method=\"POST\",route=\"/api/v1/temporary-cards\",status=\"201\"} 1"),
         "{metrics}"
