@@ -5,5 +5,6 @@ mod helpers;
 mod audit;
 mod auth;
 mod cards;
+mod concurrency;
 mod masterdata;
 mod openapi;
