@@ -194,11 +194,11 @@ proptest! {
                 let now = w.clock.now();
                 let want = expected(&models, step, now);
                 let got = perform(&w, step).await;
-                match (&want, &got) {
-                    (Some(_), Ok(())) => {}
-                    (None, Err(ProcessError::Conflict(_))) => {}
-                    _ => panic!("{step:?} from {models:?}: model says {want:?}, process gave {got:?}"),
-                }
+                let agrees = matches!(
+                    (&want, &got),
+                    (Some(_), Ok(())) | (None, Err(ProcessError::Conflict(_)))
+                );
+                assert!(agrees, "{step:?} from {models:?}: model says {want:?}, process gave {got:?}");
                 if let Some(next) = want {
                     models = next;
                 }
