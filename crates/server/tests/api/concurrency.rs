@@ -82,7 +82,7 @@ async fn racing_locks_of_one_card(db: Db) {
 
 async fn migrations_run_once_when_servers_start_together(db: Db) {
     let dir = tempfile::tempdir().unwrap();
-    let mut url = fresh_database(&db, dir.path()).await;
+    let (mut url, _schema) = fresh_database(&db).await;
     if url.is_empty() {
         url = Store::sqlite_url(&dir.path().join("cw.db"));
     }

@@ -77,6 +77,7 @@ pub struct TestApp {
     pub policy: String,
     running: Option<Running>,
     _dir: tempfile::TempDir,
+    _schema: Option<SchemaGuard>,
 }
 
 /// The shape of an answer a test looks at.
@@ -91,22 +92,50 @@ impl std::fmt::Debug for Answer {
     }
 }
 
-/// A database of its own for one test: SQLite in a temp folder, or a fresh PostgreSQL schema.
-pub async fn fresh_database(db: &Db, dir: &std::path::Path) -> String {
+/// Drops a test's PostgreSQL schema when the test ends, passed or failed.
+pub struct SchemaGuard {
+    server_url: String,
+    schema: String,
+}
+
+impl Drop for SchemaGuard {
+    fn drop(&mut self) {
+        let (url, schema) = (self.server_url.clone(), self.schema.clone());
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                let mut conn = sqlx::PgConnection::connect(&url).await.ok()?;
+                conn.execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str()).await.ok()?;
+                conn.close().await.ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(()))) {
+            eprintln!("could not drop test schema {}", self.schema);
+        }
+    }
+}
+
+/// A database of its own for one test: an empty URL (SQLite in the test's data folder), or the
+/// URL of a fresh PostgreSQL schema and the guard that drops it.
+pub async fn fresh_database(db: &Db) -> (String, Option<SchemaGuard>) {
     match db {
-        Db::Sqlite => String::new(),
+        Db::Sqlite => (String::new(), None),
         Db::Postgres(url) => {
             let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = sqlx::PgConnection::connect(url)
-                .await
-                .expect("connect to TEST_DATABASE_URL");
+            let mut conn = sqlx::PgConnection::connect(url).await.expect("connect to TEST_DATABASE_URL");
             conn.execute(format!("CREATE SCHEMA {schema}").as_str())
                 .await
                 .expect("create test schema");
             conn.close().await.ok();
             let sep = if url.contains('?') { '&' } else { '?' };
-            let _ = dir;
-            format!("{url}{sep}options=-c%20search_path%3D{schema}")
+            (
+                format!("{url}{sep}options=-c%20search_path%3D{schema}"),
+                Some(SchemaGuard {
+                    server_url: url.clone(),
+                    schema,
+                }),
+            )
         }
     }
 }
@@ -114,7 +143,7 @@ pub async fn fresh_database(db: &Db, dir: &std::path::Path) -> String {
 /// Starts a server on a fresh database.
 pub async fn spawn_app(db: Db) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let database_url = fresh_database(&db, dir.path()).await;
+    let (database_url, schema) = fresh_database(&db).await;
     let config = Config {
         listen: "127.0.0.1:0".into(),
         data_dir: dir.path().join("data"),
@@ -176,6 +205,7 @@ pub async fn spawn_app(db: Db) -> TestApp {
         officer: tokens.pop().unwrap(),
         running: Some(running),
         _dir: dir,
+        _schema: schema,
     }
 }
 
