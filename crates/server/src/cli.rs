@@ -55,6 +55,8 @@ pub enum Command {
     Audit(AuditCommand),
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Print the REST API's OpenAPI document (JSON).
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,6 +110,7 @@ impl Cli {
 pub async fn run_admin(cli: &Cli, config: &Config) -> anyhow::Result<()> {
     match &cli.command {
         Command::Serve { .. } => unreachable!("serve is run by main"),
+        Command::Openapi => unreachable!("openapi needs no configuration and is run by main"),
         Command::Migrate => {
             let store = crate::app::open_store(config).await?;
             println!("database is up to date");

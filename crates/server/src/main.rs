@@ -24,6 +24,10 @@ fn init_logging(config: &Config) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if matches!(cli.command, Command::Openapi) {
+        println!("{}", cardwright::http::openapi_json());
+        return Ok(());
+    }
     let config = cli.config()?;
     init_logging(&config);
     match &cli.command {

@@ -99,3 +99,14 @@ async fn health_and_metrics_answer() {
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(unknown.body["error"]["code"], "not_found");
 }
+
+#[test]
+fn committed_openapi_document_is_current() {
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json"))
+        .expect("docs/openapi.json exists");
+    assert_eq!(
+        committed.trim_end(),
+        cardwright::http::openapi_json().trim_end(),
+        "docs/openapi.json is stale: run `cargo run -- openapi > docs/openapi.json`"
+    );
+}
