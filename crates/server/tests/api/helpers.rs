@@ -102,10 +102,15 @@ impl Drop for SchemaGuard {
     fn drop(&mut self) {
         let (url, schema) = (self.server_url.clone(), self.schema.clone());
         let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             rt.block_on(async {
                 let mut conn = sqlx::PgConnection::connect(&url).await.ok()?;
-                conn.execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str()).await.ok()?;
+                conn.execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str())
+                    .await
+                    .ok()?;
                 conn.close().await.ok()
             })
         })
@@ -123,7 +128,9 @@ pub async fn fresh_database(db: &Db) -> (String, Option<SchemaGuard>) {
         Db::Sqlite => (String::new(), None),
         Db::Postgres(url) => {
             let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = sqlx::PgConnection::connect(url).await.expect("connect to TEST_DATABASE_URL");
+            let mut conn = sqlx::PgConnection::connect(url)
+                .await
+                .expect("connect to TEST_DATABASE_URL");
             conn.execute(format!("CREATE SCHEMA {schema}").as_str())
                 .await
                 .expect("create test schema");

@@ -5,6 +5,7 @@ mod helpers;
 mod audit;
 mod auth;
 mod cards;
+mod cli;
 mod concurrency;
 mod masterdata;
 mod openapi;

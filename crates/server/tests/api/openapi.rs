@@ -102,8 +102,11 @@ async fn health_and_metrics_answer() {
 
 #[test]
 fn committed_openapi_document_is_current() {
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json"))
-        .expect("docs/openapi.json exists");
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/openapi.json"
+    ))
+    .expect("docs/openapi.json exists");
     assert_eq!(
         committed.trim_end(),
         cardwright::http::openapi_json().trim_end(),

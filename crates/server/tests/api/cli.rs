@@ -1,0 +1,104 @@
+//! The command line on the real binary.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+fn cardwright(data_dir: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cardwright"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("CARDWRIGHT_CONFIG")
+        .env_remove("CARDWRIGHT_DATABASE_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cardwright runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[test]
+fn operators_are_added_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let (ok, text) = cardwright(data, &["migrate"], "");
+    assert!(ok, "{text}");
+    let (ok, text) = cardwright(
+        data,
+        &[
+            "operator",
+            "add",
+            "alice",
+            "--role",
+            "registration-officer",
+            "--role",
+            "service-admin",
+            "--password-stdin",
+        ],
+        "a long passphrase\n",
+    );
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("registration-officer,service-admin"),
+        "{text}"
+    );
+    let (ok, text) = cardwright(
+        data,
+        &[
+            "operator",
+            "add",
+            "alice",
+            "--role",
+            "policy-admin",
+            "--password-stdin",
+        ],
+        "another long one\n",
+    );
+    assert!(!ok && text.contains("exists already"), "{text}");
+    let (ok, text) = cardwright(
+        data,
+        &[
+            "operator",
+            "add",
+            "bob",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
+        "a long passphrase\n",
+    );
+    assert!(!ok && text.contains("'admin' is not a role"), "{text}");
+    let (ok, text) = cardwright(
+        data,
+        &[
+            "operator",
+            "add",
+            "bob",
+            "--role",
+            "policy-admin",
+            "--password-stdin",
+        ],
+        "short\n",
+    );
+    assert!(!ok && text.contains("password"), "{text}");
+    let (ok, text) = cardwright(data, &["operator", "list"], "");
+    assert!(ok, "{text}");
+    assert!(text.contains("alice") && !text.contains("bob"), "{text}");
+    let (ok, text) = cardwright(data, &["audit", "verify"], "");
+    assert!(ok && text.contains("intact"), "{text}");
+    let (ok, text) = cardwright(data, &["serve", "--listen", "nowhere"], "");
+    assert!(!ok && text.contains("listen"), "{text}");
+}
