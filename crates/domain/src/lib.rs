@@ -3,6 +3,7 @@
 //! Pure Rust: no database, web, clock or randomness inside. Time arrives as a `now` argument and
 //! identifiers are built from bytes the caller supplies, so every rule here is deterministic.
 
+pub mod batch_order;
 pub mod card;
 pub mod catalog;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod options;
 pub mod person;
 pub mod template;
 
+pub use batch_order::{BatchOrder, ItemStatus, OrderAction, OrderItem, OrderState};
 pub use card::{Amount, Card, CardState, Serial};
 pub use catalog::{ProcessDef, ProcessName, ProcessScope, CATALOG};
 pub use error::DomainError;

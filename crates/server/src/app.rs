@@ -5,12 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use cardwright_cardsdk::{Printer, SimulatedPrinter, SpoolPrinter};
+use cardwright_processes::temp_cards::production::{self, Station};
 use cardwright_processes::{temp_cards, templates, Clock, Context};
 use cardwright_storage::{redact_url, Store};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
+use crate::config::{Config, PrinterConfig};
 
 /// Connects to the configured database and applies pending migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
@@ -97,18 +99,104 @@ pub async fn start(
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
-    let expiry = tokio::spawn(expiry_job(
+    let mut tasks = vec![http];
+    let stale = chrono::Duration::seconds(
+        i64::try_from(config.production_stale_secs).unwrap_or(i64::MAX / 1000),
+    );
+    for station in stations(config) {
+        let recovered = production::recover(&ctx, &station.name, stale)
+            .await
+            .with_context(|| format!("recovering station {}", station.name))?;
+        if recovered > 0 {
+            tracing::warn!(station = %station.name, items = recovered, "items left in a printer marked failed");
+        }
+        tasks.push(tokio::spawn(station_job(
+            ctx.clone(),
+            station,
+            Duration::from_millis(config.station_poll_ms),
+            stale,
+            watch_rx.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(expiry_job(
         ctx.clone(),
         Duration::from_millis(config.expiry_interval_ms),
         watch_rx,
-    ));
+    )));
     tracing::info!(%addr, "Cardwright serving");
     Ok(Running {
         addr,
         ctx,
         shutdown,
-        tasks: vec![http, expiry],
+        tasks,
     })
+}
+
+/// The configured stations with their printers.
+pub fn stations(config: &Config) -> Vec<Station> {
+    let default_spool = config.data_dir.join("spool");
+    config
+        .stations
+        .iter()
+        .map(|s| {
+            let printer: Arc<dyn Printer> = match &s.printer {
+                PrinterConfig::Spool { dir } => Arc::new(SpoolPrinter::new(
+                    dir.clone().unwrap_or_else(|| default_spool.clone()),
+                )),
+                PrinterConfig::Simulated {
+                    fail_every,
+                    delay_ms,
+                    dir,
+                } => Arc::new(SimulatedPrinter::new(
+                    dir.clone().unwrap_or_else(|| default_spool.clone()),
+                    *fail_every,
+                    Duration::from_millis(*delay_ms),
+                )),
+            };
+            Station {
+                name: s.name.clone(),
+                printer,
+            }
+        })
+        .collect()
+}
+
+/// A station's loop: produce while the queue has work, look again every `poll` when idle, and
+/// every `stale` recover items another station left in its printer. A shutdown lets the card in
+/// hand finish first.
+async fn station_job(
+    ctx: Context,
+    station: Station,
+    poll: Duration,
+    stale: chrono::Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last_recovery = tokio::time::Instant::now();
+    let recovery_every = stale.to_std().unwrap_or(Duration::from_mins(15));
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        if last_recovery.elapsed() >= recovery_every {
+            last_recovery = tokio::time::Instant::now();
+            if let Err(e) = production::recover(&ctx, &station.name, stale).await {
+                tracing::error!(station = %station.name, error = %e, "recovering stale items failed");
+            }
+        }
+        let idle = match production::produce_one(&ctx, &station).await {
+            Ok(worked) => !worked,
+            Err(e) => {
+                tracing::error!(station = %station.name, error = %e, "production step failed");
+                true
+            }
+        };
+        if idle {
+            tokio::select! {
+                () = tokio::time::sleep(poll) => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
 }
 
 /// Runs TempCardsSysExpire every `every` until shut down.

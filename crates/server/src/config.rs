@@ -24,6 +24,61 @@ pub struct Config {
     pub log_format: String,
     pub login: LoginConfig,
     pub options: OptionsConfig,
+    /// How long an idle station waits before looking at the queue again, in milliseconds.
+    pub station_poll_ms: u64,
+    /// An item held by a station longer than this is taken as interrupted, in seconds.
+    pub production_stale_secs: u64,
+    /// Production stations; by default one local station with the spool printer.
+    pub stations: Vec<StationConfig>,
+}
+
+/// A printer (and optionally a chip encoder) that produces one card at a time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StationConfig {
+    /// Unique per server; shown in the audit log of each production attempt.
+    pub name: String,
+    pub printer: PrinterConfig,
+    #[serde(default)]
+    pub encoder: EncoderConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum PrinterConfig {
+    /// Writes each job under `dir` (default: the data folder's `spool`).
+    Spool {
+        #[serde(default)]
+        dir: Option<PathBuf>,
+    },
+    /// Spools, waits `delay_ms` per card and fails every `fail_every`th job (0: never).
+    Simulated {
+        #[serde(default)]
+        fail_every: u64,
+        #[serde(default)]
+        delay_ms: u64,
+        #[serde(default)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum EncoderConfig {
+    /// Cards are printed only.
+    #[default]
+    None,
+}
+
+impl StationConfig {
+    /// The embedded default: one local station with the spool printer.
+    pub fn local() -> Self {
+        Self {
+            name: "local".into(),
+            printer: PrinterConfig::Spool { dir: None },
+            encoder: EncoderConfig::None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -55,6 +110,9 @@ impl Default for Config {
             log_format: "text".into(),
             login: LoginConfig::default(),
             options: OptionsConfig::default(),
+            station_poll_ms: 200,
+            production_stale_secs: 900,
+            stations: vec![StationConfig::local()],
         }
     }
 }
@@ -113,6 +171,19 @@ impl Config {
         if self.expiry_interval_ms == 0 {
             bail!("expiry_interval_ms: must be at least 1");
         }
+        if self.station_poll_ms == 0 {
+            bail!("station_poll_ms: must be at least 1");
+        }
+        let mut names = std::collections::HashSet::new();
+        for station in &self.stations {
+            let name = station.name.trim();
+            if name.is_empty() || name.len() > 64 {
+                bail!("stations: a station needs a name of 1 to 64 characters");
+            }
+            if !names.insert(name) {
+                bail!("stations: the name '{name}' is used twice");
+            }
+        }
         if self.login.max_failures == 0 {
             bail!("login.max_failures: must be at least 1");
         }
@@ -158,6 +229,10 @@ fn apply_env(
     env: &impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<()> {
     for (key, default) in defaults {
+        // Lists (the stations) come from the file only.
+        if default.is_array() {
+            continue;
+        }
         let var = format!("{prefix}_{}", key.to_ascii_uppercase());
         if let toml::Value::Table(inner_defaults) = default {
             let inner = table
@@ -230,6 +305,41 @@ mod tests {
         let env = |k: &str| (k == "CARDWRIGHT_EXPIRY_INTERVAL_MS").then(|| "soon".to_owned());
         assert!(format!("{:#}", Config::load(None, env).unwrap_err())
             .contains("CARDWRIGHT_EXPIRY_INTERVAL_MS"));
+    }
+
+    #[test]
+    fn stations_come_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[[stations]]\nname = \"desk-1\"\nprinter = { kind = \"simulated\", fail_every = 4, delay_ms = 0 }\nencoder = { kind = \"none\" }\n\n[[stations]]\nname = \"desk-2\"\nprinter = { kind = \"spool\" }\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path), |_| None).unwrap();
+        assert_eq!(config.stations.len(), 2);
+        assert_eq!(
+            config.stations[0].printer,
+            PrinterConfig::Simulated {
+                fail_every: 4,
+                delay_ms: 0,
+                dir: None
+            }
+        );
+        std::fs::write(
+            &path,
+            "[[stations]]\nname = \"a\"\nprinter = { kind = \"laser\" }\n",
+        )
+        .unwrap();
+        assert!(Config::load(Some(&path), |_| None).is_err());
+        std::fs::write(
+            &path,
+            "[[stations]]\nname = \"a\"\nprinter = { kind = \"spool\" }\n[[stations]]\nname = \"a\"\nprinter = { kind = \"spool\" }\n",
+        )
+        .unwrap();
+        assert!(
+            format!("{:#}", Config::load(Some(&path), |_| None).unwrap_err()).contains("twice")
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! process's state change and its audit event commit together or not at all.
 
 pub mod audit;
+pub mod batch_orders;
 pub mod cards;
 mod error;
 mod migrations;

@@ -10,11 +10,18 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../migrations/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "batch_orders",
+        sql: include_str!("../migrations/0002_batch_orders.sql"),
+    },
+];
 
 /// An arbitrary constant naming Cardwright's migration lock on PostgreSQL.
 const PG_LOCK_KEY: i64 = 0x0C4D_5752_4947_4854;

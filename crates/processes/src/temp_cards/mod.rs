@@ -4,11 +4,13 @@ pub mod abort;
 pub mod assign;
 pub mod expire;
 pub mod extend;
+pub mod issue_multiple;
 pub mod lock;
+pub mod production;
 pub mod request;
 pub mod withdraw;
 
-use cardwright_domain::{Card, CardId, Operator, ProcessName};
+use cardwright_domain::{Card, CardId, CardState, Operator, ProcessName};
 use cardwright_storage::audit::{self, NewEvent};
 use cardwright_storage::cards::{self, CardRecord};
 use cardwright_storage::{Conn, Store};
@@ -75,6 +77,14 @@ where
     require_process_role(operator, process)?;
     let mut tx = ctx.store.begin().await?;
     let before = load_for_update(&mut tx, ctx, id).await?;
+    if let (Some(order), CardState::Requested | CardState::Failed) =
+        (before.batch_order, before.state)
+    {
+        return Err(ProcessError::Conflict(format!(
+            "card {} is in batch order {order}; cancel that order first",
+            before.serial
+        )));
+    }
     let mut after = before.clone();
     after.state = process.transition(before.state)?;
     after.updated_at = ctx.now();

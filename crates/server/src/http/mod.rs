@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod batch_orders;
 mod cards;
 mod error;
 mod extract;
@@ -52,6 +53,15 @@ pub fn api() -> OpenApiRouter<AppState> {
             templates::create_template
         ))
         .routes(routes!(templates::get_template, templates::update_template))
+        .routes(routes!(
+            batch_orders::list_orders,
+            batch_orders::create_order
+        ))
+        .routes(routes!(batch_orders::get_order))
+        .routes(routes!(batch_orders::next))
+        .routes(routes!(batch_orders::repeat))
+        .routes(routes!(batch_orders::complete))
+        .routes(routes!(batch_orders::cancel))
         .routes(routes!(audit::list_events));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)
 }

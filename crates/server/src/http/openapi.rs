@@ -18,6 +18,7 @@ use super::AppState;
     tags(
         (name = "auth", description = "Log in for a bearer token"),
         (name = "cards", description = "Temporary cards and their processes"),
+        (name = "batch orders", description = "Issue multiple temporary cards: produce cards in batch orders"),
         (name = "persons", description = "Card holders"),
         (name = "templates", description = "Card templates"),
         (name = "audit", description = "The hash-chained audit log"),

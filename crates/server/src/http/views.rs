@@ -257,3 +257,140 @@ impl From<TemplateBody> for cardwright_processes::templates::TemplateInput {
         }
     }
 }
+
+/// Items per status.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CountsView {
+    pub selected: u64,
+    pub queued: u64,
+    pub producing: u64,
+    pub produced: u64,
+    pub failed: u64,
+}
+
+impl From<cardwright_storage::batch_orders::Counts> for CountsView {
+    fn from(c: cardwright_storage::batch_orders::Counts) -> Self {
+        Self {
+            selected: c.selected,
+            queued: c.queued,
+            producing: c.producing,
+            produced: c.produced,
+            failed: c.failed,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ItemCardView {
+    pub id: String,
+    pub serial: String,
+    pub state: String,
+}
+
+/// One card of a batch order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ItemView {
+    pub card: ItemCardView,
+    /// selected, queued, producing, produced or failed.
+    pub status: String,
+    /// Production attempts so far.
+    pub attempts: u32,
+    /// Why the last attempt failed.
+    pub error: Option<String>,
+    /// The station of the last attempt.
+    pub station: Option<String>,
+}
+
+/// One production attempt.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptView {
+    pub card: String,
+    pub attempt: u32,
+    pub station: String,
+    /// producing, produced or failed.
+    pub outcome: String,
+    pub error: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A batch order without its items.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchOrderSummary {
+    pub id: String,
+    pub process: String,
+    /// open, producing, produced, completed or cancelled.
+    pub state: String,
+    /// The operator who made the order.
+    pub operator: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub counts: CountsView,
+}
+
+impl From<cardwright_storage::batch_orders::OrderRecord> for BatchOrderSummary {
+    fn from(r: cardwright_storage::batch_orders::OrderRecord) -> Self {
+        Self {
+            id: r.order.id.to_string(),
+            process: r.process,
+            state: r.order.state.as_str().to_owned(),
+            operator: r.operator_name,
+            created_at: r.order.created_at,
+            updated_at: r.order.updated_at,
+            counts: r.counts.into(),
+        }
+    }
+}
+
+/// A batch order with its items (and, when read alone, its production attempts).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchOrderView {
+    #[serde(flatten)]
+    pub order: BatchOrderSummary,
+    pub items: Vec<ItemView>,
+    pub attempts: Vec<AttemptView>,
+}
+
+impl BatchOrderView {
+    pub fn new(
+        view: cardwright_processes::temp_cards::issue_multiple::OrderView,
+        attempts: Vec<cardwright_storage::batch_orders::Attempt>,
+    ) -> Self {
+        Self {
+            order: view.record.into(),
+            items: view
+                .items
+                .into_iter()
+                .map(|i| ItemView {
+                    card: ItemCardView {
+                        id: i.item.card.to_string(),
+                        serial: i.serial,
+                        state: i.card_state.as_str().to_owned(),
+                    },
+                    status: i.item.status.as_str().to_owned(),
+                    attempts: i.item.attempts,
+                    error: i.item.error,
+                    station: i.item.station,
+                })
+                .collect(),
+            attempts: attempts
+                .into_iter()
+                .map(|a| AttemptView {
+                    card: a.card.to_string(),
+                    attempt: a.attempt,
+                    station: a.station,
+                    outcome: a.outcome,
+                    error: a.error,
+                    started_at: a.started_at,
+                    finished_at: a.finished_at,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchOrderList {
+    pub batch_orders: Vec<BatchOrderSummary>,
+    pub next_cursor: Option<String>,
+}

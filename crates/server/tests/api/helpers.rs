@@ -147,11 +147,16 @@ pub async fn fresh_database(db: &Db) -> (String, Option<SchemaGuard>) {
     }
 }
 
-/// Starts a server on a fresh database.
+/// Starts a server on a fresh database with the default configuration for tests.
 pub async fn spawn_app(db: Db) -> TestApp {
+    spawn_app_with(db, |_| {}).await
+}
+
+/// Starts a server on a fresh database after `adjust` has changed the test configuration.
+pub async fn spawn_app_with(db: Db, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let (database_url, schema) = fresh_database(&db).await;
-    let config = Config {
+    let mut config = Config {
         listen: "127.0.0.1:0".into(),
         data_dir: dir.path().join("data"),
         database_url,
@@ -161,8 +166,10 @@ pub async fn spawn_app(db: Db) -> TestApp {
             token_ttl_secs: 30 * 24 * 3600,
             ..cardwright::config::LoginConfig::default()
         },
+        station_poll_ms: 20,
         ..Config::default()
     };
+    adjust(&mut config);
     let clock = Arc::new(ManualClock::new(
         chrono::Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap(),
     ));
@@ -327,7 +334,53 @@ impl TestApp {
     }
 }
 
-/// The numbers of audit events, by process name, that mention `card`.
+/// A station with the simulated printer.
+pub fn simulated_station(
+    name: &str,
+    fail_every: u64,
+    delay_ms: u64,
+) -> cardwright::config::StationConfig {
+    cardwright::config::StationConfig {
+        name: name.into(),
+        printer: cardwright::config::PrinterConfig::Simulated {
+            fail_every,
+            delay_ms,
+            dir: None,
+        },
+        encoder: cardwright::config::EncoderConfig::None,
+    }
+}
+
+impl TestApp {
+    /// Reads a batch order until `done` holds for it (at most about ten seconds).
+    pub async fn wait_for_order(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let mut order = Value::Null;
+        for _ in 0..400 {
+            let answer = self
+                .get(&format!("/api/v1/batch-orders/{id}"), &self.producer)
+                .await;
+            assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+            order = answer.body;
+            if done(&order) {
+                return order;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("batch order never reached the expected point: {order}");
+    }
+
+    /// Creates a batch order of `cards` as the production admin.
+    pub async fn order(&self, cards: &[String]) -> Answer {
+        self.post(
+            "/api/v1/batch-orders",
+            &self.producer,
+            serde_json::json!({"process": "TempCardsBoProcIssueMultiple", "cards": cards}),
+        )
+        .await
+    }
+}
+
+/// The process names of a card's history, oldest first.
 pub fn history_processes(card: &Value) -> Vec<String> {
     card["history"]
         .as_array()

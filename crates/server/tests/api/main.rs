@@ -4,6 +4,7 @@ mod helpers;
 
 mod audit;
 mod auth;
+mod batch_orders;
 mod cards;
 mod cli;
 mod concurrency;

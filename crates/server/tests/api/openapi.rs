@@ -30,6 +30,13 @@ async fn openapi_describes_every_api_route() {
         ("/api/v1/card-templates", "post"),
         ("/api/v1/card-templates/{id}", "get"),
         ("/api/v1/card-templates/{id}", "put"),
+        ("/api/v1/batch-orders", "get"),
+        ("/api/v1/batch-orders", "post"),
+        ("/api/v1/batch-orders/{id}", "get"),
+        ("/api/v1/batch-orders/{id}/next", "post"),
+        ("/api/v1/batch-orders/{id}/repeat", "post"),
+        ("/api/v1/batch-orders/{id}/complete", "post"),
+        ("/api/v1/batch-orders/{id}/cancel", "post"),
         ("/api/v1/audit", "get"),
     ];
     for (path, method) in expected {
@@ -40,7 +47,7 @@ async fn openapi_describes_every_api_route() {
     }
     assert_eq!(
         paths.len(),
-        15,
+        21,
         "unexpected paths: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

@@ -1,0 +1,156 @@
+//! Printers. A station hands each card to its printer as a [`PrintJob`]; the printer either
+//! produces it or says why not, in words an operator understands.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// A boxed future, so printers of every kind fit behind one trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One card to print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrintJob {
+    pub card_id: String,
+    pub serial: String,
+    pub template: String,
+    pub order_id: String,
+    pub attempt: u32,
+    pub station: String,
+}
+
+impl PrintJob {
+    /// The file name of this job's output: serial and attempt, unique within an order.
+    pub fn file_stem(&self) -> String {
+        format!("{}-attempt{}", self.serial, self.attempt)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "Cardwright print job\nserial: {}\ncard: {}\ntemplate: {}\norder: {}\nattempt: {}\nstation: {}\n",
+            self.serial, self.card_id, self.template, self.order_id, self.attempt, self.station
+        )
+    }
+}
+
+/// Why a card did not come out of the printer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrintError {
+    /// The printer reported a problem (ribbon out, card jam, offline...).
+    #[error("printer error: {0}")]
+    Printer(String),
+    /// The job could not be handed to the printer.
+    #[error("could not send the job: {0}")]
+    Io(String),
+}
+
+/// A card printer.
+pub trait Printer: Send + Sync + std::fmt::Debug {
+    /// Prints one card; returns once the printer has finished it or failed.
+    fn print<'a>(&'a self, job: &'a PrintJob) -> BoxFuture<'a, Result<(), PrintError>>;
+}
+
+/// Writes each job to a folder, one sub-folder per order: the embedded default.
+#[derive(Debug, Clone)]
+pub struct SpoolPrinter {
+    dir: PathBuf,
+}
+
+impl SpoolPrinter {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    async fn write(&self, job: &PrintJob) -> Result<(), PrintError> {
+        let dir = self.dir.join(&job.order_id);
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| PrintError::Io(format!("spool folder {}: {e}", dir.display())))?;
+        let path = dir.join(format!("{}.job", job.file_stem()));
+        tokio::fs::write(&path, job.describe())
+            .await
+            .map_err(|e| PrintError::Io(format!("spool file {}: {e}", path.display())))
+    }
+}
+
+impl Printer for SpoolPrinter {
+    fn print<'a>(&'a self, job: &'a PrintJob) -> BoxFuture<'a, Result<(), PrintError>> {
+        Box::pin(self.write(job))
+    }
+}
+
+/// A printer for demos and tests: it spools like [`SpoolPrinter`], takes `delay` per card and
+/// fails every `fail_every`th job (0: never) with "ribbon out".
+#[derive(Debug)]
+pub struct SimulatedPrinter {
+    spool: SpoolPrinter,
+    fail_every: u64,
+    delay: Duration,
+    jobs: AtomicU64,
+}
+
+impl SimulatedPrinter {
+    pub fn new(dir: impl Into<PathBuf>, fail_every: u64, delay: Duration) -> Self {
+        Self {
+            spool: SpoolPrinter::new(dir),
+            fail_every,
+            delay,
+            jobs: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Printer for SimulatedPrinter {
+    fn print<'a>(&'a self, job: &'a PrintJob) -> BoxFuture<'a, Result<(), PrintError>> {
+        Box::pin(async move {
+            let n = self.jobs.fetch_add(1, Ordering::SeqCst) + 1;
+            if !self.delay.is_zero() {
+                tokio::time::sleep(self.delay).await;
+            }
+            if self.fail_every > 0 && n.is_multiple_of(self.fail_every) {
+                return Err(PrintError::Printer("ribbon out".into()));
+            }
+            self.spool.write(job).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(serial: &str) -> PrintJob {
+        PrintJob {
+            card_id: "c".into(),
+            serial: serial.into(),
+            template: "Temporary card".into(),
+            order_id: "o1".into(),
+            attempt: 1,
+            station: "desk-1".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn simulated_printer_fails_every_nth_job_and_spools_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let printer = SimulatedPrinter::new(dir.path(), 3, Duration::ZERO);
+        let mut outcomes = Vec::new();
+        for i in 1..=6 {
+            outcomes.push(printer.print(&job(&format!("TMP-{i}"))).await);
+        }
+        let failed: Vec<usize> = outcomes
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.is_err())
+            .map(|(i, _)| i + 1)
+            .collect();
+        assert_eq!(failed, [3, 6]);
+        assert_eq!(outcomes[2], Err(PrintError::Printer("ribbon out".into())));
+        let spooled = std::fs::read_dir(dir.path().join("o1")).unwrap().count();
+        assert_eq!(spooled, 4);
+        let text = std::fs::read_to_string(dir.path().join("o1/TMP-1-attempt1.job")).unwrap();
+        assert!(text.contains("serial: TMP-1"));
+    }
+}

@@ -1,0 +1,152 @@
+//! Batch orders: the "Issue multiple temporary cards" wizard's buttons.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use cardwright_processes::temp_cards::issue_multiple;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::ErrorBody;
+use super::extract::{ApiJson, ApiQuery, Auth};
+use super::views::{BatchOrderList, BatchOrderSummary, BatchOrderView};
+use super::{ApiError, AppState};
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrderBody {
+    /// `TempCardsBoProcIssueMultiple`.
+    pub process: String,
+    /// Ids of cards in state requested or failed, 1 to 1000.
+    pub cards: Vec<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepeatBody {
+    /// Ids of failed items, or of produced items rejected as misprinted.
+    pub cards: Vec<String>,
+}
+
+/// Issue multiple temporary cards: a new open order of the chosen cards (production-admin). A
+/// card in another open order or in the wrong state refuses the order with 409 naming it.
+#[utoipa::path(post, path = "/batch-orders", tag = "batch orders", request_body = NewOrderBody,
+    security(("bearer" = [])),
+    responses((status = 201, body = BatchOrderView), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_order(
+    State(state): State<AppState>,
+    Auth(op): Auth,
+    ApiJson(body): ApiJson<NewOrderBody>,
+) -> Result<(StatusCode, Json<BatchOrderView>), ApiError> {
+    let view = issue_multiple::create(&state.ctx, &op, &body.process, &body.cards).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(BatchOrderView::new(view, Vec::new())),
+    ))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OrderSearch {
+    /// Only orders in this state (open, producing, produced, completed, cancelled).
+    pub state: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// Batch orders, newest first, with their counts.
+#[utoipa::path(get, path = "/batch-orders", tag = "batch orders", params(OrderSearch), security(("bearer" = [])),
+    responses((status = 200, body = BatchOrderList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn list_orders(
+    State(state): State<AppState>,
+    Auth(_op): Auth,
+    ApiQuery(q): ApiQuery<OrderSearch>,
+) -> Result<Json<BatchOrderList>, ApiError> {
+    let (page, next_cursor) =
+        issue_multiple::list(&state.ctx, q.state.as_deref(), q.cursor.as_deref(), q.limit).await?;
+    Ok(Json(BatchOrderList {
+        batch_orders: page.into_iter().map(BatchOrderSummary::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// One order with its items, counts and every production attempt.
+#[utoipa::path(get, path = "/batch-orders/{id}", tag = "batch orders",
+    params(("id" = String, Path, description = "batch order id")), security(("bearer" = [])),
+    responses((status = 200, body = BatchOrderView), (status = 404, body = ErrorBody)))]
+pub async fn get_order(
+    State(state): State<AppState>,
+    Auth(_op): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<BatchOrderView>, ApiError> {
+    let view = issue_multiple::get(&state.ctx, &id).await?;
+    let attempts = issue_multiple::attempts(&state.ctx, &id).await?;
+    Ok(Json(BatchOrderView::new(view, attempts)))
+}
+
+/// Next: queue every chosen card for the production stations (open → producing).
+#[utoipa::path(post, path = "/batch-orders/{id}/next", tag = "batch orders",
+    params(("id" = String, Path, description = "batch order id")), security(("bearer" = [])),
+    responses((status = 200, body = BatchOrderView), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn next(
+    State(state): State<AppState>,
+    Auth(op): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<BatchOrderView>, ApiError> {
+    Ok(Json(BatchOrderView::new(
+        issue_multiple::next(&state.ctx, &op, &id).await?,
+        Vec::new(),
+    )))
+}
+
+/// Repeat production of chosen failed or rejected items (→ producing).
+#[utoipa::path(post, path = "/batch-orders/{id}/repeat", tag = "batch orders",
+    params(("id" = String, Path, description = "batch order id")), request_body = RepeatBody, security(("bearer" = [])),
+    responses((status = 200, body = BatchOrderView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn repeat(
+    State(state): State<AppState>,
+    Auth(op): Auth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RepeatBody>,
+) -> Result<Json<BatchOrderView>, ApiError> {
+    Ok(Json(BatchOrderView::new(
+        issue_multiple::repeat(&state.ctx, &op, &id, &body.cards).await?,
+        Vec::new(),
+    )))
+}
+
+/// Complete order: confirm the results and close the order (produced → completed).
+#[utoipa::path(post, path = "/batch-orders/{id}/complete", tag = "batch orders",
+    params(("id" = String, Path, description = "batch order id")), security(("bearer" = [])),
+    responses((status = 200, body = BatchOrderView), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn complete(
+    State(state): State<AppState>,
+    Auth(op): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<BatchOrderView>, ApiError> {
+    Ok(Json(BatchOrderView::new(
+        issue_multiple::complete(&state.ctx, &op, &id).await?,
+        Vec::new(),
+    )))
+}
+
+/// Cancel: unproduced cards return to their state, produced ones stay unassigned.
+#[utoipa::path(post, path = "/batch-orders/{id}/cancel", tag = "batch orders",
+    params(("id" = String, Path, description = "batch order id")), security(("bearer" = [])),
+    responses((status = 200, body = BatchOrderView), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    Auth(op): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<BatchOrderView>, ApiError> {
+    Ok(Json(BatchOrderView::new(
+        issue_multiple::cancel(&state.ctx, &op, &id).await?,
+        Vec::new(),
+    )))
+}

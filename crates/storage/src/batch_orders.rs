@@ -1,0 +1,548 @@
+//! Batch orders, their items and production attempts.
+
+use cardwright_domain::{
+    BatchOrder, BatchOrderId, CardId, CardState, ItemStatus, OperatorId, OrderItem, OrderState,
+    Timestamp,
+};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::sql::{opt_from_micros, Arg, QueryBuilder};
+use crate::{from_micros, to_micros, Conn, Dialect, StoreError};
+
+/// An item with the card facts shown beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemRecord {
+    pub item: OrderItem,
+    pub serial: String,
+    pub card_state: CardState,
+}
+
+/// Items per status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub selected: u64,
+    pub queued: u64,
+    pub producing: u64,
+    pub produced: u64,
+    pub failed: u64,
+}
+
+impl Counts {
+    fn add(&mut self, status: ItemStatus, n: u64) {
+        match status {
+            ItemStatus::Selected => self.selected += n,
+            ItemStatus::Queued => self.queued += n,
+            ItemStatus::Producing => self.producing += n,
+            ItemStatus::Produced => self.produced += n,
+            ItemStatus::Failed => self.failed += n,
+        }
+    }
+}
+
+/// An order with the name of the operator who made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRecord {
+    pub order: BatchOrder,
+    pub process: String,
+    pub operator_name: String,
+    pub counts: Counts,
+}
+
+const SELECT_ORDER: &str =
+    "SELECT b.id, b.process, b.state, b.operator_id, b.created_at, b.updated_at, \
+    o.username FROM batch_orders b JOIN operators o ON o.id = b.operator_id";
+
+fn order(row: &AnyRow) -> Result<(BatchOrder, String, String), StoreError> {
+    Ok((
+        BatchOrder {
+            id: BatchOrderId::parse(&row.try_get::<String, _>("id")?)?,
+            state: row.try_get::<String, _>("state")?.parse()?,
+            operator: OperatorId::parse(&row.try_get::<String, _>("operator_id")?)?,
+            created_at: from_micros(row.try_get("created_at")?)?,
+            updated_at: from_micros(row.try_get("updated_at")?)?,
+        },
+        row.try_get("process")?,
+        row.try_get("username")?,
+    ))
+}
+
+pub async fn insert(conn: &mut Conn, order: &BatchOrder, process: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO batch_orders (id, process, state, operator_id, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $5)",
+    )
+    .bind(order.id.to_string())
+    .bind(process)
+    .bind(order.state.as_str())
+    .bind(order.operator.to_string())
+    .bind(to_micros(order.created_at))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Ties a card to an order if it is free and in state requested or failed. Returns false when
+/// another order holds it or its state does not allow production.
+pub async fn take_card(
+    conn: &mut Conn,
+    order: BatchOrderId,
+    card: CardId,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let result = sqlx::query(
+        "UPDATE cards SET batch_order_id = $1, updated_at = $2 WHERE id = $3 \
+         AND batch_order_id IS NULL AND state IN ($4, $5)",
+    )
+    .bind(order.to_string())
+    .bind(to_micros(now))
+    .bind(card.to_string())
+    .bind(CardState::Requested.as_str())
+    .bind(CardState::Failed.as_str())
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub async fn insert_item(
+    conn: &mut Conn,
+    order: BatchOrderId,
+    card: CardId,
+    position: u32,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO batch_order_items (order_id, card_id, position, status, attempts) VALUES ($1, $2, $3, $4, 0)",
+    )
+    .bind(order.to_string())
+    .bind(card.to_string())
+    .bind(i64::from(position))
+    .bind(ItemStatus::Selected.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Item counts per status of the given orders.
+async fn counts(
+    conn: &mut Conn,
+    orders: &[BatchOrderId],
+) -> Result<Vec<(BatchOrderId, Counts)>, StoreError> {
+    if orders.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut q = QueryBuilder::new(
+        "SELECT order_id, status, COUNT(*) AS n FROM batch_order_items WHERE order_id IN (",
+    );
+    let placeholders: Vec<String> = orders
+        .iter()
+        .map(|o| q.arg(Arg::Text(o.to_string())))
+        .collect();
+    q.push(&placeholders.join(", "));
+    q.push(") GROUP BY order_id, status");
+    let rows = q.query().fetch_all(conn).await?;
+    let mut out: Vec<(BatchOrderId, Counts)> =
+        orders.iter().map(|o| (*o, Counts::default())).collect();
+    for row in rows {
+        let id = BatchOrderId::parse(&row.try_get::<String, _>("order_id")?)?;
+        let status: ItemStatus = row.try_get::<String, _>("status")?.parse()?;
+        let n = u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0);
+        if let Some((_, c)) = out.iter_mut().find(|(o, _)| *o == id) {
+            c.add(status, n);
+        }
+    }
+    Ok(out)
+}
+
+/// One order with its counts.
+pub async fn get(conn: &mut Conn, id: BatchOrderId) -> Result<Option<OrderRecord>, StoreError> {
+    let row = sqlx::query(&format!("{SELECT_ORDER} WHERE b.id = $1"))
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let (order, process, operator_name) = order(&row)?;
+    let counts = counts(conn, &[id])
+        .await?
+        .pop()
+        .map(|(_, c)| c)
+        .unwrap_or_default();
+    Ok(Some(OrderRecord {
+        order,
+        process,
+        operator_name,
+        counts,
+    }))
+}
+
+/// Locks an order until the transaction ends; every change to an order or its items takes this
+/// lock first, so changes to one order take turns.
+pub async fn lock(
+    conn: &mut Conn,
+    dialect: Dialect,
+    id: BatchOrderId,
+) -> Result<Option<BatchOrder>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT b.id, b.process, b.state, b.operator_id, b.created_at, b.updated_at, '' AS username \
+         FROM batch_orders b WHERE b.id = $1{}",
+        dialect.for_update()
+    ))
+    .bind(id.to_string())
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref()
+        .map(|r| order(r).map(|(o, _, _)| o))
+        .transpose()
+}
+
+/// Orders, newest first, optionally in one state.
+pub async fn list(
+    conn: &mut Conn,
+    state: Option<OrderState>,
+    before: Option<BatchOrderId>,
+    limit: u32,
+) -> Result<Vec<OrderRecord>, StoreError> {
+    let mut q = QueryBuilder::new(SELECT_ORDER);
+    let mut clauses = Vec::new();
+    if let Some(state) = state {
+        clauses.push(format!(
+            "b.state = {}",
+            q.arg(Arg::Text(state.as_str().into()))
+        ));
+    }
+    if let Some(before) = before {
+        clauses.push(format!("b.id < {}", q.arg(Arg::Text(before.to_string()))));
+    }
+    if !clauses.is_empty() {
+        q.push(" WHERE ");
+        q.push(&clauses.join(" AND "));
+    }
+    let limit = q.arg(Arg::Int(i64::from(limit)));
+    q.push(&format!(" ORDER BY b.id DESC LIMIT {limit}"));
+    let rows = q.query().fetch_all(&mut *conn).await?;
+    let orders = rows.iter().map(order).collect::<Result<Vec<_>, _>>()?;
+    let ids: Vec<BatchOrderId> = orders.iter().map(|(o, _, _)| o.id).collect();
+    let counts = counts(conn, &ids).await?;
+    Ok(orders
+        .into_iter()
+        .zip(counts)
+        .map(
+            |((order, process, operator_name), (_, counts))| OrderRecord {
+                order,
+                process,
+                operator_name,
+                counts,
+            },
+        )
+        .collect())
+}
+
+/// Moves an order from `expected` to `new`; false when it was not in `expected`.
+pub async fn set_state(
+    conn: &mut Conn,
+    id: BatchOrderId,
+    expected: OrderState,
+    new: OrderState,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let result = sqlx::query(
+        "UPDATE batch_orders SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4",
+    )
+    .bind(new.as_str())
+    .bind(to_micros(now))
+    .bind(id.to_string())
+    .bind(expected.as_str())
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+fn item(row: &AnyRow) -> Result<ItemRecord, StoreError> {
+    Ok(ItemRecord {
+        item: OrderItem {
+            card: CardId::parse(&row.try_get::<String, _>("card_id")?)?,
+            position: u32::try_from(row.try_get::<i64, _>("position")?).unwrap_or(u32::MAX),
+            status: row.try_get::<String, _>("status")?.parse()?,
+            attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+            error: row.try_get("error")?,
+            station: row.try_get("station")?,
+        },
+        serial: row.try_get("serial")?,
+        card_state: row.try_get::<String, _>("card_state")?.parse()?,
+    })
+}
+
+/// The items of an order in the order they were chosen.
+pub async fn items(conn: &mut Conn, order: BatchOrderId) -> Result<Vec<ItemRecord>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT i.card_id, i.position, i.status, i.attempts, i.error, i.station, c.serial, c.state AS card_state \
+         FROM batch_order_items i JOIN cards c ON c.id = i.card_id WHERE i.order_id = $1 ORDER BY i.position",
+    )
+    .bind(order.to_string())
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(item).collect()
+}
+
+/// Sets the status of every item of an order that is in `from` to `to`; returns how many.
+pub async fn move_items(
+    conn: &mut Conn,
+    order: BatchOrderId,
+    from: ItemStatus,
+    to: ItemStatus,
+    now: Timestamp,
+) -> Result<u64, StoreError> {
+    let result = sqlx::query(
+        "UPDATE batch_order_items SET status = $1, queued_at = $2 WHERE order_id = $3 AND status = $4",
+    )
+    .bind(to.as_str())
+    .bind(to_micros(now))
+    .bind(order.to_string())
+    .bind(from.as_str())
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// Puts one item back in the queue for another attempt.
+pub async fn requeue(
+    conn: &mut Conn,
+    order: BatchOrderId,
+    card: CardId,
+    from: ItemStatus,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let result = sqlx::query(
+        "UPDATE batch_order_items SET status = $1, queued_at = $2, error = NULL \
+         WHERE order_id = $3 AND card_id = $4 AND status = $5",
+    )
+    .bind(ItemStatus::Queued.as_str())
+    .bind(to_micros(now))
+    .bind(order.to_string())
+    .bind(card.to_string())
+    .bind(from.as_str())
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Items of an order still waiting or in a printer.
+pub async fn unfinished(conn: &mut Conn, order: BatchOrderId) -> Result<u64, StoreError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM batch_order_items WHERE order_id = $1 AND status IN ($2, $3)",
+    )
+    .bind(order.to_string())
+    .bind(ItemStatus::Queued.as_str())
+    .bind(ItemStatus::Producing.as_str())
+    .fetch_one(conn)
+    .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Frees an order's cards for other orders, except those whose item is in `keep`.
+pub async fn release_cards(
+    conn: &mut Conn,
+    order: BatchOrderId,
+    keep: Option<ItemStatus>,
+) -> Result<u64, StoreError> {
+    let keep = keep.map_or("", ItemStatus::as_str);
+    let result = sqlx::query(
+        "UPDATE cards SET batch_order_id = NULL WHERE batch_order_id = $1 AND id NOT IN \
+         (SELECT card_id FROM batch_order_items WHERE order_id = $1 AND status = $2)",
+    )
+    .bind(order.to_string())
+    .bind(keep)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// An item a station took from the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub order: BatchOrderId,
+    pub card: CardId,
+    /// This attempt's number (1 for the first).
+    pub attempt: u32,
+    pub station: String,
+}
+
+/// Takes the oldest queued item of a producing order for `station`, marks it producing and
+/// records the attempt. On PostgreSQL, items another station is taking are skipped, so stations
+/// of several servers drain one queue without ever taking the same item.
+pub async fn claim_next(
+    conn: &mut Conn,
+    dialect: Dialect,
+    station: &str,
+    now: Timestamp,
+) -> Result<Option<Claim>, StoreError> {
+    let lock = match dialect {
+        Dialect::Postgres => " FOR UPDATE OF i SKIP LOCKED",
+        Dialect::Sqlite => "",
+    };
+    let row = sqlx::query(&format!(
+        "SELECT i.order_id, i.card_id, i.attempts FROM batch_order_items i \
+         JOIN batch_orders b ON b.id = i.order_id \
+         WHERE i.status = $1 AND b.state = $2 ORDER BY i.queued_at, i.position LIMIT 1{lock}"
+    ))
+    .bind(ItemStatus::Queued.as_str())
+    .bind(OrderState::Producing.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let order = BatchOrderId::parse(&row.try_get::<String, _>("order_id")?)?;
+    let card = CardId::parse(&row.try_get::<String, _>("card_id")?)?;
+    let attempt = u32::try_from(row.try_get::<i64, _>("attempts")? + 1).unwrap_or(u32::MAX);
+    let updated = sqlx::query(
+        "UPDATE batch_order_items SET status = $1, attempts = $2, station = $3, claimed_at = $4, error = NULL \
+         WHERE order_id = $5 AND card_id = $6 AND status = $7",
+    )
+    .bind(ItemStatus::Producing.as_str())
+    .bind(i64::from(attempt))
+    .bind(station)
+    .bind(to_micros(now))
+    .bind(order.to_string())
+    .bind(card.to_string())
+    .bind(ItemStatus::Queued.as_str())
+    .execute(&mut *conn)
+    .await?;
+    if updated.rows_affected() != 1 {
+        return Ok(None);
+    }
+    sqlx::query(
+        "INSERT INTO production_attempts (order_id, card_id, attempt, station, started_at, outcome) \
+         VALUES ($1, $2, $3, $4, $5, 'producing')",
+    )
+    .bind(order.to_string())
+    .bind(card.to_string())
+    .bind(i64::from(attempt))
+    .bind(station)
+    .bind(to_micros(now))
+    .execute(conn)
+    .await?;
+    Ok(Some(Claim {
+        order,
+        card,
+        attempt,
+        station: station.to_owned(),
+    }))
+}
+
+/// Records the outcome of a claimed attempt. Returns false when the claim is no longer current
+/// (the item was recovered as interrupted meanwhile): then nothing is written.
+pub async fn finish(
+    conn: &mut Conn,
+    claim: &Claim,
+    status: ItemStatus,
+    error: Option<&str>,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE batch_order_items SET status = $1, error = $2, claimed_at = NULL \
+         WHERE order_id = $3 AND card_id = $4 AND status = $5 AND attempts = $6 AND station = $7",
+    )
+    .bind(status.as_str())
+    .bind(error.map(str::to_owned))
+    .bind(claim.order.to_string())
+    .bind(claim.card.to_string())
+    .bind(ItemStatus::Producing.as_str())
+    .bind(i64::from(claim.attempt))
+    .bind(claim.station.as_str())
+    .execute(&mut *conn)
+    .await?;
+    if updated.rows_affected() != 1 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE production_attempts SET outcome = $1, error = $2, finished_at = $3 \
+         WHERE order_id = $4 AND card_id = $5 AND attempt = $6",
+    )
+    .bind(status.as_str())
+    .bind(error.map(str::to_owned))
+    .bind(to_micros(now))
+    .bind(claim.order.to_string())
+    .bind(claim.card.to_string())
+    .bind(i64::from(claim.attempt))
+    .execute(conn)
+    .await?;
+    Ok(true)
+}
+
+/// Overwrites a finished item as failed with `error` (for a card found in an unexpected state).
+pub async fn finish_anyway(conn: &mut Conn, claim: &Claim, error: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE batch_order_items SET status = $1, error = $2 WHERE order_id = $3 AND card_id = $4",
+    )
+    .bind(ItemStatus::Failed.as_str())
+    .bind(error)
+    .bind(claim.order.to_string())
+    .bind(claim.card.to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Items left in a printer: those of `station`, and those of any station claimed before
+/// `stale_before`.
+pub async fn interrupted(
+    conn: &mut Conn,
+    station: &str,
+    stale_before: Timestamp,
+) -> Result<Vec<Claim>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT order_id, card_id, attempts, station FROM batch_order_items \
+         WHERE status = $1 AND (station = $2 OR claimed_at < $3)",
+    )
+    .bind(ItemStatus::Producing.as_str())
+    .bind(station)
+    .bind(to_micros(stale_before))
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Claim {
+                order: BatchOrderId::parse(&row.try_get::<String, _>("order_id")?)?,
+                card: CardId::parse(&row.try_get::<String, _>("card_id")?)?,
+                attempt: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+                station: row
+                    .try_get::<Option<String>, _>("station")?
+                    .unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// One production attempt, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub card: CardId,
+    pub attempt: u32,
+    pub station: String,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub outcome: String,
+    pub error: Option<String>,
+}
+
+/// Every attempt of an order, in order.
+pub async fn attempts(conn: &mut Conn, order: BatchOrderId) -> Result<Vec<Attempt>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT card_id, attempt, station, started_at, finished_at, outcome, error FROM production_attempts \
+         WHERE order_id = $1 ORDER BY started_at, card_id, attempt",
+    )
+    .bind(order.to_string())
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Attempt {
+                card: CardId::parse(&row.try_get::<String, _>("card_id")?)?,
+                attempt: u32::try_from(row.try_get::<i64, _>("attempt")?).unwrap_or(u32::MAX),
+                station: row.try_get("station")?,
+                started_at: from_micros(row.try_get("started_at")?)?,
+                finished_at: opt_from_micros(row.try_get("finished_at")?)?,
+                outcome: row.try_get("outcome")?,
+                error: row.try_get("error")?,
+            })
+        })
+        .collect()
+}
