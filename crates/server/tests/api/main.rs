@@ -10,3 +10,4 @@ mod cli;
 mod concurrency;
 mod masterdata;
 mod openapi;
+mod server_processes;
