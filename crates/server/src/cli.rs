@@ -57,6 +57,10 @@ pub enum Command {
     Migrate,
     /// Print the REST API's OpenAPI document (JSON).
     Openapi,
+    /// Measure throughput on a scratch database (a temporary SQLite file, or a temporary schema
+    /// on the server given by --database-url); nothing existing is touched.
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,6 +115,9 @@ pub async fn run_admin(cli: &Cli, config: &Config) -> anyhow::Result<()> {
     match &cli.command {
         Command::Serve { .. } => unreachable!("serve is run by main"),
         Command::Openapi => unreachable!("openapi needs no configuration and is run by main"),
+        Command::Bench(bench) => {
+            crate::bench::run(bench, cli.global.database_url.as_deref()).await?;
+        }
         Command::Migrate => {
             let store = crate::app::open_store(config).await?;
             println!("database is up to date");

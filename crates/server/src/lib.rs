@@ -1,6 +1,7 @@
 //! The Cardwright server and command line: configuration, the REST API, background jobs.
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod demo;

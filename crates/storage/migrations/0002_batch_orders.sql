@@ -24,6 +24,7 @@ CREATE TABLE batch_order_items (
 );
 CREATE INDEX batch_order_items_queue ON batch_order_items (status, queued_at, position);
 CREATE INDEX batch_order_items_card ON batch_order_items (card_id);
+CREATE INDEX batch_order_items_order_status ON batch_order_items (order_id, status);
 
 CREATE TABLE production_attempts (
     order_id TEXT NOT NULL REFERENCES batch_orders (id),

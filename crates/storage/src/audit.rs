@@ -89,13 +89,12 @@ const SELECT: &str = "SELECT seq, at, operator, process, card_id, order_id, old_
 /// of the change it records.
 pub async fn append(conn: &mut Conn, new: NewEvent) -> Result<i64, StoreError> {
     // Bumping the head first locks it until commit: appends take turns and never fork the chain.
-    let seq: i64 =
-        sqlx::query_scalar("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq")
-            .fetch_one(&mut *conn)
-            .await?;
-    let prev_hash: String = sqlx::query_scalar("SELECT hash FROM audit_head WHERE id = 1")
+    // The statement leaves the hash alone, so it returns the previous event's hash.
+    let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
         .fetch_one(&mut *conn)
         .await?;
+    let seq: i64 = head.try_get("seq")?;
+    let prev_hash: String = head.try_get("hash")?;
     let mut event = Event {
         seq,
         at: new.at,

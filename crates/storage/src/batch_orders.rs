@@ -364,6 +364,9 @@ pub struct Claim {
     /// This attempt's number (1 for the first).
     pub attempt: u32,
     pub station: String,
+    /// What the printer needs besides the ids.
+    pub serial: String,
+    pub template: String,
 }
 
 /// Takes the oldest queued item of a producing order for `station`, marks it producing and
@@ -380,8 +383,9 @@ pub async fn claim_next(
         Dialect::Sqlite => "",
     };
     let row = sqlx::query(&format!(
-        "SELECT i.order_id, i.card_id, i.attempts FROM batch_order_items i \
-         JOIN batch_orders b ON b.id = i.order_id \
+        "SELECT i.order_id, i.card_id, i.attempts, c.serial, t.name AS template FROM batch_order_items i \
+         JOIN batch_orders b ON b.id = i.order_id JOIN cards c ON c.id = i.card_id \
+         JOIN card_templates t ON t.id = c.template_id \
          WHERE i.status = $1 AND b.state = $2 ORDER BY i.queued_at, i.position LIMIT 1{lock}"
     ))
     .bind(ItemStatus::Queued.as_str())
@@ -392,6 +396,8 @@ pub async fn claim_next(
     let order = BatchOrderId::parse(&row.try_get::<String, _>("order_id")?)?;
     let card = CardId::parse(&row.try_get::<String, _>("card_id")?)?;
     let attempt = u32::try_from(row.try_get::<i64, _>("attempts")? + 1).unwrap_or(u32::MAX);
+    let serial: String = row.try_get("serial")?;
+    let template: String = row.try_get("template")?;
     let updated = sqlx::query(
         "UPDATE batch_order_items SET status = $1, attempts = $2, station = $3, claimed_at = $4, error = NULL \
          WHERE order_id = $5 AND card_id = $6 AND status = $7",
@@ -403,32 +409,24 @@ pub async fn claim_next(
     .bind(order.to_string())
     .bind(card.to_string())
     .bind(ItemStatus::Queued.as_str())
-    .execute(&mut *conn)
+    .execute(conn)
     .await?;
     if updated.rows_affected() != 1 {
         return Ok(None);
     }
-    sqlx::query(
-        "INSERT INTO production_attempts (order_id, card_id, attempt, station, started_at, outcome) \
-         VALUES ($1, $2, $3, $4, $5, 'producing')",
-    )
-    .bind(order.to_string())
-    .bind(card.to_string())
-    .bind(i64::from(attempt))
-    .bind(station)
-    .bind(to_micros(now))
-    .execute(conn)
-    .await?;
     Ok(Some(Claim {
         order,
         card,
         attempt,
         station: station.to_owned(),
+        serial,
+        template,
     }))
 }
 
-/// Records the outcome of a claimed attempt. Returns false when the claim is no longer current
-/// (the item was recovered as interrupted meanwhile): then nothing is written.
+/// Records the outcome of a claimed attempt, and the attempt itself. Returns false when the
+/// claim is no longer current (the item was recovered as interrupted meanwhile): then nothing is
+/// written.
 pub async fn finish(
     conn: &mut Conn,
     claim: &Claim,
@@ -436,10 +434,13 @@ pub async fn finish(
     error: Option<&str>,
     now: Timestamp,
 ) -> Result<bool, StoreError> {
-    let updated = sqlx::query(
-        "UPDATE batch_order_items SET status = $1, error = $2, claimed_at = NULL \
-         WHERE order_id = $3 AND card_id = $4 AND status = $5 AND attempts = $6 AND station = $7",
+    let recorded = sqlx::query(
+        "INSERT INTO production_attempts (order_id, card_id, attempt, station, started_at, finished_at, \
+         outcome, error) SELECT order_id, card_id, attempts, station, claimed_at, $1, $2, $3 \
+         FROM batch_order_items WHERE order_id = $4 AND card_id = $5 AND status = $6 AND attempts = $7 \
+         AND station = $8",
     )
+    .bind(to_micros(now))
     .bind(status.as_str())
     .bind(error.map(str::to_owned))
     .bind(claim.order.to_string())
@@ -449,19 +450,17 @@ pub async fn finish(
     .bind(claim.station.as_str())
     .execute(&mut *conn)
     .await?;
-    if updated.rows_affected() != 1 {
+    if recorded.rows_affected() != 1 {
         return Ok(false);
     }
     sqlx::query(
-        "UPDATE production_attempts SET outcome = $1, error = $2, finished_at = $3 \
-         WHERE order_id = $4 AND card_id = $5 AND attempt = $6",
+        "UPDATE batch_order_items SET status = $1, error = $2, claimed_at = NULL \
+         WHERE order_id = $3 AND card_id = $4",
     )
     .bind(status.as_str())
     .bind(error.map(str::to_owned))
-    .bind(to_micros(now))
     .bind(claim.order.to_string())
     .bind(claim.card.to_string())
-    .bind(i64::from(claim.attempt))
     .execute(conn)
     .await?;
     Ok(true)
@@ -489,8 +488,10 @@ pub async fn interrupted(
     stale_before: Timestamp,
 ) -> Result<Vec<Claim>, StoreError> {
     let rows = sqlx::query(
-        "SELECT order_id, card_id, attempts, station FROM batch_order_items \
-         WHERE status = $1 AND (station = $2 OR claimed_at < $3)",
+        "SELECT i.order_id, i.card_id, i.attempts, i.station, c.serial, t.name AS template \
+         FROM batch_order_items i JOIN cards c ON c.id = i.card_id \
+         JOIN card_templates t ON t.id = c.template_id \
+         WHERE i.status = $1 AND (i.station = $2 OR i.claimed_at < $3)",
     )
     .bind(ItemStatus::Producing.as_str())
     .bind(station)
@@ -506,6 +507,8 @@ pub async fn interrupted(
                 station: row
                     .try_get::<Option<String>, _>("station")?
                     .unwrap_or_default(),
+                serial: row.try_get("serial")?,
+                template: row.try_get("template")?,
             })
         })
         .collect()

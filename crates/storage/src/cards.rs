@@ -116,15 +116,15 @@ pub async fn get_for_update(
     dialect: Dialect,
     id: CardId,
 ) -> Result<Option<Card>, StoreError> {
-    let sql = format!("SELECT id FROM cards WHERE id = $1{}", dialect.for_update());
-    let found = sqlx::query(&sql)
+    let lock = match dialect {
+        Dialect::Postgres => " FOR UPDATE OF c",
+        Dialect::Sqlite => "",
+    };
+    let row = sqlx::query(&format!("{SELECT} WHERE c.id = $1{lock}"))
         .bind(id.to_string())
-        .fetch_optional(&mut *conn)
+        .fetch_optional(conn)
         .await?;
-    if found.is_none() {
-        return Ok(None);
-    }
-    Ok(get(conn, id).await?.map(|r| r.card))
+    Ok(row.as_ref().map(record).transpose()?.map(|r| r.card))
 }
 
 /// Writes a card's new state and fields, but only if its state is still `expected`. Returns
@@ -239,4 +239,33 @@ pub async fn count_by_state(conn: &mut Conn) -> Result<Vec<(CardState, u64)>, St
             Ok((state.parse()?, u64::try_from(n).unwrap_or(0)))
         })
         .collect()
+}
+
+/// Stores many cards at once, in statements of a few hundred rows (for seeding and benchmarks).
+pub async fn insert_many(conn: &mut Conn, cards: &[Card]) -> Result<(), StoreError> {
+    for chunk in cards.chunks(500) {
+        let mut q = QueryBuilder::new(
+            "INSERT INTO cards (id, serial, template_id, state, holder_id, valid_until, encoded, \
+             batch_order_id, created_at, updated_at) VALUES ",
+        );
+        let mut rows = Vec::with_capacity(chunk.len());
+        for card in chunk {
+            let values = [
+                q.arg(Arg::Text(card.id.to_string())),
+                q.arg(Arg::Text(card.serial.to_string())),
+                q.arg(Arg::Text(card.template.to_string())),
+                q.arg(Arg::Text(card.state.as_str().to_owned())),
+                "NULL".to_owned(),
+                "NULL".to_owned(),
+                q.arg(Arg::Int(i64::from(card.encoded))),
+                "NULL".to_owned(),
+                q.arg(Arg::Int(to_micros(card.created_at))),
+                q.arg(Arg::Int(to_micros(card.updated_at))),
+            ];
+            rows.push(format!("({})", values.join(", ")));
+        }
+        q.push(&rows.join(", "));
+        q.query().execute(&mut *conn).await?;
+    }
+    Ok(())
 }

@@ -130,6 +130,18 @@ impl Store {
         Ok(self.pool.acquire().await?)
     }
 
+    /// Runs one statement outside any transaction (administration: schemas, statistics).
+    pub async fn execute_raw(&self, sql: &str) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        conn.execute(sql).await?;
+        Ok(())
+    }
+
+    /// Refreshes the query planner's statistics.
+    pub async fn analyze(&self) -> Result<(), StoreError> {
+        self.execute_raw("ANALYZE").await
+    }
+
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;

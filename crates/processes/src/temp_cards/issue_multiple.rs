@@ -113,7 +113,6 @@ pub async fn create(
     let mut tx = ctx.store.begin().await?;
     batch_orders::insert(&mut tx, &order, PROCESS.as_str()).await?;
     let mut refused = Vec::new();
-    let mut serials = Vec::new();
     for (position, card) in card_ids.iter().enumerate() {
         if batch_orders::take_card(&mut tx, order.id, *card, now).await? {
             batch_orders::insert_item(
@@ -123,9 +122,6 @@ pub async fn create(
                 u32::try_from(position).unwrap_or(u32::MAX),
             )
             .await?;
-            if let Some(record) = cards::get(&mut tx, *card).await? {
-                serials.push(record.card.serial.to_string());
-            }
         } else {
             refused.push(match cards::get(&mut tx, *card).await? {
                 None => format!("{card} (no such card)"),
@@ -142,6 +138,8 @@ pub async fn create(
             refused.join(", ")
         )));
     }
+    let view = view(&mut tx, order.id).await?;
+    let serials: Vec<&str> = view.items.iter().map(|i| i.serial.as_str()).collect();
     let actor = Actor::Operator(operator.clone());
     order_event(
         &mut tx,
@@ -156,7 +154,6 @@ pub async fn create(
         }),
     )
     .await?;
-    let view = view(&mut tx, order.id).await?;
     Store::commit(tx).await?;
     Ok(view)
 }

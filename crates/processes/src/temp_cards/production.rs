@@ -8,7 +8,7 @@ use cardwright_cardsdk::{PrintJob, Printer};
 use cardwright_domain::batch_order::settle;
 use cardwright_domain::{Card, CardState, ItemStatus, OrderState, ProcessName};
 use cardwright_storage::batch_orders::{self, Claim};
-use cardwright_storage::{cards, Store};
+use cardwright_storage::Store;
 
 use super::{load_for_update, save_transition};
 use crate::{Actor, Context, ProcessError};
@@ -127,19 +127,13 @@ pub async fn produce_one(ctx: &Context, station: &Station) -> Result<bool, Proce
     let Some(claim) = claim(ctx, &station.name).await? else {
         return Ok(false);
     };
-    let job = {
-        let mut conn = ctx.store.reader().await?;
-        let record = cards::get(&mut conn, claim.card)
-            .await?
-            .ok_or_else(|| ProcessError::Internal(format!("card {} vanished", claim.card)))?;
-        PrintJob {
-            card_id: claim.card.to_string(),
-            serial: record.card.serial.to_string(),
-            template: record.template_name,
-            order_id: claim.order.to_string(),
-            attempt: claim.attempt,
-            station: station.name.clone(),
-        }
+    let job = PrintJob {
+        card_id: claim.card.to_string(),
+        serial: claim.serial.clone(),
+        template: claim.template.clone(),
+        order_id: claim.order.to_string(),
+        attempt: claim.attempt,
+        station: station.name.clone(),
     };
     let outcome = station.printer.print(&job).await.map_err(|e| e.to_string());
     if let Err(reason) = &outcome {

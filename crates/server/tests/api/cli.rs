@@ -102,3 +102,32 @@ fn operators_are_added_from_the_command_line() {
     let (ok, text) = cardwright(data, &["serve", "--listen", "nowhere"], "");
     assert!(!ok && text.contains("listen"), "{text}");
 }
+
+#[test]
+fn benchmarks_run_on_a_scratch_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, text) = cardwright(
+        dir.path(),
+        &["bench", "order", "--cards", "40", "--stations", "2"],
+        "",
+    );
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("40 cards requested, ordered, produced") && text.contains("cards/s"),
+        "{text}"
+    );
+    let (ok, text) = cardwright(
+        dir.path(),
+        &["bench", "list", "--cards", "3000", "--rounds", "5"],
+        "",
+    );
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("with 3000 cards stored (600 requested") && text.contains("median"),
+        "{text}"
+    );
+    assert!(
+        !dir.path().join("cardwright.db").exists(),
+        "benchmarks leave the data folder alone"
+    );
+}

@@ -1,0 +1,273 @@
+//! `cardwright bench`: throughput of a whole batch order and the speed of the card search, on
+//! SQLite or PostgreSQL, with numbers a reader can compare against the targets.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use cardwright_cardsdk::SimulatedPrinter;
+use cardwright_domain::template::DEFAULT_TEMPLATE_NAME;
+use cardwright_domain::{Card, CardId, CardState, Role, Serial, SerialPrefix};
+use cardwright_processes::cards::{search, CardQuery};
+use cardwright_processes::temp_cards::production::{self, Station};
+use cardwright_processes::temp_cards::{issue_multiple, request};
+use cardwright_processes::{auth, templates, Actor, Context, Settings, SystemClock};
+use cardwright_storage::{cards, Store};
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Request N cards, order them, produce them on zero-delay simulated stations and complete
+    /// the orders; reports cards per second through the whole batch order.
+    Order {
+        /// Cards to push through (in orders of at most 1000).
+        #[arg(long, default_value_t = 5000)]
+        cards: u32,
+        /// Production stations working the queue in parallel.
+        #[arg(long, default_value_t = 1)]
+        stations: u32,
+    },
+    /// Store N cards, then time the first page of "cards in state requested".
+    List {
+        /// Cards stored before the search is timed.
+        #[arg(long, default_value_t = 1_000_000)]
+        cards: u32,
+        /// Times the page is read.
+        #[arg(long, default_value_t = 200)]
+        rounds: u32,
+    },
+}
+
+/// A scratch database: a fresh SQLite file, or a fresh schema on the given PostgreSQL server.
+struct Scratch {
+    url: String,
+    _dir: tempfile::TempDir,
+    pg_schema: Option<(String, String)>,
+}
+
+async fn scratch(database_url: Option<&str>) -> anyhow::Result<Scratch> {
+    let dir = tempfile::tempdir().context("creating a scratch folder")?;
+    match database_url {
+        None => Ok(Scratch {
+            url: Store::sqlite_url(&dir.path().join("bench.db")),
+            _dir: dir,
+            pg_schema: None,
+        }),
+        Some(url) if url.starts_with("postgres") => {
+            let schema = format!("bench_{}", std::process::id());
+            let admin = Store::connect(url)
+                .await
+                .context("connecting to PostgreSQL")?;
+            admin
+                .execute_raw(&format!("CREATE SCHEMA {schema}"))
+                .await?;
+            admin.close().await;
+            let sep = if url.contains('?') { '&' } else { '?' };
+            Ok(Scratch {
+                url: format!("{url}{sep}options=-c%20search_path%3D{schema}"),
+                _dir: dir,
+                pg_schema: Some((url.to_owned(), schema)),
+            })
+        }
+        Some(other) => {
+            bail!("bench runs on a fresh SQLite file or a postgres:// server, not {other}")
+        }
+    }
+}
+
+impl Scratch {
+    async fn drop_schema(&self) -> anyhow::Result<()> {
+        if let Some((url, schema)) = &self.pg_schema {
+            let admin = Store::connect(url).await?;
+            admin
+                .execute_raw(&format!("DROP SCHEMA {schema} CASCADE"))
+                .await?;
+            admin.close().await;
+        }
+        Ok(())
+    }
+}
+
+async fn context(url: &str) -> anyhow::Result<Context> {
+    let store = Store::connect(url).await?;
+    store.migrate().await?;
+    let ctx = Context::new(store, Arc::new(SystemClock), Settings::default());
+    templates::ensure_default(&ctx).await?;
+    Ok(ctx)
+}
+
+/// Runs a benchmark and prints its report.
+pub async fn run(command: &BenchCommand, database_url: Option<&str>) -> anyhow::Result<()> {
+    let scratch = scratch(database_url).await?;
+    let ctx = context(&scratch.url).await?;
+    let backend = if scratch.pg_schema.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    let outcome = match command {
+        BenchCommand::Order { cards, stations } => order(&ctx, backend, *cards, *stations).await,
+        BenchCommand::List { cards, rounds } => list(&ctx, backend, *cards, *rounds).await,
+    };
+    ctx.store.close().await;
+    scratch.drop_schema().await?;
+    outcome
+}
+
+async fn order(ctx: &Context, backend: &str, total: u32, station_count: u32) -> anyhow::Result<()> {
+    let roles = Role::ALL.into_iter().collect();
+    let op = auth::add_operator(
+        ctx,
+        &Actor::System("bench"),
+        "bench",
+        roles,
+        "bench-password",
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let stations: Vec<Station> = (0..station_count.max(1))
+        .map(|i| Station {
+            name: format!("bench-{i}"),
+            printer: Arc::new(SimulatedPrinter::new(
+                std::env::temp_dir().join("cardwright-bench-spool"),
+                0,
+                Duration::ZERO,
+            )),
+        })
+        .collect();
+    let started = Instant::now();
+    let mut remaining = total;
+    let mut produced = 0u64;
+    // Time spent in request, order + next, production, complete.
+    let mut phases = [Duration::ZERO; 4];
+    while remaining > 0 {
+        let n = remaining.min(1000);
+        remaining -= n;
+        let phase = Instant::now();
+        let cards = request::request(ctx, &op, DEFAULT_TEMPLATE_NAME, i64::from(n))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        phases[0] += phase.elapsed();
+        let phase = Instant::now();
+        let ids: Vec<String> = cards.iter().map(|c| c.card.id.to_string()).collect();
+        let order = issue_multiple::create(ctx, &op, "TempCardsBoProcIssueMultiple", &ids)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let id = order.record.order.id.to_string();
+        issue_multiple::next(ctx, &op, &id)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        phases[1] += phase.elapsed();
+        let phase = Instant::now();
+        let workers = stations.iter().cloned().map(|station| {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while production::produce_one(&ctx, &station).await? {
+                    n += 1;
+                }
+                Ok::<u64, cardwright_processes::ProcessError>(n)
+            })
+        });
+        for worker in workers.collect::<Vec<_>>() {
+            produced += worker.await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        phases[2] += phase.elapsed();
+        let phase = Instant::now();
+        issue_multiple::complete(ctx, &op, &id)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        phases[3] += phase.elapsed();
+    }
+    let elapsed = started.elapsed();
+    if produced != u64::from(total) {
+        bail!("produced {produced} cards, expected {total}");
+    }
+    println!(
+        "batch order on {backend}: {total} cards requested, ordered, produced on {} zero-delay station(s) and completed in {:.2} s = {:.0} cards/s",
+        stations.len(),
+        elapsed.as_secs_f64(),
+        f64::from(total) / elapsed.as_secs_f64()
+    );
+    let share = |d: Duration| d.as_secs_f64() / elapsed.as_secs_f64() * 100.0;
+    println!(
+        "  request {:.0} %, order and next {:.0} %, production {:.0} %, complete {:.0} %",
+        share(phases[0]),
+        share(phases[1]),
+        share(phases[2]),
+        share(phases[3])
+    );
+    Ok(())
+}
+
+async fn list(ctx: &Context, backend: &str, total: u32, rounds: u32) -> anyhow::Result<()> {
+    let template = templates::get(ctx, DEFAULT_TEMPLATE_NAME)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let prefix = SerialPrefix::parse("BENCH-").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let seeding = Instant::now();
+    let states = [
+        CardState::Unassigned,
+        CardState::Assigned,
+        CardState::Locked,
+        CardState::Requested,
+        CardState::Aborted,
+    ];
+    let mut number = 0u64;
+    while number < u64::from(total) {
+        let batch = (u64::from(total) - number).min(20_000);
+        let now = ctx.now();
+        let cards: Vec<Card> = (0..batch)
+            .map(|i| {
+                let n = number + i;
+                let (millis, random) = ctx.id_parts();
+                Card {
+                    id: CardId::new(millis, random),
+                    serial: Serial::compose(&prefix, n),
+                    template: template.id,
+                    state: states[usize::try_from(n % 5).unwrap_or(0)],
+                    holder: None,
+                    valid_until: None,
+                    encoded: false,
+                    batch_order: None,
+                    created_at: now,
+                    updated_at: now,
+                }
+            })
+            .collect();
+        let mut tx = ctx.store.begin().await?;
+        cards::insert_many(&mut tx, &cards).await?;
+        Store::commit(tx).await?;
+        number += batch;
+    }
+    ctx.store.analyze().await?;
+    let seeded = seeding.elapsed();
+    let query = CardQuery {
+        state: Some("requested".into()),
+        ..CardQuery::default()
+    };
+    let mut times = Vec::with_capacity(rounds as usize);
+    for _ in 0..rounds.max(1) {
+        let started = Instant::now();
+        let (page, _) = search(ctx, &query)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        times.push(started.elapsed());
+        if page.len() != 50 {
+            bail!("expected a full first page, got {} cards", page.len());
+        }
+    }
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "first page of requested cards on {backend} with {total} cards stored ({} requested; seeded in {:.1} s): \
+         median {:.2} ms, p95 {:.2} ms, max {:.2} ms over {} reads",
+        total / 5,
+        seeded.as_secs_f64(),
+        ms(times[times.len() / 2]),
+        ms(times[times.len() * 95 / 100]),
+        ms(*times.last().unwrap_or(&Duration::ZERO)),
+        times.len()
+    );
+    Ok(())
+}
