@@ -1,6 +1,7 @@
 //! The real binary as separate server processes: killed during production and restarted, and
 //! two servers draining one order on one PostgreSQL database.
 
+use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -66,9 +67,10 @@ fn setup(dir: &Path, database_url: &str, stations: &[(&str, u64, u64)], name: &s
         data.display()
     );
     for (station, fail_every, delay_ms) in stations {
-        text.push_str(&format!(
+        let _ = write!(
+            text,
             "\n[[stations]]\nname = \"{station}\"\nprinter = {{ kind = \"simulated\", fail_every = {fail_every}, delay_ms = {delay_ms} }}\n"
-        ));
+        );
     }
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();
