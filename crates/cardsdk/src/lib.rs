@@ -1,6 +1,10 @@
 //! The Card SDK: what a production station drives to make a card. Printers for now; layouts and
 //! chip encoders join them behind the same station.
 
+pub mod ipp_printer;
+pub mod layout;
 pub mod printer;
 
+pub use ipp_printer::IppPrinter;
+pub use layout::{check_layout, CardArtwork, CardFace, LayoutError, Side};
 pub use printer::{PrintError, PrintJob, Printer, SimulatedPrinter, SpoolPrinter};

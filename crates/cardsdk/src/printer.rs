@@ -7,6 +7,8 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::layout::CardArtwork;
+
 /// A boxed future, so printers of every kind fit behind one trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -19,6 +21,20 @@ pub struct PrintJob {
     pub order_id: String,
     pub attempt: u32,
     pub station: String,
+    /// The card's filled layouts.
+    pub artwork: CardArtwork,
+}
+
+/// Width of the spooled PNG preview, in pixels.
+pub const PREVIEW_WIDTH: u32 = 640;
+
+/// Renders the job's PDF off the async threads.
+pub(crate) async fn render_pdf(job: &PrintJob) -> Result<Vec<u8>, PrintError> {
+    let artwork = job.artwork.clone();
+    tokio::task::spawn_blocking(move || artwork.pdf())
+        .await
+        .map_err(|e| PrintError::Io(format!("rendering stopped: {e}")))?
+        .map_err(|e| PrintError::Io(e.to_string()))
 }
 
 impl PrintJob {
@@ -63,15 +79,34 @@ impl SpoolPrinter {
         Self { dir: dir.into() }
     }
 
+    /// Writes the job's PDF, its front preview (PNG) and a short description.
     async fn write(&self, job: &PrintJob) -> Result<(), PrintError> {
         let dir = self.dir.join(&job.order_id);
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(|e| PrintError::Io(format!("spool folder {}: {e}", dir.display())))?;
-        let path = dir.join(format!("{}.job", job.file_stem()));
-        tokio::fs::write(&path, job.describe())
-            .await
-            .map_err(|e| PrintError::Io(format!("spool file {}: {e}", path.display())))
+        let artwork = job.artwork.clone();
+        let (pdf, png) = tokio::task::spawn_blocking(move || {
+            Ok::<_, crate::LayoutError>((
+                artwork.pdf()?,
+                artwork.png(crate::Side::Front, PREVIEW_WIDTH)?,
+            ))
+        })
+        .await
+        .map_err(|e| PrintError::Io(format!("rendering stopped: {e}")))?
+        .map_err(|e| PrintError::Io(e.to_string()))?;
+        let stem = job.file_stem();
+        for (name, bytes) in [
+            (format!("{stem}.pdf"), pdf),
+            (format!("{stem}.png"), png),
+            (format!("{stem}.job"), job.describe().into_bytes()),
+        ] {
+            let path = dir.join(name);
+            tokio::fs::write(&path, bytes)
+                .await
+                .map_err(|e| PrintError::Io(format!("spool file {}: {e}", path.display())))?;
+        }
+        Ok(())
     }
 }
 
@@ -85,7 +120,8 @@ impl Printer for SpoolPrinter {
 /// fails every `fail_every`th job (0: never) with "ribbon out".
 #[derive(Debug)]
 pub struct SimulatedPrinter {
-    spool: SpoolPrinter,
+    /// Where jobs are written; `None` discards them (for measuring everything but rendering).
+    spool: Option<SpoolPrinter>,
     fail_every: u64,
     delay: Duration,
     jobs: AtomicU64,
@@ -94,7 +130,17 @@ pub struct SimulatedPrinter {
 impl SimulatedPrinter {
     pub fn new(dir: impl Into<PathBuf>, fail_every: u64, delay: Duration) -> Self {
         Self {
-            spool: SpoolPrinter::new(dir),
+            spool: Some(SpoolPrinter::new(dir)),
+            fail_every,
+            delay,
+            jobs: AtomicU64::new(0),
+        }
+    }
+
+    /// A simulated printer that renders and writes nothing.
+    pub fn discarding(fail_every: u64, delay: Duration) -> Self {
+        Self {
+            spool: None,
             fail_every,
             delay,
             jobs: AtomicU64::new(0),
@@ -112,7 +158,10 @@ impl Printer for SimulatedPrinter {
             if self.fail_every > 0 && n.is_multiple_of(self.fail_every) {
                 return Err(PrintError::Printer("ribbon out".into()));
             }
-            self.spool.write(job).await
+            match &self.spool {
+                Some(spool) => spool.write(job).await,
+                None => Ok(()),
+            }
         })
     }
 }
@@ -129,6 +178,15 @@ mod tests {
             order_id: "o1".into(),
             attempt: 1,
             station: "desk-1".into(),
+            artwork: CardArtwork::new(
+                crate::layout::TEMPORARY_FRONT,
+                crate::layout::TEMPORARY_BACK,
+                &crate::CardFace {
+                    serial: serial.into(),
+                    ..crate::CardFace::default()
+                },
+            )
+            .unwrap(),
         }
     }
 
@@ -149,7 +207,13 @@ mod tests {
         assert_eq!(failed, [3, 6]);
         assert_eq!(outcomes[2], Err(PrintError::Printer("ribbon out".into())));
         let spooled = std::fs::read_dir(dir.path().join("o1")).unwrap().count();
-        assert_eq!(spooled, 4);
+        assert_eq!(
+            spooled,
+            4 * 3,
+            "a PDF, a PNG and a description per printed card"
+        );
+        let pdf = std::fs::read(dir.path().join("o1/TMP-1-attempt1.pdf")).unwrap();
+        assert!(pdf.starts_with(b"%PDF"));
         let text = std::fs::read_to_string(dir.path().join("o1/TMP-1-attempt1.job")).unwrap();
         assert!(text.contains("serial: TMP-1"));
     }

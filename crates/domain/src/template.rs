@@ -94,6 +94,9 @@ pub struct CardTemplate {
     pub kind: TemplateKind,
     pub serial_prefix: SerialPrefix,
     pub description: String,
+    /// The front and back layouts (SVG); `None` means the shipped temporary card layout.
+    pub front_layout: Option<String>,
+    pub back_layout: Option<String>,
 }
 
 /// The temporary card template every fresh database has.

@@ -1,5 +1,6 @@
 //! Reading cards: search and the card profile (processes allowed now, history).
 
+use cardwright_cardsdk::{CardArtwork, CardFace, Side};
 use cardwright_domain::catalog::card_processes_allowed;
 use cardwright_domain::{CardId, CardState, Operator, ProcessDef};
 use cardwright_storage::audit::{self, Event, EventFilter};
@@ -142,4 +143,70 @@ pub async fn of_person(
         MAX_PAGE,
     )
     .await?)
+}
+
+/// The side of a card a preview shows, as asked for.
+fn side(side: &str) -> Result<Side, ProcessError> {
+    match side {
+        "front" | "" => Ok(Side::Front),
+        "back" => Ok(Side::Back),
+        other => Err(ProcessError::Invalid(format!(
+            "side: use front or back, not '{other}'"
+        ))),
+    }
+}
+
+/// Width of API previews, in pixels.
+pub const PREVIEW_WIDTH: u32 = 640;
+
+async fn render_png(artwork: CardArtwork, side: Side) -> Result<Vec<u8>, ProcessError> {
+    tokio::task::spawn_blocking(move || artwork.png(side, PREVIEW_WIDTH))
+        .await
+        .map_err(|e| ProcessError::Internal(e.to_string()))?
+        .map_err(|e| ProcessError::Internal(format!("rendering the preview failed: {e}")))
+}
+
+/// A PNG of one side of a card as it prints (or printed), with its holder and validity.
+pub async fn preview(ctx: &Context, id: &str, side_name: &str) -> Result<Vec<u8>, ProcessError> {
+    let side = side(side_name)?;
+    let id = CardId::parse(id)?;
+    let (record, template) = {
+        let mut conn = ctx.store.reader().await?;
+        let record = cards::get(&mut conn, id)
+            .await?
+            .ok_or_else(|| ProcessError::NotFound(format!("card {id} not found")))?;
+        let template = templates::get(&mut conn, record.card.template)
+            .await?
+            .ok_or_else(|| ProcessError::Internal(format!("template of card {id} vanished")))?;
+        (record, template)
+    };
+    let face = CardFace {
+        serial: record.card.serial.to_string(),
+        template: record.template_name,
+        holder: record.holder.map(|h| h.name),
+        valid_until: record
+            .card
+            .valid_until
+            .map(|t| t.format("%Y-%m-%d").to_string()),
+        issue_date: ctx.now().format("%Y-%m-%d").to_string(),
+        photo: None,
+    };
+    let (front, back) = crate::templates::effective_layouts(&template);
+    let artwork =
+        CardArtwork::new(front, back, &face).map_err(|e| ProcessError::Internal(e.to_string()))?;
+    render_png(artwork, side).await
+}
+
+/// A PNG of one side of a template, filled with sample values.
+pub async fn template_preview(
+    ctx: &Context,
+    name_or_id: &str,
+    side_name: &str,
+) -> Result<Vec<u8>, ProcessError> {
+    let side = side(side_name)?;
+    let template = crate::templates::get(ctx, name_or_id).await?;
+    let (front, back) = crate::templates::effective_layouts(&template);
+    let artwork = CardArtwork::new(front, back, &CardFace::sample(template.name.as_str()))
+        .map_err(|e| ProcessError::Internal(e.to_string()))?;
+    render_png(artwork, side).await
 }

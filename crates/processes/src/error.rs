@@ -18,6 +18,9 @@ pub enum ProcessError {
     /// The record's state or another record forbids the step.
     #[error("{0}")]
     Conflict(String),
+    /// Well-formed, but refused by a rule about its content (a card layout, an option script).
+    #[error("{0}")]
+    Unprocessable(String),
     /// Too many failed logins.
     #[error("{0}")]
     Throttled(String),

@@ -1,5 +1,6 @@
 //! Card templates (policy administrators' master data).
 
+use cardwright_cardsdk::{check_layout, Side};
 use cardwright_domain::template::{DEFAULT_TEMPLATE_NAME, DEFAULT_TEMPLATE_PREFIX};
 use cardwright_domain::{
     CardTemplate, Operator, Role, SerialPrefix, TemplateId, TemplateKind, TemplateName,
@@ -16,9 +17,31 @@ pub struct TemplateInput {
     pub kind: Option<String>,
     pub serial_prefix: String,
     pub description: Option<String>,
+    /// Layouts (SVG); `None` keeps the current one (the shipped layout for a new template).
+    pub front_svg: Option<String>,
+    pub back_svg: Option<String>,
 }
 
-fn build(id: TemplateId, input: &TemplateInput) -> Result<CardTemplate, ProcessError> {
+/// Checks an uploaded layout; refusals are 422 with what is wrong.
+fn layout(
+    side: Side,
+    svg: Option<&String>,
+    current: Option<String>,
+) -> Result<Option<String>, ProcessError> {
+    match svg.map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => Ok(current),
+        Some(svg) => {
+            check_layout(side, svg).map_err(|e| ProcessError::Unprocessable(e.to_string()))?;
+            Ok(Some(svg.to_owned()))
+        }
+    }
+}
+
+fn build(
+    id: TemplateId,
+    input: &TemplateInput,
+    current: Option<CardTemplate>,
+) -> Result<CardTemplate, ProcessError> {
     let description = input.description.clone().unwrap_or_default();
     if description.chars().count() > 500 {
         return Err(ProcessError::Invalid(
@@ -34,6 +57,16 @@ fn build(id: TemplateId, input: &TemplateInput) -> Result<CardTemplate, ProcessE
             .map_or(Ok(TemplateKind::Temporary), str::parse)?,
         serial_prefix: SerialPrefix::parse(&input.serial_prefix)?,
         description,
+        front_layout: layout(
+            Side::Front,
+            input.front_svg.as_ref(),
+            current.as_ref().and_then(|t| t.front_layout.clone()),
+        )?,
+        back_layout: layout(
+            Side::Back,
+            input.back_svg.as_ref(),
+            current.and_then(|t| t.back_layout),
+        )?,
     })
 }
 
@@ -84,7 +117,7 @@ pub async fn create(
 ) -> Result<CardTemplate, ProcessError> {
     require_any(operator, &[Role::PolicyAdmin], "Editing card templates")?;
     let (millis, random) = ctx.id_parts();
-    let template = build(TemplateId::new(millis, random), input)?;
+    let template = build(TemplateId::new(millis, random), input, None)?;
     let mut tx = ctx.store.begin().await?;
     templates::insert(&mut tx, &template, ctx.now(), false)
         .await
@@ -108,11 +141,12 @@ pub async fn update(
     input: &TemplateInput,
 ) -> Result<CardTemplate, ProcessError> {
     require_any(operator, &[Role::PolicyAdmin], "Editing card templates")?;
-    let template = build(TemplateId::parse(id)?, input)?;
+    let id = TemplateId::parse(id)?;
     let mut tx = ctx.store.begin().await?;
-    let existing = templates::get(&mut tx, template.id)
+    let existing = templates::get(&mut tx, id)
         .await?
         .ok_or_else(|| ProcessError::NotFound(format!("card template {id} not found")))?;
+    let template = build(id, input, Some(existing.clone()))?;
     if existing.kind != template.kind {
         return Err(ProcessError::Invalid(
             "kind: a template's kind cannot change".into(),
@@ -155,7 +189,10 @@ pub async fn ensure_default(ctx: &Context) -> Result<(), ProcessError> {
             kind: None,
             serial_prefix: DEFAULT_TEMPLATE_PREFIX.into(),
             description: Some("Spare badge for an employee who forgot theirs".into()),
+            front_svg: None,
+            back_svg: None,
         },
+        None,
     )?;
     let mut tx = ctx.store.begin().await?;
     let exists = templates::get_by_name(&mut tx, template.name.as_str())
@@ -173,4 +210,16 @@ pub async fn ensure_default(ctx: &Context) -> Result<(), ProcessError> {
     }
     Store::commit(tx).await?;
     Ok(())
+}
+
+/// The layouts a template prints with: its own, or the shipped temporary card layout.
+pub fn effective_layouts(t: &CardTemplate) -> (&str, &str) {
+    (
+        t.front_layout
+            .as_deref()
+            .unwrap_or(cardwright_cardsdk::layout::TEMPORARY_FRONT),
+        t.back_layout
+            .as_deref()
+            .unwrap_or(cardwright_cardsdk::layout::TEMPORARY_BACK),
+    )
 }

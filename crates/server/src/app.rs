@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use cardwright_cardsdk::{Printer, SimulatedPrinter, SpoolPrinter};
+use cardwright_cardsdk::{IppPrinter, Printer, SimulatedPrinter, SpoolPrinter};
 use cardwright_processes::temp_cards::production::{self, Station};
 use cardwright_processes::{temp_cards, templates, Clock, Context};
 use cardwright_storage::{redact_url, Store};
@@ -152,6 +152,13 @@ pub fn stations(config: &Config) -> Vec<Station> {
                     *fail_every,
                     Duration::from_millis(*delay_ms),
                 )),
+                PrinterConfig::Ipp {
+                    uri,
+                    job_timeout_secs,
+                } => Arc::new(
+                    IppPrinter::new(uri, Duration::from_secs(*job_timeout_secs))
+                        .expect("printer URIs are checked when the configuration loads"),
+                ),
             };
             Station {
                 name: s.name.clone(),

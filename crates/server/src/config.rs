@@ -51,6 +51,13 @@ pub enum PrinterConfig {
         #[serde(default)]
         dir: Option<PathBuf>,
     },
+    /// Sends each card's PDF to an IPP printer (CUPS queue or IPP Everywhere printer) and waits
+    /// until the printer reports the job done, at most `job_timeout_secs`.
+    Ipp {
+        uri: String,
+        #[serde(default = "default_job_timeout")]
+        job_timeout_secs: u64,
+    },
     /// Spools, waits `delay_ms` per card and fails every `fail_every`th job (0: never).
     Simulated {
         #[serde(default)]
@@ -68,6 +75,10 @@ pub enum EncoderConfig {
     /// Cards are printed only.
     #[default]
     None,
+}
+
+fn default_job_timeout() -> u64 {
+    120
 }
 
 impl StationConfig {
@@ -182,6 +193,10 @@ impl Config {
             }
             if !names.insert(name) {
                 bail!("stations: the name '{name}' is used twice");
+            }
+            if let PrinterConfig::Ipp { uri, .. } = &station.printer {
+                cardwright_cardsdk::IppPrinter::new(uri, std::time::Duration::from_secs(1))
+                    .map_err(|e| anyhow::anyhow!("stations.{name}.printer: {e}"))?;
             }
         }
         if self.login.max_failures == 0 {

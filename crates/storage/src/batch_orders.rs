@@ -367,6 +367,9 @@ pub struct Claim {
     /// What the printer needs besides the ids.
     pub serial: String,
     pub template: String,
+    /// The template's layouts; `None` for the shipped one.
+    pub front_layout: Option<String>,
+    pub back_layout: Option<String>,
 }
 
 /// Takes the oldest queued item of a producing order for `station`, marks it producing and
@@ -383,7 +386,8 @@ pub async fn claim_next(
         Dialect::Sqlite => "",
     };
     let row = sqlx::query(&format!(
-        "SELECT i.order_id, i.card_id, i.attempts, c.serial, t.name AS template FROM batch_order_items i \
+        "SELECT i.order_id, i.card_id, i.attempts, c.serial, t.name AS template, t.front_svg, t.back_svg \
+         FROM batch_order_items i \
          JOIN batch_orders b ON b.id = i.order_id JOIN cards c ON c.id = i.card_id \
          JOIN card_templates t ON t.id = c.template_id \
          WHERE i.status = $1 AND b.state = $2 ORDER BY i.queued_at, i.position LIMIT 1{lock}"
@@ -398,6 +402,8 @@ pub async fn claim_next(
     let attempt = u32::try_from(row.try_get::<i64, _>("attempts")? + 1).unwrap_or(u32::MAX);
     let serial: String = row.try_get("serial")?;
     let template: String = row.try_get("template")?;
+    let front_layout: Option<String> = row.try_get("front_svg")?;
+    let back_layout: Option<String> = row.try_get("back_svg")?;
     let updated = sqlx::query(
         "UPDATE batch_order_items SET status = $1, attempts = $2, station = $3, claimed_at = $4, error = NULL \
          WHERE order_id = $5 AND card_id = $6 AND status = $7",
@@ -421,6 +427,8 @@ pub async fn claim_next(
         station: station.to_owned(),
         serial,
         template,
+        front_layout,
+        back_layout,
     }))
 }
 
@@ -488,7 +496,8 @@ pub async fn interrupted(
     stale_before: Timestamp,
 ) -> Result<Vec<Claim>, StoreError> {
     let rows = sqlx::query(
-        "SELECT i.order_id, i.card_id, i.attempts, i.station, c.serial, t.name AS template \
+        "SELECT i.order_id, i.card_id, i.attempts, i.station, c.serial, t.name AS template, \
+         t.front_svg, t.back_svg \
          FROM batch_order_items i JOIN cards c ON c.id = i.card_id \
          JOIN card_templates t ON t.id = c.template_id \
          WHERE i.status = $1 AND (i.station = $2 OR i.claimed_at < $3)",
@@ -509,6 +518,8 @@ pub async fn interrupted(
                     .unwrap_or_default(),
                 serial: row.try_get("serial")?,
                 template: row.try_get("template")?,
+                front_layout: row.try_get("front_svg")?,
+                back_layout: row.try_get("back_svg")?,
             })
         })
         .collect()

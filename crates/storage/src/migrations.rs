@@ -21,6 +21,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "batch_orders",
         sql: include_str!("../migrations/0002_batch_orders.sql"),
     },
+    Migration {
+        version: 3,
+        name: "template_layouts",
+        sql: include_str!("../migrations/0003_template_layouts.sql"),
+    },
 ];
 
 /// An arbitrary constant naming Cardwright's migration lock on PostgreSQL.

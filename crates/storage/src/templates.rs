@@ -6,7 +6,8 @@ use sqlx::Row;
 
 use crate::{to_micros, Conn, StoreError};
 
-const SELECT: &str = "SELECT id, name, kind, serial_prefix, description FROM card_templates";
+const SELECT: &str =
+    "SELECT id, name, kind, serial_prefix, description, front_svg, back_svg FROM card_templates";
 
 fn template(row: &AnyRow) -> Result<CardTemplate, StoreError> {
     Ok(CardTemplate {
@@ -15,6 +16,8 @@ fn template(row: &AnyRow) -> Result<CardTemplate, StoreError> {
         kind: row.try_get::<String, _>("kind")?.parse()?,
         serial_prefix: SerialPrefix::parse(&row.try_get::<String, _>("serial_prefix")?)?,
         description: row.try_get("description")?,
+        front_layout: row.try_get("front_svg")?,
+        back_layout: row.try_get("back_svg")?,
     })
 }
 
@@ -33,7 +36,7 @@ pub async fn insert(
     };
     let result = sqlx::query(&format!(
         "INSERT INTO card_templates (id, name, kind, serial_prefix, description, next_serial, \
-         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 1, $6, $6){conflict}"
+         created_at, updated_at, front_svg, back_svg) VALUES ($1, $2, $3, $4, $5, 1, $6, $6, $7, $8){conflict}"
     ))
     .bind(t.id.to_string())
     .bind(t.name.as_str())
@@ -41,22 +44,26 @@ pub async fn insert(
     .bind(t.serial_prefix.as_str())
     .bind(t.description.as_str())
     .bind(to_micros(now))
+    .bind(t.front_layout.clone())
+    .bind(t.back_layout.clone())
     .execute(conn)
     .await?;
     Ok(result.rows_affected() == 1)
 }
 
-/// Replaces a template's name, prefix and description.
+/// Replaces a template's name, prefix, description and layouts.
 pub async fn update(conn: &mut Conn, t: &CardTemplate, now: Timestamp) -> Result<bool, StoreError> {
     let result = sqlx::query(
         "UPDATE card_templates SET name = $1, serial_prefix = $2, description = $3, \
-         updated_at = $4 WHERE id = $5",
+         updated_at = $4, front_svg = $6, back_svg = $7 WHERE id = $5",
     )
     .bind(t.name.as_str())
     .bind(t.serial_prefix.as_str())
     .bind(t.description.as_str())
     .bind(to_micros(now))
     .bind(t.id.to_string())
+    .bind(t.front_layout.clone())
+    .bind(t.back_layout.clone())
     .execute(conn)
     .await?;
     Ok(result.rows_affected() == 1)

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use cardwright_cardsdk::{PrintJob, Printer};
+use cardwright_cardsdk::{layout, CardArtwork, CardFace, PrintJob, Printer};
 use cardwright_domain::batch_order::settle;
 use cardwright_domain::{Card, CardState, ItemStatus, OrderState, ProcessName};
 use cardwright_storage::batch_orders::{self, Claim};
@@ -127,17 +127,39 @@ pub async fn produce_one(ctx: &Context, station: &Station) -> Result<bool, Proce
     let Some(claim) = claim(ctx, &station.name).await? else {
         return Ok(false);
     };
-    let job = PrintJob {
-        card_id: claim.card.to_string(),
+    let face = CardFace {
         serial: claim.serial.clone(),
         template: claim.template.clone(),
-        order_id: claim.order.to_string(),
-        attempt: claim.attempt,
-        station: station.name.clone(),
+        issue_date: ctx.now().format("%Y-%m-%d").to_string(),
+        ..CardFace::default()
     };
-    let outcome = station.printer.print(&job).await.map_err(|e| e.to_string());
+    let outcome = match CardArtwork::new(
+        claim
+            .front_layout
+            .as_deref()
+            .unwrap_or(layout::TEMPORARY_FRONT),
+        claim
+            .back_layout
+            .as_deref()
+            .unwrap_or(layout::TEMPORARY_BACK),
+        &face,
+    ) {
+        Ok(artwork) => {
+            let job = PrintJob {
+                card_id: claim.card.to_string(),
+                serial: claim.serial.clone(),
+                template: claim.template.clone(),
+                order_id: claim.order.to_string(),
+                attempt: claim.attempt,
+                station: station.name.clone(),
+                artwork,
+            };
+            station.printer.print(&job).await.map_err(|e| e.to_string())
+        }
+        Err(e) => Err(format!("card layout: {e}")),
+    };
     if let Err(reason) = &outcome {
-        tracing::warn!(station = %station.name, serial = %job.serial, %reason, "production failed");
+        tracing::warn!(station = %station.name, serial = %claim.serial, %reason, "production failed");
     }
     finish(ctx, &claim, outcome).await?;
     Ok(true)

@@ -1,7 +1,9 @@
 //! Temporary cards: request, search, profile and the single-card processes.
 
 use axum::extract::{Path, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::Json;
 use cardwright_domain::CardId;
 use cardwright_processes::cards::{self, CardQuery};
@@ -187,4 +189,26 @@ pub async fn lock(
     Ok(Json(
         lock_p::lock(&state.ctx, &op, card_id(&id)?).await?.into(),
     ))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PreviewQuery {
+    /// front (default) or back.
+    pub side: Option<String>,
+}
+
+/// The card's PNG preview, as it prints, with its holder and validity.
+#[utoipa::path(get, path = "/cards/{id}/preview", tag = "cards",
+    params(("id" = String, Path, description = "card id"), PreviewQuery), security(("bearer" = [])),
+    responses((status = 200, content_type = "image/png", body = Vec<u8>), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn preview(
+    State(state): State<AppState>,
+    Auth(_op): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<PreviewQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let png = cards::preview(&state.ctx, &id, q.side.as_deref().unwrap_or("front")).await?;
+    Ok(([(CONTENT_TYPE, "image/png")], png))
 }

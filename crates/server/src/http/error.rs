@@ -16,7 +16,7 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
-    /// `conflict`, `too_many_requests`, `internal`.
+    /// `conflict`, `unprocessable`, `too_many_requests`, `internal`.
     pub code: String,
     /// For the person reading it.
     pub message: String,
@@ -52,6 +52,7 @@ impl ApiError {
             StatusCode::NOT_FOUND => "not_found",
             StatusCode::CONFLICT => "conflict",
             StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
             StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
             StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
             _ => "internal",
@@ -67,6 +68,7 @@ impl From<ProcessError> for ApiError {
             ProcessError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ProcessError::Forbidden(_) => StatusCode::FORBIDDEN,
             ProcessError::Conflict(_) => StatusCode::CONFLICT,
+            ProcessError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ProcessError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             ProcessError::Store(_) | ProcessError::Internal(_) => {
                 // The cause chain goes to the log; the client learns only that it failed.

@@ -25,6 +25,9 @@ use utoipa_axum::routes;
 pub use error::ApiError;
 pub use openapi::ApiDoc;
 
+/// The largest request body accepted (two layouts of 256 KiB fit with room to spare).
+pub const BODY_LIMIT: usize = 2 * 1024 * 1024;
+
 /// What every handler gets.
 #[derive(Clone)]
 pub struct AppState {
@@ -46,6 +49,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(cards::withdraw))
         .routes(routes!(cards::extend))
         .routes(routes!(cards::lock))
+        .routes(routes!(cards::preview))
         .routes(routes!(persons::list_persons, persons::create_person))
         .routes(routes!(persons::get_person))
         .routes(routes!(
@@ -53,6 +57,7 @@ pub fn api() -> OpenApiRouter<AppState> {
             templates::create_template
         ))
         .routes(routes!(templates::get_template, templates::update_template))
+        .routes(routes!(templates::preview))
         .routes(routes!(
             batch_orders::list_orders,
             batch_orders::create_order
@@ -88,6 +93,7 @@ pub fn router(ctx: Context) -> Router {
         .route("/healthz", get(metrics::healthz))
         .route("/metrics", get(metrics::metrics))
         .fallback(error::not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::observe,

@@ -1,12 +1,15 @@
 //! Card templates.
 
 use axum::extract::{Path, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::Json;
 use cardwright_processes::templates;
 
+use super::cards::PreviewQuery;
 use super::error::ErrorBody;
-use super::extract::{ApiJson, Auth};
+use super::extract::{ApiJson, ApiQuery, Auth};
 use super::views::{TemplateBody, TemplateList, TemplateView};
 use super::{ApiError, AppState};
 
@@ -23,10 +26,10 @@ pub async fn list_templates(
     }))
 }
 
-/// Create a card template (policy-admin).
+/// Create a card template (policy-admin). A refused layout is 422 with what is wrong.
 #[utoipa::path(post, path = "/card-templates", tag = "templates", request_body = TemplateBody, security(("bearer" = [])),
     responses((status = 201, body = TemplateView), (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create_template(
     State(state): State<AppState>,
     Auth(op): Auth,
@@ -53,7 +56,7 @@ pub async fn get_template(
 #[utoipa::path(put, path = "/card-templates/{id}", tag = "templates",
     params(("id" = String, Path, description = "template id")), request_body = TemplateBody, security(("bearer" = [])),
     responses((status = 200, body = TemplateView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn update_template(
     State(state): State<AppState>,
     Auth(op): Auth,
@@ -65,4 +68,24 @@ pub async fn update_template(
             .await?
             .into(),
     ))
+}
+
+/// A PNG preview of the template filled with sample values.
+#[utoipa::path(get, path = "/card-templates/{id}/preview", tag = "templates",
+    params(("id" = String, Path, description = "template id or name"), PreviewQuery), security(("bearer" = [])),
+    responses((status = 200, content_type = "image/png", body = Vec<u8>), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn preview(
+    State(state): State<AppState>,
+    Auth(_op): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<PreviewQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let png = cardwright_processes::cards::template_preview(
+        &state.ctx,
+        &id,
+        q.side.as_deref().unwrap_or("front"),
+    )
+    .await?;
+    Ok(([(CONTENT_TYPE, "image/png")], png))
 }

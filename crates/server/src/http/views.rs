@@ -217,12 +217,22 @@ pub struct TemplateView {
     pub kind: String,
     pub serial_prefix: String,
     pub description: String,
+    /// The front layout it prints with (SVG).
+    pub front_svg: String,
+    /// The back layout it prints with (SVG).
+    pub back_svg: String,
+    /// False while the template uses the shipped temporary card layout.
+    pub custom_layout: bool,
 }
 
 impl From<CardTemplate> for TemplateView {
     fn from(t: CardTemplate) -> Self {
+        let (front, back) = cardwright_processes::templates::effective_layouts(&t);
         Self {
             id: t.id.to_string(),
+            front_svg: front.to_owned(),
+            back_svg: back.to_owned(),
+            custom_layout: t.front_layout.is_some() || t.back_layout.is_some(),
             name: t.name.as_str().to_owned(),
             kind: t.kind.as_str().to_owned(),
             serial_prefix: t.serial_prefix.as_str().to_owned(),
@@ -245,6 +255,11 @@ pub struct TemplateBody {
     /// 1 to 12 upper-case letters, digits or dashes; unique.
     pub serial_prefix: String,
     pub description: Option<String>,
+    /// Front layout (SVG, at most 256 KiB; no scripts, DTDs or outside links). Omitted: keep
+    /// the current one.
+    pub front_svg: Option<String>,
+    /// Back layout, as the front.
+    pub back_svg: Option<String>,
 }
 
 impl From<TemplateBody> for cardwright_processes::templates::TemplateInput {
@@ -254,6 +269,8 @@ impl From<TemplateBody> for cardwright_processes::templates::TemplateInput {
             kind: b.kind,
             serial_prefix: b.serial_prefix,
             description: b.description,
+            front_svg: b.front_svg,
+            back_svg: b.back_svg,
         }
     }
 }

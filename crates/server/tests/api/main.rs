@@ -5,6 +5,7 @@ mod helpers;
 mod audit;
 mod auth;
 mod batch_orders;
+mod card_sdk;
 mod cards;
 mod cli;
 mod concurrency;

@@ -1,0 +1,537 @@
+//! Card layouts: a front and a back SVG with placeholders, checked as untrusted input, filled with
+//! a card's values and rendered as a print-ready PDF (ID-1, front then back, text as real text) or
+//! a PNG preview.
+//!
+//! Placeholders: `{{serial}}`, `{{template}}`, `{{holder}}`, `{{valid_until}}`, `{{issue_date}}` in
+//! text or attributes, and elements marked `data-cardwright="qr"` (a QR code of the serial fills
+//! the element's box) or `data-cardwright="photo"` (the holder's photo, when there is one).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use pdf_writer::{Content, Finish, Name, Pdf, Rect, Ref};
+use resvg::tiny_skia;
+use resvg::usvg::{self, fontdb};
+
+/// The largest layout accepted, per side.
+pub const MAX_LAYOUT_BYTES: usize = 256 * 1024;
+
+/// ID-1 (CR80) card size in millimetres.
+pub const CARD_WIDTH_MM: f32 = 85.60;
+pub const CARD_HEIGHT_MM: f32 = 53.98;
+
+const POINTS_PER_MM: f32 = 72.0 / 25.4;
+
+/// The shipped temporary card layout.
+pub const TEMPORARY_FRONT: &str = include_str!("../layouts/temporary-front.svg");
+pub const TEMPORARY_BACK: &str = include_str!("../layouts/temporary-back.svg");
+
+const FONTS: [&[u8]; 2] = [
+    include_bytes!("../fonts/DejaVuSans.ttf"),
+    include_bytes!("../fonts/DejaVuSans-Bold.ttf"),
+];
+
+/// Why a layout was refused or could not be rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    #[error("the {side} layout is {size} bytes; at most {max} are accepted")]
+    TooLarge {
+        side: &'static str,
+        size: usize,
+        max: usize,
+    },
+    #[error("the {side} layout is not well-formed SVG: {message}")]
+    Malformed { side: &'static str, message: String },
+    #[error("the {side} layout is refused: {message}")]
+    Forbidden { side: &'static str, message: String },
+    #[error("rendering failed: {0}")]
+    Render(String),
+}
+
+/// Which side of the card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Front,
+    Back,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Front => "front",
+            Side::Back => "back",
+        }
+    }
+}
+
+/// Elements that can run code, pull in other documents or animate.
+const FORBIDDEN_ELEMENTS: [&str; 12] = [
+    "script",
+    "foreignObject",
+    "iframe",
+    "object",
+    "embed",
+    "audio",
+    "video",
+    "animate",
+    "animateMotion",
+    "animateTransform",
+    "set",
+    "handler",
+];
+
+/// Checks an uploaded layout: size, well-formed SVG without a DTD (so no entity expansion), no
+/// scripts, event handlers or animation, and no reference to anything outside the document
+/// except embedded PNG or JPEG images.
+pub fn check_layout(side: Side, svg: &str) -> Result<(), LayoutError> {
+    let side_name = side.as_str();
+    if svg.len() > MAX_LAYOUT_BYTES {
+        return Err(LayoutError::TooLarge {
+            side: side_name,
+            size: svg.len(),
+            max: MAX_LAYOUT_BYTES,
+        });
+    }
+    let forbidden = |message: String| LayoutError::Forbidden {
+        side: side_name,
+        message,
+    };
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: false,
+        nodes_limit: 50_000,
+    };
+    let doc = roxmltree::Document::parse_with_options(svg, options).map_err(|e| {
+        let message = match e {
+            roxmltree::Error::DtdDetected => {
+                "a DOCTYPE (DTD) is not allowed: entity declarations could expand without bound"
+                    .to_owned()
+            }
+            other => other.to_string(),
+        };
+        LayoutError::Malformed {
+            side: side_name,
+            message,
+        }
+    })?;
+    let root = doc.root_element();
+    if root.tag_name().name() != "svg" {
+        return Err(forbidden(format!(
+            "the root element is <{}>, not <svg>",
+            root.tag_name().name()
+        )));
+    }
+    for node in doc.descendants() {
+        if node.is_pi() {
+            return Err(forbidden(
+                "processing instructions (such as xml-stylesheet) are not allowed".into(),
+            ));
+        }
+        if !node.is_element() {
+            continue;
+        }
+        let name = node.tag_name().name();
+        if FORBIDDEN_ELEMENTS
+            .iter()
+            .any(|f| f.eq_ignore_ascii_case(name))
+        {
+            return Err(forbidden(format!("<{name}> elements are not allowed")));
+        }
+        if name == "style" {
+            let css = node.text().unwrap_or_default();
+            check_css(css).map_err(&forbidden)?;
+        }
+        for attr in node.attributes() {
+            let attr_name = attr.name();
+            if attr_name.to_ascii_lowercase().starts_with("on") {
+                return Err(forbidden(format!(
+                    "event handler attribute '{attr_name}' is not allowed"
+                )));
+            }
+            if attr_name == "href" {
+                check_href(attr.value()).map_err(&forbidden)?;
+            }
+            check_css(attr.value()).map_err(&forbidden)?;
+        }
+    }
+    let tree = usvg::Tree::from_str(svg, &Renderer::shared().options).map_err(|e| {
+        LayoutError::Malformed {
+            side: side_name,
+            message: e.to_string(),
+        }
+    })?;
+    if tree.size().width() <= 0.0 || tree.size().height() <= 0.0 {
+        return Err(forbidden("the layout has no size".into()));
+    }
+    Ok(())
+}
+
+fn check_href(value: &str) -> Result<(), String> {
+    let v = value.trim();
+    if v.starts_with('#')
+        || v.starts_with("data:image/png;base64,")
+        || v.starts_with("data:image/jpeg;base64,")
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "the link '{}' points outside the layout; only #fragments and embedded PNG or JPEG images are allowed",
+            v.chars().take(80).collect::<String>()
+        ))
+    }
+}
+
+fn check_css(text: &str) -> Result<(), String> {
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("@import") {
+        return Err("CSS @import is not allowed".into());
+    }
+    let mut rest = lower.as_str();
+    while let Some(at) = rest.find("url(") {
+        let target = rest[at + 4..].trim_start().trim_start_matches(['"', '\'']);
+        if !target.starts_with('#') {
+            return Err("url(...) may only point to #fragments of the layout".into());
+        }
+        rest = &rest[at + 4..];
+    }
+    Ok(())
+}
+
+/// A card's values for its layout.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CardFace {
+    pub serial: String,
+    pub template: String,
+    pub holder: Option<String>,
+    pub valid_until: Option<String>,
+    pub issue_date: String,
+    /// The holder's photo as (MIME type, bytes): `image/png` or `image/jpeg`.
+    pub photo: Option<(String, Vec<u8>)>,
+}
+
+impl CardFace {
+    /// Values for a template preview.
+    pub fn sample(template: &str) -> Self {
+        Self {
+            serial: "TMP-000123".into(),
+            template: template.into(),
+            holder: Some("Ada Lovelace".into()),
+            valid_until: Some("2026-12-31".into()),
+            issue_date: "2026-12-17".into(),
+            photo: None,
+        }
+    }
+}
+
+fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn number(node: roxmltree::Node, attr: &str) -> f64 {
+    node.attribute(attr)
+        .and_then(|v| v.trim().trim_end_matches("px").parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The QR code of `text` as SVG drawn into the box (x, y, size).
+fn qr_svg(text: &str, x: f64, y: f64, size: f64) -> String {
+    let Ok(code) = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M)
+    else {
+        return String::new();
+    };
+    let width = code.width();
+    let quiet = 2;
+    let modules = width + 2 * quiet;
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "QR codes are at most 177 modules wide"
+    )]
+    let scale = size / modules as f64;
+    let mut path = String::new();
+    for (i, color) in code.to_colors().iter().enumerate() {
+        if *color == qrcode::Color::Dark {
+            let (col, row) = (i % width + quiet, i / width + quiet);
+            let _ = write!(path, "M{col} {row}h1v1h-1z");
+        }
+    }
+    format!(
+        "<g transform=\"translate({x} {y}) scale({scale})\"><rect width=\"{modules}\" height=\"{modules}\" fill=\"#ffffff\"/>\
+         <path d=\"{path}\" fill=\"#000000\"/></g>"
+    )
+}
+
+/// Fills a checked layout with a card's values.
+pub fn fill(svg: &str, face: &CardFace) -> Result<String, LayoutError> {
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: false,
+        nodes_limit: 50_000,
+    };
+    let doc = roxmltree::Document::parse_with_options(svg, options)
+        .map_err(|e| LayoutError::Render(format!("layout does not parse: {e}")))?;
+    let mut replacements: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+    for node in doc.descendants().filter(roxmltree::Node::is_element) {
+        let (x, y, w, h) = (
+            number(node, "x"),
+            number(node, "y"),
+            number(node, "width"),
+            number(node, "height"),
+        );
+        match node.attribute("data-cardwright") {
+            Some("qr") => replacements.push((node.range(), qr_svg(&face.serial, x, y, w.min(h)))),
+            Some("photo") => {
+                let replacement = match &face.photo {
+                    Some((mime, bytes)) if mime == "image/png" || mime == "image/jpeg" => format!(
+                        "<image x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"{h}\" preserveAspectRatio=\"xMidYMid slice\" href=\"data:{mime};base64,{}\"/>",
+                        base64::engine::general_purpose::STANDARD.encode(bytes)
+                    ),
+                    _ => format!("<rect x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"{h}\" fill=\"#e9ecef\"/>"),
+                };
+                replacements.push((node.range(), replacement));
+            }
+            _ => {}
+        }
+    }
+    let mut out = String::with_capacity(svg.len() + 4096);
+    let mut at = 0;
+    replacements.sort_by_key(|(range, _)| range.start);
+    for (range, text) in replacements {
+        if range.start < at {
+            continue;
+        }
+        out.push_str(&svg[at..range.start]);
+        out.push_str(&text);
+        at = range.end;
+    }
+    out.push_str(&svg[at..]);
+    let values: HashMap<&str, String> = HashMap::from([
+        ("{{serial}}", escape(&face.serial)),
+        ("{{template}}", escape(&face.template)),
+        ("{{holder}}", escape(face.holder.as_deref().unwrap_or(""))),
+        (
+            "{{valid_until}}",
+            escape(face.valid_until.as_deref().unwrap_or("")),
+        ),
+        ("{{issue_date}}", escape(&face.issue_date)),
+    ]);
+    for (placeholder, value) in values {
+        if out.contains(placeholder) {
+            out = out.replace(placeholder, &value);
+        }
+    }
+    Ok(out)
+}
+
+/// Renders layouts with the bundled fonts (DejaVu Sans), never reading files or the network.
+#[derive(Debug)]
+pub struct Renderer {
+    options: usvg::Options<'static>,
+}
+
+impl Renderer {
+    fn new() -> Self {
+        let mut db = fontdb::Database::new();
+        for font in FONTS {
+            db.load_font_data(font.to_vec());
+        }
+        db.set_sans_serif_family("DejaVu Sans");
+        let mut options = usvg::Options {
+            font_family: "DejaVu Sans".into(),
+            fontdb: Arc::new(db),
+            ..usvg::Options::default()
+        };
+        options.image_href_resolver.resolve_string = Box::new(|_, _| None);
+        Self { options }
+    }
+
+    /// The process-wide renderer (fonts are loaded once).
+    pub fn shared() -> &'static Renderer {
+        static RENDERER: std::sync::OnceLock<Renderer> = std::sync::OnceLock::new();
+        RENDERER.get_or_init(Renderer::new)
+    }
+
+    fn tree(&self, svg: &str) -> Result<usvg::Tree, LayoutError> {
+        usvg::Tree::from_str(svg, &self.options).map_err(|e| LayoutError::Render(e.to_string()))
+    }
+
+    /// A PNG of one filled side, `width` pixels wide, card proportions.
+    pub fn png(&self, filled: &str, width: u32) -> Result<Vec<u8>, LayoutError> {
+        let tree = self.tree(filled)?;
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "card proportions of a bounded width"
+        )]
+        let height = (f64::from(width) * f64::from(CARD_HEIGHT_MM) / f64::from(CARD_WIDTH_MM))
+            .round() as u32;
+        let mut pixmap = tiny_skia::Pixmap::new(width, height)
+            .ok_or_else(|| LayoutError::Render(format!("cannot make a {width}×{height} image")))?;
+        #[allow(clippy::cast_precision_loss, reason = "pixel sizes are small")]
+        let transform = tiny_skia::Transform::from_scale(
+            width as f32 / tree.size().width(),
+            height as f32 / tree.size().height(),
+        );
+        resvg::render(&tree, transform, &mut pixmap.as_mut());
+        pixmap
+            .encode_png()
+            .map_err(|e| LayoutError::Render(e.to_string()))
+    }
+
+    /// A two-page PDF (front, then back) at ID-1 size with the text as real text.
+    pub fn pdf(&self, front: &str, back: &str) -> Result<Vec<u8>, LayoutError> {
+        let width = CARD_WIDTH_MM * POINTS_PER_MM;
+        let height = CARD_HEIGHT_MM * POINTS_PER_MM;
+        let mut alloc = Ref::new(1);
+        let catalog = alloc.bump();
+        let tree_id = alloc.bump();
+        let mut pdf = Pdf::new();
+        let mut page_ids = Vec::new();
+        let mut chunks = Vec::new();
+        for svg in [front, back] {
+            let tree = self.tree(svg)?;
+            let (chunk, svg_ref) = svg2pdf::to_chunk(&tree, svg2pdf::ConversionOptions::default())
+                .map_err(|e| LayoutError::Render(e.to_string()))?;
+            let mut map = HashMap::new();
+            let chunk = chunk.renumber(|old| *map.entry(old).or_insert_with(|| alloc.bump()));
+            let svg_ref = map
+                .get(&svg_ref)
+                .copied()
+                .ok_or_else(|| LayoutError::Render("lost the page graphic".into()))?;
+            let page_id = alloc.bump();
+            let content_id = alloc.bump();
+            let mut page = pdf.page(page_id);
+            page.media_box(Rect::new(0.0, 0.0, width, height));
+            page.parent(tree_id);
+            page.contents(content_id);
+            page.resources().x_objects().pair(Name(b"Card"), svg_ref);
+            page.finish();
+            let mut content = Content::new();
+            content
+                .transform([width, 0.0, 0.0, height, 0.0, 0.0])
+                .x_object(Name(b"Card"));
+            pdf.stream(content_id, &content.finish());
+            page_ids.push(page_id);
+            chunks.push(chunk);
+        }
+        pdf.catalog(catalog).pages(tree_id);
+        pdf.pages(tree_id).kids(page_ids).count(2);
+        for chunk in &chunks {
+            pdf.extend(chunk);
+        }
+        Ok(pdf.finish())
+    }
+}
+
+/// A card's filled layouts, rendered on demand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardArtwork {
+    pub front: String,
+    pub back: String,
+}
+
+impl CardArtwork {
+    /// Fills both sides of a layout with a card's values.
+    pub fn new(
+        front_layout: &str,
+        back_layout: &str,
+        face: &CardFace,
+    ) -> Result<Self, LayoutError> {
+        Ok(Self {
+            front: fill(front_layout, face)?,
+            back: fill(back_layout, face)?,
+        })
+    }
+
+    pub fn pdf(&self) -> Result<Vec<u8>, LayoutError> {
+        Renderer::shared().pdf(&self.front, &self.back)
+    }
+
+    /// A PNG preview of one side, `width` pixels wide.
+    pub fn png(&self, side: Side, width: u32) -> Result<Vec<u8>, LayoutError> {
+        let svg = match side {
+            Side::Front => &self.front,
+            Side::Back => &self.back,
+        };
+        Renderer::shared().png(svg, width)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_layouts_pass_their_own_checks() {
+        check_layout(Side::Front, TEMPORARY_FRONT).unwrap();
+        check_layout(Side::Back, TEMPORARY_BACK).unwrap();
+    }
+
+    #[test]
+    fn values_are_escaped_and_the_qr_code_drawn() {
+        let mut face = CardFace::sample("Guests & <Visitors>");
+        face.serial = "TMP-000042".into();
+        let filled = fill(TEMPORARY_FRONT, &face).unwrap();
+        assert!(filled.contains("Guests &amp; &lt;Visitors&gt;"));
+        assert!(filled.contains("TMP-000042"));
+        assert!(!filled.contains("data-cardwright"));
+        assert!(filled.contains("h1v1h-1z"));
+        check_layout(Side::Front, &filled).unwrap();
+    }
+
+    #[test]
+    fn malicious_layouts_are_refused() {
+        let cases = [
+            ("<?xml version=\"1.0\"?><!DOCTYPE svg [<!ENTITY a \"aaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;\">]><svg xmlns=\"http://www.w3.org/2000/svg\"><text>&b;</text></svg>", "DOCTYPE"),
+            ("<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(1)</script></svg>", "<script>"),
+            ("<svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"alert(1)\"/>", "event handler"),
+            ("<svg xmlns=\"http://www.w3.org/2000/svg\" xmlns:xlink=\"http://www.w3.org/1999/xlink\"><image xlink:href=\"http://evil.example/x.png\" width=\"10\" height=\"10\"/></svg>", "outside"),
+            ("<svg xmlns=\"http://www.w3.org/2000/svg\"><image href=\"file:///etc/passwd\" width=\"10\" height=\"10\"/></svg>", "outside"),
+            ("<svg xmlns=\"http://www.w3.org/2000/svg\"><style>@import url(http://evil.example/a.css);</style></svg>", "@import"),
+            ("<svg xmlns=\"http://www.w3.org/2000/svg\"><rect style=\"fill: url(http://evil.example/p)\" width=\"1\" height=\"1\"/></svg>", "url("),
+            ("<svg xmlns=\"http://www.w3.org/2000/svg\"><foreignObject><div/></foreignObject></svg>", "foreignObject"),
+            ("<html/>", "root element"),
+            ("<svg", "well-formed"),
+        ];
+        for (svg, expected) in cases {
+            let err = check_layout(Side::Front, svg).unwrap_err().to_string();
+            assert!(err.contains(expected), "{svg}: {err}");
+        }
+        let huge = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\"><!--{}--></svg>",
+            "x".repeat(50 * 1024 * 1024)
+        );
+        assert!(matches!(
+            check_layout(Side::Back, &huge),
+            Err(LayoutError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn pdf_has_two_card_sized_pages_and_png_card_proportions() {
+        let art = CardArtwork::new(
+            TEMPORARY_FRONT,
+            TEMPORARY_BACK,
+            &CardFace::sample("Temporary card"),
+        )
+        .unwrap();
+        let pdf = art.pdf().unwrap();
+        assert!(pdf.starts_with(b"%PDF"));
+        let png = art.png(Side::Front, 428).unwrap();
+        assert_eq!(&png[1..4], b"PNG");
+        let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+        let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
+        assert_eq!((width, height), (428, 270));
+    }
+}

@@ -1,0 +1,368 @@
+//! Card layouts, print-ready PDFs, previews and IPP printers.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, spawn_app_with, Db, TestApp};
+use crate::on_both_databases;
+
+on_both_databases!(
+    spooled_cards_are_id1_pdfs_with_their_serial,
+    custom_layouts_are_printed_and_previewed,
+    malicious_layouts_are_refused,
+);
+
+/// `pdfinfo` and `pdftotext` from poppler: (page size line, page count, text).
+fn inspect_pdf(path: &Path) -> (String, String, String) {
+    let info = Command::new("pdfinfo")
+        .arg(path)
+        .output()
+        .expect("pdfinfo (poppler-utils) runs");
+    assert!(
+        info.status.success(),
+        "pdfinfo failed on {}",
+        path.display()
+    );
+    let info = String::from_utf8_lossy(&info.stdout).into_owned();
+    let line = |key: &str| {
+        info.lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let text = Command::new("pdftotext")
+        .arg(path)
+        .arg("-")
+        .output()
+        .expect("pdftotext (poppler-utils) runs");
+    assert!(text.status.success());
+    (
+        line("Page size:"),
+        line("Pages:"),
+        String::from_utf8_lossy(&text.stdout).into_owned(),
+    )
+}
+
+fn png_size(png: &[u8]) -> (u32, u32) {
+    assert_eq!(&png[1..4], b"PNG", "not a PNG");
+    (
+        u32::from_be_bytes(png[16..20].try_into().unwrap()),
+        u32::from_be_bytes(png[20..24].try_into().unwrap()),
+    )
+}
+
+async fn bytes(app: &TestApp, path: &str) -> (StatusCode, Vec<u8>) {
+    let res = app
+        .client
+        .get(format!("{}{path}", app.base))
+        .bearer_auth(&app.officer)
+        .send()
+        .await
+        .unwrap();
+    (res.status(), res.bytes().await.unwrap().to_vec())
+}
+
+/// Orders `cards`, presses Next and waits until the order is produced.
+async fn produce(app: &TestApp, cards: &[String]) -> (String, Value) {
+    let order = app.order(cards).await;
+    assert_eq!(order.status, StatusCode::CREATED, "{order:?}");
+    let id = order.body["id"].as_str().unwrap().to_owned();
+    app.post(
+        &format!("/api/v1/batch-orders/{id}/next"),
+        &app.producer,
+        json!({}),
+    )
+    .await;
+    let done = app.wait_for_order(&id, |o| o["state"] == "produced").await;
+    (id, done)
+}
+
+fn ids(cards: &[Value]) -> Vec<String> {
+    cards
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn spooled_cards_are_id1_pdfs_with_their_serial(db: Db) {
+    let app = spawn_app(db).await;
+    let cards = app.request_cards(3).await;
+    let (order, done) = produce(&app, &ids(&cards)).await;
+    assert_eq!(done["counts"]["produced"], 3, "{done}");
+    let spool = app.config.data_dir.join("spool").join(&order);
+    for card in &cards {
+        let serial = card["serial"].as_str().unwrap();
+        let pdf = spool.join(format!("{serial}-attempt1.pdf"));
+        let (size, pages, text) = inspect_pdf(&pdf);
+        // ID-1: 85.60 × 53.98 mm = 242.65 × 153.01 pt.
+        assert!(size.contains("242.6") && size.contains("153.0"), "{size}");
+        assert!(pages.ends_with(" 2"), "front and back: {pages}");
+        assert!(text.contains(serial), "the serial is real text: {text}");
+        assert!(text.contains("TEMPORARY"));
+        let png = std::fs::read(spool.join(format!("{serial}-attempt1.png"))).unwrap();
+        let (w, h) = png_size(&png);
+        assert!(
+            (f64::from(w) / f64::from(h) - 85.60 / 53.98).abs() < 0.01,
+            "{w}×{h}"
+        );
+    }
+    let id = cards[0]["id"].as_str().unwrap();
+    for side in ["front", "back"] {
+        let (status, png) = bytes(&app, &format!("/api/v1/cards/{id}/preview?side={side}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(png_size(&png), (640, 404));
+    }
+    let (status, _) = bytes(&app, &format!("/api/v1/cards/{id}/preview?side=top")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, png) = bytes(&app, "/api/v1/card-templates/Temporary%20card/preview").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(png_size(&png), (640, 404));
+}
+
+const CUSTOM_FRONT: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" width="85.6mm" height="53.98mm" viewBox="0 0 856 540">
+  <rect width="856" height="540" fill="#f1f3f5"/>
+  <text x="40" y="120" font-size="60" font-family="DejaVu Sans">GUEST PASS</text>
+  <text x="40" y="260" font-size="50" font-family="DejaVu Sans">No. {{serial}}</text>
+  <text x="40" y="360" font-size="40" font-family="DejaVu Sans">{{holder}}</text>
+  <rect data-cardwright="qr" x="600" y="300" width="200" height="200"/>
+  <rect data-cardwright="photo" x="600" y="40" width="200" height="240"/>
+</svg>"##;
+
+async fn custom_layouts_are_printed_and_previewed(db: Db) {
+    let app = spawn_app(db).await;
+    let created = app
+        .post(
+            "/api/v1/card-templates",
+            &app.policy,
+            json!({"name": "Guest", "serial_prefix": "GST-", "front_svg": CUSTOM_FRONT}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    assert_eq!(created.body["custom_layout"], true);
+    assert!(
+        created.body["back_svg"]
+            .as_str()
+            .unwrap()
+            .contains("return this card"),
+        "the back stays the shipped one"
+    );
+    let cards = app
+        .post(
+            "/api/v1/temporary-cards",
+            &app.officer,
+            json!({"template": "Guest", "amount": 1}),
+        )
+        .await;
+    let cards = cards.body["cards"].as_array().unwrap().clone();
+    let (order, _) = produce(&app, &ids(&cards)).await;
+    let pdf = app
+        .config
+        .data_dir
+        .join("spool")
+        .join(&order)
+        .join("GST-000001-attempt1.pdf");
+    let (_, _, text) = inspect_pdf(&pdf);
+    assert!(
+        text.contains("GUEST PASS") && text.contains("No. GST-000001"),
+        "{text}"
+    );
+    let (status, png) = bytes(&app, "/api/v1/card-templates/Guest/preview?side=front").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(png_size(&png), (640, 404));
+}
+
+async fn malicious_layouts_are_refused(db: Db) {
+    let app = spawn_app(db).await;
+    let svg = |body: &str| {
+        format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"856\" height=\"540\">{body}</svg>"
+        )
+    };
+    let cases = [
+        (svg("<image href=\"http://198.51.100.7/logo.png\" width=\"10\" height=\"10\"/>"), "outside the layout"),
+        (
+            "<?xml version=\"1.0\"?><!DOCTYPE svg [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;\"><!ENTITY c \"&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;\">]><svg xmlns=\"http://www.w3.org/2000/svg\"><text>&c;</text></svg>".to_owned(),
+            "DOCTYPE",
+        ),
+        (svg("<script>fetch('/api/v1/audit')</script>"), "<script>"),
+        (svg("<rect width=\"1\" height=\"1\" onclick=\"alert(1)\"/>"), "event handler"),
+        (format!("<svg xmlns=\"http://www.w3.org/2000/svg\"><!--{}--></svg>", "x".repeat(300 * 1024)), "at most"),
+    ];
+    for (layout, expected) in &cases {
+        let answer = app
+            .post(
+                "/api/v1/card-templates",
+                &app.policy,
+                json!({"name": "Bad", "serial_prefix": "BAD-", "front_svg": layout}),
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{expected}: {answer:?}"
+        );
+        assert_eq!(answer.body["error"]["code"], "unprocessable");
+        let message = answer.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{message}");
+    }
+    // A 50 MB upload is refused before it is even read whole.
+    let huge = format!(
+        "{{\"name\":\"Big\",\"serial_prefix\":\"BIG-\",\"front_svg\":\"{}\"}}",
+        "x".repeat(50 * 1024 * 1024)
+    );
+    let res = app
+        .client
+        .post(format!("{}/api/v1/card-templates", app.base))
+        .bearer_auth(&app.policy)
+        .header("Content-Type", "application/json")
+        .body(huge)
+        .send()
+        .await;
+    match res {
+        Ok(res) => assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE),
+        // The server may answer 413 and close before the client has finished sending.
+        Err(e) => assert!(e.is_request(), "{e}"),
+    }
+    assert_eq!(
+        app.call(Method::GET, "/healthz", None, None).await.status,
+        StatusCode::OK
+    );
+    let list = app.get("/api/v1/card-templates", &app.policy).await;
+    assert_eq!(
+        list.body["templates"].as_array().unwrap().len(),
+        1,
+        "nothing was created"
+    );
+    // Updating an existing template with a bad layout keeps the old one.
+    let templates = list.body["templates"].as_array().unwrap();
+    let id = templates[0]["id"].as_str().unwrap();
+    let answer = app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/card-templates/{id}"),
+            Some(&app.policy),
+            Some(
+                json!({"name": "Temporary card", "serial_prefix": "TMP-", "back_svg": cases[2].0}),
+            ),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let after = app
+        .get(&format!("/api/v1/card-templates/{id}"), &app.policy)
+        .await;
+    assert_eq!(after.body["custom_layout"], false);
+}
+
+/// `ippeveprinter` (Debian's cups-ipp-utils) on a loopback port, keeping every job's document.
+struct IppEvePrinter {
+    child: Child,
+    spool: PathBuf,
+}
+
+impl IppEvePrinter {
+    fn start(port: u16, spool: &Path) -> Self {
+        std::fs::create_dir_all(spool).unwrap();
+        let mut printer = Self {
+            child: Command::new("ippeveprinter")
+            // `-c true` finishes each job as soon as it is received; `-k` keeps its document.
+            .args(["-p", &port.to_string(), "-k", "-f", "application/pdf", "-c", "/bin/true", "-d"])
+            .arg(spool)
+            .arg(format!("Cardwright test {port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ippeveprinter (cups-ipp-utils) runs; it needs dbus-daemon --system and avahi-daemon"),
+            spool: spool.to_owned(),
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return printer;
+            }
+            if let Ok(Some(status)) = printer.child.try_wait() {
+                panic!("ippeveprinter exited with {status}; is avahi-daemon running?");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("ippeveprinter did not listen on port {port}");
+    }
+
+    /// The documents the printer received.
+    fn jobs(&self) -> usize {
+        std::fs::read_dir(&self.spool).map_or(0, |d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "pdf"))
+                .count()
+        })
+    }
+}
+
+impl Drop for IppEvePrinter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipp_printer_down_then_back() {
+    let port = free_port();
+    let uri = format!("ipp://127.0.0.1:{port}/ipp/print");
+    let app = spawn_app_with(Db::Sqlite, |c| {
+        c.stations = vec![cardwright::config::StationConfig {
+            name: "ipp-desk".into(),
+            printer: cardwright::config::PrinterConfig::Ipp {
+                uri: uri.clone(),
+                job_timeout_secs: 30,
+            },
+            encoder: cardwright::config::EncoderConfig::None,
+        }];
+    })
+    .await;
+    let cards = app.request_cards(3).await;
+    let (order, done) = produce(&app, &ids(&cards)).await;
+    assert_eq!(done["counts"]["failed"], 3, "the printer is down: {done}");
+    for item in done["items"].as_array().unwrap() {
+        let error = item["error"].as_str().unwrap();
+        assert!(
+            error.contains("cannot be reached") && error.contains(&uri),
+            "{error}"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let printer = IppEvePrinter::start(port, &dir.path().join("ipp-spool"));
+    let repeat = app
+        .post(
+            &format!("/api/v1/batch-orders/{order}/repeat"),
+            &app.producer,
+            json!({"cards": ids(&cards)}),
+        )
+        .await;
+    assert_eq!(repeat.status, StatusCode::OK, "{repeat:?}");
+    let done = app
+        .wait_for_order(&order, |o| o["state"] == "produced")
+        .await;
+    assert_eq!(done["counts"]["produced"], 3, "{done}");
+    assert_eq!(printer.jobs(), 3, "one job per produced card");
+    let first = std::fs::read_dir(&printer.spool)
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| e.path().extension().is_some_and(|x| x == "pdf"))
+        .unwrap();
+    let (size, _, text) = inspect_pdf(&first.path());
+    assert!(size.contains("242.6"), "{size}");
+    assert!(text.contains("TMP-00000"), "{text}");
+}
