@@ -345,10 +345,12 @@ async fn rejected_card_is_produced_again(db: Db) {
         .iter()
         .skip(1)
         .all(|p| p == "TempCardsBoProcIssueMultiple"));
-    let spooled = std::fs::read_dir(app.config.data_dir.join("spool").join(&id))
+    let pdfs = std::fs::read_dir(app.config.data_dir.join("spool").join(&id))
         .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "pdf"))
         .count();
-    assert_eq!(spooled, 3, "one job file per attempt");
+    assert_eq!(pdfs, 3, "one PDF per attempt");
 }
 
 async fn buttons_in_the_wrong_state_change_nothing(db: Db) {

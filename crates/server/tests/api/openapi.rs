@@ -23,6 +23,7 @@ async fn openapi_describes_every_api_route() {
         ("/api/v1/cards/{id}/withdraw", "post"),
         ("/api/v1/cards/{id}/extend", "post"),
         ("/api/v1/cards/{id}/lock", "post"),
+        ("/api/v1/cards/{id}/preview", "get"),
         ("/api/v1/persons", "get"),
         ("/api/v1/persons", "post"),
         ("/api/v1/persons/{id}", "get"),
@@ -30,6 +31,7 @@ async fn openapi_describes_every_api_route() {
         ("/api/v1/card-templates", "post"),
         ("/api/v1/card-templates/{id}", "get"),
         ("/api/v1/card-templates/{id}", "put"),
+        ("/api/v1/card-templates/{id}/preview", "get"),
         ("/api/v1/batch-orders", "get"),
         ("/api/v1/batch-orders", "post"),
         ("/api/v1/batch-orders/{id}", "get"),
@@ -47,7 +49,7 @@ async fn openapi_describes_every_api_route() {
     }
     assert_eq!(
         paths.len(),
-        21,
+        23,
         "unexpected paths: {:?}",
         paths.keys().collect::<Vec<_>>()
     );
