@@ -434,37 +434,40 @@ impl Renderer {
     }
 }
 
-/// A card's filled layouts, rendered on demand.
+/// A card's layouts and values. Nothing is filled or rendered until a printer or a preview
+/// asks for it, so a printer that needs no artwork pays nothing for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CardArtwork {
-    pub front: String,
-    pub back: String,
+    front_layout: Arc<str>,
+    back_layout: Arc<str>,
+    face: CardFace,
 }
 
 impl CardArtwork {
-    /// Fills both sides of a layout with a card's values.
-    pub fn new(
-        front_layout: &str,
-        back_layout: &str,
-        face: &CardFace,
-    ) -> Result<Self, LayoutError> {
-        Ok(Self {
-            front: fill(front_layout, face)?,
-            back: fill(back_layout, face)?,
-        })
+    pub fn new(front_layout: &str, back_layout: &str, face: CardFace) -> Self {
+        Self {
+            front_layout: front_layout.into(),
+            back_layout: back_layout.into(),
+            face,
+        }
     }
 
+    /// The filled SVG of one side.
+    pub fn svg(&self, side: Side) -> Result<String, LayoutError> {
+        match side {
+            Side::Front => fill(&self.front_layout, &self.face),
+            Side::Back => fill(&self.back_layout, &self.face),
+        }
+    }
+
+    /// The print-ready PDF, front then back.
     pub fn pdf(&self) -> Result<Vec<u8>, LayoutError> {
-        Renderer::shared().pdf(&self.front, &self.back)
+        Renderer::shared().pdf(&self.svg(Side::Front)?, &self.svg(Side::Back)?)
     }
 
     /// A PNG preview of one side, `width` pixels wide.
     pub fn png(&self, side: Side, width: u32) -> Result<Vec<u8>, LayoutError> {
-        let svg = match side {
-            Side::Front => &self.front,
-            Side::Back => &self.back,
-        };
-        Renderer::shared().png(svg, width)
+        Renderer::shared().png(&self.svg(side)?, width)
     }
 }
 
@@ -523,9 +526,8 @@ mod tests {
         let art = CardArtwork::new(
             TEMPORARY_FRONT,
             TEMPORARY_BACK,
-            &CardFace::sample("Temporary card"),
-        )
-        .unwrap();
+            CardFace::sample("Temporary card"),
+        );
         let pdf = art.pdf().unwrap();
         assert!(pdf.starts_with(b"%PDF"));
         let png = art.png(Side::Front, 428).unwrap();

@@ -34,7 +34,7 @@ pub(crate) async fn render_pdf(job: &PrintJob) -> Result<Vec<u8>, PrintError> {
     tokio::task::spawn_blocking(move || artwork.pdf())
         .await
         .map_err(|e| PrintError::Io(format!("rendering stopped: {e}")))?
-        .map_err(|e| PrintError::Io(e.to_string()))
+        .map_err(|e| PrintError::Io(format!("card layout: {e}")))
 }
 
 impl PrintJob {
@@ -181,12 +181,11 @@ mod tests {
             artwork: CardArtwork::new(
                 crate::layout::TEMPORARY_FRONT,
                 crate::layout::TEMPORARY_BACK,
-                &crate::CardFace {
+                crate::CardFace {
                     serial: serial.into(),
                     ..crate::CardFace::default()
                 },
-            )
-            .unwrap(),
+            ),
         }
     }
 

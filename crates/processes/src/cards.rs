@@ -192,8 +192,7 @@ pub async fn preview(ctx: &Context, id: &str, side_name: &str) -> Result<Vec<u8>
         photo: None,
     };
     let (front, back) = crate::templates::effective_layouts(&template);
-    let artwork =
-        CardArtwork::new(front, back, &face).map_err(|e| ProcessError::Internal(e.to_string()))?;
+    let artwork = CardArtwork::new(front, back, face);
     render_png(artwork, side).await
 }
 
@@ -206,7 +205,6 @@ pub async fn template_preview(
     let side = side(side_name)?;
     let template = crate::templates::get(ctx, name_or_id).await?;
     let (front, back) = crate::templates::effective_layouts(&template);
-    let artwork = CardArtwork::new(front, back, &CardFace::sample(template.name.as_str()))
-        .map_err(|e| ProcessError::Internal(e.to_string()))?;
+    let artwork = CardArtwork::new(front, back, CardFace::sample(template.name.as_str()));
     render_png(artwork, side).await
 }

@@ -27,6 +27,13 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         stations: u32,
     },
+    /// Render the shipped temporary card on one core: print-ready PDFs (front and back) and
+    /// PNG previews (front, 640 px) per second.
+    Render {
+        /// Cards rendered for each measurement.
+        #[arg(long, default_value_t = 200)]
+        cards: u32,
+    },
     /// Store N cards, then time the first page of "cards in state requested".
     List {
         /// Cards stored before the search is timed.
@@ -98,6 +105,9 @@ async fn context(url: &str) -> anyhow::Result<Context> {
 
 /// Runs a benchmark and prints its report.
 pub async fn run(command: &BenchCommand, database_url: Option<&str>) -> anyhow::Result<()> {
+    if let BenchCommand::Render { cards } = command {
+        return render(*cards);
+    }
     let scratch = scratch(database_url).await?;
     let ctx = context(&scratch.url).await?;
     let backend = if scratch.pg_schema.is_some() {
@@ -108,6 +118,7 @@ pub async fn run(command: &BenchCommand, database_url: Option<&str>) -> anyhow::
     let outcome = match command {
         BenchCommand::Order { cards, stations } => order(&ctx, backend, *cards, *stations).await,
         BenchCommand::List { cards, rounds } => list(&ctx, backend, *cards, *rounds).await,
+        BenchCommand::Render { .. } => unreachable!("rendering needs no database"),
     };
     ctx.store.close().await;
     scratch.drop_schema().await?;
@@ -128,11 +139,8 @@ async fn order(ctx: &Context, backend: &str, total: u32, station_count: u32) -> 
     let stations: Vec<Station> = (0..station_count.max(1))
         .map(|i| Station {
             name: format!("bench-{i}"),
-            printer: Arc::new(SimulatedPrinter::new(
-                std::env::temp_dir().join("cardwright-bench-spool"),
-                0,
-                Duration::ZERO,
-            )),
+            // The order's machinery is measured here; rendering has its own benchmark.
+            printer: Arc::new(SimulatedPrinter::discarding(0, Duration::ZERO)),
         })
         .collect();
     let started = Instant::now();
@@ -268,6 +276,41 @@ async fn list(ctx: &Context, backend: &str, total: u32, rounds: u32) -> anyhow::
         ms(times[times.len() * 95 / 100]),
         ms(*times.last().unwrap_or(&Duration::ZERO)),
         times.len()
+    );
+    Ok(())
+}
+
+/// Renders on the calling thread only, so the numbers are per core.
+fn render(cards: u32) -> anyhow::Result<()> {
+    use cardwright_cardsdk::layout::{TEMPORARY_BACK, TEMPORARY_FRONT};
+    use cardwright_cardsdk::{CardArtwork, CardFace, Side};
+    let cards = cards.max(1);
+    let face = |n: u32| CardFace {
+        serial: format!("TMP-{n:06}"),
+        template: "Temporary card".into(),
+        issue_date: "2026-11-25".into(),
+        ..CardFace::default()
+    };
+    // Warm up: fonts are loaded once per process.
+    CardArtwork::new(TEMPORARY_FRONT, TEMPORARY_BACK, face(0)).pdf()?;
+    let started = Instant::now();
+    let mut pdf_bytes = 0;
+    for n in 0..cards {
+        pdf_bytes += CardArtwork::new(TEMPORARY_FRONT, TEMPORARY_BACK, face(n))
+            .pdf()?
+            .len();
+    }
+    let pdf_time = started.elapsed();
+    let started = Instant::now();
+    for n in 0..cards {
+        CardArtwork::new(TEMPORARY_FRONT, TEMPORARY_BACK, face(n)).png(Side::Front, 640)?;
+    }
+    let png_time = started.elapsed();
+    println!(
+        "rendering on one core: {:.0} PDFs/s (front and back, {} KiB each), {:.0} PNG previews/s (640 px) over {cards} cards",
+        f64::from(cards) / pdf_time.as_secs_f64(),
+        pdf_bytes / cards as usize / 1024,
+        f64::from(cards) / png_time.as_secs_f64()
     );
     Ok(())
 }

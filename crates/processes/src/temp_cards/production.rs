@@ -133,7 +133,7 @@ pub async fn produce_one(ctx: &Context, station: &Station) -> Result<bool, Proce
         issue_date: ctx.now().format("%Y-%m-%d").to_string(),
         ..CardFace::default()
     };
-    let outcome = match CardArtwork::new(
+    let artwork = CardArtwork::new(
         claim
             .front_layout
             .as_deref()
@@ -142,22 +142,18 @@ pub async fn produce_one(ctx: &Context, station: &Station) -> Result<bool, Proce
             .back_layout
             .as_deref()
             .unwrap_or(layout::TEMPORARY_BACK),
-        &face,
-    ) {
-        Ok(artwork) => {
-            let job = PrintJob {
-                card_id: claim.card.to_string(),
-                serial: claim.serial.clone(),
-                template: claim.template.clone(),
-                order_id: claim.order.to_string(),
-                attempt: claim.attempt,
-                station: station.name.clone(),
-                artwork,
-            };
-            station.printer.print(&job).await.map_err(|e| e.to_string())
-        }
-        Err(e) => Err(format!("card layout: {e}")),
+        face,
+    );
+    let job = PrintJob {
+        card_id: claim.card.to_string(),
+        serial: claim.serial.clone(),
+        template: claim.template.clone(),
+        order_id: claim.order.to_string(),
+        attempt: claim.attempt,
+        station: station.name.clone(),
+        artwork,
     };
+    let outcome = station.printer.print(&job).await.map_err(|e| e.to_string());
     if let Err(reason) = &outcome {
         tracing::warn!(station = %station.name, serial = %claim.serial, %reason, "production failed");
     }
