@@ -2,10 +2,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use cardwright_domain::{TempCardOptions, Timestamp};
+use cardwright_domain::Timestamp;
 use cardwright_storage::Store;
 use chrono::Utc;
 use rand::RngCore;
+
+use crate::options::ScriptRuntime;
 
 /// Tells the time. Tests pass a [`ManualClock`] to move time on their own.
 pub trait Clock: Send + Sync + std::fmt::Debug {
@@ -77,10 +79,10 @@ impl Default for LoginPolicy {
     }
 }
 
-/// Settings the processes read.
+/// Settings the processes read. The options of the temporary card processes come from the
+/// option script ([`crate::options`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Settings {
-    pub options: TempCardOptions,
     pub login: LoginPolicy,
 }
 
@@ -91,6 +93,8 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     pub entropy: Arc<dyn Entropy>,
     pub settings: Settings,
+    /// The option script engine and its cache.
+    pub scripts: Arc<ScriptRuntime>,
 }
 
 impl Context {
@@ -100,6 +104,7 @@ impl Context {
             clock,
             entropy: Arc::new(OsEntropy),
             settings,
+            scripts: Arc::new(ScriptRuntime::default()),
         }
     }
 

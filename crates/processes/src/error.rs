@@ -21,6 +21,9 @@ pub enum ProcessError {
     /// Well-formed, but refused by a rule about its content (a card layout, an option script).
     #[error("{0}")]
     Unprocessable(String),
+    /// An option script was refused (422), with its position where known.
+    #[error("{0}")]
+    Script(cardwright_scripts::ScriptError),
     /// Too many failed logins.
     #[error("{0}")]
     Throttled(String),

@@ -6,7 +6,9 @@ pub mod auth;
 pub mod cards;
 mod context;
 mod error;
+pub mod options;
 pub mod persons;
+pub mod scripts;
 pub mod temp_cards;
 pub mod templates;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use cardwright_cardsdk::{IppPrinter, Printer, SimulatedPrinter, SpoolPrinter};
 use cardwright_processes::temp_cards::production::{self, Station};
-use cardwright_processes::{temp_cards, templates, Clock, Context};
+use cardwright_processes::{scripts, temp_cards, templates, Clock, Context};
 use cardwright_storage::{redact_url, Store};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -38,6 +38,9 @@ pub async fn context(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<C
     templates::ensure_default(&ctx)
         .await
         .context("creating the default card template")?;
+    scripts::ensure_default(&ctx)
+        .await
+        .context("saving the default option script")?;
     Ok(ctx)
 }
 

@@ -11,7 +11,7 @@ use cardwright_domain::{Card, CardId, CardState, Role, Serial, SerialPrefix};
 use cardwright_processes::cards::{search, CardQuery};
 use cardwright_processes::temp_cards::production::{self, Station};
 use cardwright_processes::temp_cards::{issue_multiple, request};
-use cardwright_processes::{auth, templates, Actor, Context, Settings, SystemClock};
+use cardwright_processes::{auth, scripts, templates, Actor, Context, Settings, SystemClock};
 use cardwright_storage::{cards, Store};
 use clap::Subcommand;
 
@@ -33,6 +33,13 @@ pub enum BenchCommand {
         /// Cards rendered for each measurement.
         #[arg(long, default_value_t = 200)]
         cards: u32,
+    },
+    /// Time the options of one process run: the option script's version check and its
+    /// evaluation (compiled once and cached), against the evaluation alone.
+    Options {
+        /// Process runs timed.
+        #[arg(long, default_value_t = 10_000)]
+        runs: u32,
     },
     /// Store N cards, then time the first page of "cards in state requested".
     List {
@@ -100,6 +107,7 @@ async fn context(url: &str) -> anyhow::Result<Context> {
     store.migrate().await?;
     let ctx = Context::new(store, Arc::new(SystemClock), Settings::default());
     templates::ensure_default(&ctx).await?;
+    scripts::ensure_default(&ctx).await?;
     Ok(ctx)
 }
 
@@ -119,6 +127,7 @@ pub async fn run(command: &BenchCommand, database_url: Option<&str>) -> anyhow::
         BenchCommand::Order { cards, stations } => order(&ctx, backend, *cards, *stations).await,
         BenchCommand::List { cards, rounds } => list(&ctx, backend, *cards, *rounds).await,
         BenchCommand::Render { .. } => unreachable!("rendering needs no database"),
+        BenchCommand::Options { runs } => options(&ctx, backend, *runs).await,
     };
     ctx.store.close().await;
     scratch.drop_schema().await?;
@@ -311,6 +320,54 @@ fn render(cards: u32) -> anyhow::Result<()> {
         f64::from(cards) / pdf_time.as_secs_f64(),
         pdf_bytes / cards as usize / 1024,
         f64::from(cards) / png_time.as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn options(ctx: &Context, backend: &str, runs: u32) -> anyhow::Result<()> {
+    use cardwright_scripts::{ScriptContext, DEFAULT_SCRIPT};
+    let runs = runs.max(1);
+    let mut conn = ctx.store.reader().await?;
+    // Warm the cache once, as the first process run after a start or a save does.
+    ctx.scripts
+        .for_run(
+            &mut conn,
+            DEFAULT_TEMPLATE_NAME,
+            "TempCardsProcAssign",
+            "bench",
+        )
+        .await?;
+    let started = Instant::now();
+    for _ in 0..runs {
+        ctx.scripts
+            .for_run(
+                &mut conn,
+                DEFAULT_TEMPLATE_NAME,
+                "TempCardsProcAssign",
+                "bench",
+            )
+            .await?;
+    }
+    let per_run = started.elapsed() / runs;
+    let engine = &ctx.scripts.engine;
+    let started = Instant::now();
+    let compiled = engine.compile(DEFAULT_SCRIPT)?;
+    let compile = started.elapsed();
+    let context = ScriptContext {
+        template: DEFAULT_TEMPLATE_NAME,
+        process: "TempCardsProcAssign",
+        operator: "bench",
+    };
+    let started = Instant::now();
+    for _ in 0..runs {
+        engine.evaluate(&compiled, &context)?;
+    }
+    let per_eval = started.elapsed() / runs;
+    println!(
+        "options per process run on {backend}: {:.1} µs with the version check ({:.1} µs evaluating the cached script; compiling it once takes {:.0} µs) over {runs} runs",
+        per_run.as_secs_f64() * 1e6,
+        per_eval.as_secs_f64() * 1e6,
+        compile.as_secs_f64() * 1e6
     );
     Ok(())
 }

@@ -23,7 +23,6 @@ pub struct Config {
     /// `text` or `json` log lines.
     pub log_format: String,
     pub login: LoginConfig,
-    pub options: OptionsConfig,
     /// How long an idle station waits before looking at the queue again, in milliseconds.
     pub station_poll_ms: u64,
     /// An item held by a station longer than this is taken as interrupted, in seconds.
@@ -103,14 +102,6 @@ pub struct LoginConfig {
     pub token_ttl_secs: u64,
 }
 
-/// Defaults of the temporary card options.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct OptionsConfig {
-    pub validity_days: i64,
-    pub max_active_per_person: i64,
-}
-
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -120,7 +111,6 @@ impl Default for Config {
             expiry_interval_ms: 30_000,
             log_format: "text".into(),
             login: LoginConfig::default(),
-            options: OptionsConfig::default(),
             station_poll_ms: 200,
             production_stale_secs: 900,
             stations: vec![StationConfig::local()],
@@ -134,15 +124,6 @@ impl Default for LoginConfig {
             max_failures: 5,
             lockout_secs: 300,
             token_ttl_secs: 8 * 3600,
-        }
-    }
-}
-
-impl Default for OptionsConfig {
-    fn default() -> Self {
-        Self {
-            validity_days: 14,
-            max_active_per_person: 1,
         }
     }
 }
@@ -202,11 +183,6 @@ impl Config {
         if self.login.max_failures == 0 {
             bail!("login.max_failures: must be at least 1");
         }
-        cardwright_domain::TempCardOptions::new(
-            self.options.validity_days,
-            self.options.max_active_per_person,
-        )
-        .map_err(|e| anyhow::anyhow!("options.{e}"))?;
         Ok(())
     }
 
@@ -222,10 +198,6 @@ impl Config {
     pub fn settings(&self) -> anyhow::Result<cardwright_processes::Settings> {
         let secs = |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000));
         Ok(cardwright_processes::Settings {
-            options: cardwright_domain::TempCardOptions::new(
-                self.options.validity_days,
-                self.options.max_active_per_person,
-            )?,
             login: cardwright_processes::LoginPolicy {
                 max_failures: self.login.max_failures,
                 lockout: secs(self.login.lockout_secs),
@@ -314,9 +286,9 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let env = |k: &str| (k == "CARDWRIGHT_OPTIONS_VALIDITY_DAYS").then(|| "400".to_owned());
+        let env = |k: &str| (k == "CARDWRIGHT_LOGIN_MAX_FAILURES").then(|| "0".to_owned());
         let err = Config::load(None, env).unwrap_err();
-        assert!(format!("{err:#}").contains("validity_days"), "{err:#}");
+        assert!(format!("{err:#}").contains("login.max_failures"), "{err:#}");
         let env = |k: &str| (k == "CARDWRIGHT_EXPIRY_INTERVAL_MS").then(|| "soon".to_owned());
         assert!(format!("{:#}", Config::load(None, env).unwrap_err())
             .contains("CARDWRIGHT_EXPIRY_INTERVAL_MS"));

@@ -560,3 +560,17 @@ pub async fn attempts(conn: &mut Conn, order: BatchOrderId) -> Result<Vec<Attemp
         })
         .collect()
 }
+
+/// The names of the templates of an order's cards.
+pub async fn template_names(
+    conn: &mut Conn,
+    order: BatchOrderId,
+) -> Result<Vec<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT t.name FROM batch_order_items i JOIN cards c ON c.id = i.card_id \
+         JOIN card_templates t ON t.id = c.template_id WHERE i.order_id = $1 ORDER BY t.name",
+    )
+    .bind(order.to_string())
+    .fetch_all(conn)
+    .await?)
+}

@@ -11,6 +11,7 @@ mod error;
 mod migrations;
 pub mod operators;
 pub mod persons;
+pub mod scripts;
 mod sql;
 pub mod templates;
 

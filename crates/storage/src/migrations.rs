@@ -26,6 +26,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "template_layouts",
         sql: include_str!("../migrations/0003_template_layouts.sql"),
     },
+    Migration {
+        version: 4,
+        name: "scripts",
+        sql: include_str!("../migrations/0004_scripts.sql"),
+    },
 ];
 
 /// An arbitrary constant naming Cardwright's migration lock on PostgreSQL.

@@ -51,6 +51,30 @@ async fn order_event(
     Ok(())
 }
 
+/// The options in force for producing the order's cards, per template, as recorded with Next
+/// and Repeat production (PIN and PUK length, encoding, certificates).
+async fn production_options(
+    conn: &mut Conn,
+    ctx: &Context,
+    order: BatchOrderId,
+    operator: &Operator,
+) -> Result<serde_json::Value, ProcessError> {
+    let mut per_template = serde_json::Map::new();
+    for template in batch_orders::template_names(&mut *conn, order).await? {
+        let run = ctx
+            .scripts
+            .for_run(
+                &mut *conn,
+                &template,
+                PROCESS.as_str(),
+                operator.username.as_str(),
+            )
+            .await?;
+        per_template.insert(template, run.to_json());
+    }
+    Ok(serde_json::Value::Object(per_template))
+}
+
 pub(crate) async fn view(conn: &mut Conn, id: BatchOrderId) -> Result<OrderView, ProcessError> {
     let record = batch_orders::get(&mut *conn, id)
         .await?
@@ -170,6 +194,7 @@ pub async fn next(ctx: &Context, operator: &Operator, id: &str) -> Result<OrderV
             .await?;
     batch_orders::set_state(&mut tx, id, OrderState::Open, OrderState::Producing, now).await?;
     let actor = Actor::Operator(operator.clone());
+    let options = production_options(&mut tx, ctx, id, operator).await?;
     order_event(
         &mut tx,
         ctx,
@@ -180,6 +205,7 @@ pub async fn next(ctx: &Context, operator: &Operator, id: &str) -> Result<OrderV
         serde_json::json!({
             "action": "next",
             "queued": queued,
+            "options": options,
         }),
     )
     .await?;
@@ -259,6 +285,7 @@ pub async fn repeat(
         )
         .await?;
     }
+    let options = production_options(&mut tx, ctx, id, operator).await?;
     order_event(
         &mut tx,
         ctx,
@@ -269,6 +296,7 @@ pub async fn repeat(
         serde_json::json!({
             "action": "repeat",
             "cards": repeated,
+            "options": options,
         }),
     )
     .await?;

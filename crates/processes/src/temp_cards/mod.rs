@@ -17,6 +17,29 @@ use cardwright_storage::{Conn, Store};
 
 use crate::{require_process_role, Actor, Context, ProcessError};
 
+/// The options in force for running `process` on `card`, from the option script.
+pub(crate) async fn options_for(
+    ctx: &Context,
+    conn: &mut Conn,
+    card: &Card,
+    process: ProcessName,
+    operator: &Operator,
+) -> Result<crate::options::RunOptions, ProcessError> {
+    let template = cardwright_storage::templates::get(&mut *conn, card.template)
+        .await?
+        .ok_or_else(|| {
+            ProcessError::Internal(format!("template of card {} vanished", card.serial))
+        })?;
+    ctx.scripts
+        .for_run(
+            conn,
+            template.name.as_str(),
+            process.as_str(),
+            operator.username.as_str(),
+        )
+        .await
+}
+
 /// Loads a card and locks it for the rest of the transaction.
 pub(crate) async fn load_for_update(
     conn: &mut Conn,

@@ -20,6 +20,11 @@ pub struct ErrorDetail {
     pub code: String,
     /// For the person reading it.
     pub message: String,
+    /// Where in a refused option script the problem is (1-based), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
 }
 
 /// An error on its way to the client.
@@ -27,6 +32,8 @@ pub struct ErrorDetail {
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// Line and column in a refused option script.
+    pub position: Option<(usize, usize)>,
 }
 
 impl ApiError {
@@ -34,6 +41,7 @@ impl ApiError {
         Self {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
+            position: None,
         }
     }
 
@@ -41,6 +49,7 @@ impl ApiError {
         Self {
             status: StatusCode::UNAUTHORIZED,
             message: message.into(),
+            position: None,
         }
     }
 
@@ -69,6 +78,13 @@ impl From<ProcessError> for ApiError {
             ProcessError::Forbidden(_) => StatusCode::FORBIDDEN,
             ProcessError::Conflict(_) => StatusCode::CONFLICT,
             ProcessError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ProcessError::Script(script) => {
+                return Self {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    message: script.to_string(),
+                    position: script.position(),
+                };
+            }
             ProcessError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             ProcessError::Store(_) | ProcessError::Internal(_) => {
                 // The cause chain goes to the log; the client learns only that it failed.
@@ -83,12 +99,14 @@ impl From<ProcessError> for ApiError {
                 return Self {
                     status: StatusCode::INTERNAL_SERVER_ERROR,
                     message: "internal error; the server log has the details".into(),
+                    position: None,
                 };
             }
         };
         Self {
             status,
             message: e.to_string(),
+            position: None,
         }
     }
 }
@@ -99,6 +117,8 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code().to_owned(),
                 message: self.message,
+                line: self.position.map(|(line, _)| line),
+                column: self.position.map(|(_, column)| column),
             },
         };
         (self.status, Json(body)).into_response()
@@ -109,5 +129,6 @@ pub async fn not_found() -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
         message: "no such resource".into(),
+        position: None,
     }
 }

@@ -27,6 +27,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                         "the request body is larger than {} MiB",
                         super::BODY_LIMIT / (1024 * 1024)
                     ),
+                    position: None,
                 })
             }
             Err(rejection) => Err(ApiError::bad_request(json_message(&rejection))),

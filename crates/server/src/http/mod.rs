@@ -10,6 +10,7 @@ mod extract;
 mod metrics;
 mod openapi;
 mod persons;
+mod scripts;
 mod templates;
 mod views;
 
@@ -67,6 +68,9 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(batch_orders::repeat))
         .routes(routes!(batch_orders::complete))
         .routes(routes!(batch_orders::cancel))
+        .routes(routes!(scripts::get_script, scripts::put_script))
+        .routes(routes!(scripts::list_versions))
+        .routes(routes!(scripts::restore_version))
         .routes(routes!(audit::list_events));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)
 }

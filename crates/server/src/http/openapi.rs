@@ -21,6 +21,7 @@ use super::AppState;
         (name = "batch orders", description = "Issue multiple temporary cards: produce cards in batch orders"),
         (name = "persons", description = "Card holders"),
         (name = "templates", description = "Card templates"),
+        (name = "scripts", description = "The option script TempCardsScriptOptions and its versions"),
         (name = "audit", description = "The hash-chained audit log"),
     )
 )]

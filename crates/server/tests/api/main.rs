@@ -11,4 +11,5 @@ mod cli;
 mod concurrency;
 mod masterdata;
 mod openapi;
+mod scripts;
 mod server_processes;

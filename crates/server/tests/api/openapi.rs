@@ -39,6 +39,10 @@ async fn openapi_describes_every_api_route() {
         ("/api/v1/batch-orders/{id}/repeat", "post"),
         ("/api/v1/batch-orders/{id}/complete", "post"),
         ("/api/v1/batch-orders/{id}/cancel", "post"),
+        ("/api/v1/scripts/{name}", "get"),
+        ("/api/v1/scripts/{name}", "put"),
+        ("/api/v1/scripts/{name}/versions", "get"),
+        ("/api/v1/scripts/{name}/versions/{version}/restore", "post"),
         ("/api/v1/audit", "get"),
     ];
     for (path, method) in expected {
@@ -49,14 +53,17 @@ async fn openapi_describes_every_api_route() {
     }
     assert_eq!(
         paths.len(),
-        23,
+        26,
         "unexpected paths: {:?}",
         paths.keys().collect::<Vec<_>>()
     );
     // Every documented operation is really served (never 404 or 405 for the method).
     for (path, item) in paths {
         for method in item.as_object().unwrap().keys() {
-            let concrete = path.replace("{id}", "01890a5d-ac96-774b-bcce-b302099a8057");
+            let concrete = path
+                .replace("{id}", "01890a5d-ac96-774b-bcce-b302099a8057")
+                .replace("{name}", "TempCardsScriptOptions")
+                .replace("{version}", "1");
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let res = app
                 .client
