@@ -93,7 +93,8 @@ pub fn router(ctx: Context) -> Router {
                 .expect("the OpenAPI document serialises"),
         ),
     };
-    api.route("/api/v1/openapi.json", get(openapi::serve))
+    api.merge(crate::ui::router())
+        .route("/api/v1/openapi.json", get(openapi::serve))
         .route("/healthz", get(metrics::healthz))
         .route("/metrics", get(metrics::metrics))
         .fallback(error::not_found)
