@@ -22,21 +22,6 @@ impl Default for TempCardOptions {
 }
 
 impl TempCardOptions {
-    pub fn new(validity_days: i64, max_active_per_person: i64) -> Result<Self, DomainError> {
-        let validity_days = u32::try_from(validity_days)
-            .ok()
-            .filter(|d| (1..=365).contains(d))
-            .ok_or_else(|| DomainError::invalid("validity_days", "must be 1 to 365 days"))?;
-        let max_active_per_person = u32::try_from(max_active_per_person)
-            .ok()
-            .filter(|n| (1..=10).contains(n))
-            .ok_or_else(|| DomainError::invalid("max_active_per_person", "must be 1 to 10"))?;
-        Ok(Self {
-            validity_days,
-            max_active_per_person,
-        })
-    }
-
     /// When an assignment made at `now` ends.
     pub fn valid_until_from(&self, start: Timestamp) -> Timestamp {
         start + chrono::Duration::days(i64::from(self.validity_days))

@@ -93,19 +93,15 @@ pub async fn add_operator(
         })?;
     audit::append(
         &mut tx,
-        NewEvent {
-            at: now,
-            operator: actor.audit_name(),
-            process: "OperatorAdd".into(),
-            card: None,
-            order: None,
-            old_state: None,
-            new_state: None,
-            details: serde_json::json!({
+        NewEvent::admin(
+            now,
+            actor.audit_name(),
+            "OperatorAdd",
+            serde_json::json!({
                 "operator": operator.username.as_str(),
                 "roles": operator.roles.iter().map(cardwright_domain::Role::as_str).collect::<Vec<_>>(),
             }),
-        },
+        ),
     )
     .await?;
     Store::commit(tx).await?;

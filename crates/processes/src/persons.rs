@@ -56,17 +56,16 @@ pub async fn create(
     audit::append(
         &mut tx,
         NewEvent {
-            at: now,
-            operator: operator.username.as_str().to_owned(),
-            process: "PersonCreate".into(),
-            card: None,
-            order: None,
-            old_state: None,
             new_state: Some(person.state.as_str().to_owned()),
-            details: serde_json::json!({
-                "person": person.id.to_string(),
-                "employee_number": person.employee_number.as_str(),
-            }),
+            ..NewEvent::admin(
+                now,
+                operator.username.as_str().to_owned(),
+                "PersonCreate",
+                serde_json::json!({
+                    "person": person.id.to_string(),
+                    "employee_number": person.employee_number.as_str(),
+                }),
+            )
         },
     )
     .await?;

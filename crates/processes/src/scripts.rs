@@ -8,7 +8,7 @@ use cardwright_storage::scripts::{self, ScriptVersion};
 use cardwright_storage::{templates, Store};
 
 use crate::options::SCRIPT_NAME;
-use crate::{require_any, Actor, Context, ProcessError};
+use crate::{require_any, Context, ProcessError};
 
 fn known(name: &str) -> Result<(), ProcessError> {
     if name == SCRIPT_NAME {
@@ -113,21 +113,17 @@ async fn save_version(
         })?;
     audit::append(
         &mut tx,
-        NewEvent {
-            at: now,
-            operator: Actor::Operator(operator.clone()).audit_name(),
-            process: "ScriptSave".into(),
-            card: None,
-            order: None,
-            old_state: None,
-            new_state: None,
-            details: serde_json::json!({
+        NewEvent::admin(
+            now,
+            operator.username.as_str().to_owned(),
+            "ScriptSave",
+            serde_json::json!({
                 "script": name,
                 "version": version,
                 "restored_from": restored_from,
                 "length": source.len(),
             }),
-        },
+        ),
     )
     .await?;
     let saved = scripts::get(&mut tx, name, version)

@@ -91,20 +91,16 @@ async fn audit_template(
 ) -> Result<(), ProcessError> {
     audit::append(
         conn,
-        NewEvent {
-            at: ctx.now(),
-            operator: actor.audit_name(),
-            process: process.into(),
-            card: None,
-            order: None,
-            old_state: None,
-            new_state: None,
-            details: serde_json::json!({
+        NewEvent::admin(
+            ctx.now(),
+            actor.audit_name(),
+            process,
+            serde_json::json!({
                 "template": t.id.to_string(),
                 "name": t.name.as_str(),
                 "serial_prefix": t.serial_prefix.as_str(),
             }),
-        },
+        ),
     )
     .await?;
     Ok(())

@@ -30,6 +30,27 @@ pub struct NewEvent {
     pub details: serde_json::Value,
 }
 
+impl NewEvent {
+    /// An event about master data or administration: no card, order or state.
+    pub fn admin(
+        at: Timestamp,
+        operator: String,
+        process: &str,
+        details: serde_json::Value,
+    ) -> Self {
+        Self {
+            at,
+            operator,
+            process: process.to_owned(),
+            card: None,
+            order: None,
+            old_state: None,
+            new_state: None,
+            details,
+        }
+    }
+}
+
 /// A stored event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {

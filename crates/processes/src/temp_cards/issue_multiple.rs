@@ -25,7 +25,8 @@ pub struct OrderView {
     pub items: Vec<ItemRecord>,
 }
 
-async fn order_event(
+/// Appends an event about the order itself (not one of its cards).
+pub(crate) async fn order_event(
     conn: &mut Conn,
     ctx: &Context,
     actor: &Actor,

@@ -10,6 +10,7 @@ use cardwright_domain::{Card, CardState, ItemStatus, OrderState, ProcessName};
 use cardwright_storage::batch_orders::{self, Claim};
 use cardwright_storage::Store;
 
+use super::issue_multiple::order_event;
 use super::{load_for_update, save_transition};
 use crate::{Actor, Context, ProcessError};
 
@@ -106,16 +107,15 @@ pub async fn finish(
             .await?
             .map(|r| r.counts)
             .unwrap_or_default();
-        cardwright_storage::audit::append(&mut tx, cardwright_storage::audit::NewEvent {
-            at: now,
-            operator: actor.audit_name(),
-            process: PROCESS.as_str().to_owned(),
-            card: None,
-            order: Some(claim.order.to_string()),
-            old_state: Some(OrderState::Producing.as_str().to_owned()),
-            new_state: Some(settled.as_str().to_owned()),
-            details: serde_json::json!({ "action": "produced", "produced": counts.produced, "failed": counts.failed }),
-        })
+        order_event(
+            &mut tx,
+            ctx,
+            &actor,
+            claim.order,
+            Some(OrderState::Producing),
+            settled,
+            serde_json::json!({ "action": "produced", "produced": counts.produced, "failed": counts.failed }),
+        )
         .await?;
     }
     Store::commit(tx).await?;
