@@ -1,0 +1,309 @@
+//! Cardwright's built-in certificate authority.
+//!
+//! It issues certificates from [`Profile`]s for key pairs generated on cards (the card gives its
+//! public key; the private key never leaves it) and signs revocation lists. Time and serial
+//! numbers are passed in, so issuing is deterministic for a given input.
+
+use std::path::Path;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevocationReason, RevokedCertParams, SanType, SerialNumber, SubjectPublicKeyInfo,
+};
+use time::OffsetDateTime;
+
+/// What went wrong in the certificate authority.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("certificate authority files in {dir}: {message}")]
+    Files { dir: String, message: String },
+    #[error("the public key from the card is not usable: {0}")]
+    PublicKey(String),
+    #[error("signing failed: {0}")]
+    Signing(String),
+    #[error("time out of range: {0}")]
+    Time(i64),
+}
+
+fn sign_err(e: rcgen::Error) -> PkiError {
+    PkiError::Signing(e.to_string())
+}
+
+fn at(unix_seconds: i64) -> Result<OffsetDateTime, PkiError> {
+    OffsetDateTime::from_unix_timestamp(unix_seconds).map_err(|_| PkiError::Time(unix_seconds))
+}
+
+/// The key a profile's certificates are for, generated on the card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAlgorithm {
+    EcP256,
+    Rsa2048,
+}
+
+/// A certificate profile: what a certificate may be used for and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub name: String,
+    pub digital_signature: bool,
+    pub non_repudiation: bool,
+    /// Extended key usage TLS client authentication (smart card logon, VPN, Wi-Fi).
+    pub client_auth: bool,
+    pub validity_days: u32,
+    pub algorithm: KeyAlgorithm,
+}
+
+/// The shipped profiles: `authentication` (digitalSignature, clientAuth) and `signature`
+/// (nonRepudiation), both on EC P-256 keys.
+pub fn builtin_profiles(validity_days: u32) -> Vec<Profile> {
+    vec![
+        Profile {
+            name: "authentication".into(),
+            digital_signature: true,
+            non_repudiation: false,
+            client_auth: true,
+            validity_days,
+            algorithm: KeyAlgorithm::EcP256,
+        },
+        Profile {
+            name: "signature".into(),
+            digital_signature: false,
+            non_repudiation: true,
+            client_auth: false,
+            validity_days,
+            algorithm: KeyAlgorithm::EcP256,
+        },
+    ]
+}
+
+/// Whom a certificate names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub common_name: String,
+    pub email: Option<String>,
+}
+
+/// A revoked certificate for the revocation list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked {
+    pub serial: Vec<u8>,
+    /// Unix seconds.
+    pub revoked_at: i64,
+}
+
+/// The certificate authority: its certificate and signing key.
+pub struct CertificateAuthority {
+    issuer: Issuer<'static, KeyPair>,
+    certificate_pem: String,
+}
+
+impl std::fmt::Debug for CertificateAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateAuthority").finish_non_exhaustive()
+    }
+}
+
+const CERT_FILE: &str = "ca.pem";
+const KEY_FILE: &str = "ca-key.pem";
+
+impl CertificateAuthority {
+    /// A new authority named `name` with a fresh EC P-256 key, valid from `now` for `years`.
+    pub fn create(name: &str, now: i64, years: u32) -> Result<Self, PkiError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(sign_err)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = at(now)?;
+        params.not_after = at(now + i64::from(years) * 365 * 86_400)?;
+        params.serial_number = Some(SerialNumber::from_slice(&[1]));
+        params.key_identifier_method = KeyIdMethod::Sha256;
+        let certificate = params.self_signed(&key).map_err(sign_err)?;
+        Ok(Self { issuer: Issuer::new(params, key), certificate_pem: certificate.pem() })
+    }
+
+    /// The authority from its certificate and key (PEM).
+    pub fn from_pem(certificate_pem: &str, key_pem: &str) -> Result<Self, PkiError> {
+        let key = KeyPair::from_pem(key_pem).map_err(|e| PkiError::Signing(format!("CA key: {e}")))?;
+        let issuer = Issuer::from_ca_cert_pem(certificate_pem, key)
+            .map_err(|e| PkiError::Signing(format!("CA certificate: {e}")))?;
+        Ok(Self { issuer, certificate_pem: certificate_pem.to_owned() })
+    }
+
+    /// Loads the authority from `dir`, creating it there on first use (the key file readable by
+    /// the owner only).
+    pub fn load_or_create(dir: &Path, name: &str, now: i64) -> Result<Self, PkiError> {
+        let files = |e: std::io::Error| PkiError::Files { dir: dir.display().to_string(), message: e.to_string() };
+        let (cert_path, key_path) = (dir.join(CERT_FILE), dir.join(KEY_FILE));
+        if cert_path.exists() && key_path.exists() {
+            let cert = std::fs::read_to_string(&cert_path).map_err(files)?;
+            let key = std::fs::read_to_string(&key_path).map_err(files)?;
+            return Self::from_pem(&cert, &key);
+        }
+        std::fs::create_dir_all(dir).map_err(files)?;
+        let ca = Self::create(name, now, 20)?;
+        write_private(&key_path, ca.issuer.key().serialize_pem().as_bytes()).map_err(files)?;
+        std::fs::write(&cert_path, &ca.certificate_pem).map_err(files)?;
+        Ok(ca)
+    }
+
+    /// The authority's certificate (PEM), as published at `/pki/ca.pem`.
+    pub fn certificate_pem(&self) -> &str {
+        &self.certificate_pem
+    }
+
+    /// Issues a certificate for the public key `spki_der` (DER SubjectPublicKeyInfo, as read
+    /// from the card), naming `subject`, under `profile`, valid from `now`.
+    pub fn issue(
+        &self,
+        spki_der: &[u8],
+        subject: &Subject,
+        profile: &Profile,
+        serial: &[u8],
+        now: i64,
+    ) -> Result<Vec<u8>, PkiError> {
+        let public_key = SubjectPublicKeyInfo::from_der(spki_der).map_err(|e| PkiError::PublicKey(e.to_string()))?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, subject.common_name.as_str());
+        if let Some(email) = &subject.email {
+            let ia5 = email.as_str().try_into().map_err(|_| PkiError::Signing(format!("'{email}' is not an ASCII email")))?;
+            params.subject_alt_names = vec![SanType::Rfc822Name(ia5)];
+        }
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = [
+            (profile.digital_signature, KeyUsagePurpose::DigitalSignature),
+            (profile.non_repudiation, KeyUsagePurpose::ContentCommitment),
+        ]
+        .into_iter()
+        .filter_map(|(on, usage)| on.then_some(usage))
+        .collect();
+        if profile.client_auth {
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        }
+        params.not_before = at(now)?;
+        params.not_after = at(now + i64::from(profile.validity_days) * 86_400)?;
+        params.serial_number = Some(SerialNumber::from_slice(serial));
+        params.use_authority_key_identifier_extension = true;
+        let certificate = params.signed_by(&public_key, &self.issuer).map_err(sign_err)?;
+        Ok(certificate.der().to_vec())
+    }
+
+    /// The revocation list (DER) of `revoked`, number `number`, valid for a week from `now`.
+    pub fn crl(&self, revoked: &[Revoked], number: u64, now: i64) -> Result<Vec<u8>, PkiError> {
+        let revoked_certs = revoked
+            .iter()
+            .map(|r| {
+                Ok(RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(&r.serial),
+                    revocation_time: at(r.revoked_at)?,
+                    reason_code: Some(RevocationReason::CessationOfOperation),
+                    invalidity_date: None,
+                })
+            })
+            .collect::<Result<Vec<_>, PkiError>>()?;
+        let params = CertificateRevocationListParams {
+            this_update: at(now)?,
+            next_update: at(now + 7 * 86_400)?,
+            crl_number: SerialNumber::from(number),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        Ok(params.signed_by(&self.issuer).map_err(sign_err)?.der().to_vec())
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+        file.write_all(bytes)
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::write(path, bytes)
+    }
+}
+
+/// PEM of a DER certificate, as `openssl` and browsers read it.
+pub fn certificate_pem(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in body.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use rcgen::PublicKeyData as _;
+
+    use super::*;
+
+    const NOW: i64 = 1_790_000_000;
+
+    fn openssl(args: &[&str]) -> (bool, String) {
+        let out = Command::new("openssl").args(args).output().expect("openssl runs");
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    }
+
+    #[test]
+    fn issued_certificates_verify_and_revocations_are_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CertificateAuthority::load_or_create(&dir.path().join("pki"), "Cardwright Test CA", NOW).unwrap();
+        let again = CertificateAuthority::load_or_create(&dir.path().join("pki"), "ignored", NOW + 10).unwrap();
+        assert_eq!(ca.certificate_pem(), again.certificate_pem(), "the authority is created once");
+        let card_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let profiles = builtin_profiles(30);
+        let subject = Subject { common_name: "Ada Lovelace".into(), email: Some("ada@example.com".into()) };
+        let der = again.issue(&card_key.subject_public_key_info(), &subject, &profiles[0], &[0x42, 0x01], NOW).unwrap();
+        let ca_path = dir.path().join("ca.pem");
+        let cert_path = dir.path().join("card.pem");
+        std::fs::write(&ca_path, ca.certificate_pem()).unwrap();
+        std::fs::write(&cert_path, certificate_pem(&der)).unwrap();
+        let (ok, text) = openssl(&["verify", "-attime", &(NOW + 60).to_string(), "-CAfile", ca_path.to_str().unwrap(), cert_path.to_str().unwrap()]);
+        assert!(ok, "{text}");
+        let (_, text) = openssl(&["x509", "-in", cert_path.to_str().unwrap(), "-noout", "-text"]);
+        assert!(text.contains("CN=Ada Lovelace") || text.contains("CN = Ada Lovelace"), "{text}");
+        assert!(text.contains("Digital Signature") && text.contains("TLS Web Client Authentication"), "{text}");
+        assert!(text.contains("email:ada@example.com"), "{text}");
+        assert!(text.contains("0x4201"), "{text}");
+
+        let crl = ca.crl(&[Revoked { serial: vec![0x42, 0x01], revoked_at: NOW + 100 }], 2, NOW + 200).unwrap();
+        let crl_path = dir.path().join("crl.der");
+        std::fs::write(&crl_path, &crl).unwrap();
+        let (ok, text) = openssl(&["crl", "-inform", "DER", "-in", crl_path.to_str().unwrap(), "-noout", "-text"]);
+        assert!(ok, "{text}");
+        assert!(text.contains("4201"), "{text}");
+        let (ok, text) = openssl(&["crl", "-inform", "DER", "-in", crl_path.to_str().unwrap(), "-CAfile", ca_path.to_str().unwrap(), "-noout"]);
+        assert!(ok && text.contains("verify OK"), "{text}");
+    }
+
+    #[test]
+    fn signature_profile_is_non_repudiation_only() {
+        let ca = CertificateAuthority::create("CA", NOW, 1).unwrap();
+        let card_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let der = ca
+            .issue(&card_key.subject_public_key_info(), &Subject { common_name: "TMP-000001".into(), email: None }, &builtin_profiles(30)[1], &[7], NOW)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.pem");
+        std::fs::write(&path, certificate_pem(&der)).unwrap();
+        let (_, text) = openssl(&["x509", "-in", path.to_str().unwrap(), "-noout", "-text"]);
+        assert!(text.contains("Non Repudiation") && !text.contains("Client Authentication"), "{text}");
+        assert!(ca.issue(b"not a key", &Subject { common_name: "x".into(), email: None }, &builtin_profiles(30)[1], &[8], NOW).is_err());
+    }
+}
