@@ -187,7 +187,12 @@ impl Printer for IppPrinter {
         Box::pin(async move {
             let pdf = render_pdf(job).await?;
             let job_id = self.submit(job, &pdf).await?;
-            self.wait(job_id).await
+            self.wait(job_id).await?;
+            if let Some(letter) = &job.pin_letter {
+                let job_id = self.submit(job, letter).await?;
+                self.wait(job_id).await?;
+            }
+            Ok(())
         })
     }
 }

@@ -27,6 +27,8 @@ const POINTS_PER_MM: f32 = 72.0 / 25.4;
 /// The shipped temporary card layout.
 pub const TEMPORARY_FRONT: &str = include_str!("../layouts/temporary-front.svg");
 pub const TEMPORARY_BACK: &str = include_str!("../layouts/temporary-back.svg");
+/// The PIN letter (A6) that goes with an encoded card.
+pub const PIN_LETTER: &str = include_str!("../layouts/pin-letter.svg");
 
 const FONTS: [&[u8]; 2] = [
     include_bytes!("../fonts/DejaVuSans.ttf"),
@@ -391,15 +393,25 @@ impl Renderer {
 
     /// A two-page PDF (front, then back) at ID-1 size with the text as real text.
     pub fn pdf(&self, front: &str, back: &str) -> Result<Vec<u8>, LayoutError> {
-        let width = CARD_WIDTH_MM * POINTS_PER_MM;
-        let height = CARD_HEIGHT_MM * POINTS_PER_MM;
+        self.pdf_pages(&[front, back], CARD_WIDTH_MM, CARD_HEIGHT_MM)
+    }
+
+    /// A PDF with one page per SVG, each `width_mm` × `height_mm`, text as real text.
+    pub fn pdf_pages(
+        &self,
+        pages: &[&str],
+        width_mm: f32,
+        height_mm: f32,
+    ) -> Result<Vec<u8>, LayoutError> {
+        let width = width_mm * POINTS_PER_MM;
+        let height = height_mm * POINTS_PER_MM;
         let mut alloc = Ref::new(1);
         let catalog = alloc.bump();
         let tree_id = alloc.bump();
         let mut pdf = Pdf::new();
         let mut page_ids = Vec::new();
         let mut chunks = Vec::new();
-        for svg in [front, back] {
+        for svg in pages {
             let tree = self.tree(svg)?;
             let (chunk, svg_ref) = svg2pdf::to_chunk(&tree, svg2pdf::ConversionOptions::default())
                 .map_err(|e| LayoutError::Render(e.to_string()))?;
@@ -426,12 +438,23 @@ impl Renderer {
             chunks.push(chunk);
         }
         pdf.catalog(catalog).pages(tree_id);
-        pdf.pages(tree_id).kids(page_ids).count(2);
+        pdf.pages(tree_id)
+            .kids(page_ids)
+            .count(i32::try_from(pages.len()).unwrap_or(i32::MAX));
         for chunk in &chunks {
             pdf.extend(chunk);
         }
         Ok(pdf.finish())
     }
+}
+
+/// The PIN letter for an encoded card (A6 PDF). The PIN exists only in this document.
+pub fn pin_letter_pdf(serial: &str, pin: &str, issue_date: &str) -> Result<Vec<u8>, LayoutError> {
+    let filled = PIN_LETTER
+        .replace("{{serial}}", &escape(serial))
+        .replace("{{pin}}", &escape(pin))
+        .replace("{{issue_date}}", &escape(issue_date));
+    Renderer::shared().pdf_pages(&[&filled], 148.0, 105.0)
 }
 
 /// A card's layouts and values. Nothing is filled or rendered until a printer or a preview

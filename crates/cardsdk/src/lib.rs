@@ -1,6 +1,7 @@
 //! The Card SDK: what a production station drives to make a card. Printers for now; layouts and
 //! chip encoders join them behind the same station.
 
+pub mod encoder;
 pub mod ipp_printer;
 pub mod layout;
 pub mod printer;

@@ -23,6 +23,8 @@ pub struct PrintJob {
     pub station: String,
     /// The card's filled layouts.
     pub artwork: CardArtwork,
+    /// The PIN letter (PDF) of an encoded card, printed with it.
+    pub pin_letter: Option<Vec<u8>>,
 }
 
 /// Width of the spooled PNG preview, in pixels.
@@ -96,11 +98,15 @@ impl SpoolPrinter {
         .map_err(|e| PrintError::Io(format!("rendering stopped: {e}")))?
         .map_err(|e| PrintError::Io(e.to_string()))?;
         let stem = job.file_stem();
-        for (name, bytes) in [
+        let mut files = vec![
             (format!("{stem}.pdf"), pdf),
             (format!("{stem}.png"), png),
             (format!("{stem}.job"), job.describe().into_bytes()),
-        ] {
+        ];
+        if let Some(letter) = &job.pin_letter {
+            files.push((format!("{stem}-pin-letter.pdf"), letter.clone()));
+        }
+        for (name, bytes) in files {
             let path = dir.join(name);
             tokio::fs::write(&path, bytes)
                 .await
@@ -186,6 +192,7 @@ mod tests {
                     ..crate::CardFace::default()
                 },
             ),
+            pin_letter: None,
         }
     }
 

@@ -26,6 +26,7 @@ pub enum PkiError {
     Time(i64),
 }
 
+#[allow(clippy::needless_pass_by_value, reason = "used as map_err(sign_err)")]
 fn sign_err(e: rcgen::Error) -> PkiError {
     PkiError::Signing(e.to_string())
 }
@@ -99,7 +100,8 @@ pub struct CertificateAuthority {
 
 impl std::fmt::Debug for CertificateAuthority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CertificateAuthority").finish_non_exhaustive()
+        f.debug_struct("CertificateAuthority")
+            .finish_non_exhaustive()
     }
 }
 
@@ -120,21 +122,31 @@ impl CertificateAuthority {
         params.serial_number = Some(SerialNumber::from_slice(&[1]));
         params.key_identifier_method = KeyIdMethod::Sha256;
         let certificate = params.self_signed(&key).map_err(sign_err)?;
-        Ok(Self { issuer: Issuer::new(params, key), certificate_pem: certificate.pem() })
+        Ok(Self {
+            issuer: Issuer::new(params, key),
+            certificate_pem: certificate.pem(),
+        })
     }
 
     /// The authority from its certificate and key (PEM).
     pub fn from_pem(certificate_pem: &str, key_pem: &str) -> Result<Self, PkiError> {
-        let key = KeyPair::from_pem(key_pem).map_err(|e| PkiError::Signing(format!("CA key: {e}")))?;
+        let key =
+            KeyPair::from_pem(key_pem).map_err(|e| PkiError::Signing(format!("CA key: {e}")))?;
         let issuer = Issuer::from_ca_cert_pem(certificate_pem, key)
             .map_err(|e| PkiError::Signing(format!("CA certificate: {e}")))?;
-        Ok(Self { issuer, certificate_pem: certificate_pem.to_owned() })
+        Ok(Self {
+            issuer,
+            certificate_pem: certificate_pem.to_owned(),
+        })
     }
 
     /// Loads the authority from `dir`, creating it there on first use (the key file readable by
     /// the owner only).
     pub fn load_or_create(dir: &Path, name: &str, now: i64) -> Result<Self, PkiError> {
-        let files = |e: std::io::Error| PkiError::Files { dir: dir.display().to_string(), message: e.to_string() };
+        let files = |e: std::io::Error| PkiError::Files {
+            dir: dir.display().to_string(),
+            message: e.to_string(),
+        };
         let (cert_path, key_path) = (dir.join(CERT_FILE), dir.join(KEY_FILE));
         if cert_path.exists() && key_path.exists() {
             let cert = std::fs::read_to_string(&cert_path).map_err(files)?;
@@ -163,12 +175,18 @@ impl CertificateAuthority {
         serial: &[u8],
         now: i64,
     ) -> Result<Vec<u8>, PkiError> {
-        let public_key = SubjectPublicKeyInfo::from_der(spki_der).map_err(|e| PkiError::PublicKey(e.to_string()))?;
+        let public_key = SubjectPublicKeyInfo::from_der(spki_der)
+            .map_err(|e| PkiError::PublicKey(e.to_string()))?;
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, subject.common_name.as_str());
+        params
+            .distinguished_name
+            .push(DnType::CommonName, subject.common_name.as_str());
         if let Some(email) = &subject.email {
-            let ia5 = email.as_str().try_into().map_err(|_| PkiError::Signing(format!("'{email}' is not an ASCII email")))?;
+            let ia5 = email
+                .as_str()
+                .try_into()
+                .map_err(|_| PkiError::Signing(format!("'{email}' is not an ASCII email")))?;
             params.subject_alt_names = vec![SanType::Rfc822Name(ia5)];
         }
         params.is_ca = IsCa::ExplicitNoCa;
@@ -186,7 +204,9 @@ impl CertificateAuthority {
         params.not_after = at(now + i64::from(profile.validity_days) * 86_400)?;
         params.serial_number = Some(SerialNumber::from_slice(serial));
         params.use_authority_key_identifier_extension = true;
-        let certificate = params.signed_by(&public_key, &self.issuer).map_err(sign_err)?;
+        let certificate = params
+            .signed_by(&public_key, &self.issuer)
+            .map_err(sign_err)?;
         Ok(certificate.der().to_vec())
     }
 
@@ -211,7 +231,11 @@ impl CertificateAuthority {
             revoked_certs,
             key_identifier_method: KeyIdMethod::Sha256,
         };
-        Ok(params.signed_by(&self.issuer).map_err(sign_err)?.der().to_vec())
+        Ok(params
+            .signed_by(&self.issuer)
+            .map_err(sign_err)?
+            .der()
+            .to_vec())
     }
 }
 
@@ -220,13 +244,76 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     {
         use std::io::Write as _;
         use std::os::unix::fs::OpenOptionsExt as _;
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
         file.write_all(bytes)
     }
     #[cfg(not(unix))]
     {
         std::fs::write(path, bytes)
     }
+}
+
+/// AES-256-GCM for secrets kept at rest (the PUK): the master key stays outside the database.
+pub mod sealing {
+    use aes_gcm::aead::{Aead, KeyInit};
+    use aes_gcm::{Aes256Gcm, Key, Nonce};
+
+    /// Encrypts `plaintext` under `key` with the 12-byte `nonce` (never reuse a nonce with a
+    /// key); returns nonce followed by ciphertext and tag.
+    pub fn seal(key: &[u8; 32], nonce: [u8; 12], plaintext: &[u8]) -> Vec<u8> {
+        let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key));
+        let mut out = nonce.to_vec();
+        out.extend(
+            cipher
+                .encrypt(Nonce::from_slice(&nonce), plaintext)
+                .unwrap_or_default(),
+        );
+        out
+    }
+
+    /// Decrypts what [`seal`] made; `None` when the key is wrong or the data was changed.
+    pub fn open(key: &[u8; 32], sealed: &[u8]) -> Option<Vec<u8>> {
+        if sealed.len() < 12 + 16 {
+            return None;
+        }
+        let (nonce, ciphertext) = sealed.split_at(12);
+        Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key))
+            .decrypt(Nonce::from_slice(nonce), ciphertext)
+            .ok()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn sealed_secrets_open_only_with_their_key() {
+            let key = [7u8; 32];
+            let sealed = super::seal(&key, [1; 12], b"12345678");
+            assert!(!sealed.windows(8).any(|w| w == b"12345678"));
+            assert_eq!(
+                super::open(&key, &sealed).as_deref(),
+                Some(&b"12345678"[..])
+            );
+            assert_eq!(super::open(&[8u8; 32], &sealed), None);
+            let mut tampered = sealed.clone();
+            tampered[15] ^= 1;
+            assert_eq!(super::open(&key, &tampered), None);
+        }
+    }
+}
+
+/// The DER of a certificate's subject name (what PKCS#11 stores as `CKA_SUBJECT`) and its serial.
+pub fn subject_and_serial(certificate_der: &[u8]) -> Result<(Vec<u8>, Vec<u8>), PkiError> {
+    use x509_parser::prelude::FromDer as _;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(certificate_der)
+        .map_err(|e| PkiError::Signing(format!("certificate does not parse: {e}")))?;
+    Ok((
+        cert.tbs_certificate.subject.as_raw().to_vec(),
+        cert.tbs_certificate.raw_serial().to_vec(),
+    ))
 }
 
 /// PEM of a DER certificate, as `openssl` and browsers read it.
@@ -253,42 +340,116 @@ mod tests {
     const NOW: i64 = 1_790_000_000;
 
     fn openssl(args: &[&str]) -> (bool, String) {
-        let out = Command::new("openssl").args(args).output().expect("openssl runs");
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl runs");
         (
             out.status.success(),
-            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
         )
     }
 
     #[test]
     fn issued_certificates_verify_and_revocations_are_listed() {
         let dir = tempfile::tempdir().unwrap();
-        let ca = CertificateAuthority::load_or_create(&dir.path().join("pki"), "Cardwright Test CA", NOW).unwrap();
-        let again = CertificateAuthority::load_or_create(&dir.path().join("pki"), "ignored", NOW + 10).unwrap();
-        assert_eq!(ca.certificate_pem(), again.certificate_pem(), "the authority is created once");
+        let ca = CertificateAuthority::load_or_create(
+            &dir.path().join("pki"),
+            "Cardwright Test CA",
+            NOW,
+        )
+        .unwrap();
+        let again =
+            CertificateAuthority::load_or_create(&dir.path().join("pki"), "ignored", NOW + 10)
+                .unwrap();
+        assert_eq!(
+            ca.certificate_pem(),
+            again.certificate_pem(),
+            "the authority is created once"
+        );
         let card_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let profiles = builtin_profiles(30);
-        let subject = Subject { common_name: "Ada Lovelace".into(), email: Some("ada@example.com".into()) };
-        let der = again.issue(&card_key.subject_public_key_info(), &subject, &profiles[0], &[0x42, 0x01], NOW).unwrap();
+        let subject = Subject {
+            common_name: "Ada Lovelace".into(),
+            email: Some("ada@example.com".into()),
+        };
+        let der = again
+            .issue(
+                &card_key.subject_public_key_info(),
+                &subject,
+                &profiles[0],
+                &[0x42, 0x01],
+                NOW,
+            )
+            .unwrap();
         let ca_path = dir.path().join("ca.pem");
         let cert_path = dir.path().join("card.pem");
         std::fs::write(&ca_path, ca.certificate_pem()).unwrap();
         std::fs::write(&cert_path, certificate_pem(&der)).unwrap();
-        let (ok, text) = openssl(&["verify", "-attime", &(NOW + 60).to_string(), "-CAfile", ca_path.to_str().unwrap(), cert_path.to_str().unwrap()]);
+        let (ok, text) = openssl(&[
+            "verify",
+            "-attime",
+            &(NOW + 60).to_string(),
+            "-CAfile",
+            ca_path.to_str().unwrap(),
+            cert_path.to_str().unwrap(),
+        ]);
         assert!(ok, "{text}");
-        let (_, text) = openssl(&["x509", "-in", cert_path.to_str().unwrap(), "-noout", "-text"]);
-        assert!(text.contains("CN=Ada Lovelace") || text.contains("CN = Ada Lovelace"), "{text}");
-        assert!(text.contains("Digital Signature") && text.contains("TLS Web Client Authentication"), "{text}");
+        let (_, text) = openssl(&[
+            "x509",
+            "-in",
+            cert_path.to_str().unwrap(),
+            "-noout",
+            "-text",
+        ]);
+        assert!(
+            text.contains("CN=Ada Lovelace") || text.contains("CN = Ada Lovelace"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Digital Signature") && text.contains("TLS Web Client Authentication"),
+            "{text}"
+        );
         assert!(text.contains("email:ada@example.com"), "{text}");
         assert!(text.contains("0x4201"), "{text}");
 
-        let crl = ca.crl(&[Revoked { serial: vec![0x42, 0x01], revoked_at: NOW + 100 }], 2, NOW + 200).unwrap();
+        let crl = ca
+            .crl(
+                &[Revoked {
+                    serial: vec![0x42, 0x01],
+                    revoked_at: NOW + 100,
+                }],
+                2,
+                NOW + 200,
+            )
+            .unwrap();
         let crl_path = dir.path().join("crl.der");
         std::fs::write(&crl_path, &crl).unwrap();
-        let (ok, text) = openssl(&["crl", "-inform", "DER", "-in", crl_path.to_str().unwrap(), "-noout", "-text"]);
+        let (ok, text) = openssl(&[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            crl_path.to_str().unwrap(),
+            "-noout",
+            "-text",
+        ]);
         assert!(ok, "{text}");
         assert!(text.contains("4201"), "{text}");
-        let (ok, text) = openssl(&["crl", "-inform", "DER", "-in", crl_path.to_str().unwrap(), "-CAfile", ca_path.to_str().unwrap(), "-noout"]);
+        let (ok, text) = openssl(&[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            crl_path.to_str().unwrap(),
+            "-CAfile",
+            ca_path.to_str().unwrap(),
+            "-noout",
+        ]);
         assert!(ok && text.contains("verify OK"), "{text}");
     }
 
@@ -297,13 +458,36 @@ mod tests {
         let ca = CertificateAuthority::create("CA", NOW, 1).unwrap();
         let card_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let der = ca
-            .issue(&card_key.subject_public_key_info(), &Subject { common_name: "TMP-000001".into(), email: None }, &builtin_profiles(30)[1], &[7], NOW)
+            .issue(
+                &card_key.subject_public_key_info(),
+                &Subject {
+                    common_name: "TMP-000001".into(),
+                    email: None,
+                },
+                &builtin_profiles(30)[1],
+                &[7],
+                NOW,
+            )
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.pem");
         std::fs::write(&path, certificate_pem(&der)).unwrap();
         let (_, text) = openssl(&["x509", "-in", path.to_str().unwrap(), "-noout", "-text"]);
-        assert!(text.contains("Non Repudiation") && !text.contains("Client Authentication"), "{text}");
-        assert!(ca.issue(b"not a key", &Subject { common_name: "x".into(), email: None }, &builtin_profiles(30)[1], &[8], NOW).is_err());
+        assert!(
+            text.contains("Non Repudiation") && !text.contains("Client Authentication"),
+            "{text}"
+        );
+        assert!(ca
+            .issue(
+                b"not a key",
+                &Subject {
+                    common_name: "x".into(),
+                    email: None
+                },
+                &builtin_profiles(30)[1],
+                &[8],
+                NOW
+            )
+            .is_err());
     }
 }

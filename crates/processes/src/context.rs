@@ -95,6 +95,8 @@ pub struct Context {
     pub settings: Settings,
     /// The option script engine and its cache.
     pub scripts: Arc<ScriptRuntime>,
+    /// The certificate authority, for encoded cards.
+    pub pki: Option<Arc<crate::pki::Pki>>,
 }
 
 impl Context {
@@ -105,7 +107,15 @@ impl Context {
             entropy: Arc::new(OsEntropy),
             settings,
             scripts: Arc::new(ScriptRuntime::default()),
+            pki: None,
         }
+    }
+
+    /// The same context with a certificate authority.
+    #[must_use]
+    pub fn with_pki(mut self, pki: crate::pki::Pki) -> Self {
+        self.pki = Some(Arc::new(pki));
+        self
     }
 
     pub fn now(&self) -> Timestamp {

@@ -8,6 +8,7 @@ mod context;
 mod error;
 pub mod options;
 pub mod persons;
+pub mod pki;
 pub mod scripts;
 pub mod temp_cards;
 pub mod templates;

@@ -5,14 +5,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use cardwright_cardsdk::encoder::Pkcs11Encoder;
 use cardwright_cardsdk::{IppPrinter, Printer, SimulatedPrinter, SpoolPrinter};
+use cardwright_pki::{builtin_profiles, CertificateAuthority};
+use cardwright_processes::pki::Pki;
 use cardwright_processes::temp_cards::production::{self, Station};
-use cardwright_processes::{scripts, temp_cards, templates, Clock, Context};
+use cardwright_processes::{
+    scripts, temp_cards, templates, Clock, Context, Entropy as _, OsEntropy,
+};
 use cardwright_storage::{redact_url, Store};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, PrinterConfig};
+use crate::config::{Config, EncoderConfig, PrinterConfig};
 
 /// Connects to the configured database and applies pending migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
@@ -31,10 +36,63 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// The certificate authority (created in the data folder on first start), its profiles and the
+/// key that seals PUKs.
+fn pki(config: &Config, now: i64, stations: &[Station]) -> anyhow::Result<Pki> {
+    let dir = config.data_dir.join("pki");
+    let ca = CertificateAuthority::load_or_create(&dir, &config.pki.ca_name, now)
+        .context("opening the certificate authority")?;
+    let master_key = master_key(config, &dir)?;
+    let desk_encoder = stations.iter().find_map(|s| s.encoder.clone());
+    Ok(Pki::new(
+        ca,
+        builtin_profiles(config.pki.certificate_days),
+        master_key,
+        desk_encoder,
+    ))
+}
+
+/// The PUK sealing key: from the configuration (`pki.master_key`, e.g. CARDWRIGHT_PKI_MASTER_KEY)
+/// or a key file created once in the data folder.
+fn master_key(config: &Config, dir: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+    let hex_key = if config.pki.master_key.is_empty() {
+        let path = dir.join("master.key");
+        if !path.exists() {
+            let mut key = [0u8; 32];
+            OsEntropy.fill(&mut key);
+            write_secret(&path, hex::encode(key).as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?
+    } else {
+        config.pki.master_key.clone()
+    };
+    let bytes = hex::decode(hex_key.trim()).context("pki.master_key: not hex")?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("pki.master_key: must be 32 bytes (64 hex digits)"))
+}
+
+fn write_secret(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    options.open(path)?.write_all(bytes)
+}
+
 /// Opens the store and builds the processes' context.
 pub async fn context(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Context> {
     let store = open_store(config).await?;
-    let ctx = Context::new(store, clock, config.settings()?);
+    let now = clock.now().timestamp();
+    let ctx = Context::new(store, clock, config.settings()?).with_pki(pki(
+        config,
+        now,
+        &stations(config),
+    )?);
     templates::ensure_default(&ctx)
         .await
         .context("creating the default card template")?;
@@ -163,9 +221,16 @@ pub fn stations(config: &Config) -> Vec<Station> {
                         .expect("printer URIs are checked when the configuration loads"),
                 ),
             };
+            let encoder = match &s.encoder {
+                EncoderConfig::None => None,
+                EncoderConfig::Pkcs11 { module } => {
+                    Some(Arc::new(Pkcs11Encoder::new(module.clone())))
+                }
+            };
             Station {
                 name: s.name.clone(),
                 printer,
+                encoder,
             }
         })
         .collect()

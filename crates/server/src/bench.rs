@@ -41,6 +41,15 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10_000)]
         runs: u32,
     },
+    /// Encode N cards through a PKCS#11 module (SoftHSM2 by default) as production does (token,
+    /// PUK, PIN, keys, certificates from the built-in CA), beside the raw PKCS#11 work the same
+    /// cards need, measured in the same run. Uses a fresh token folder unless SOFTHSM2_CONF is set.
+    Encode {
+        #[arg(long, default_value_t = 20)]
+        cards: u32,
+        #[arg(long, default_value = "/usr/lib/softhsm/libsofthsm2.so")]
+        module: std::path::PathBuf,
+    },
     /// Store N cards, then time the first page of "cards in state requested".
     List {
         /// Cards stored before the search is timed.
@@ -116,6 +125,9 @@ pub async fn run(command: &BenchCommand, database_url: Option<&str>) -> anyhow::
     if let BenchCommand::Render { cards } = command {
         return render(*cards);
     }
+    if let BenchCommand::Encode { cards, module } = command {
+        return crate::bench_encode::run(*cards, module);
+    }
     let scratch = scratch(database_url).await?;
     let ctx = context(&scratch.url).await?;
     let backend = if scratch.pg_schema.is_some() {
@@ -126,7 +138,9 @@ pub async fn run(command: &BenchCommand, database_url: Option<&str>) -> anyhow::
     let outcome = match command {
         BenchCommand::Order { cards, stations } => order(&ctx, backend, *cards, *stations).await,
         BenchCommand::List { cards, rounds } => list(&ctx, backend, *cards, *rounds).await,
-        BenchCommand::Render { .. } => unreachable!("rendering needs no database"),
+        BenchCommand::Render { .. } | BenchCommand::Encode { .. } => {
+            unreachable!("run without a database")
+        }
         BenchCommand::Options { runs } => options(&ctx, backend, *runs).await,
     };
     ctx.store.close().await;
@@ -150,6 +164,7 @@ async fn order(ctx: &Context, backend: &str, total: u32, station_count: u32) -> 
             name: format!("bench-{i}"),
             // The order's machinery is measured here; rendering has its own benchmark.
             printer: Arc::new(SimulatedPrinter::discarding(0, Duration::ZERO)),
+            encoder: None,
         })
         .collect();
     let started = Instant::now();

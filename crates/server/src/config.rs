@@ -29,6 +29,29 @@ pub struct Config {
     pub production_stale_secs: u64,
     /// Production stations; by default one local station with the spool printer.
     pub stations: Vec<StationConfig>,
+    pub pki: PkiConfig,
+}
+
+/// The built-in certificate authority.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PkiConfig {
+    /// The CA's name (its certificate's common name).
+    pub ca_name: String,
+    /// How long card certificates are valid, in days.
+    pub certificate_days: u32,
+    /// The 32-byte key (64 hex digits) that seals PUKs; empty: a key file in the data folder.
+    pub master_key: String,
+}
+
+impl Default for PkiConfig {
+    fn default() -> Self {
+        Self {
+            ca_name: "Cardwright Card CA".into(),
+            certificate_days: 365,
+            master_key: String::new(),
+        }
+    }
 }
 
 /// A printer (and optionally a chip encoder) that produces one card at a time.
@@ -74,6 +97,9 @@ pub enum EncoderConfig {
     /// Cards are printed only.
     #[default]
     None,
+    /// Chips are initialised through a PKCS#11 module (OpenSC for smart cards, SoftHSM2 for
+    /// tests), e.g. `/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so`.
+    Pkcs11 { module: PathBuf },
 }
 
 fn default_job_timeout() -> u64 {
@@ -114,6 +140,7 @@ impl Default for Config {
             station_poll_ms: 200,
             production_stale_secs: 900,
             stations: vec![StationConfig::local()],
+            pki: PkiConfig::default(),
         }
     }
 }

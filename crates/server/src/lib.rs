@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod bench;
+mod bench_encode;
 pub mod cli;
 pub mod config;
 pub mod demo;

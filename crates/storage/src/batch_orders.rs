@@ -370,6 +370,8 @@ pub struct Claim {
     /// The template's layouts; `None` for the shipped one.
     pub front_layout: Option<String>,
     pub back_layout: Option<String>,
+    /// The username of the operator who made the order.
+    pub operator: String,
 }
 
 /// Takes the oldest queued item of a producing order for `station`, marks it producing and
@@ -386,9 +388,10 @@ pub async fn claim_next(
         Dialect::Sqlite => "",
     };
     let row = sqlx::query(&format!(
-        "SELECT i.order_id, i.card_id, i.attempts, c.serial, t.name AS template, t.front_svg, t.back_svg \
-         FROM batch_order_items i \
+        "SELECT i.order_id, i.card_id, i.attempts, c.serial, t.name AS template, t.front_svg, t.back_svg, \
+         o.username AS operator FROM batch_order_items i \
          JOIN batch_orders b ON b.id = i.order_id JOIN cards c ON c.id = i.card_id \
+         JOIN operators o ON o.id = b.operator_id \
          JOIN card_templates t ON t.id = c.template_id \
          WHERE i.status = $1 AND b.state = $2 ORDER BY i.queued_at, i.position LIMIT 1{lock}"
     ))
@@ -404,6 +407,7 @@ pub async fn claim_next(
     let template: String = row.try_get("template")?;
     let front_layout: Option<String> = row.try_get("front_svg")?;
     let back_layout: Option<String> = row.try_get("back_svg")?;
+    let operator: String = row.try_get("operator")?;
     let updated = sqlx::query(
         "UPDATE batch_order_items SET status = $1, attempts = $2, station = $3, claimed_at = $4, error = NULL \
          WHERE order_id = $5 AND card_id = $6 AND status = $7",
@@ -429,6 +433,7 @@ pub async fn claim_next(
         template,
         front_layout,
         back_layout,
+        operator,
     }))
 }
 
@@ -497,8 +502,9 @@ pub async fn interrupted(
 ) -> Result<Vec<Claim>, StoreError> {
     let rows = sqlx::query(
         "SELECT i.order_id, i.card_id, i.attempts, i.station, c.serial, t.name AS template, \
-         t.front_svg, t.back_svg \
+         t.front_svg, t.back_svg, o.username AS operator \
          FROM batch_order_items i JOIN cards c ON c.id = i.card_id \
+         JOIN batch_orders b ON b.id = i.order_id JOIN operators o ON o.id = b.operator_id \
          JOIN card_templates t ON t.id = c.template_id \
          WHERE i.status = $1 AND (i.station = $2 OR i.claimed_at < $3)",
     )
@@ -520,6 +526,7 @@ pub async fn interrupted(
                 template: row.try_get("template")?,
                 front_layout: row.try_get("front_svg")?,
                 back_layout: row.try_get("back_svg")?,
+                operator: row.try_get("operator")?,
             })
         })
         .collect()

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod batch_orders;
 pub mod cards;
+pub mod certificates;
 mod error;
 mod migrations;
 pub mod operators;

@@ -31,6 +31,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "scripts",
         sql: include_str!("../migrations/0004_scripts.sql"),
     },
+    Migration {
+        version: 5,
+        name: "certificates",
+        sql: include_str!("../migrations/0005_certificates.sql"),
+    },
 ];
 
 /// An arbitrary constant naming Cardwright's migration lock on PostgreSQL.

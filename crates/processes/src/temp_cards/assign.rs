@@ -34,11 +34,17 @@ pub async fn assign(
         options.check_holder_limit(cards::count_assigned_to(&mut *conn, person_id).await?)?;
         card.holder = Some(person_id);
         card.valid_until = Some(options.valid_until_from(card.updated_at));
+        let certificates = if card.encoded {
+            crate::pki::issue_holder_certificates(ctx, conn, card, &person).await?
+        } else {
+            Vec::new()
+        };
         Ok(serde_json::json!({
             "holder": person_id.to_string(),
             "employee_number": person.employee_number.as_str(),
             "valid_until": card.valid_until.map(|t| t.to_rfc3339()),
             "options": run.to_json(),
+            "certificates": certificates,
         }))
     })
     .await

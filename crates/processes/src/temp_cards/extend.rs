@@ -2,6 +2,10 @@
 
 use cardwright_domain::{CardId, Operator, ProcessName};
 use cardwright_storage::cards::CardRecord;
+use cardwright_storage::certificates::{self, CertificateKind};
+use cardwright_storage::persons;
+
+use crate::pki::issue_holder_certificates;
 
 use super::{options_for, run_card_process};
 use crate::{Context, ProcessError};
@@ -18,10 +22,27 @@ pub async fn extend(
         let from = card.valid_until.unwrap_or(card.updated_at);
         let until = options.valid_until_from(from);
         card.valid_until = Some(until);
+        let mut certificates = Vec::new();
+        let mut revoked = Vec::new();
+        if let (true, Some(holder)) = (card.encoded, card.holder) {
+            let person = persons::get(&mut *conn, holder)
+                .await?
+                .ok_or_else(|| ProcessError::Internal(format!("holder {holder} vanished")))?;
+            revoked = certificates::revoke(
+                &mut *conn,
+                card.id,
+                Some(CertificateKind::Holder),
+                card.updated_at,
+            )
+            .await?;
+            certificates = issue_holder_certificates(ctx, conn, card, &person).await?;
+        }
         Ok(serde_json::json!({
             "previous_valid_until": from.to_rfc3339(),
             "valid_until": until.to_rfc3339(),
             "options": run.to_json(),
+            "certificates": certificates,
+            "revoked_certificates": revoked,
         }))
     })
     .await

@@ -254,6 +254,9 @@ pub async fn repeat(
                 updated_at: now,
                 ..before.clone()
             };
+            // The misprinted card's chip credentials must not outlive it.
+            let revoked =
+                cardwright_storage::certificates::revoke(&mut tx, *card_id, None, now).await?;
             save_transition(
                 &mut tx,
                 &actor,
@@ -263,6 +266,7 @@ pub async fn repeat(
                 serde_json::json!({
                     "action": "reject",
                     "reason": "rejected by the operator for repeat production",
+                    "revoked_certificates": revoked,
                 }),
             )
             .await?;

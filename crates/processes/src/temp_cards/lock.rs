@@ -2,6 +2,7 @@
 
 use cardwright_domain::{CardId, Operator, ProcessName};
 use cardwright_storage::cards::CardRecord;
+use cardwright_storage::certificates;
 
 use super::run_card_process;
 use crate::{Context, ProcessError};
@@ -16,7 +17,14 @@ pub async fn lock(
         operator,
         ProcessName::TempCardsProcLock,
         id,
-        async |_, card| Ok(serde_json::json!({ "holder": card.holder.map(|h| h.to_string()) })),
+        async |conn, card| {
+            // Every certificate of the card stops working: they all go on the revocation list.
+            let revoked = certificates::revoke(conn, card.id, None, card.updated_at).await?;
+            Ok(serde_json::json!({
+                "holder": card.holder.map(|h| h.to_string()),
+                "revoked_certificates": revoked,
+            }))
+        },
     )
     .await
 }

@@ -4,14 +4,22 @@
 
 use std::sync::Arc;
 
+use cardwright_cardsdk::encoder::{EncodeError, Pkcs11Encoder};
+use cardwright_cardsdk::layout::pin_letter_pdf;
 use cardwright_cardsdk::{layout, CardArtwork, CardFace, PrintJob, Printer};
 use cardwright_domain::batch_order::settle;
 use cardwright_domain::{Card, CardState, ItemStatus, OrderState, ProcessName};
+use cardwright_pki::Subject;
+use cardwright_scripts::ScriptOptions;
 use cardwright_storage::batch_orders::{self, Claim};
+use cardwright_storage::cards;
+use cardwright_storage::certificates::{self, CertificateKind, CertificateRecord};
 use cardwright_storage::Store;
 
 use super::issue_multiple::order_event;
 use super::{load_for_update, save_transition};
+use crate::options::RunOptions;
+use crate::pki::{new_serial, random_digits};
 use crate::{Actor, Context, ProcessError};
 
 const PROCESS: ProcessName = ProcessName::TempCardsBoProcIssueMultiple;
@@ -19,11 +27,12 @@ const PROCESS: ProcessName = ProcessName::TempCardsBoProcIssueMultiple;
 /// The failure reason of an item whose station stopped while it was in the printer.
 pub const INTERRUPTED: &str = "production interrupted";
 
-/// A printer (and later an encoder) that produces one card at a time.
+/// A printer and, optionally, a chip encoder that produce one card at a time.
 #[derive(Debug, Clone)]
 pub struct Station {
     pub name: String,
     pub printer: Arc<dyn Printer>,
+    pub encoder: Option<Arc<Pkcs11Encoder>>,
 }
 
 /// Takes the next queued item for `station`, if any.
@@ -41,6 +50,8 @@ pub async fn finish(
     ctx: &Context,
     claim: &Claim,
     outcome: Result<(), String>,
+    encoded: Option<&Encoded>,
+    options: Option<&RunOptions>,
 ) -> Result<bool, ProcessError> {
     let now = ctx.now();
     let mut tx = ctx.store.begin().await?;
@@ -56,8 +67,25 @@ pub async fn finish(
     }
     let before = load_for_update(&mut tx, ctx, claim.card).await?;
     let actor = Actor::System("production");
+    let mut issued = Vec::new();
+    if let Some(encoded) = encoded {
+        // Certificates of an attempt that failed after encoding are recorded as revoked.
+        for record in &encoded.certificates {
+            let mut record = record.clone();
+            if status != ItemStatus::Produced {
+                record.revoked = true;
+                record.revoked_at = Some(now);
+            }
+            certificates::insert(&mut tx, &record).await?;
+            issued.push(record.serial);
+        }
+        if status == ItemStatus::Produced {
+            certificates::set_sealed_puk(&mut tx, claim.card, &encoded.puk_sealed).await?;
+        }
+    }
     if PROCESS.def().from.contains(&before.state) {
         let after = Card {
+            encoded: before.encoded || (encoded.is_some() && status == ItemStatus::Produced),
             state: if status == ItemStatus::Produced {
                 PROCESS.transition(before.state)?
             } else {
@@ -84,6 +112,8 @@ pub async fn finish(
                 "attempt": claim.attempt,
                 "outcome": status.as_str(),
                 "error": error,
+                "certificates": issued,
+                "options": options.map(RunOptions::to_json),
             }),
         )
         .await?;
@@ -122,10 +152,129 @@ pub async fn finish(
     Ok(true)
 }
 
-/// Claims, prints and records one card. Returns false when the queue was empty.
+/// What encoding a card gave: its PIN letter, its sealed PUK and its certificates.
+pub struct Encoded {
+    /// The PIN letter (PDF); the PIN exists nowhere else.
+    pub pin_letter: Vec<u8>,
+    pub puk_sealed: String,
+    pub certificates: Vec<CertificateRecord>,
+}
+
+/// Initialises the card's chip: PUK and PIN from the options' lengths, one key and one
+/// certificate naming the card per selected profile.
+async fn encode(
+    ctx: &Context,
+    station: &Station,
+    claim: &Claim,
+    options: &ScriptOptions,
+) -> Result<Encoded, String> {
+    let pki = ctx
+        .pki
+        .clone()
+        .ok_or("encoding is on, but no certificate authority is configured")?;
+    let encoder = station.encoder.clone().ok_or_else(|| {
+        format!(
+            "encoding is on, but station {} has no chip encoder",
+            station.name
+        )
+    })?;
+    let specs = pki.key_specs(&options.certificates)?;
+    let (card, sealed) = {
+        let mut conn = ctx.store.reader().await.map_err(|e| e.to_string())?;
+        let card = cards::get(&mut conn, claim.card)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the card vanished")?
+            .card;
+        (
+            card,
+            certificates::sealed_puk(&mut conn, claim.card)
+                .await
+                .map_err(|e| e.to_string())?,
+        )
+    };
+    let old_puk = sealed.as_deref().and_then(|s| pki.open_puk(s));
+    let pin = random_digits(ctx, options.pin_length);
+    let puk = random_digits(ctx, options.puk_length);
+    let mut nonce = [0u8; 12];
+    ctx.entropy.fill(&mut nonce);
+    let serials: Vec<[u8; 16]> = specs.iter().map(|_| new_serial(ctx)).collect();
+    let now = ctx.now();
+    let issue_date = now.format("%Y-%m-%d").to_string();
+    let puk_sealed = pki.seal_puk(nonce, &puk);
+    let serial = claim.serial.clone();
+    let certificates = tokio::task::spawn_blocking(move || {
+        let mut records = Vec::new();
+        let mut serials = serials.into_iter();
+        let subject = Subject {
+            common_name: serial.clone(),
+            email: None,
+        };
+        let result = encoder.encode(
+            &serial,
+            &puk,
+            &pin,
+            old_puk.as_deref(),
+            &specs,
+            &mut |key| {
+                let (on_card, record) = pki
+                    .issue(
+                        &card,
+                        key,
+                        CertificateKind::Card,
+                        &subject,
+                        None,
+                        serials.next().unwrap_or([1; 16]),
+                        now,
+                    )
+                    .map_err(EncodeError::Certificate)?;
+                records.push(record);
+                Ok(on_card)
+            },
+        );
+        let letter = result.map_err(|e| e.to_string()).and_then(|_| {
+            pin_letter_pdf(&serial, &pin, &issue_date).map_err(|e| format!("PIN letter: {e}"))
+        });
+        letter.map(|letter| (letter, records))
+    })
+    .await
+    .map_err(|e| format!("encoding stopped: {e}"))??;
+    let (pin_letter, certificates) = certificates;
+    Ok(Encoded {
+        pin_letter,
+        puk_sealed,
+        certificates,
+    })
+}
+
+/// Claims, encodes (when the options say so), prints and records one card. Returns false when
+/// the queue was empty.
 pub async fn produce_one(ctx: &Context, station: &Station) -> Result<bool, ProcessError> {
     let Some(claim) = claim(ctx, &station.name).await? else {
         return Ok(false);
+    };
+    let run = {
+        let mut conn = ctx.store.reader().await?;
+        ctx.scripts
+            .for_run(
+                &mut conn,
+                &claim.template,
+                PROCESS.as_str(),
+                &claim.operator,
+            )
+            .await?
+    };
+    let encoded = if run.options.encode {
+        match encode(ctx, station, &claim, &run.options).await {
+            Ok(encoded) => Some(encoded),
+            Err(reason) => {
+                tracing::warn!(station = %station.name, serial = %claim.serial, %reason, "encoding failed");
+                finish(ctx, &claim, Err(reason), None, Some(&run)).await?;
+                return Ok(true);
+            }
+        }
+    } else {
+        None
     };
     let face = CardFace {
         serial: claim.serial.clone(),
@@ -152,12 +301,13 @@ pub async fn produce_one(ctx: &Context, station: &Station) -> Result<bool, Proce
         attempt: claim.attempt,
         station: station.name.clone(),
         artwork,
+        pin_letter: encoded.as_ref().map(|e| e.pin_letter.clone()),
     };
     let outcome = station.printer.print(&job).await.map_err(|e| e.to_string());
     if let Err(reason) = &outcome {
         tracing::warn!(station = %station.name, serial = %claim.serial, %reason, "production failed");
     }
-    finish(ctx, &claim, outcome).await?;
+    finish(ctx, &claim, outcome, encoded.as_ref(), Some(&run)).await?;
     Ok(true)
 }
 
@@ -174,7 +324,7 @@ pub async fn recover(
     };
     let mut recovered = 0;
     for claim in &found {
-        if finish(ctx, claim, Err(INTERRUPTED.to_owned())).await? {
+        if finish(ctx, claim, Err(INTERRUPTED.to_owned()), None, None).await? {
             recovered += 1;
         }
     }

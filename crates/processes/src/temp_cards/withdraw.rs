@@ -2,6 +2,7 @@
 
 use cardwright_domain::{CardId, Operator, ProcessName};
 use cardwright_storage::cards::CardRecord;
+use cardwright_storage::certificates::{self, CertificateKind};
 
 use super::run_card_process;
 use crate::{Context, ProcessError};
@@ -16,8 +17,18 @@ pub async fn withdraw(
         operator,
         ProcessName::TempCardsProcWithdraw,
         id,
-        async |_, card| {
-            let details = serde_json::json!({ "holder": card.holder.map(|h| h.to_string()) });
+        async |conn, card| {
+            let revoked = certificates::revoke(
+                conn,
+                card.id,
+                Some(CertificateKind::Holder),
+                card.updated_at,
+            )
+            .await?;
+            let details = serde_json::json!({
+                "holder": card.holder.map(|h| h.to_string()),
+                "revoked_certificates": revoked,
+            });
             card.holder = None;
             card.valid_until = None;
             Ok(details)

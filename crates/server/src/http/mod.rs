@@ -10,6 +10,7 @@ mod extract;
 mod metrics;
 mod openapi;
 mod persons;
+mod pki;
 mod scripts;
 mod templates;
 mod views;
@@ -96,6 +97,8 @@ pub fn router(ctx: Context) -> Router {
     api.merge(crate::ui::router())
         .route("/api/v1/openapi.json", get(openapi::serve))
         .route("/healthz", get(metrics::healthz))
+        .route("/pki/ca.pem", get(pki::ca_pem))
+        .route("/pki/crl", get(pki::crl))
         .route("/metrics", get(metrics::metrics))
         .fallback(error::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))

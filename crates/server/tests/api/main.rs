@@ -9,6 +9,7 @@ mod card_sdk;
 mod cards;
 mod cli;
 mod concurrency;
+mod encoding;
 mod masterdata;
 mod openapi;
 mod scripts;

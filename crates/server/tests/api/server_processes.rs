@@ -14,22 +14,26 @@ use serde_json::{json, Value};
 use crate::helpers::{fresh_database, postgres, Db, PASSWORD};
 
 /// A `cardwright serve` child process.
-struct Server {
-    child: Child,
-    base: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) base: String,
 }
 
 impl Server {
     /// Starts the binary with `config` and waits (at most 30 s) until it says where it listens.
     fn start(config: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cardwright"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cardwright"));
+        command
             .args(["serve", "--config"])
             .arg(config)
             .env("CARDWRIGHT_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("cardwright starts");
+            .stderr(Stdio::inherit());
+        Self::spawned(command)
+    }
+
+    fn spawned(mut command: Command) -> Self {
+        let mut child = command.spawn().expect("cardwright starts");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -43,6 +47,20 @@ impl Server {
             .recv_timeout(Duration::from_secs(30))
             .expect("the server reports its address");
         Self { child, base }
+    }
+
+    /// Starts the binary with extra environment and its log (standard error) going to `log`.
+    pub(crate) fn start_with(config: &Path, env: &[(&str, &std::ffi::OsStr)], log: &Path) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cardwright"));
+        command
+            .args(["serve", "--config"])
+            .arg(config)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).expect("log file"));
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        Self::spawned(command)
     }
 
     /// SIGKILL: no shutdown, no cleanup.
@@ -103,7 +121,7 @@ fn add_operator(config: &Path) {
     assert!(child.wait().unwrap().success());
 }
 
-struct Client {
+pub(crate) struct Client {
     http: reqwest::Client,
     base: String,
     token: String,
@@ -111,10 +129,14 @@ struct Client {
 
 impl Client {
     async fn login(base: &str) -> Self {
+        Self::login_as(base, "desk").await
+    }
+
+    pub(crate) async fn login_as(base: &str, username: &str) -> Self {
         let http = reqwest::Client::new();
         let answer: Value = http
             .post(format!("{base}/api/v1/auth/login"))
-            .json(&json!({"username": "desk", "password": PASSWORD}))
+            .json(&json!({"username": username, "password": PASSWORD}))
             .send()
             .await
             .unwrap()
@@ -128,7 +150,7 @@ impl Client {
         }
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -145,20 +167,20 @@ impl Client {
         (res.status(), res.json().await.unwrap_or(Value::Null))
     }
 
-    async fn post(&self, path: &str, body: Value) -> Value {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> Value {
         let (status, body) = self.call(reqwest::Method::POST, path, Some(body)).await;
         assert!(status.is_success(), "POST {path}: {status} {body}");
         body
     }
 
-    async fn get(&self, path: &str) -> Value {
+    pub(crate) async fn get(&self, path: &str) -> Value {
         let (status, body) = self.call(reqwest::Method::GET, path, None).await;
         assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
         body
     }
 
     /// Polls an order until `done` holds (at most about 30 s).
-    async fn wait_for(&self, order: &str, done: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn wait_for(&self, order: &str, done: impl Fn(&Value) -> bool) -> Value {
         let mut last = Value::Null;
         for _ in 0..1200 {
             last = self.get(&format!("/api/v1/batch-orders/{order}")).await;
@@ -170,7 +192,7 @@ impl Client {
         panic!("order never got there: {last}");
     }
 
-    async fn order_of_new_cards(&self, amount: i64) -> (String, Vec<String>) {
+    pub(crate) async fn order_of_new_cards(&self, amount: i64) -> (String, Vec<String>) {
         let cards = self
             .post(
                 "/api/v1/temporary-cards",
