@@ -405,6 +405,59 @@ async fn encoded_cards_on_softhsm() {
         "{reject}"
     );
 
+    // Extending re-issues the holder's certificates; withdrawing revokes them.
+    let other = client
+        .post(
+            "/api/v1/persons",
+            json!({"employee_number": "E-78", "given_name": "Alan", "family_name": "Turing"}),
+        )
+        .await;
+    client
+        .post(
+            &format!("/api/v1/cards/{third}/assign"),
+            json!({"person": other["id"]}),
+        )
+        .await;
+    client
+        .post(&format!("/api/v1/cards/{third}/extend"), json!({}))
+        .await;
+    client
+        .post(&format!("/api/v1/cards/{third}/withdraw"), json!({}))
+        .await;
+    let history = client.get(&format!("/api/v1/cards/{third}")).await;
+    let event = |process: &str| {
+        history["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|e| e["process"] == process)
+            .unwrap()
+            .clone()
+    };
+    let count = |e: &serde_json::Value, key: &str| e["details"][key].as_array().map_or(0, Vec::len);
+    assert_eq!(count(&event("TempCardsProcAssign"), "certificates"), 2);
+    let extend = event("TempCardsProcExtend");
+    assert_eq!(
+        (
+            count(&extend, "revoked_certificates"),
+            count(&extend, "certificates")
+        ),
+        (2, 2),
+        "{extend}"
+    );
+    assert_eq!(
+        count(&event("TempCardsProcWithdraw"), "revoked_certificates"),
+        2
+    );
+    let subject = cert_pem_from_card(
+        &conf,
+        "TMP-000003",
+        "signature holder",
+        &dir.path().join("turing.pem"),
+    );
+    assert!(subject.contains("Alan Turing"), "{subject}");
+
     // No PIN anywhere but on its letter: not in the database, not in the log.
     drop(server);
     std::thread::sleep(Duration::from_millis(200));
