@@ -110,8 +110,16 @@ fn cert_pem_from_card(conf: &Path, serial: &str, label: &str, out: &Path) -> Str
     .1
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn encoded_cards_on_softhsm() {
+/// What the phases of the encoding test share.
+struct Bench {
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+    data: PathBuf,
+    log: PathBuf,
+}
+
+/// A server with one station whose encoder is SoftHSM2, and an operator with every role.
+fn start_server() -> (Bench, Server) {
     let dir = tempfile::tempdir().unwrap();
     let conf = softhsm(dir.path());
     // A card that is already initialised by someone else: encoding it must fail, alone.
@@ -175,6 +183,33 @@ async fn encoded_cards_on_softhsm() {
         ],
         &log,
     );
+    (
+        Bench {
+            dir,
+            conf,
+            data,
+            log,
+        },
+        server,
+    )
+}
+
+/// One card's life with a chip, in order: production with one failing card, tokens and PIN
+/// letters, certificates against the CA, assignment, lock and revocation list, repeat with a new
+/// PIN, extension and withdrawal, and a search for leaked PINs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario whose steps build on each other"
+)]
+async fn encoded_cards_on_softhsm() {
+    let (bench, server) = start_server();
+    let Bench {
+        dir,
+        conf,
+        data,
+        log,
+    } = &bench;
     let client = Client::login_as(&server.base, "admin").await;
 
     let script = client
@@ -205,7 +240,7 @@ async fn encoded_cards_on_softhsm() {
     assert_eq!(items[1]["card"]["state"], "failed");
 
     // A token per produced card, labelled with its serial.
-    let (ok, slots) = pkcs11_tool(&conf, &["-L"]);
+    let (ok, slots) = pkcs11_tool(conf, &["-L"]);
     assert!(ok, "{slots}");
     assert!(
         slots.contains("TMP-000001") && slots.contains("TMP-000003"),
@@ -219,13 +254,13 @@ async fn encoded_cards_on_softhsm() {
         let pin = pin_from_letter(&spool.join(format!("{serial}-attempt1-pin-letter.pdf")));
         assert_eq!(pin.len(), 12, "the script's PIN length");
         let (ok, objects) = pkcs11_tool(
-            &conf,
+            conf,
             &["--token-label", serial, "--login", "--pin", &pin, "-O"],
         );
         assert!(ok, "login with the letter's PIN: {objects}");
         assert!(objects.contains("Private Key Object"), "{objects}");
         let (ok, _) = pkcs11_tool(
-            &conf,
+            conf,
             &[
                 "--token-label",
                 serial,
@@ -250,7 +285,7 @@ async fn encoded_cards_on_softhsm() {
     std::fs::write(&ca_path, ca).unwrap();
     for label in ["authentication", "signature"] {
         let cert = dir.path().join(format!("{label}.pem"));
-        let subject = cert_pem_from_card(&conf, "TMP-000001", label, &cert);
+        let subject = cert_pem_from_card(conf, "TMP-000001", label, &cert);
         assert!(
             subject.contains("TMP-000001"),
             "a card certificate names the card: {subject}"
@@ -263,7 +298,7 @@ async fn encoded_cards_on_softhsm() {
                 ca_path.to_str().unwrap(),
                 cert.to_str().unwrap(),
             ],
-            &conf,
+            conf,
         );
         assert!(ok, "{text}");
     }
@@ -283,7 +318,7 @@ async fn encoded_cards_on_softhsm() {
         )
         .await;
     let holder_cert = dir.path().join("holder.pem");
-    let subject = cert_pem_from_card(&conf, "TMP-000001", "authentication holder", &holder_cert);
+    let subject = cert_pem_from_card(conf, "TMP-000001", "authentication holder", &holder_cert);
     assert!(subject.contains("Grace Hopper"), "{subject}");
     let (ok, text) = run(
         "openssl",
@@ -293,7 +328,7 @@ async fn encoded_cards_on_softhsm() {
             ca_path.to_str().unwrap(),
             holder_cert.to_str().unwrap(),
         ],
-        &conf,
+        conf,
     );
     assert!(ok, "{text}");
 
@@ -338,7 +373,7 @@ async fn encoded_cards_on_softhsm() {
             "-noout",
             "-text",
         ],
-        &conf,
+        conf,
     );
     assert!(ok, "{text}");
     for serial in &revoked {
@@ -365,7 +400,7 @@ async fn encoded_cards_on_softhsm() {
     let pin = pin_from_letter(&spool.join("TMP-000003-attempt2-pin-letter.pdf"));
     assert_ne!(pin, pins[1], "a new PIN");
     let (ok, objects) = pkcs11_tool(
-        &conf,
+        conf,
         &[
             "--token-label",
             "TMP-000003",
@@ -377,7 +412,7 @@ async fn encoded_cards_on_softhsm() {
     );
     assert!(ok, "{objects}");
     let (ok, _) = pkcs11_tool(
-        &conf,
+        conf,
         &[
             "--token-label",
             "TMP-000003",
@@ -451,7 +486,7 @@ async fn encoded_cards_on_softhsm() {
         2
     );
     let subject = cert_pem_from_card(
-        &conf,
+        conf,
         "TMP-000003",
         "signature holder",
         &dir.path().join("turing.pem"),
@@ -462,7 +497,7 @@ async fn encoded_cards_on_softhsm() {
     drop(server);
     std::thread::sleep(Duration::from_millis(200));
     let mut stored = Vec::new();
-    for entry in std::fs::read_dir(&data).unwrap().filter_map(Result::ok) {
+    for entry in std::fs::read_dir(data).unwrap().filter_map(Result::ok) {
         if entry
             .file_name()
             .to_string_lossy()
@@ -471,7 +506,7 @@ async fn encoded_cards_on_softhsm() {
             stored.extend(std::fs::read(entry.path()).unwrap());
         }
     }
-    let logged = std::fs::read(&log).unwrap();
+    let logged = std::fs::read(log).unwrap();
     assert!(!logged.is_empty(), "the server logged");
     for pin in &pins {
         let needle = pin.as_bytes();
