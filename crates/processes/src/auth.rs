@@ -191,6 +191,24 @@ pub async fn authenticate(ctx: &Context, token: &str) -> Result<Operator, Proces
         })
 }
 
+/// Keeps a browser session alive: its expiry moves to `idle` from now (rounded up to the minute,
+/// so a busy page writes at most once a minute), until the session is as old as the token
+/// lifetime, after which it runs out.
+pub async fn keep_alive(
+    ctx: &Context,
+    token: &str,
+    idle: chrono::Duration,
+) -> Result<(), ProcessError> {
+    let now = ctx.now();
+    let idle_end = (now + idle).timestamp();
+    let until = Timestamp::from_timestamp(idle_end - idle_end.rem_euclid(60) + 60, 0)
+        .ok_or_else(|| ProcessError::Internal("session expiry out of range".into()))?;
+    let oldest = now - ctx.settings.login.token_ttl;
+    let mut conn = ctx.store.reader().await?;
+    operators::slide_session(&mut conn, &hash_token(token), now, until, oldest).await?;
+    Ok(())
+}
+
 /// Ends the session of a token.
 pub async fn logout(ctx: &Context, token: &str) -> Result<(), ProcessError> {
     let mut tx = ctx.store.begin().await?;

@@ -94,6 +94,29 @@ pub async fn session_operator(
     row.as_ref().map(operator).transpose()
 }
 
+/// Sets an unexpired session's expiry to `until`, unless the session was created at or before
+/// `created_after` (a session past that age keeps its expiry and runs out). Returns whether the
+/// expiry changed; an expiry already at `until` is not written again.
+pub async fn slide_session(
+    conn: &mut Conn,
+    token_hash: &str,
+    now: Timestamp,
+    until: Timestamp,
+    created_after: Timestamp,
+) -> Result<bool, StoreError> {
+    let result = sqlx::query(
+        "UPDATE sessions SET expires_at = $3 \
+         WHERE token_hash = $1 AND expires_at > $2 AND expires_at <> $3 AND created_at > $4",
+    )
+    .bind(token_hash)
+    .bind(to_micros(now))
+    .bind(to_micros(until))
+    .bind(to_micros(created_after))
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() > 0)
+}
+
 /// Ends a session.
 pub async fn delete_session(conn: &mut Conn, token_hash: &str) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM sessions WHERE token_hash = $1")

@@ -1,0 +1,111 @@
+//! Administration lists: operators with their roles, and the audit log with its filters.
+
+use askama::Template;
+use axum::extract::{Query, State};
+use cardwright_domain::Role;
+use cardwright_processes::{audit, auth};
+use serde::Deserialize;
+
+use super::cards::EventRow;
+use super::page::{explain, forbidden, process_error, render, Layout, Reply, Section};
+use super::session::UiSession;
+use crate::http::AppState;
+
+struct OperatorRow {
+    username: String,
+    roles: Vec<&'static str>,
+}
+
+#[derive(Template)]
+#[template(path = "operators.html")]
+struct OperatorsPage {
+    layout: Layout,
+    operators: Vec<OperatorRow>,
+}
+
+/// GET /admin/operators: every operator and their roles.
+pub(crate) async fn operators(State(state): State<AppState>, session: UiSession) -> Reply {
+    if !Section::Operators.open_to(&session.operator.roles) {
+        return Err(forbidden(&session, Section::Operators));
+    }
+    let list = auth::list_operators(&state.ctx)
+        .await
+        .map_err(|e| process_error(&session, e))?;
+    Ok(render(&OperatorsPage {
+        layout: Layout::new(&session, Section::Operators, "Operators"),
+        operators: list
+            .into_iter()
+            .map(|o| OperatorRow {
+                username: o.username.as_str().to_owned(),
+                roles: o.roles.iter().map(Role::as_str).collect(),
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    layout: Layout,
+    card: String,
+    order: String,
+    events: Vec<EventRow>,
+    next_href: Option<String>,
+    error: Option<String>,
+    can_see_orders: bool,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AuditQuery {
+    card: Option<String>,
+    order: Option<String>,
+    cursor: Option<String>,
+}
+
+/// GET /admin/audit: audit events, oldest first, filtered by card and/or batch order.
+pub(crate) async fn audit(
+    State(state): State<AppState>,
+    session: UiSession,
+    Query(q): Query<AuditQuery>,
+) -> Reply {
+    if !Section::Audit.open_to(&session.operator.roles) {
+        return Err(forbidden(&session, Section::Audit));
+    }
+    let card = q.card.unwrap_or_default().trim().to_owned();
+    let order = q.order.unwrap_or_default().trim().to_owned();
+    let (events, next_href, error) = match audit::events(
+        &state.ctx,
+        &session.operator,
+        Some(card.clone()),
+        Some(order.clone()),
+        q.cursor.as_deref(),
+        Some(50),
+    )
+    .await
+    {
+        Ok((page, next)) => {
+            let href = next.map(|cursor| {
+                format!(
+                    "/admin/audit?{}",
+                    serde_urlencoded::to_string([
+                        ("card", card.as_str()),
+                        ("order", order.as_str()),
+                        ("cursor", cursor.as_str()),
+                    ])
+                    .unwrap_or_default()
+                )
+            });
+            (page.into_iter().map(EventRow::from).collect(), href, None)
+        }
+        Err(e) => (Vec::new(), None, Some(explain(e).1)),
+    };
+    Ok(render(&AuditPage {
+        layout: Layout::new(&session, Section::Audit, "Audit log"),
+        can_see_orders: Section::BatchOrders.open_to(&session.operator.roles),
+        card,
+        order,
+        events,
+        next_href,
+        error,
+    }))
+}

@@ -1,0 +1,423 @@
+//! Cards: Request temporary cards, the card profile with its preview and history, and the
+//! card processes allowed now (assign with a person search, withdraw, extend, lock, abort),
+//! each behind a confirmation page.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use cardwright_domain::catalog::ProcessScope;
+use cardwright_domain::{CardId, CardState, ProcessDef, CATALOG};
+use cardwright_processes::cards::{self, CardProfile};
+use cardwright_processes::temp_cards::{abort, assign, extend, lock, request, withdraw};
+use cardwright_processes::{persons, templates, ProcessError};
+use cardwright_storage::audit::Event;
+use cardwright_storage::cards::CardRecord;
+use serde::Deserialize;
+
+use super::form::Posted;
+use super::page::{
+    choices, day, explain, forbidden, not_found, process_error, render, render_with, when, Choice,
+    Layout, Reply, Section,
+};
+use super::persons::PersonRow;
+use super::session::{see_other, UiSession};
+use crate::http::AppState;
+
+/// A card as lists show it.
+pub(crate) struct CardRow {
+    pub id: String,
+    pub serial: String,
+    pub template: String,
+    pub state: &'static str,
+    pub holder: String,
+    pub holder_id: String,
+    pub valid_until: String,
+    pub created: String,
+    /// The open batch order holding the card, if any.
+    pub order: String,
+}
+
+impl From<CardRecord> for CardRow {
+    fn from(r: CardRecord) -> Self {
+        let (holder, holder_id) = r
+            .holder
+            .map(|h| {
+                (
+                    format!("{} ({})", h.name, h.employee_number),
+                    h.id.to_string(),
+                )
+            })
+            .unwrap_or_default();
+        Self {
+            id: r.card.id.to_string(),
+            serial: r.card.serial.to_string(),
+            template: r.template_name,
+            state: r.card.state.as_str(),
+            holder,
+            holder_id,
+            valid_until: r.card.valid_until.map(day).unwrap_or_default(),
+            created: when(r.card.created_at),
+            order: r
+                .card
+                .batch_order
+                .map(|o| o.to_string())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// An audit event as the card profile and the audit log show it.
+pub(crate) struct EventRow {
+    pub seq: i64,
+    pub at: String,
+    pub operator: String,
+    pub process: String,
+    pub card: String,
+    pub order: String,
+    pub change: String,
+    pub details: String,
+}
+
+impl From<Event> for EventRow {
+    fn from(e: Event) -> Self {
+        let change = match (&e.old_state, &e.new_state) {
+            (Some(old), Some(new)) => format!("{old} → {new}"),
+            (None, Some(new)) => format!("→ {new}"),
+            (Some(old), None) => format!("{old} →"),
+            (None, None) => String::new(),
+        };
+        Self {
+            seq: e.seq,
+            at: e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            operator: e.operator,
+            process: e.process,
+            card: e.card.unwrap_or_default(),
+            order: e.order.unwrap_or_default(),
+            change,
+            details: e.details,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "request_cards.html")]
+struct RequestPage {
+    layout: Layout,
+    templates: Vec<Choice>,
+    amount: String,
+    error: Option<String>,
+    created: Vec<CardRow>,
+    can_issue: bool,
+}
+
+async fn template_names(state: &AppState) -> Result<Vec<String>, ProcessError> {
+    Ok(templates::list(&state.ctx)
+        .await?
+        .into_iter()
+        .map(|t| t.name.as_str().to_owned())
+        .collect())
+}
+
+/// GET /cards/request: the Request temporary cards form.
+pub(crate) async fn request_page(State(state): State<AppState>, session: UiSession) -> Reply {
+    if !Section::RequestCards.open_to(&session.operator.roles) {
+        return Err(forbidden(&session, Section::RequestCards));
+    }
+    let templates = template_names(&state)
+        .await
+        .map_err(|e| process_error(&session, e))?;
+    Ok(render(&RequestPage {
+        layout: Layout::new(&session, Section::RequestCards, "Request temporary cards"),
+        templates: choices(&templates, templates.first().map_or("", String::as_str)),
+        amount: "10".into(),
+        error: None,
+        created: Vec::new(),
+        can_issue: Section::BatchOrders.open_to(&session.operator.roles),
+    }))
+}
+
+/// POST /cards/request: TempCardsProcRequest; shows the new cards.
+pub(crate) async fn request(State(state): State<AppState>, posted: Posted) -> Reply {
+    let Posted { session, form } = posted;
+    if !Section::RequestCards.open_to(&session.operator.roles) {
+        return Err(forbidden(&session, Section::RequestCards));
+    }
+    let template = form.text("template").unwrap_or_default();
+    let amount_text = form.text("amount").unwrap_or_default();
+    let result = match amount_text.parse::<i64>() {
+        Ok(amount) => request::request(&state.ctx, &session.operator, &template, amount)
+            .await
+            .map_err(explain),
+        Err(_) => Err((
+            StatusCode::BAD_REQUEST,
+            "Amount: enter a whole number of cards.".to_owned(),
+        )),
+    };
+    let templates = template_names(&state)
+        .await
+        .map_err(|e| process_error(&session, e))?;
+    let mut page = RequestPage {
+        layout: Layout::new(&session, Section::RequestCards, "Request temporary cards"),
+        templates: choices(&templates, &template),
+        amount: amount_text,
+        error: None,
+        created: Vec::new(),
+        can_issue: Section::BatchOrders.open_to(&session.operator.roles),
+    };
+    match result {
+        Ok(created) => {
+            page.created = created.into_iter().map(CardRow::from).collect();
+            Ok(render_with(StatusCode::CREATED, &page))
+        }
+        Err((status, message)) => {
+            page.error = Some(message);
+            Err(render_with(status, &page))
+        }
+    }
+}
+
+/// A process the operator may start on the card now.
+struct ProcessButton {
+    action: &'static str,
+    title: &'static str,
+    danger: bool,
+}
+
+#[derive(Template)]
+#[template(path = "card.html")]
+struct CardPage {
+    layout: Layout,
+    card: CardRow,
+    encoded: bool,
+    updated: String,
+    processes: Vec<ProcessButton>,
+    history: Vec<EventRow>,
+    done: Option<&'static str>,
+    can_see_orders: bool,
+    can_see_persons: bool,
+}
+
+/// A card-scoped process of the catalog by its action word.
+fn card_process(action: &str) -> Option<&'static ProcessDef> {
+    CATALOG
+        .iter()
+        .find(|d| d.scope == ProcessScope::Card && d.action == action)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ProfileQuery {
+    done: Option<String>,
+}
+
+/// GET /cards/{id}: the card profile.
+pub(crate) async fn profile(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(id): Path<String>,
+    Query(q): Query<ProfileQuery>,
+) -> Reply {
+    let profile = cards::profile(&state.ctx, &session.operator, &id)
+        .await
+        .map_err(|e| process_error(&session, e))?;
+    let CardProfile {
+        record,
+        processes,
+        history,
+    } = profile;
+    let done = q.done.as_deref().and_then(card_process).map(|d| d.title);
+    let roles = &session.operator.roles;
+    Ok(render(&CardPage {
+        layout: Layout::new(
+            &session,
+            Section::Home,
+            format!("Card {}", record.card.serial),
+        ),
+        encoded: record.card.encoded,
+        updated: when(record.card.updated_at),
+        processes: processes
+            .iter()
+            .map(|d| ProcessButton {
+                action: d.action,
+                title: d.title,
+                danger: d.to.is_final(),
+            })
+            .collect(),
+        history: history.into_iter().map(EventRow::from).collect(),
+        card: record.into(),
+        done,
+        can_see_orders: Section::BatchOrders.open_to(roles),
+        can_see_persons: Section::Persons.open_to(roles),
+    }))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PreviewQuery {
+    side: Option<String>,
+}
+
+/// GET /cards/{id}/preview?side=front|back: the card's PNG as it prints.
+pub(crate) async fn preview(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(id): Path<String>,
+    Query(q): Query<PreviewQuery>,
+) -> Reply {
+    let png = cards::preview(&state.ctx, &id, q.side.as_deref().unwrap_or("front"))
+        .await
+        .map_err(|e| process_error(&session, e))?;
+    Ok((
+        [
+            (CONTENT_TYPE, "image/png"),
+            (CACHE_CONTROL, "private, no-cache"),
+        ],
+        png,
+    )
+        .into_response())
+}
+
+#[derive(Template)]
+#[template(path = "card_action.html")]
+struct ActionPage {
+    layout: Layout,
+    card: CardRow,
+    action: &'static str,
+    title: &'static str,
+    to_state: &'static str,
+    final_state: bool,
+    query: String,
+    searched: bool,
+    persons: Vec<PersonRow>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ActionQuery {
+    q: Option<String>,
+}
+
+/// The confirmation page of a process on a card, with the person search for Assign.
+async fn action_page(
+    state: &AppState,
+    session: &UiSession,
+    id: &str,
+    action: &str,
+    query: Option<String>,
+    error: Option<(StatusCode, String)>,
+) -> Reply {
+    let Some(def) = card_process(action) else {
+        return Err(not_found(session));
+    };
+    let profile = cards::profile(&state.ctx, &session.operator, id)
+        .await
+        .map_err(|e| process_error(session, e))?;
+    if error.is_none() && !profile.processes.iter().any(|p| p.name == def.name) {
+        let (status, message) = match def.role {
+            Some(role) if !session.operator.roles.contains(role) => (
+                StatusCode::FORBIDDEN,
+                format!("{} needs the role {role}.", def.title),
+            ),
+            _ => (
+                StatusCode::CONFLICT,
+                format!(
+                    "{} is not possible on a card in state {}; it needs {}.",
+                    def.title,
+                    profile.record.card.state,
+                    def.from
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ),
+            ),
+        };
+        return Err(super::page::error_page(session, status, message));
+    }
+    let query = query.unwrap_or_default();
+    let searched = def.action == "assign" && !query.trim().is_empty();
+    let persons = if searched {
+        persons::search(&state.ctx, &session.operator, Some(query.trim()), None, 20)
+            .await
+            .map_err(|e| process_error(session, e))?
+            .0
+            .into_iter()
+            .map(PersonRow::from)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let (status, error) = match error {
+        Some((status, message)) => (status, Some(message)),
+        None => (StatusCode::OK, None),
+    };
+    let page = ActionPage {
+        layout: Layout::new(session, Section::Home, def.title),
+        card: profile.record.into(),
+        action: def.action,
+        title: def.title,
+        to_state: def.to.as_str(),
+        final_state: def.to.is_final(),
+        query,
+        searched,
+        persons,
+        error,
+    };
+    if status == StatusCode::OK {
+        Ok(render(&page))
+    } else {
+        Err(render_with(status, &page))
+    }
+}
+
+/// GET /cards/{id}/{action}: confirm a process on the card.
+pub(crate) async fn confirm(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path((id, action)): Path<(String, String)>,
+    Query(q): Query<ActionQuery>,
+) -> Reply {
+    action_page(&state, &session, &id, &action, q.q, None).await
+}
+
+/// POST /cards/{id}/{action}: runs the process, then shows the card.
+pub(crate) async fn run(
+    State(state): State<AppState>,
+    Path((id, action)): Path<(String, String)>,
+    posted: Posted,
+) -> Reply {
+    let Posted { session, form } = posted;
+    let Some(def) = card_process(&action) else {
+        return Err(not_found(&session));
+    };
+    let ctx = &state.ctx;
+    let op = &session.operator;
+    let result = match CardId::parse(&id) {
+        Err(e) => Err(ProcessError::from(e)),
+        Ok(card) => match def.action {
+            "abort" => abort::abort(ctx, op, card).await,
+            "assign" => match form.text("person") {
+                Some(person) => assign::assign(ctx, op, card, &person).await,
+                None => Err(ProcessError::Invalid(
+                    "Choose the person who gets the card.".into(),
+                )),
+            },
+            "withdraw" => withdraw::withdraw(ctx, op, card).await,
+            "extend" => extend::extend(ctx, op, card).await,
+            "lock" => lock::lock(ctx, op, card).await,
+            _ => return Err(not_found(&session)),
+        },
+    };
+    match result {
+        Ok(_) => Ok(see_other(&format!("/cards/{id}?done={}", def.action))),
+        Err(e) => {
+            let query = form.text("q");
+            action_page(&state, &session, &id, &action, query, Some(explain(e))).await
+        }
+    }
+}
+
+/// Every card state's name, for search forms.
+pub(crate) fn state_names() -> Vec<&'static str> {
+    CardState::ALL.iter().map(|s| s.as_str()).collect()
+}

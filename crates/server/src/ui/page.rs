@@ -1,0 +1,268 @@
+//! What every page shares: the menu by role, the layout around the content, rendering, and the
+//! error page.
+
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use cardwright_domain::{ProcessName, Role};
+use cardwright_processes::ProcessError;
+
+use super::session::UiSession;
+use crate::http::ApiError;
+
+/// A page handler's answer: the page, or an error page (or redirect) to show instead.
+pub(crate) type Reply = Result<Response, Response>;
+
+/// The parts of the UI, each with the roles that may open it; the menu shows an operator only
+/// the parts their roles open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Section {
+    Home,
+    BatchOrders,
+    RequestCards,
+    Persons,
+    Script,
+    Templates,
+    Operators,
+    Audit,
+}
+
+impl Section {
+    /// The menu, in order.
+    const MENU: [Section; 8] = [
+        Section::Home,
+        Section::BatchOrders,
+        Section::RequestCards,
+        Section::Persons,
+        Section::Script,
+        Section::Templates,
+        Section::Operators,
+        Section::Audit,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Section::Home => "Home",
+            Section::BatchOrders => "Batch orders",
+            Section::RequestCards => "Request cards",
+            Section::Persons => "Persons",
+            Section::Script => "Option script",
+            Section::Templates => "Card templates",
+            Section::Operators => "Operators",
+            Section::Audit => "Audit log",
+        }
+    }
+
+    fn href(self) -> &'static str {
+        match self {
+            Section::Home => "/",
+            Section::BatchOrders => "/batch-orders",
+            Section::RequestCards => "/cards/request",
+            Section::Persons => "/persons",
+            Section::Script => "/admin/script",
+            Section::Templates => "/admin/templates",
+            Section::Operators => "/admin/operators",
+            Section::Audit => "/admin/audit",
+        }
+    }
+
+    /// Whether the section belongs under "Administration" in the menu.
+    fn is_admin(self) -> bool {
+        matches!(
+            self,
+            Section::Script | Section::Templates | Section::Operators | Section::Audit
+        )
+    }
+
+    /// Roles that open the section (any of them); empty for every logged-in operator. Process
+    /// sections take their role from the process catalog.
+    fn roles(self) -> Vec<Role> {
+        let of = |process: ProcessName| process.def().role.into_iter().collect();
+        match self {
+            Section::Home => Vec::new(),
+            Section::BatchOrders => of(ProcessName::TempCardsBoProcIssueMultiple),
+            Section::RequestCards => of(ProcessName::TempCardsProcRequest),
+            Section::Persons => vec![Role::RegistrationOfficer],
+            Section::Script | Section::Templates | Section::Operators => vec![Role::PolicyAdmin],
+            Section::Audit => vec![Role::ServiceAdmin, Role::PolicyAdmin],
+        }
+    }
+
+    /// Whether an operator with `roles` may open the section.
+    pub(crate) fn open_to(self, roles: &cardwright_domain::Roles) -> bool {
+        let needed = self.roles();
+        needed.is_empty() || roles.contains_any(&needed)
+    }
+}
+
+/// One entry of the menu.
+pub(crate) struct MenuEntry {
+    pub label: &'static str,
+    pub href: &'static str,
+    pub current: bool,
+    pub admin: bool,
+}
+
+/// The frame around every page of a logged-in operator.
+pub(crate) struct Layout {
+    pub title: String,
+    pub operator: String,
+    pub roles: String,
+    pub menu: Vec<MenuEntry>,
+    /// The CSRF token every form of the page carries.
+    pub csrf: String,
+    /// Whether any administration entry is in the menu.
+    pub has_admin: bool,
+}
+
+impl Layout {
+    pub(crate) fn new(session: &UiSession, section: Section, title: impl Into<String>) -> Self {
+        let roles = &session.operator.roles;
+        let menu: Vec<MenuEntry> = Section::MENU
+            .into_iter()
+            .filter(|s| s.open_to(roles))
+            .map(|s| MenuEntry {
+                label: s.label(),
+                href: s.href(),
+                current: s == section,
+                admin: s.is_admin(),
+            })
+            .collect();
+        Self {
+            title: title.into(),
+            operator: session.operator.username.as_str().to_owned(),
+            roles: roles
+                .iter()
+                .map(Role::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
+            has_admin: menu.iter().any(|m| m.admin),
+            menu,
+            csrf: session.csrf(),
+        }
+    }
+}
+
+/// One option of a select box.
+pub(crate) struct Choice {
+    pub value: String,
+    pub selected: bool,
+}
+
+/// The options of a select box with `selected` chosen.
+pub(crate) fn choices<S: AsRef<str>>(
+    values: impl IntoIterator<Item = S>,
+    selected: &str,
+) -> Vec<Choice> {
+    values
+        .into_iter()
+        .map(|v| Choice {
+            selected: v.as_ref() == selected,
+            value: v.as_ref().to_owned(),
+        })
+        .collect()
+}
+
+/// Renders a page with status 200.
+pub(crate) fn render(page: &impl Template) -> Response {
+    render_with(StatusCode::OK, page)
+}
+
+/// Renders a page with the given status.
+pub(crate) fn render_with(status: StatusCode, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering a page failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be shown",
+            )
+                .into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    layout: Layout,
+    heading: &'static str,
+    message: String,
+}
+
+/// The heading an error page shows for a status.
+fn heading(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::FORBIDDEN => "Not allowed",
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::CONFLICT => "Not possible now",
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => "Check the input",
+        StatusCode::TOO_MANY_REQUESTS => "Too many attempts",
+        _ => "Something went wrong",
+    }
+}
+
+/// A process error's status and message as the operator sees them (internal causes go to
+/// the log only).
+pub(crate) fn explain(e: ProcessError) -> (StatusCode, String) {
+    let api = ApiError::from(e);
+    (api.status, api.message)
+}
+
+/// An error page within the operator's layout.
+pub(crate) fn error_page(
+    session: &UiSession,
+    status: StatusCode,
+    message: impl Into<String>,
+) -> Response {
+    let page = ErrorPage {
+        layout: Layout::new(session, Section::Home, heading(status)),
+        heading: heading(status),
+        message: message.into(),
+    };
+    render_with(status, &page)
+}
+
+/// The error page for a refused process.
+pub(crate) fn process_error(session: &UiSession, e: ProcessError) -> Response {
+    let (status, message) = explain(e);
+    error_page(session, status, message)
+}
+
+/// The "not allowed" page (403) for a section the operator's roles do not open.
+pub(crate) fn forbidden(session: &UiSession, section: Section) -> Response {
+    let roles: Vec<&str> = section.roles().iter().map(|r| r.as_str()).collect();
+    error_page(
+        session,
+        StatusCode::FORBIDDEN,
+        format!(
+            "{} needs the role {}; you are logged in as {} ({}).",
+            section.label(),
+            roles.join(" or "),
+            session.operator.username.as_str(),
+            session
+                .operator
+                .roles
+                .iter()
+                .map(Role::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )
+}
+
+/// A 404 page for a path segment that names nothing.
+pub(crate) fn not_found(session: &UiSession) -> Response {
+    error_page(session, StatusCode::NOT_FOUND, "There is no such page.")
+}
+
+/// A timestamp as operators read it.
+pub(crate) fn when(t: cardwright_domain::Timestamp) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// A date as operators read it.
+pub(crate) fn day(t: cardwright_domain::Timestamp) -> String {
+    t.format("%Y-%m-%d").to_string()
+}

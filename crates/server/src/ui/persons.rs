@@ -1,0 +1,182 @@
+//! Persons: search, a new person, and a person's profile with their temporary cards.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use cardwright_domain::Person;
+use cardwright_processes::cards as card_process;
+use cardwright_processes::persons::{self, NewPerson};
+use serde::Deserialize;
+
+use super::cards::CardRow;
+use super::form::Posted;
+use super::page::{explain, forbidden, process_error, render, render_with, Layout, Reply, Section};
+use super::session::{see_other, UiSession};
+use crate::http::AppState;
+
+/// A person as lists show it.
+pub(crate) struct PersonRow {
+    pub id: String,
+    pub employee_number: String,
+    pub name: String,
+    pub email: String,
+    pub state: &'static str,
+}
+
+impl From<Person> for PersonRow {
+    fn from(p: Person) -> Self {
+        Self {
+            id: p.id.to_string(),
+            employee_number: p.employee_number.as_str().to_owned(),
+            name: p.display_name(),
+            email: p.email.map(|e| e.as_str().to_owned()).unwrap_or_default(),
+            state: p.state.as_str(),
+        }
+    }
+}
+
+/// What the new person form holds.
+#[derive(Default)]
+struct NewPersonFields {
+    employee_number: String,
+    given_name: String,
+    family_name: String,
+    email: String,
+}
+
+#[derive(Template)]
+#[template(path = "persons.html")]
+struct PersonsPage {
+    layout: Layout,
+    query: String,
+    persons: Vec<PersonRow>,
+    next_href: Option<String>,
+    new: NewPersonFields,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SearchQuery {
+    q: Option<String>,
+    cursor: Option<String>,
+}
+
+/// Page size of person lists.
+const PAGE: u32 = 50;
+
+async fn persons_page(
+    state: &AppState,
+    session: &UiSession,
+    q: SearchQuery,
+    new: NewPersonFields,
+    error: Option<(StatusCode, String)>,
+) -> Reply {
+    let query = q.q.unwrap_or_default();
+    let text = Some(query.trim()).filter(|t| !t.is_empty());
+    let (page, next) = persons::search(
+        &state.ctx,
+        &session.operator,
+        text,
+        q.cursor.as_deref().filter(|c| !c.is_empty()),
+        PAGE,
+    )
+    .await
+    .map_err(|e| process_error(session, e))?;
+    let next_href = next.map(|cursor| {
+        format!(
+            "/persons?{}",
+            serde_urlencoded::to_string([("q", query.as_str()), ("cursor", cursor.as_str())])
+                .unwrap_or_default()
+        )
+    });
+    let (status, error) = match error {
+        Some((status, message)) => (status, Some(message)),
+        None => (StatusCode::OK, None),
+    };
+    let page = PersonsPage {
+        layout: Layout::new(session, Section::Persons, "Persons"),
+        query,
+        persons: page.into_iter().map(PersonRow::from).collect(),
+        next_href,
+        new,
+        error,
+    };
+    if status == StatusCode::OK {
+        Ok(render(&page))
+    } else {
+        Err(render_with(status, &page))
+    }
+}
+
+/// GET /persons: search persons.
+pub(crate) async fn search(
+    State(state): State<AppState>,
+    session: UiSession,
+    Query(q): Query<SearchQuery>,
+) -> Reply {
+    if !Section::Persons.open_to(&session.operator.roles) {
+        return Err(forbidden(&session, Section::Persons));
+    }
+    persons_page(&state, &session, q, NewPersonFields::default(), None).await
+}
+
+/// POST /persons: adds a person, then shows their profile.
+pub(crate) async fn create(State(state): State<AppState>, posted: Posted) -> Reply {
+    let Posted { session, form } = posted;
+    if !Section::Persons.open_to(&session.operator.roles) {
+        return Err(forbidden(&session, Section::Persons));
+    }
+    let fields = NewPersonFields {
+        employee_number: form.text("employee_number").unwrap_or_default(),
+        given_name: form.text("given_name").unwrap_or_default(),
+        family_name: form.text("family_name").unwrap_or_default(),
+        email: form.text("email").unwrap_or_default(),
+    };
+    let new = NewPerson {
+        employee_number: fields.employee_number.clone(),
+        given_name: fields.given_name.clone(),
+        family_name: fields.family_name.clone(),
+        email: Some(fields.email.clone()).filter(|e| !e.is_empty()),
+        state: None,
+    };
+    match persons::create(&state.ctx, &session.operator, new).await {
+        Ok(person) => Ok(see_other(&format!("/persons/{}", person.id))),
+        Err(e) => {
+            let q = SearchQuery {
+                q: None,
+                cursor: None,
+            };
+            persons_page(&state, &session, q, fields, Some(explain(e))).await
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "person.html")]
+struct PersonPage {
+    layout: Layout,
+    person: PersonRow,
+    cards: Vec<CardRow>,
+}
+
+/// GET /persons/{id}: a person and their temporary cards.
+pub(crate) async fn profile(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(id): Path<String>,
+) -> Reply {
+    if !Section::Persons.open_to(&session.operator.roles) {
+        return Err(forbidden(&session, Section::Persons));
+    }
+    let person = persons::get(&state.ctx, &session.operator, &id)
+        .await
+        .map_err(|e| process_error(&session, e))?;
+    let cards = card_process::of_person(&state.ctx, person.id)
+        .await
+        .map_err(|e| process_error(&session, e))?;
+    Ok(render(&PersonPage {
+        layout: Layout::new(&session, Section::Persons, person.display_name()),
+        person: person.into(),
+        cards: cards.into_iter().map(CardRow::from).collect(),
+    }))
+}

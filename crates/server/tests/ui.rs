@@ -1,0 +1,568 @@
+//! The operator web UI against a real server on SQLite: sessions, CSRF, roles and pages over
+//! plain HTTP, and the batch order of the operator's guide walked in headless Chromium
+//! (`ui/browser.rs`).
+
+#[path = "ui/browser.rs"]
+mod browser;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cardwright::app::{self, Running};
+use cardwright::config::{Config, StationConfig};
+use cardwright_domain::{Operator, Role, Roles};
+use cardwright_processes::persons::{self, NewPerson};
+use cardwright_processes::temp_cards::{issue_multiple, request};
+use cardwright_processes::{auth, Actor, Context, ManualClock};
+use chrono::TimeZone;
+use reqwest::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
+use reqwest::StatusCode;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A server on a fresh SQLite database with one operator per role and one with every role.
+pub struct UiApp {
+    pub base: String,
+    pub ctx: Context,
+    pub clock: Arc<ManualClock>,
+    /// Operators by username: pat (production-admin), rita (registration-officer), paula
+    /// (policy-admin), sam (service-admin), ada (every role).
+    pub operators: HashMap<&'static str, Operator>,
+    running: Option<Running>,
+    _dir: tempfile::TempDir,
+}
+
+impl UiApp {
+    pub async fn start(stations: Vec<StationConfig>) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config {
+            listen: "127.0.0.1:0".into(),
+            data_dir: dir.path().join("data"),
+            station_poll_ms: 20,
+            ..Config::default()
+        };
+        if !stations.is_empty() {
+            config.stations = stations;
+        }
+        let clock = Arc::new(ManualClock::new(
+            chrono::Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap(),
+        ));
+        let running = app::start(&config, clock.clone(), false)
+            .await
+            .expect("server starts");
+        let ctx = running.ctx.clone();
+        let mut operators = HashMap::new();
+        for (name, roles) in [
+            ("pat", vec![Role::ProductionAdmin]),
+            ("rita", vec![Role::RegistrationOfficer]),
+            ("paula", vec![Role::PolicyAdmin]),
+            ("sam", vec![Role::ServiceAdmin]),
+            ("ada", Role::ALL.to_vec()),
+        ] {
+            let op = auth::add_operator(
+                &ctx,
+                &Actor::System("test"),
+                name,
+                roles.into_iter().collect::<Roles>(),
+                PASSWORD,
+            )
+            .await
+            .expect("add operator");
+            operators.insert(name, op);
+        }
+        Self {
+            base: format!("http://{}", running.addr),
+            ctx,
+            clock,
+            operators,
+            running: Some(running),
+            _dir: dir,
+        }
+    }
+
+    pub fn op(&self, name: &str) -> &Operator {
+        &self.operators[name]
+    }
+
+    /// Requests `amount` cards of the default template; returns (id, serial) of each.
+    pub async fn request_cards(&self, amount: i64) -> Vec<(String, String)> {
+        request::request(&self.ctx, self.op("rita"), "Temporary card", amount)
+            .await
+            .expect("request cards")
+            .into_iter()
+            .map(|r| (r.card.id.to_string(), r.card.serial.to_string()))
+            .collect()
+    }
+
+    /// Adds an active person; returns their id.
+    pub async fn person(&self, number: &str, given: &str, family: &str) -> String {
+        persons::create(
+            &self.ctx,
+            self.op("rita"),
+            NewPerson {
+                employee_number: number.into(),
+                given_name: given.into(),
+                family_name: family.into(),
+                email: Some(format!("{}@example.com", given.to_lowercase())),
+                state: None,
+            },
+        )
+        .await
+        .expect("add person")
+        .id
+        .to_string()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+    }
+}
+
+/// An answer as a browser without JavaScript sees it.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub set_cookies: Vec<String>,
+    pub body: String,
+}
+
+impl Answer {
+    /// The CSRF token of the page's first form.
+    pub fn csrf(&self) -> String {
+        let start = self
+            .body
+            .find(r#"name="csrf" value=""#)
+            .expect("a form with a CSRF token")
+            + r#"name="csrf" value=""#.len();
+        let end = self.body[start..].find('"').expect("end of token");
+        self.body[start..start + end].to_owned()
+    }
+}
+
+/// A cookie-keeping HTTP client that does not follow redirects.
+pub struct Browser {
+    base: String,
+    client: reqwest::Client,
+    cookies: HashMap<String, String>,
+}
+
+impl Browser {
+    pub fn new(app: &UiApp) -> Self {
+        Self {
+            base: app.base.clone(),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            cookies: HashMap::new(),
+        }
+    }
+
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> Answer {
+        let cookie: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let req = if cookie.is_empty() {
+            req
+        } else {
+            req.header("Cookie", cookie.join("; "))
+        };
+        let res = req.send().await.expect("request sent");
+        let set_cookies: Vec<String> = res
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        for line in &set_cookies {
+            let (pair, attrs) = line.split_once(';').unwrap_or((line, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() || attrs.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        Answer {
+            status: res.status(),
+            location: res
+                .headers()
+                .get(LOCATION)
+                .map(|v| v.to_str().unwrap().to_owned()),
+            set_cookies,
+            body: res.text().await.expect("body"),
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Answer {
+        let req = self.client.get(format!("{}{path}", self.base));
+        self.send(req).await
+    }
+
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Answer {
+        let req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(form).unwrap());
+        self.send(req).await
+    }
+
+    /// Logs in through the login form; returns the answer to the posted form.
+    pub async fn login(&mut self, username: &str) -> Answer {
+        let page = self.get("/login").await;
+        assert_eq!(page.status, StatusCode::OK, "{page:?}");
+        let csrf = page.csrf();
+        let answer = self
+            .post(
+                "/login",
+                &[
+                    ("csrf", &csrf),
+                    ("username", username),
+                    ("password", PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{answer:?}");
+        answer
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logged_out_browser_is_sent_to_the_login_page() {
+    let app = UiApp::start(Vec::new()).await;
+    let mut browser = Browser::new(&app);
+    let home = browser.get("/").await;
+    assert_eq!(home.status, StatusCode::SEE_OTHER);
+    assert_eq!(home.location.as_deref(), Some("/login"));
+    let deep = browser.get("/batch-orders/issue-multiple?search=1").await;
+    assert_eq!(deep.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        deep.location.as_deref(),
+        Some("/login?next=%2Fbatch-orders%2Fissue-multiple%3Fsearch%3D1")
+    );
+    let post = browser.post("/cards/request", &[("amount", "1")]).await;
+    assert_eq!(post.status, StatusCode::SEE_OTHER);
+    assert_eq!(post.location.as_deref(), Some("/login"));
+
+    // After logging in the browser comes back to the page it asked for.
+    let page = browser
+        .get("/login?next=%2Fbatch-orders%2Fissue-multiple")
+        .await;
+    assert!(page.body.contains(r#"name="username""#));
+    let csrf = page.csrf();
+    let wrong = browser
+        .post(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("username", "pat"),
+                ("password", "wrong one"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.body.contains("invalid username or password"));
+    let answer = browser
+        .post(
+            "/login",
+            &[
+                ("csrf", &wrong.csrf()),
+                ("username", "pat"),
+                ("password", PASSWORD),
+                ("next", "/batch-orders/issue-multiple"),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        answer.location.as_deref(),
+        Some("/batch-orders/issue-multiple")
+    );
+    let cookie = answer
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("cardwright_session="))
+        .expect("session cookie");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Strict"), "{cookie}");
+    assert_eq!(browser.get("/").await.status, StatusCode::OK);
+
+    // Logging out ends the session: the old cookie no longer opens pages.
+    let home = browser.get("/").await;
+    let session = browser.cookies["cardwright_session"].clone();
+    let out = browser.post("/logout", &[("csrf", &home.csrf())]).await;
+    assert_eq!(out.location.as_deref(), Some("/login?bye=1"));
+    browser.cookies.insert("cardwright_session".into(), session);
+    let after = browser.get("/").await;
+    assert_eq!(after.status, StatusCode::SEE_OTHER);
+    assert_eq!(after.location.as_deref(), Some("/login?expired=1"));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_without_the_csrf_token_is_refused() {
+    let app = UiApp::start(Vec::new()).await;
+    let cards = app.request_cards(2).await;
+    let mut browser = Browser::new(&app);
+    browser.login("pat").await;
+    let page = browser.get("/batch-orders/issue-multiple?search=1").await;
+    assert!(page.body.contains(&cards[0].1), "{}", page.body);
+    let csrf = page.csrf();
+    for token in ["", "00", &csrf[..csrf.len() - 2]] {
+        let mut form = vec![("cards", cards[0].0.as_str())];
+        if !token.is_empty() {
+            form.push(("csrf", token));
+        }
+        let refused = browser.post("/batch-orders", &form).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "token {token:?}");
+        assert!(refused.body.contains("security token"));
+    }
+    let (orders, _) = issue_multiple::list(&app.ctx, None, None, None)
+        .await
+        .unwrap();
+    assert!(orders.is_empty(), "a refused form created an order");
+    // Another operator's token does not fit this session either.
+    let mut other = Browser::new(&app);
+    other.login("ada").await;
+    let foreign = other.get("/").await.csrf();
+    let refused = browser
+        .post(
+            "/batch-orders",
+            &[("csrf", &foreign), ("cards", &cards[0].0)],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    // Logging out needs the token too.
+    assert_eq!(
+        browser.post("/logout", &[]).await.status,
+        StatusCode::FORBIDDEN
+    );
+    // The login form needs its own token.
+    let mut fresh = Browser::new(&app);
+    let login = fresh
+        .post("/login", &[("username", "pat"), ("password", PASSWORD)])
+        .await;
+    assert_eq!(login.status, StatusCode::FORBIDDEN);
+
+    let made = browser
+        .post("/batch-orders", &[("csrf", &csrf), ("cards", &cards[0].0)])
+        .await;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{made:?}");
+    let (orders, _) = issue_multiple::list(&app.ctx, None, None, None)
+        .await
+        .unwrap();
+    assert_eq!(orders.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_officer_neither_sees_nor_reaches_batch_orders() {
+    let app = UiApp::start(Vec::new()).await;
+    let cards = app.request_cards(1).await;
+    let order = issue_multiple::create(
+        &app.ctx,
+        app.op("pat"),
+        "TempCardsBoProcIssueMultiple",
+        &[cards[0].0.clone()],
+    )
+    .await
+    .unwrap()
+    .record
+    .order
+    .id
+    .to_string();
+
+    let mut producer = Browser::new(&app);
+    producer.login("pat").await;
+    assert!(producer
+        .get("/")
+        .await
+        .body
+        .contains(r#"href="/batch-orders""#));
+
+    let mut officer = Browser::new(&app);
+    officer.login("rita").await;
+    let home = officer.get("/").await;
+    assert_eq!(home.status, StatusCode::OK);
+    assert!(
+        !home.body.contains(r#"href="/batch-orders"#),
+        "{}",
+        home.body
+    );
+    assert!(!home.body.contains("Issue multiple temporary cards"));
+    for path in [
+        "/batch-orders".to_owned(),
+        "/batch-orders/issue-multiple?search=1".to_owned(),
+        format!("/batch-orders/{order}"),
+        format!("/batch-orders/{order}/progress"),
+        format!("/batch-orders/{order}/cancel"),
+    ] {
+        let page = officer.get(&path).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{path}");
+        assert!(page.body.contains("Not allowed"), "{path}");
+    }
+    let csrf = home.csrf();
+    for path in [
+        "/batch-orders".to_owned(),
+        format!("/batch-orders/{order}/next"),
+        format!("/batch-orders/{order}/cancel"),
+    ] {
+        let refused = officer
+            .post(&path, &[("csrf", &csrf), ("cards", &cards[0].0)])
+            .await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{path}");
+    }
+    let view = issue_multiple::get(&app.ctx, &order).await.unwrap();
+    assert_eq!(view.record.order.state.as_str(), "open");
+    // The officer's own pages are open to them; the admin pages are not.
+    assert_eq!(officer.get("/cards/request").await.status, StatusCode::OK);
+    assert_eq!(officer.get("/persons").await.status, StatusCode::OK);
+    assert_eq!(
+        officer.get("/admin/script").await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        officer.get("/admin/audit").await.status,
+        StatusCode::FORBIDDEN
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_session_ends() {
+    let app = UiApp::start(Vec::new()).await;
+    let mut browser = Browser::new(&app);
+    browser.login("sam").await;
+    for _ in 0..3 {
+        app.clock.advance(chrono::Duration::minutes(25));
+        assert_eq!(browser.get("/admin/audit").await.status, StatusCode::OK);
+    }
+    app.clock.advance(chrono::Duration::minutes(32));
+    let page = browser.get("/admin/audit").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        page.location.as_deref(),
+        Some("/login?next=%2Fadmin%2Faudit&expired=1")
+    );
+    let login = browser.get(page.location.as_deref().unwrap()).await;
+    assert!(login.body.contains("Your session has ended"));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_script_shows_its_message_at_its_line() {
+    let app = UiApp::start(Vec::new()).await;
+    let mut browser = Browser::new(&app);
+    browser.login("paula").await;
+    let editor = browser.get("/admin/script").await;
+    assert!(editor.body.contains("validity_days"), "{}", editor.body);
+    let source = "pin_length = 6;\npuk_length = 8;\nencode = false +;\nvalidity_days = 14;\n";
+    let refused = browser
+        .post(
+            "/admin/script",
+            &[("csrf", &editor.csrf()), ("source", source)],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.body.contains("refused at line 3"),
+        "{}",
+        refused.body
+    );
+    assert!(refused
+        .body
+        .contains(r#"<span class="err" id="error-line" title="Refused here">3</span>"#));
+    assert!(refused.body.contains("encode = false +;"));
+    let saved = browser
+        .post(
+            "/admin/script",
+            &[("csrf", &editor.csrf()), ("source", "pin_length = 8;\r\n")],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{saved:?}");
+    let page = browser.get(saved.location.as_deref().unwrap()).await;
+    assert!(page.body.contains("Version 2 saved"));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_opens_for_an_operator_with_every_role() {
+    let app = UiApp::start(Vec::new()).await;
+    let cards = app.request_cards(3).await;
+    let person = app.person("E100", "Grace", "Hopper").await;
+    let order = issue_multiple::create(
+        &app.ctx,
+        app.op("pat"),
+        "TempCardsBoProcIssueMultiple",
+        &[cards[0].0.clone()],
+    )
+    .await
+    .unwrap()
+    .record
+    .order
+    .id
+    .to_string();
+    let template = cardwright_processes::templates::get(&app.ctx, "Temporary card")
+        .await
+        .unwrap()
+        .id
+        .to_string();
+    let mut browser = Browser::new(&app);
+    browser.login("ada").await;
+    let card = &cards[1].0;
+    for path in [
+        "/".to_owned(),
+        "/?serial=TMP&state=requested".to_owned(),
+        "/?person=hopper".to_owned(),
+        "/batch-orders".to_owned(),
+        "/batch-orders/issue-multiple?search=1".to_owned(),
+        format!("/batch-orders/{order}"),
+        format!("/batch-orders/{order}/complete"),
+        format!("/batch-orders/{order}/cancel"),
+        "/cards/request".to_owned(),
+        format!("/cards/{card}"),
+        format!("/cards/{card}/abort"),
+        "/persons?q=grace".to_owned(),
+        format!("/persons/{person}"),
+        "/admin/script".to_owned(),
+        "/admin/templates".to_owned(),
+        "/admin/templates/new".to_owned(),
+        format!("/admin/templates/{template}"),
+        "/admin/operators".to_owned(),
+        format!("/admin/audit?card={card}"),
+    ] {
+        let page = browser.get(&path).await;
+        let ok = page.status == StatusCode::OK
+            || (path.ends_with("/complete") && page.status == StatusCode::CONFLICT);
+        assert!(ok, "{path}: {page:?}");
+        assert!(page.body.contains("</html>"), "{path}");
+    }
+    let png = browser
+        .get(&format!("/cards/{card}/preview?side=back"))
+        .await;
+    assert_eq!(png.status, StatusCode::OK);
+    let search = browser.get("/?person=hopper").await;
+    assert!(search.body.contains("Grace Hopper") || search.body.contains("Hopper"));
+    // A card process from its confirmation page: abort the requested card.
+    let confirm = browser.get(&format!("/cards/{card}/abort")).await;
+    let done = browser
+        .post(
+            &format!("/cards/{card}/abort"),
+            &[("csrf", &confirm.csrf())],
+        )
+        .await;
+    assert_eq!(
+        done.location.as_deref(),
+        Some(format!("/cards/{card}?done=abort").as_str())
+    );
+    let profile = browser.get(done.location.as_deref().unwrap()).await;
+    assert!(profile.body.contains("Abort temporary card: done."));
+    assert!(profile.body.contains(r#"id="card-state">aborted<"#));
+    app.stop().await;
+}
