@@ -4,9 +4,7 @@
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use cardwright_domain::catalog::ProcessScope;
 use cardwright_domain::{CardId, CardState, ProcessDef, CATALOG};
 use cardwright_processes::cards::{self, CardProfile};
@@ -18,8 +16,8 @@ use serde::Deserialize;
 
 use super::form::Posted;
 use super::page::{
-    choices, day, explain, forbidden, not_found, process_error, render, render_with, when, Choice,
-    Layout, Reply, Section,
+    choices, day, explain, forbidden, not_found, png_reply, process_error, render, render_with,
+    when, Choice, Layout, Reply, Section,
 };
 use super::persons::PersonRow;
 use super::session::{see_other, UiSession};
@@ -252,29 +250,17 @@ pub(crate) async fn profile(
     }))
 }
 
-#[derive(Deserialize)]
-pub(crate) struct PreviewQuery {
-    side: Option<String>,
-}
-
 /// GET /cards/{id}/preview?side=front|back: the card's PNG as it prints.
 pub(crate) async fn preview(
     State(state): State<AppState>,
     session: UiSession,
     Path(id): Path<String>,
-    Query(q): Query<PreviewQuery>,
+    Query(q): Query<super::page::PreviewQuery>,
 ) -> Reply {
     let png = cards::preview(&state.ctx, &id, q.side.as_deref().unwrap_or("front"))
         .await
         .map_err(|e| process_error(&session, e))?;
-    Ok((
-        [
-            (CONTENT_TYPE, "image/png"),
-            (CACHE_CONTROL, "private, no-cache"),
-        ],
-        png,
-    )
-        .into_response())
+    Ok(png_reply(png))
 }
 
 #[derive(Template)]

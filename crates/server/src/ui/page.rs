@@ -266,3 +266,23 @@ pub(crate) fn when(t: cardwright_domain::Timestamp) -> String {
 pub(crate) fn day(t: cardwright_domain::Timestamp) -> String {
     t.format("%Y-%m-%d").to_string()
 }
+
+/// `?side=front|back` of the preview pages.
+#[derive(serde::Deserialize)]
+pub(crate) struct PreviewQuery {
+    pub side: Option<String>,
+}
+
+/// A PNG preview, not cached beyond this operator's browser.
+pub(crate) fn png_reply(png: Vec<u8>) -> axum::response::Response {
+    use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+    use axum::response::IntoResponse as _;
+    (
+        [
+            (CONTENT_TYPE, "image/png"),
+            (CACHE_CONTROL, "private, no-cache"),
+        ],
+        png,
+    )
+        .into_response()
+}

@@ -3,17 +3,15 @@
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use cardwright_domain::CardTemplate;
 use cardwright_processes::templates::{self, effective_layouts, TemplateInput};
 use cardwright_processes::{cards, ProcessError};
 use serde::Deserialize;
 
 use super::form::{Form, Posted};
-use super::page::Section;
 use super::page::{explain, forbidden, process_error, render, render_with, Layout, Reply};
+use super::page::{png_reply, Section};
 use super::session::{see_other, UiSession};
 use crate::http::AppState;
 
@@ -241,28 +239,16 @@ pub(crate) async fn update(
     }
 }
 
-#[derive(Deserialize)]
-pub(crate) struct PreviewQuery {
-    side: Option<String>,
-}
-
 /// GET /admin/templates/{id}/preview?side=front|back: the template filled with sample values.
 pub(crate) async fn preview(
     State(state): State<AppState>,
     session: UiSession,
     Path(id): Path<String>,
-    Query(q): Query<PreviewQuery>,
+    Query(q): Query<super::page::PreviewQuery>,
 ) -> Reply {
     allowed(&session)?;
     let png = cards::template_preview(&state.ctx, &id, q.side.as_deref().unwrap_or("front"))
         .await
         .map_err(|e| process_error(&session, e))?;
-    Ok((
-        [
-            (CONTENT_TYPE, "image/png"),
-            (CACHE_CONTROL, "private, no-cache"),
-        ],
-        png,
-    )
-        .into_response())
+    Ok(png_reply(png))
 }
