@@ -100,6 +100,8 @@ pub struct CardProfile {
     pub record: CardRecord,
     pub processes: Vec<&'static ProcessDef>,
     pub history: Vec<Event>,
+    /// Every certificate issued for the card's chip, oldest first.
+    pub certificates: Vec<cardwright_storage::certificates::CertificateRecord>,
 }
 
 pub async fn profile(
@@ -121,7 +123,9 @@ pub async fn profile(
         MAX_PAGE,
     )
     .await?;
+    let certificates = cardwright_storage::certificates::of_card(&mut conn, id, false).await?;
     Ok(CardProfile {
+        certificates,
         processes: card_processes_allowed(record.card.state, &operator.roles),
         record,
         history,

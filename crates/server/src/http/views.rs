@@ -86,12 +86,45 @@ impl ProcessView {
     }
 }
 
-/// A card with the processes allowed now and its history.
+/// A certificate issued for a card's chip.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CertificateView {
+    /// Serial number (hex), as on the revocation list.
+    pub serial: String,
+    /// The certificate profile, e.g. `authentication`.
+    pub profile: String,
+    /// `card` (names the card) or `holder` (names the person it is assigned to).
+    pub kind: String,
+    pub subject: String,
+    /// `valid` or `revoked`.
+    pub status: String,
+    pub issued_at: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<cardwright_storage::certificates::CertificateRecord> for CertificateView {
+    fn from(c: cardwright_storage::certificates::CertificateRecord) -> Self {
+        Self {
+            serial: c.serial,
+            profile: c.profile,
+            kind: c.kind.as_str().to_owned(),
+            subject: c.subject,
+            status: if c.revoked { "revoked" } else { "valid" }.to_owned(),
+            issued_at: c.issued_at,
+            not_after: c.not_after,
+            revoked_at: c.revoked_at,
+        }
+    }
+}
+
+/// A card with the processes allowed now, its certificates and its history.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CardDetail {
     #[serde(flatten)]
     pub card: CardView,
     pub processes: Vec<ProcessView>,
+    pub certificates: Vec<CertificateView>,
     pub history: Vec<EventView>,
 }
 
@@ -103,6 +136,11 @@ impl From<CardProfile> for CardDetail {
                 .processes
                 .iter()
                 .map(|d| ProcessView::new(d, &id))
+                .collect(),
+            certificates: p
+                .certificates
+                .into_iter()
+                .map(CertificateView::from)
                 .collect(),
             history: p.history.into_iter().map(EventView::from).collect(),
             card: p.record.into(),

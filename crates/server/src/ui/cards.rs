@@ -191,10 +191,21 @@ struct CardPage {
     encoded: bool,
     updated: String,
     processes: Vec<ProcessButton>,
+    certificates: Vec<CertificateRow>,
     history: Vec<EventRow>,
     done: Option<&'static str>,
     can_see_orders: bool,
     can_see_persons: bool,
+}
+
+/// A certificate of the card's chip, as the profile lists it.
+struct CertificateRow {
+    profile: String,
+    kind: &'static str,
+    subject: String,
+    serial: String,
+    status: &'static str,
+    not_after: String,
 }
 
 /// A card-scoped process of the catalog by its action word.
@@ -223,6 +234,7 @@ pub(crate) async fn profile(
         record,
         processes,
         history,
+        certificates,
     } = profile;
     let done = q.done.as_deref().and_then(card_process).map(|d| d.title);
     let roles = &session.operator.roles;
@@ -243,6 +255,17 @@ pub(crate) async fn profile(
             })
             .collect(),
         history: history.into_iter().map(EventRow::from).collect(),
+        certificates: certificates
+            .into_iter()
+            .map(|c| CertificateRow {
+                status: if c.revoked { "revoked" } else { "valid" },
+                profile: c.profile,
+                kind: c.kind.as_str(),
+                subject: c.subject,
+                serial: c.serial,
+                not_after: day(c.not_after),
+            })
+            .collect(),
         card: record.into(),
         done,
         can_see_orders: Section::BatchOrders.open_to(roles),

@@ -337,6 +337,14 @@ async fn encoded_cards_on_softhsm() {
         .post(&format!("/api/v1/cards/{card}/lock"), json!({}))
         .await;
     let history = client.get(&format!("/api/v1/cards/{card}")).await;
+    let listed = history["certificates"].as_array().unwrap();
+    assert_eq!(
+        listed.len(),
+        4,
+        "the card profile lists its certificates: {history}"
+    );
+    assert!(listed.iter().all(|c| c["status"] == "revoked"));
+    assert_eq!(listed.iter().filter(|c| c["kind"] == "holder").count(), 2);
     let lock = history["history"]
         .as_array()
         .unwrap()
