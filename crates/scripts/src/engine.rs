@@ -567,7 +567,7 @@ mod tests {
     fn the_deadline_is_restored_after_an_evaluation() {
         let outer = Instant::now() + Duration::from_secs(30);
         let _guard = DeadlineGuard::set(Some(outer));
-        let engine = ScriptEngine::new(Vec::new());
+        let engine = ScriptEngine::new(vec!["authentication".to_owned()]);
         let script = engine.compile("validity_days = 2;").unwrap();
         let ctx = ScriptContext {
             template: "",

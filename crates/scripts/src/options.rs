@@ -44,7 +44,8 @@ pub struct ScriptOptions {
     /// Whether the chip is encoded when the card is issued.
     pub encode: bool,
     /// Certificate profiles written to the chip when `encode` is true: configured profile
-    /// names, no repeats, at most 8, at least one when `encode` is true.
+    /// names (checked whether or not `encode` is on), no repeats, at most 8, at least one when
+    /// `encode` is true.
     pub certificates: Vec<String>,
     /// Days an assignment or an extension is valid for (1..=365).
     pub validity_days: u32,
@@ -230,14 +231,14 @@ fn read_certificates(
         }
         names.push(name);
     }
-    if encode {
-        if names.is_empty() {
-            return Err(invalid(
-                OPTION,
-                "certificates must name at least one certificate profile when encode is true"
-                    .to_owned(),
-            ));
-        }
+    if encode && names.is_empty() {
+        return Err(invalid(
+            OPTION,
+            "certificates must name at least one certificate profile when encode is true"
+                .to_owned(),
+        ));
+    }
+    {
         if let Some(unknown) = names.iter().find(|name| !profiles.contains(name)) {
             let allowed = if profiles.is_empty() {
                 "no certificate profile is configured".to_owned()

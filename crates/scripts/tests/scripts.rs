@@ -451,9 +451,12 @@ fn encoding_needs_at_least_one_certificate() {
 }
 
 #[test]
-fn certificate_names_are_only_checked_against_the_profiles_when_encoding() {
-    let options = run("encode = false; certificates = [\"encryption\"];").unwrap();
-    assert_eq!(options.certificates, vec!["encryption".to_owned()]);
+fn certificate_names_are_checked_against_the_profiles_even_without_encoding() {
+    let err = run("encode = false; certificates = [\"encryption\"];").unwrap_err();
+    assert!(
+        matches!(&err, ScriptError::InvalidValue { option, message } if option == "certificates" && message.contains("encryption")),
+        "{err:?}"
+    );
 }
 
 #[test]
