@@ -85,6 +85,7 @@ async fn bad_scripts_are_refused_and_the_old_one_stays(db: Db) {
             "wifi",
             None,
         ),
+        ("certificates = [\"vpn\"];\n", "vpn", None),
         ("pin_length = \"6\";\n", "pin_length", None),
         (
             "if template == \"Temporary card\" { validity_days = 0; }\n",
