@@ -86,7 +86,9 @@ impl Pki {
         String::from_utf8(cardwright_pki::sealing::open(&self.master_key, &bytes)?).ok()
     }
 
-    /// Issues a certificate for a key on a card and the record to store for it.
+    /// Issues a certificate for a key on a card and the record to store for it. A holder's
+    /// certificate ends with the assignment (to the day, rounded up), never after its profile's
+    /// validity.
     #[allow(
         clippy::too_many_arguments,
         reason = "each argument is one fact of the certificate"
@@ -101,10 +103,19 @@ impl Pki {
         serial: [u8; 16],
         now: Timestamp,
     ) -> Result<(CardCertificate, CertificateRecord), String> {
-        let profile = self.profile(&key.profile)?;
+        let mut profile = self.profile(&key.profile)?.clone();
+        if let (CertificateKind::Holder, Some(until)) = (kind, card.valid_until) {
+            let days = u64::try_from((until - now).num_seconds())
+                .unwrap_or(0)
+                .div_ceil(86_400)
+                .max(1);
+            profile.validity_days = profile
+                .validity_days
+                .min(u32::try_from(days).unwrap_or(u32::MAX));
+        }
         let der = self
             .ca
-            .issue(&key.spki, subject, profile, &serial, now.timestamp())
+            .issue(&key.spki, subject, &profile, &serial, now.timestamp())
             .map_err(|e| e.to_string())?;
         let (subject_der, serial_der) =
             cardwright_pki::subject_and_serial(&der).map_err(|e| e.to_string())?;

@@ -160,6 +160,28 @@ pub struct Encoded {
     pub certificates: Vec<CertificateRecord>,
 }
 
+/// Why encoding failed, with the certificates issued before it did (they are on the chip and
+/// are recorded revoked).
+struct EncodeFailure {
+    reason: String,
+    certificates: Vec<CertificateRecord>,
+}
+
+impl From<String> for EncodeFailure {
+    fn from(reason: String) -> Self {
+        Self {
+            reason,
+            certificates: Vec::new(),
+        }
+    }
+}
+
+impl From<&str> for EncodeFailure {
+    fn from(reason: &str) -> Self {
+        reason.to_owned().into()
+    }
+}
+
 /// Initialises the card's chip: PUK and PIN from the options' lengths, one key and one
 /// certificate naming the card per selected profile.
 async fn encode(
@@ -167,7 +189,7 @@ async fn encode(
     station: &Station,
     claim: &Claim,
     options: &ScriptOptions,
-) -> Result<Encoded, String> {
+) -> Result<Encoded, EncodeFailure> {
     let pki = ctx
         .pki
         .clone()
@@ -235,16 +257,21 @@ async fn encode(
         let letter = result.map_err(|e| e.to_string()).and_then(|_| {
             pin_letter_pdf(&serial, &pin, &issue_date).map_err(|e| format!("PIN letter: {e}"))
         });
-        letter.map(|letter| (letter, records))
+        (letter, records)
     })
     .await
-    .map_err(|e| format!("encoding stopped: {e}"))??;
-    let (pin_letter, certificates) = certificates;
-    Ok(Encoded {
-        pin_letter,
-        puk_sealed,
-        certificates,
-    })
+    .map_err(|e| format!("encoding stopped: {e}"))?;
+    match certificates {
+        (Ok(pin_letter), certificates) => Ok(Encoded {
+            pin_letter,
+            puk_sealed,
+            certificates,
+        }),
+        (Err(reason), certificates) => Err(EncodeFailure {
+            reason,
+            certificates,
+        }),
+    }
 }
 
 /// Claims, encodes (when the options say so), prints and records one card. Returns false when
@@ -267,9 +294,18 @@ pub async fn produce_one(ctx: &Context, station: &Station) -> Result<bool, Proce
     let encoded = if run.options.encode {
         match encode(ctx, station, &claim, &run.options).await {
             Ok(encoded) => Some(encoded),
-            Err(reason) => {
+            Err(EncodeFailure {
+                reason,
+                certificates,
+            }) => {
                 tracing::warn!(station = %station.name, serial = %claim.serial, %reason, "encoding failed");
-                finish(ctx, &claim, Err(reason), None, Some(&run)).await?;
+                // Certificates already on the chip are recorded, revoked, with the failure.
+                let partial = Encoded {
+                    pin_letter: Vec::new(),
+                    puk_sealed: String::new(),
+                    certificates,
+                };
+                finish(ctx, &claim, Err(reason), Some(&partial), Some(&run)).await?;
                 return Ok(true);
             }
         }

@@ -320,6 +320,28 @@ async fn encoded_cards_on_softhsm() {
     let holder_cert = dir.path().join("holder.pem");
     let subject = cert_pem_from_card(conf, "TMP-000001", "authentication holder", &holder_cert);
     assert!(subject.contains("Grace Hopper"), "{subject}");
+    let (_, end) = run(
+        "openssl",
+        &[
+            "x509",
+            "-in",
+            holder_cert.to_str().unwrap(),
+            "-noout",
+            "-enddate",
+        ],
+        conf,
+    );
+    let card_now = client.get(&format!("/api/v1/cards/{card}")).await;
+    let valid_until: chrono::DateTime<chrono::Utc> =
+        card_now["valid_until"].as_str().unwrap().parse().unwrap();
+    let expected = (valid_until + chrono::Duration::days(1))
+        .format("%b %e")
+        .to_string();
+    let same_day = valid_until.format("%b %e").to_string();
+    assert!(
+        end.contains(&expected) || end.contains(&same_day),
+        "the holder's certificate ends with the assignment ({valid_until}): {end}"
+    );
     let (ok, text) = run(
         "openssl",
         &[
