@@ -3,8 +3,8 @@
 use cardwright_domain::{Operator, Role};
 use cardwright_storage::audit::{self, Event, EventFilter, Verification};
 
+use crate::cards::bad_cursor;
 use crate::cards::{next_cursor, page_limit};
-use crate::persons::bad_cursor;
 use crate::{require_any, Context, ProcessError};
 
 /// A page of events for a card and/or an order, oldest first.

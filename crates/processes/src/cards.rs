@@ -7,7 +7,6 @@ use cardwright_storage::audit::{self, Event, EventFilter};
 use cardwright_storage::cards::{self, CardFilter, CardRecord};
 use cardwright_storage::templates;
 
-use crate::persons::bad_cursor;
 use crate::{Context, ProcessError};
 
 /// The largest page any list returns.
@@ -24,6 +23,11 @@ pub fn page_limit(limit: Option<i64>) -> Result<u32, ProcessError> {
             "limit must be between 1 and {MAX_PAGE}, got {n}"
         ))),
     }
+}
+
+/// The refusal of a cursor that no list of this kind gave out.
+pub(crate) fn bad_cursor() -> ProcessError {
+    ProcessError::Invalid("cursor: not a cursor returned by this list".into())
 }
 
 /// Trims a page read with one extra row and returns the next page's cursor if there is one.

@@ -12,8 +12,8 @@ use cardwright_storage::batch_orders::{self, ItemRecord, OrderRecord};
 use cardwright_storage::{cards, Conn, Store};
 
 use super::save_transition;
+use crate::cards::bad_cursor;
 use crate::cards::{next_cursor, page_limit};
-use crate::persons::bad_cursor;
 use crate::{require_process_role, Actor, Context, ProcessError};
 
 const PROCESS: ProcessName = ProcessName::TempCardsBoProcIssueMultiple;
