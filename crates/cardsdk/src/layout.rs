@@ -15,8 +15,13 @@ use pdf_writer::{Content, Finish, Name, Pdf, Rect, Ref};
 use resvg::tiny_skia;
 use resvg::usvg::{self, fontdb};
 
+use crate::limits;
+
 /// The largest layout accepted, per side.
 pub const MAX_LAYOUT_BYTES: usize = 256 * 1024;
+
+/// The widest PNG preview rendered, in pixels.
+pub const MAX_PNG_WIDTH: u32 = 2_048;
 
 /// ID-1 (CR80) card size in millimetres.
 pub const CARD_WIDTH_MM: f32 = 85.60;
@@ -50,6 +55,9 @@ pub enum LayoutError {
     Forbidden { side: &'static str, message: String },
     #[error("rendering failed: {0}")]
     Render(String),
+    /// The render would take more time or memory than one card may.
+    #[error("rendering refused: {0}")]
+    Budget(String),
 }
 
 /// Which side of the card.
@@ -85,8 +93,8 @@ const FORBIDDEN_ELEMENTS: [&str; 12] = [
 ];
 
 /// Checks an uploaded layout: size, well-formed SVG without a DTD (so no entity expansion), no
-/// scripts, event handlers or animation, and no reference to anything outside the document
-/// except embedded PNG or JPEG images.
+/// scripts, event handlers or animation, no reference to anything outside the document except
+/// embedded PNG or JPEG images, and the structural and rendering limits of [`crate::limits`].
 pub fn check_layout(side: Side, svg: &str) -> Result<(), LayoutError> {
     let side_name = side.as_str();
     if svg.len() > MAX_LAYOUT_BYTES {
@@ -100,6 +108,7 @@ pub fn check_layout(side: Side, svg: &str) -> Result<(), LayoutError> {
         side: side_name,
         message,
     };
+    limits::check_nesting(svg).map_err(forbidden)?;
     let options = roxmltree::ParsingOptions {
         allow_dtd: false,
         nodes_limit: 50_000,
@@ -117,6 +126,7 @@ pub fn check_layout(side: Side, svg: &str) -> Result<(), LayoutError> {
             message,
         }
     })?;
+    limits::check_structure(&doc).map_err(&forbidden)?;
     let root = doc.root_element();
     if root.tag_name().name() != "svg" {
         return Err(forbidden(format!(
@@ -157,7 +167,7 @@ pub fn check_layout(side: Side, svg: &str) -> Result<(), LayoutError> {
             check_css(attr.value()).map_err(&forbidden)?;
         }
     }
-    let tree = usvg::Tree::from_str(svg, &Renderer::shared().options).map_err(|e| {
+    let tree = usvg::Tree::from_xmltree(&doc, &Renderer::shared().options).map_err(|e| {
         LayoutError::Malformed {
             side: side_name,
             message: e.to_string(),
@@ -166,7 +176,7 @@ pub fn check_layout(side: Side, svg: &str) -> Result<(), LayoutError> {
     if tree.size().width() <= 0.0 || tree.size().height() <= 0.0 {
         return Err(forbidden("the layout has no size".into()));
     }
-    Ok(())
+    limits::check_tree(&tree, 0.0).map_err(forbidden)
 }
 
 fn check_href(value: &str) -> Result<(), String> {
@@ -185,6 +195,10 @@ fn check_href(value: &str) -> Result<(), String> {
 }
 
 fn check_css(text: &str) -> Result<(), String> {
+    // A CSS escape can spell a function name (`u\72l(`) that the checks below would not see.
+    if text.contains('\\') {
+        return Err("backslashes (CSS escapes) are not allowed in styles or attributes".into());
+    }
     let lower = text.to_ascii_lowercase();
     if lower.contains("@import") {
         return Err("CSS @import is not allowed".into());
@@ -277,6 +291,7 @@ fn qr_svg(text: &str, x: f64, y: f64, size: f64) -> String {
 
 /// Fills a checked layout with a card's values.
 pub fn fill(svg: &str, face: &CardFace) -> Result<String, LayoutError> {
+    limits::check_nesting(svg).map_err(LayoutError::Budget)?;
     let options = roxmltree::ParsingOptions {
         allow_dtd: false,
         nodes_limit: 50_000,
@@ -364,13 +379,36 @@ impl Renderer {
         RENDERER.get_or_init(Renderer::new)
     }
 
-    fn tree(&self, svg: &str) -> Result<usvg::Tree, LayoutError> {
-        usvg::Tree::from_str(svg, &self.options).map_err(|e| LayoutError::Render(e.to_string()))
+    /// Parses a filled layout for rendering, holding it to the same limits as an upload and to
+    /// the memory budget of a render producing `output_pixels`.
+    fn tree(&self, svg: &str, output_pixels: f64) -> Result<usvg::Tree, LayoutError> {
+        limits::check_nesting(svg).map_err(LayoutError::Budget)?;
+        let options = roxmltree::ParsingOptions {
+            allow_dtd: false,
+            nodes_limit: 50_000,
+        };
+        let doc = roxmltree::Document::parse_with_options(svg, options)
+            .map_err(|e| LayoutError::Render(format!("layout does not parse: {e}")))?;
+        limits::check_structure(&doc).map_err(LayoutError::Budget)?;
+        let tree = usvg::Tree::from_xmltree(&doc, &self.options)
+            .map_err(|e| LayoutError::Render(e.to_string()))?;
+        limits::check_tree(&tree, output_pixels).map_err(LayoutError::Budget)?;
+        Ok(tree)
     }
 
-    /// A PNG of one filled side, `width` pixels wide, card proportions.
+    /// A PNG of one filled side, `width` pixels wide, card proportions, within the time and
+    /// memory budget of one card ([`crate::limits`]).
     pub fn png(&self, filled: &str, width: u32) -> Result<Vec<u8>, LayoutError> {
-        let tree = self.tree(filled)?;
+        let filled = filled.to_owned();
+        limits::with_time_budget(move || Renderer::shared().png_now(&filled, width))
+    }
+
+    fn png_now(&self, filled: &str, width: u32) -> Result<Vec<u8>, LayoutError> {
+        if width == 0 || width > MAX_PNG_WIDTH {
+            return Err(LayoutError::Budget(format!(
+                "a preview may be 1 to {MAX_PNG_WIDTH} pixels wide, not {width}"
+            )));
+        }
         #[allow(
             clippy::cast_possible_truncation,
             clippy::cast_sign_loss,
@@ -378,6 +416,7 @@ impl Renderer {
         )]
         let height = (f64::from(width) * f64::from(CARD_HEIGHT_MM) / f64::from(CARD_WIDTH_MM))
             .round() as u32;
+        let tree = self.tree(filled, f64::from(width) * f64::from(height))?;
         let mut pixmap = tiny_skia::Pixmap::new(width, height)
             .ok_or_else(|| LayoutError::Render(format!("cannot make a {width}×{height} image")))?;
         #[allow(clippy::cast_precision_loss, reason = "pixel sizes are small")]
@@ -396,10 +435,23 @@ impl Renderer {
         self.pdf_pages(&[front, back], CARD_WIDTH_MM, CARD_HEIGHT_MM)
     }
 
-    /// A PDF with one page per SVG, each `width_mm` × `height_mm`, text as real text.
+    /// A PDF with one page per SVG, each `width_mm` × `height_mm`, text as real text, within the
+    /// time and memory budget of one card ([`crate::limits`]).
     pub fn pdf_pages(
         &self,
         pages: &[&str],
+        width_mm: f32,
+        height_mm: f32,
+    ) -> Result<Vec<u8>, LayoutError> {
+        let pages: Vec<String> = pages.iter().map(|p| (*p).to_owned()).collect();
+        limits::with_time_budget(move || {
+            Renderer::shared().pdf_pages_now(&pages, width_mm, height_mm)
+        })
+    }
+
+    fn pdf_pages_now(
+        &self,
+        pages: &[String],
         width_mm: f32,
         height_mm: f32,
     ) -> Result<Vec<u8>, LayoutError> {
@@ -412,7 +464,7 @@ impl Renderer {
         let mut page_ids = Vec::new();
         let mut chunks = Vec::new();
         for svg in pages {
-            let tree = self.tree(svg)?;
+            let tree = self.tree(svg, 0.0)?;
             let (chunk, svg_ref) = svg2pdf::to_chunk(&tree, svg2pdf::ConversionOptions::default())
                 .map_err(|e| LayoutError::Render(e.to_string()))?;
             let mut map = HashMap::new();

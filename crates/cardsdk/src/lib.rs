@@ -4,6 +4,7 @@
 pub mod encoder;
 pub mod ipp_printer;
 pub mod layout;
+pub mod limits;
 pub mod printer;
 
 pub use ipp_printer::IppPrinter;

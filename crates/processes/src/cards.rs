@@ -1,6 +1,6 @@
 //! Reading cards: search and the card profile (processes allowed now, history).
 
-use cardwright_cardsdk::{CardArtwork, CardFace, Side};
+use cardwright_cardsdk::{CardArtwork, CardFace, LayoutError, Side};
 use cardwright_domain::catalog::card_processes_allowed;
 use cardwright_domain::{CardId, CardState, Operator, ProcessDef};
 use cardwright_storage::audit::{self, Event, EventFilter};
@@ -171,7 +171,15 @@ async fn render_png(artwork: CardArtwork, side: Side) -> Result<Vec<u8>, Process
     tokio::task::spawn_blocking(move || artwork.png(side, PREVIEW_WIDTH))
         .await
         .map_err(|e| ProcessError::Internal(e.to_string()))?
-        .map_err(|e| ProcessError::Internal(format!("rendering the preview failed: {e}")))
+        .map_err(|e| match e {
+            // A layout over the renderer's limits is the administrator's to fix, not a fault.
+            LayoutError::Budget(_)
+            | LayoutError::Forbidden { .. }
+            | LayoutError::TooLarge { .. } => {
+                ProcessError::Unprocessable(format!("the card's layout cannot be previewed: {e}"))
+            }
+            other => ProcessError::Internal(format!("rendering the preview failed: {other}")),
+        })
 }
 
 /// A PNG of one side of a card as it prints (or printed), with its holder and validity.

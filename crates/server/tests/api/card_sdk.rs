@@ -15,6 +15,7 @@ on_both_databases!(
     spooled_cards_are_id1_pdfs_with_their_serial,
     custom_layouts_are_printed_and_previewed,
     malicious_layouts_are_refused,
+    hostile_layouts_neither_crash_nor_hold_the_server,
 );
 
 /// `pdfinfo` and `pdftotext` from poppler: (page size line, page count, text).
@@ -365,4 +366,103 @@ async fn ipp_printer_down_then_back() {
     let (size, _, text) = inspect_pdf(&first.path());
     assert!(size.contains("242.6"), "{size}");
     assert!(text.contains("TMP-00000"), "{text}");
+}
+
+fn hostile_fixture(name: &str) -> String {
+    let path = format!(
+        "{}/../cardsdk/tests/fixtures/hostile/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Layouts that once overflowed the server's stack, held a core without end or took hundreds of
+/// megabytes are refused at upload with the limit named, and a layout stored before the limits
+/// existed is refused by the renderer when a preview asks for it.
+async fn hostile_layouts_neither_crash_nor_hold_the_server(db: Db) {
+    let app = spawn_app(db).await;
+    let cases = [
+        ("nested-svg.svg", "nested more than 32 levels"),
+        ("nested-tspan.svg", "nested more than 32 levels"),
+        ("nested-g.svg", "nested more than 32 levels"),
+        ("turbulence.svg", "numOctaves may be at most 8"),
+        ("filter-work.svg", "million pixel operations"),
+        ("blur-huge-region.svg", "filter region"),
+        ("long-text.svg", "characters of text"),
+        ("css-escape-url.svg", "CSS escapes"),
+        ("use-chain.svg", "itself contains <use>"),
+    ];
+    for (name, expected) in cases {
+        let answer = app
+            .post(
+                "/api/v1/card-templates",
+                &app.policy,
+                json!({"name": "Hostile", "serial_prefix": "HOS-", "front_svg": hostile_fixture(name)}),
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{name}: {answer:?}"
+        );
+        let message = answer.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{name}: {message}");
+        assert_eq!(
+            app.call(Method::GET, "/healthz", None, None).await.status,
+            StatusCode::OK,
+            "{name}: the server must stay up"
+        );
+    }
+
+    // A template stored before these limits existed.
+    let created = app
+        .post(
+            "/api/v1/card-templates",
+            &app.policy,
+            json!({"name": "Legacy", "serial_prefix": "LEG-"}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let turbulence = hostile_fixture("turbulence.svg").replace('\'', "''");
+    app.sql(&format!(
+        "UPDATE card_templates SET front_svg = '{turbulence}' WHERE id = '{id}'"
+    ))
+    .await;
+    let preview = app
+        .get(
+            &format!("/api/v1/card-templates/{id}/preview?side=front"),
+            &app.policy,
+        )
+        .await;
+    assert_eq!(
+        preview.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{preview:?}"
+    );
+    let message = preview.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("rendering refused") && message.contains("numOctaves"),
+        "{message}"
+    );
+    let nested = hostile_fixture("nested-svg.svg");
+    app.sql(&format!(
+        "UPDATE card_templates SET front_svg = '{nested}' WHERE id = '{id}'"
+    ))
+    .await;
+    let preview = app
+        .get(
+            &format!("/api/v1/card-templates/{id}/preview?side=front"),
+            &app.policy,
+        )
+        .await;
+    assert_eq!(
+        preview.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{preview:?}"
+    );
+    assert_eq!(
+        app.call(Method::GET, "/healthz", None, None).await.status,
+        StatusCode::OK
+    );
 }
