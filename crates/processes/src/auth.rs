@@ -6,7 +6,7 @@ use argon2::Argon2;
 use cardwright_domain::operator::check_new_password;
 use cardwright_domain::{Operator, OperatorId, Roles, Timestamp, Username};
 use cardwright_storage::audit::{self, NewEvent};
-use cardwright_storage::operators::{self, Throttle};
+use cardwright_storage::operators::{self, Attempt};
 use cardwright_storage::Store;
 use sha2::{Digest, Sha256};
 
@@ -28,6 +28,10 @@ fn hash_token(token: &str) -> String {
 async fn hash_password(ctx: &Context, password: String) -> Result<String, ProcessError> {
     let mut salt = [0u8; 16];
     ctx.entropy.fill(&mut salt);
+    let _turn = HASHING
+        .acquire()
+        .await
+        .map_err(|e| ProcessError::Internal(e.to_string()))?;
     tokio::task::spawn_blocking(move || {
         let salt =
             SaltString::encode_b64(&salt).map_err(|e| ProcessError::Internal(e.to_string()))?;
@@ -41,6 +45,10 @@ async fn hash_password(ctx: &Context, password: String) -> Result<String, Proces
 }
 
 async fn verify_password(hash: String, password: String) -> Result<bool, ProcessError> {
+    let _turn = HASHING
+        .acquire()
+        .await
+        .map_err(|e| ProcessError::Internal(e.to_string()))?;
     tokio::task::spawn_blocking(move || {
         let parsed = PasswordHash::new(&hash)
             .map_err(|e| ProcessError::Internal(format!("stored password hash is invalid: {e}")))?;
@@ -116,8 +124,17 @@ pub async fn list_operators(ctx: &Context) -> Result<Vec<Operator>, ProcessError
 
 const BAD_LOGIN: &str = "invalid username or password";
 
-/// Checks a username and password and opens a session. After `max_failures` failed attempts in
-/// a row the username is locked out for a while, whether or not it exists.
+/// Password hashes computed at once in this process. Each argon2id computation takes about
+/// 19 MiB and a core for tens of milliseconds; more in parallel would only trade memory for
+/// nothing on a machine with few cores, so further logins wait their turn.
+const HASHING_AT_ONCE: usize = 2;
+
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(HASHING_AT_ONCE);
+
+/// Checks a username and password and opens a session. Every attempt is counted before its
+/// password is checked, so at most `max_failures` attempts in a row are ever checked for a
+/// username, however many arrive at once; then the username is locked out for a while,
+/// whether or not it exists.
 pub async fn login(ctx: &Context, username: &str, password: &str) -> Result<Session, ProcessError> {
     let policy = ctx.settings.login;
     let key = username.trim().to_ascii_lowercase();
@@ -125,48 +142,52 @@ pub async fn login(ctx: &Context, username: &str, password: &str) -> Result<Sess
         return Err(ProcessError::Unauthenticated(BAD_LOGIN.into()));
     }
     let now = ctx.now();
-    let (throttle, found) = {
+    let attempt = {
+        let mut tx = ctx.store.begin().await?;
+        let attempt = operators::reserve_attempt(
+            &mut tx,
+            &key,
+            policy.max_failures,
+            now,
+            now + policy.lockout,
+        )
+        .await?;
+        Store::commit(tx).await?;
+        attempt
+    };
+    let failures = match attempt {
+        Attempt::Allowed { failures } => failures,
+        Attempt::Locked { until } => {
+            tracing::warn!(username = ?key, "login refused: locked out");
+            return Err(ProcessError::Throttled(match until {
+                Some(until) => format!(
+                    "too many failed logins for this username; try again after {}",
+                    until.format("%H:%M:%S UTC")
+                ),
+                None => "too many failed logins for this username; try again later".into(),
+            }));
+        }
+    };
+    let found = {
         let mut conn = ctx.store.reader().await?;
-        let throttle = operators::throttle(&mut conn, &key).await?;
-        let found = match Username::parse(&key) {
+        match Username::parse(&key) {
             Ok(name) => operators::get_with_hash(&mut conn, &name).await?,
             Err(_) => None,
-        };
-        (throttle, found)
+        }
     };
-    if let Some(until) = throttle.locked_until.filter(|until| *until > now) {
-        return Err(ProcessError::Throttled(format!(
-            "too many failed logins for '{key}'; try again after {}",
-            until.format("%H:%M:%S UTC")
-        )));
-    }
     let hash = found
         .as_ref()
         .map_or_else(|| DECOY_HASH.to_owned(), |(_, hash)| hash.clone());
     let password_ok = verify_password(hash, password.to_owned()).await?;
-    let mut tx = ctx.store.begin().await?;
     let Some((operator, _)) = found.filter(|_| password_ok) else {
-        let failures = throttle.failures + 1;
-        let next = if failures >= policy.max_failures {
-            Throttle {
-                failures: 0,
-                locked_until: Some(now + policy.lockout),
-            }
-        } else {
-            Throttle {
-                failures,
-                locked_until: None,
-            }
-        };
-        operators::set_throttle(&mut tx, &key, next).await?;
-        Store::commit(tx).await?;
-        tracing::warn!(username = %key, failures, "failed login");
+        tracing::warn!(username = ?key, failures, "failed login");
         return Err(ProcessError::Unauthenticated(BAD_LOGIN.into()));
     };
     let mut raw = [0u8; 32];
     ctx.entropy.fill(&mut raw);
     let token = hex::encode(raw);
     let expires_at = now + policy.token_ttl;
+    let mut tx = ctx.store.begin().await?;
     operators::clear_throttle(&mut tx, &key).await?;
     operators::purge_sessions(&mut tx, now).await?;
     operators::insert_session(&mut tx, &hash_token(&token), operator.id, now, expires_at).await?;

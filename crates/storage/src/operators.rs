@@ -135,38 +135,59 @@ pub async fn purge_sessions(conn: &mut Conn, now: Timestamp) -> Result<u64, Stor
     Ok(result.rows_affected())
 }
 
-/// Failed logins for a username and until when logins are refused.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Throttle {
-    pub failures: u32,
-    pub locked_until: Option<Timestamp>,
+/// What the throttle says about one more login attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// The attempt may check its password; it is already counted as a failure (the
+    /// `failures`-th in a row) until a success clears the count.
+    Allowed { failures: u32 },
+    /// Too many attempts: refused until `until`, the password is not checked.
+    Locked { until: Option<Timestamp> },
 }
 
-pub async fn throttle(conn: &mut Conn, username: &str) -> Result<Throttle, StoreError> {
-    let row = sqlx::query("SELECT failures, locked_until FROM login_throttle WHERE username = $1")
+/// Counts one login attempt for `username` before its password is checked, in one conditional
+/// statement, so that attempts sent in parallel (to one server or to several) are counted one
+/// by one by the database and at most `max_failures` of them ever reach the password check.
+/// The attempt that reaches `max_failures` locks the username until `now + lockout`; a
+/// lockout that has run out starts the count afresh.
+pub async fn reserve_attempt(
+    conn: &mut Conn,
+    username: &str,
+    max_failures: u32,
+    now: Timestamp,
+    lock_until: Timestamp,
+) -> Result<Attempt, StoreError> {
+    let max = i64::from(max_failures.max(1));
+    let row = sqlx::query(
+        "INSERT INTO login_throttle (username, failures, locked_until) \
+         VALUES ($1, 1, CASE WHEN 1 >= $2 THEN $4 ELSE NULL END) \
+         ON CONFLICT (username) DO UPDATE SET \
+           failures = CASE WHEN login_throttle.locked_until IS NULL \
+               THEN login_throttle.failures + 1 ELSE 1 END, \
+           locked_until = CASE WHEN (CASE WHEN login_throttle.locked_until IS NULL \
+               THEN login_throttle.failures + 1 ELSE 1 END) >= $2 THEN $4 ELSE NULL END \
+         WHERE login_throttle.locked_until IS NULL OR login_throttle.locked_until <= $3 \
+         RETURNING failures",
+    )
+    .bind(username)
+    .bind(max)
+    .bind(to_micros(now))
+    .bind(to_micros(lock_until))
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = row {
+        let failures = u32::try_from(row.try_get::<i64, _>("failures")?).unwrap_or(u32::MAX);
+        return Ok(Attempt::Allowed { failures });
+    }
+    let row = sqlx::query("SELECT locked_until FROM login_throttle WHERE username = $1")
         .bind(username)
         .fetch_optional(conn)
         .await?;
-    match row {
-        None => Ok(Throttle::default()),
-        Some(row) => Ok(Throttle {
-            failures: u32::try_from(row.try_get::<i64, _>("failures")?).unwrap_or(u32::MAX),
-            locked_until: opt_from_micros(row.try_get("locked_until")?)?,
-        }),
-    }
-}
-
-pub async fn set_throttle(conn: &mut Conn, username: &str, t: Throttle) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO login_throttle (username, failures, locked_until) VALUES ($1, $2, $3) \
-         ON CONFLICT (username) DO UPDATE SET failures = $2, locked_until = $3",
-    )
-    .bind(username)
-    .bind(i64::from(t.failures))
-    .bind(t.locked_until.map(to_micros))
-    .execute(conn)
-    .await?;
-    Ok(())
+    let until = match row {
+        Some(row) => opt_from_micros(row.try_get("locked_until")?)?,
+        None => None,
+    };
+    Ok(Attempt::Locked { until })
 }
 
 pub async fn clear_throttle(conn: &mut Conn, username: &str) -> Result<(), StoreError> {

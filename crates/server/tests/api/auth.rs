@@ -8,6 +8,7 @@ use crate::on_both_databases;
 
 on_both_databases!(
     repeated_failures_lock_the_username_out,
+    parallel_wrong_passwords_are_checked_at_most_max_failures_times,
     tokens_expire_and_logout_ends_them
 );
 
@@ -64,6 +65,63 @@ async fn repeated_failures_lock_the_username_out(db: Db) {
         .await
         .unwrap();
     assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+}
+
+/// A password sprayer sending in parallel gets no more guesses than one sending in turn: of 25
+/// wrong passwords sent at once at most `max_failures` (5) are checked, the rest are refused
+/// unchecked, and a burst that holds the right password is refused too while locked.
+async fn parallel_wrong_passwords_are_checked_at_most_max_failures_times(db: Db) {
+    let app = spawn_app(db).await;
+    let burst = |passwords: Vec<String>| {
+        let mut set = tokio::task::JoinSet::new();
+        for password in passwords {
+            let client = app.client.clone();
+            let url = format!("{}/api/v1/auth/login", app.base);
+            set.spawn(async move {
+                client
+                    .post(url)
+                    .json(&json!({"username": "officer", "password": password}))
+                    .send()
+                    .await
+                    .expect("login answers")
+                    .status()
+            });
+        }
+        set
+    };
+    let statuses = burst((0..25).map(|i| format!("guess number {i}")).collect())
+        .join_all()
+        .await;
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(checked + refused, 25, "{statuses:?}");
+    assert!(
+        checked <= 5,
+        "{checked} passwords were checked: {statuses:?}"
+    );
+    assert!(refused >= 20, "{statuses:?}");
+
+    // The right password, alone or hidden in a second burst, waits for the lockout to end.
+    let locked = login(&app, "officer", PASSWORD).await;
+    assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS, "{locked:?}");
+    let mut passwords: Vec<String> = (0..19).map(|i| format!("second guess {i}")).collect();
+    passwords.insert(7, PASSWORD.to_owned());
+    let statuses = burst(passwords).join_all().await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    app.clock.advance(chrono::Duration::minutes(6));
+    assert_eq!(
+        login(&app, "officer", PASSWORD).await.status,
+        StatusCode::OK
+    );
 }
 
 async fn tokens_expire_and_logout_ends_them(db: Db) {
