@@ -12,6 +12,7 @@ pub mod operator;
 pub mod options;
 pub mod person;
 pub mod template;
+pub mod text;
 
 pub use batch_order::{BatchOrder, ItemStatus, OrderAction, OrderItem, OrderState};
 pub use card::{Amount, Card, CardState, Serial};

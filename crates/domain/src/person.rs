@@ -64,17 +64,18 @@ impl EmployeeNumber {
     }
 }
 
-/// A given or family name: 1 to 100 characters, no control characters.
+/// A given or family name: 1 to 100 characters, no control or invisible formatting characters
+/// ([`crate::text`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PersonName(String);
 
 impl PersonName {
     pub fn parse(field: &'static str, s: &str) -> Result<Self, DomainError> {
         let s = s.trim();
-        if s.is_empty() || s.chars().count() > 100 || s.chars().any(char::is_control) {
+        if s.is_empty() || s.chars().count() > 100 || crate::text::has_hidden_characters(s) {
             return Err(DomainError::invalid(
                 field,
-                "a name has 1 to 100 characters and no control characters",
+                "a name has 1 to 100 characters and no control or invisible formatting characters (such as bidirectional overrides, zero-width characters or line separators)",
             ));
         }
         Ok(Self(s.to_owned()))
@@ -99,7 +100,11 @@ impl Email {
                 && !domain.ends_with('.')
                 && !domain.contains('@')
         });
-        if shaped && s.len() <= 254 && !s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if shaped
+            && s.len() <= 254
+            && !s.chars().any(char::is_whitespace)
+            && !crate::text::has_hidden_characters(s)
+        {
             Ok(Self(s.to_owned()))
         } else {
             Err(DomainError::invalid(
@@ -147,6 +152,8 @@ mod tests {
     fn names_refuse_control_characters() {
         assert!(PersonName::parse("given_name", "Ann\u{0}").is_err());
         assert!(PersonName::parse("given_name", "  ").is_err());
+        assert!(PersonName::parse("family_name", "Lee\u{202E}").is_err());
+        assert!(Email::parse("ann\u{200B}@example.org").is_err());
         assert_eq!(
             PersonName::parse("given_name", " Åsa ").unwrap().as_str(),
             "Åsa"

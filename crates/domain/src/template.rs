@@ -39,17 +39,17 @@ impl FromStr for TemplateKind {
     }
 }
 
-/// A template's name: 1 to 64 characters, no control characters, unique.
+/// A template's name: 1 to 64 characters, no control or invisible formatting characters, unique.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TemplateName(String);
 
 impl TemplateName {
     pub fn parse(s: &str) -> Result<Self, DomainError> {
         let s = s.trim();
-        if s.is_empty() || s.chars().count() > 64 || s.chars().any(char::is_control) {
+        if s.is_empty() || s.chars().count() > 64 || crate::text::has_hidden_characters(s) {
             return Err(DomainError::invalid(
                 "name",
-                "a template name has 1 to 64 characters and no control characters",
+                "a template name has 1 to 64 characters and no control or invisible formatting characters",
             ));
         }
         Ok(Self(s.to_owned()))
