@@ -84,7 +84,12 @@ impl SpoolPrinter {
     /// Writes the job's PDF, its front preview (PNG) and a short description.
     async fn write(&self, job: &PrintJob) -> Result<(), PrintError> {
         let dir = self.dir.join(&job.order_id);
-        tokio::fs::create_dir_all(&dir)
+        let mut folder = tokio::fs::DirBuilder::new();
+        folder.recursive(true);
+        #[cfg(unix)]
+        folder.mode(0o700);
+        folder
+            .create(&dir)
             .await
             .map_err(|e| PrintError::Io(format!("spool folder {}: {e}", dir.display())))?;
         let artwork = job.artwork.clone();
@@ -108,12 +113,32 @@ impl SpoolPrinter {
         }
         for (name, bytes) in files {
             let path = dir.join(name);
-            tokio::fs::write(&path, bytes)
+            write_private(&path, &bytes)
                 .await
                 .map_err(|e| PrintError::Io(format!("spool file {}: {e}", path.display())))?;
         }
         Ok(())
     }
+}
+
+/// Writes a spool file readable by the server's own user only: a PIN letter holds a PIN in
+/// clear, and a card names its holder.
+async fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt as _;
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path).await?;
+    // A file left by an older version keeps its mode on open; narrow it too.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .await?;
+    }
+    file.write_all(bytes).await?;
+    file.flush().await
 }
 
 impl Printer for SpoolPrinter {
@@ -222,5 +247,23 @@ mod tests {
         assert!(pdf.starts_with(b"%PDF"));
         let text = std::fs::read_to_string(dir.path().join("o1/TMP-1-attempt1.job")).unwrap();
         assert!(text.contains("serial: TMP-1"));
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn spool_files_and_folders_are_private_to_the_server_user() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let printer = SpoolPrinter::new(dir.path());
+        let mut letter = job("TMP-7");
+        letter.pin_letter = Some(b"%PDF-1.7 PIN 123456".to_vec());
+        printer.print(&letter).await.unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("o1")), 0o700);
+        for entry in std::fs::read_dir(dir.path().join("o1")).unwrap() {
+            let path = entry.unwrap().path();
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
+        assert!(dir.path().join("o1/TMP-7-attempt1-pin-letter.pdf").exists());
     }
 }

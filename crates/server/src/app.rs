@@ -23,8 +23,11 @@ use crate::config::{Config, EncoderConfig, PrinterConfig};
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let url = config.effective_database_url();
     if url.starts_with("sqlite:") {
-        std::fs::create_dir_all(&config.data_dir)
+        create_private_dir(&config.data_dir)
             .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
+        if config.database_url.is_empty() {
+            create_private_file(&config.data_dir.join("cardwright.db"))?;
+        }
     }
     let store = Store::connect(&url)
         .await
@@ -36,10 +39,36 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// Creates a folder (and its missing parents) readable by the server's user only: the data
+/// folder holds the database, the CA key and spooled PIN letters.
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Creates the embedded database's file with mode 0600 before SQLite opens it, so it is never
+/// readable by other users (it holds password hashes, persons and sealed PUKs); SQLite gives its
+/// WAL and shared-memory files the same mode. An existing file is left as it is.
+fn create_private_file(path: &std::path::Path) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("creating database file {}", path.display())),
+    }
+}
+
 /// The certificate authority (created in the data folder on first start), its profiles and the
 /// key that seals PUKs.
 fn pki(config: &Config, now: i64, stations: &[Station]) -> anyhow::Result<Pki> {
     let dir = config.data_dir.join("pki");
+    create_private_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let ca = CertificateAuthority::load_or_create(&dir, &config.pki.ca_name, now)
         .context("opening the certificate authority")?;
     let master_key = master_key(config, &dir)?;
@@ -148,7 +177,12 @@ pub async fn start(
             let _ = tx.send(true);
         });
     }
-    let router = crate::http::router(ctx.clone());
+    let router = crate::http::router(
+        ctx.clone(),
+        &crate::http::HttpOptions {
+            metrics_token: config.metrics_token.clone(),
+        },
+    );
     let mut rx = watch_rx.clone();
     let http = tokio::spawn(async move {
         let served = axum::serve(listener, router)
