@@ -30,6 +30,9 @@ pub struct Config {
     /// Production stations; by default one local station with the spool printer.
     pub stations: Vec<StationConfig>,
     pub pki: PkiConfig,
+    /// The bearer token a metrics scraper sends to `/metrics` (at least 32 characters); empty:
+    /// only operators' own tokens open it.
+    pub metrics_token: String,
 }
 
 /// The built-in certificate authority.
@@ -141,6 +144,7 @@ impl Default for Config {
             production_stale_secs: 900,
             stations: vec![StationConfig::local()],
             pki: PkiConfig::default(),
+            metrics_token: String::new(),
         }
     }
 }
@@ -192,6 +196,12 @@ impl Config {
         }
         if self.station_poll_ms == 0 {
             bail!("station_poll_ms: must be at least 1");
+        }
+        if !self.metrics_token.is_empty()
+            && (self.metrics_token.len() < 32
+                || !self.metrics_token.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            bail!("metrics_token: use at least 32 printable characters without spaces (e.g. from `openssl rand -hex 32`)");
         }
         let mut names = std::collections::HashSet::new();
         for station in &self.stations {

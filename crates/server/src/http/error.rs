@@ -16,7 +16,8 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
-    /// `conflict`, `unprocessable`, `too_many_requests`, `internal`.
+    /// `conflict`, `method_not_allowed`, `payload_too_large`, `unsupported_media_type`,
+    /// `unprocessable`, `too_many_requests`, `internal`.
     pub code: String,
     /// For the person reading it.
     pub message: String,
@@ -62,6 +63,7 @@ impl ApiError {
             StatusCode::CONFLICT => "conflict",
             StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
             StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
             StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
             StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
             _ => "internal",

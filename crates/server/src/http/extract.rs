@@ -2,7 +2,7 @@
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use cardwright_domain::Operator;
@@ -11,13 +11,30 @@ use serde::de::DeserializeOwned;
 
 use super::{ApiError, AppState};
 
-/// A JSON body; malformed JSON, wrong types or a missing body are 400.
+/// A JSON body sent as `Content-Type: application/json`; another media type (also one that
+/// merely ends in `+json`) is 415; malformed JSON, wrong types or a missing body are 400.
 pub struct ApiJson<T>(pub T);
+
+/// Whether the request says its body is `application/json` (parameters such as `charset` aside).
+fn is_json(req: &Request) -> bool {
+    req.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if req.headers().contains_key(CONTENT_TYPE) && !is_json(&req) {
+            return Err(ApiError {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                message: "send the body as JSON with Content-Type: application/json".into(),
+                position: None,
+            });
+        }
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {

@@ -1,4 +1,7 @@
 //! `/healthz`, `/metrics` (Prometheus text format) and the per-request log line.
+//!
+//! Labels come from fixed sets only (methods, route patterns, status codes), so no request can
+//! make the metrics or the log grow with text of its own choosing.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -7,15 +10,31 @@ use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
-use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use cardwright_storage::cards;
 
-use super::AppState;
+use super::extract::bearer;
+use super::{ApiError, AppState};
 
 /// Requests are counted by method, route pattern and status.
-type RequestKey = (String, String, u16);
+type RequestKey = (&'static str, String, u16);
+
+/// The method as a label: the standard methods by name, anything else as `other`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
 
 /// Request counters of this server process.
 #[derive(Debug, Default)]
@@ -27,7 +46,7 @@ pub struct Metrics {
 /// Counts and logs every request by its route pattern (never its query or headers).
 pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -55,7 +74,30 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
-pub async fn metrics(State(state): State<AppState>) -> Response {
+/// Scrapers send the configured `metrics_token`; an operator may look with their own token.
+async fn authorize(state: &AppState, parts: &Parts) -> Result<(), ApiError> {
+    let Some(token) = bearer(parts) else {
+        return Err(ApiError::unauthorized(
+            "send Authorization: Bearer with the configured metrics_token or an operator's token",
+        ));
+    };
+    if let Some(expected) = state.metrics_token.as_deref() {
+        if constant_time_eq(token.as_bytes(), expected.as_bytes()) {
+            return Ok(());
+        }
+    }
+    cardwright_processes::auth::authenticate(&state.ctx, token).await?;
+    Ok(())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub async fn metrics(State(state): State<AppState>, parts: Parts) -> Response {
+    if let Err(e) = authorize(&state, &parts).await {
+        return e.into_response();
+    }
     let mut out = String::new();
     out.push_str("# HELP cardwright_http_requests_total HTTP requests served by this process.\n");
     out.push_str("# TYPE cardwright_http_requests_total counter\n");

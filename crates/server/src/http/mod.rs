@@ -7,6 +7,7 @@ mod batch_orders;
 mod cards;
 mod error;
 mod extract;
+pub(crate) mod layers;
 mod metrics;
 mod openapi;
 mod persons;
@@ -36,6 +37,15 @@ pub struct AppState {
     pub ctx: Context,
     pub metrics: Arc<metrics::Metrics>,
     pub openapi: Arc<String>,
+    /// The bearer token a metrics scraper sends to `/metrics`, when configured.
+    pub metrics_token: Option<Arc<str>>,
+}
+
+/// Settings of the HTTP interface itself.
+#[derive(Debug, Clone, Default)]
+pub struct HttpOptions {
+    /// `metrics_token` from the configuration; empty: only operators' tokens open `/metrics`.
+    pub metrics_token: String,
 }
 
 /// The API routes with their OpenAPI description; the document is generated from these.
@@ -84,7 +94,7 @@ pub fn openapi_json() -> String {
 }
 
 /// The whole application.
-pub fn router(ctx: Context) -> Router {
+pub fn router(ctx: Context, options: &HttpOptions) -> Router {
     let (api, spec) = api().split_for_parts();
     let state = AppState {
         ctx,
@@ -93,6 +103,9 @@ pub fn router(ctx: Context) -> Router {
             spec.to_pretty_json()
                 .expect("the OpenAPI document serialises"),
         ),
+        metrics_token: Some(options.metrics_token.as_str())
+            .filter(|t| !t.is_empty())
+            .map(Arc::from),
     };
     api.merge(crate::ui::router())
         .route("/api/v1/openapi.json", get(openapi::serve))
@@ -102,6 +115,8 @@ pub fn router(ctx: Context) -> Router {
         .route("/metrics", get(metrics::metrics))
         .fallback(error::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(layers::read_body))
+        .layer(axum::middleware::from_fn(layers::response_headers))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::observe,

@@ -273,15 +273,12 @@ pub(crate) struct PreviewQuery {
     pub side: Option<String>,
 }
 
-/// A PNG preview, not cached beyond this operator's browser.
+/// A PNG preview, never stored by a cache: it may show a card holder.
 pub(crate) fn png_reply(png: Vec<u8>) -> axum::response::Response {
     use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
     use axum::response::IntoResponse as _;
     (
-        [
-            (CONTENT_TYPE, "image/png"),
-            (CACHE_CONTROL, "private, no-cache"),
-        ],
+        [(CONTENT_TYPE, "image/png"), (CACHE_CONTROL, "no-store")],
         png,
     )
         .into_response()

@@ -10,6 +10,7 @@ mod cards;
 mod cli;
 mod concurrency;
 mod encoding;
+mod hardening;
 mod masterdata;
 mod openapi;
 mod scripts;

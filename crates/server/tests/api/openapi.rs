@@ -97,6 +97,7 @@ async fn health_and_metrics_answer() {
     let metrics = app
         .client
         .get(format!("{}/metrics", app.base))
+        .bearer_auth(&app.auditor)
         .send()
         .await
         .unwrap()

@@ -1,0 +1,364 @@
+//! What strangers and hostile clients can do to a running server: grow its metrics, read cached
+//! answers, smuggle other media types as JSON, reset connections, forge log lines, hide
+//! characters in names, and what files it leaves readable to other local users.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE, X_CONTENT_TYPE_OPTIONS};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{spawn_app, spawn_app_with, Db, PASSWORD};
+use crate::on_both_databases;
+use crate::server_processes::Server;
+
+on_both_databases!(
+    metrics_need_a_token_and_keep_a_fixed_label_set,
+    answers_are_not_cached_or_sniffed_and_cookies_over_https_are_secure,
+    json_bodies_must_be_sent_as_application_json,
+    an_unread_request_body_does_not_reset_the_connection,
+    names_with_hidden_characters_are_refused,
+);
+
+const METRICS_TOKEN: &str = "0123456789abcdef0123456789abcdef-scraper";
+
+async fn metrics_need_a_token_and_keep_a_fixed_label_set(db: Db) {
+    let app = spawn_app_with(db, |c| c.metrics_token = METRICS_TOKEN.into()).await;
+    let metrics = |token: Option<&str>| {
+        let mut req = app.client.get(format!("{}/metrics", app.base));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send()
+    };
+    let stranger = metrics(None).await.unwrap();
+    assert_eq!(stranger.status(), StatusCode::UNAUTHORIZED);
+    let body = stranger.text().await.unwrap();
+    assert!(!body.contains("cardwright_cards"), "{body}");
+    assert_eq!(
+        metrics(Some("not-the-token")).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Requests with made-up methods of every length fold into one label.
+    for i in 0..200 {
+        let method = Method::from_bytes(format!("X{}{i}", "Y".repeat(2000)).as_bytes()).unwrap();
+        let res = app
+            .client
+            .request(method, format!("{}/api/v1/cards", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_client_error(), "{}", res.status());
+    }
+    let scraped = metrics(Some(METRICS_TOKEN)).await.unwrap();
+    assert_eq!(scraped.status(), StatusCode::OK);
+    let text = scraped.text().await.unwrap();
+    assert!(text.contains("method=\"other\""), "{text}");
+    assert!(!text.contains("YYYY"), "a request's method became a label");
+    assert!(
+        text.len() < 64 * 1024,
+        "metrics grew to {} bytes",
+        text.len()
+    );
+    assert!(text.contains("cardwright_cards{state=\"requested\"}"));
+    for line in text.lines().filter(|l| l.contains("method=")) {
+        let method = line
+            .split("method=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap();
+        assert!(
+            ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "other"].contains(&method),
+            "{line}"
+        );
+    }
+    // An operator may look with their own token.
+    assert_eq!(
+        metrics(Some(&app.auditor)).await.unwrap().status(),
+        StatusCode::OK
+    );
+}
+
+async fn answers_are_not_cached_or_sniffed_and_cookies_over_https_are_secure(db: Db) {
+    let app = spawn_app(db).await;
+    for (path, token) in [
+        ("/api/v1/cards", Some(app.officer.as_str())),
+        ("/api/v1/cards", None),
+        ("/login", None),
+    ] {
+        let mut req = app.client.get(format!("{}{path}", app.base));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(
+            res.headers().get(CACHE_CONTROL).unwrap(),
+            "no-store",
+            "{path}"
+        );
+        assert_eq!(
+            res.headers().get(X_CONTENT_TYPE_OPTIONS).unwrap(),
+            "nosniff",
+            "{path}"
+        );
+    }
+    let cookie = |https: bool| {
+        let mut req = app.client.get(format!("{}/login", app.base));
+        if https {
+            req = req.header("X-Forwarded-Proto", "https");
+        }
+        async move {
+            let res = req.send().await.unwrap();
+            res.headers()
+                .get_all(SET_COOKIE)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let plain = cookie(false).await;
+    assert!(!plain.is_empty());
+    assert!(plain.iter().all(|c| !c.contains("Secure")), "{plain:?}");
+    let secure = cookie(true).await;
+    assert!(!secure.is_empty());
+    assert!(
+        secure
+            .iter()
+            .all(|c| c.ends_with("; Secure") && c.contains("HttpOnly")),
+        "{secure:?}"
+    );
+}
+
+async fn json_bodies_must_be_sent_as_application_json(db: Db) {
+    let app = spawn_app(db).await;
+    let send = |content_type: &'static str| {
+        app.client
+            .post(format!("{}/api/v1/temporary-cards", app.base))
+            .bearer_auth(&app.officer)
+            .header(CONTENT_TYPE, content_type)
+            .body(r#"{"template":"Temporary card","amount":1}"#)
+            .send()
+    };
+    for refused in [
+        "application/vnd.evil+json",
+        "text/plain",
+        "application/x-www-form-urlencoded",
+    ] {
+        let res = send(refused).await.unwrap();
+        assert_eq!(
+            res.status(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{refused}"
+        );
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unsupported_media_type");
+    }
+    let cards = app.get("/api/v1/cards", &app.officer).await;
+    assert_eq!(
+        cards.body["cards"].as_array().unwrap().len(),
+        0,
+        "nothing was requested"
+    );
+    let ok = send("application/json; charset=utf-8").await.unwrap();
+    assert_eq!(ok.status(), StatusCode::CREATED);
+}
+
+/// Reads one HTTP/1.1 answer with a `Content-Length` from `stream`: its status code.
+fn read_answer(stream: &mut TcpStream) -> std::io::Result<u16> {
+    let mut received = Vec::new();
+    let mut byte = [0u8; 1];
+    while !received.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        received.push(byte[0]);
+        if received.len() > 64 * 1024 {
+            return Err(std::io::ErrorKind::InvalidData.into());
+        }
+    }
+    let head = String::from_utf8_lossy(&received).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body)?;
+    Ok(head[9..12].parse().unwrap())
+}
+
+/// A client that sends a body to a route that needs none (`{}` to Complete order), in two
+/// writes as many HTTP libraries do, keeps its connection: the server reads the body before it
+/// answers instead of closing the connection with the body unread (which the client sees as a
+/// reset).
+async fn an_unread_request_body_does_not_reset_the_connection(db: Db) {
+    let app = spawn_app(db).await;
+    let card = app.request_cards(1).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let order = app.order(&[card]).await;
+    let id = order.body["id"].as_str().unwrap().to_owned();
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let token = app.producer.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(&addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        write!(
+            stream,
+            "POST /api/v1/batch-orders/{id}/complete HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n"
+        )
+        .unwrap();
+        // Until the body is sent, the server must wait for it rather than answer and hang up.
+        let mut early = [0u8; 1];
+        match stream.read(&mut early) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+            other => panic!("the server answered before reading the body: {other:?}"),
+        }
+        stream.write_all(b"{}").unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let status = read_answer(&mut stream).expect("the answer arrives whole");
+        assert!(status == 200 || status == 409, "{status}");
+        // The same connection serves the next request.
+        write!(
+            stream,
+            "GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+        )
+        .unwrap();
+        assert_eq!(read_answer(&mut stream).expect("kept alive"), 200);
+    })
+    .await
+    .unwrap();
+}
+
+async fn names_with_hidden_characters_are_refused(db: Db) {
+    let app = spawn_app(db).await;
+    for (field, value) in [
+        ("given_name", "Ann\u{202E}eL"),
+        ("given_name", "Jo\u{200B}hn"),
+        ("family_name", "\u{FEFF}Lee"),
+        ("family_name", "Lee\u{2028}Admin"),
+    ] {
+        let mut person = json!({
+            "employee_number": "E-7001",
+            "given_name": "Ann",
+            "family_name": "Lee",
+        });
+        person[field] = json!(value);
+        let answer = app.post("/api/v1/persons", &app.officer, person).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{value:?}: {answer:?}"
+        );
+        let message = answer.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("invisible formatting"), "{message}");
+    }
+    let persons = app.get("/api/v1/persons?q=E-7001", &app.officer).await;
+    assert_eq!(
+        persons.body["persons"].as_array().unwrap().len(),
+        0,
+        "{persons:?}"
+    );
+    let ok = app
+        .post(
+            "/api/v1/persons",
+            &app.officer,
+            json!({"employee_number": "E-7001", "given_name": "Åsa", "family_name": "O'Brien"}),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{ok:?}");
+}
+
+/// A failed login's username is logged escaped: a newline or a terminal escape sequence in it
+/// cannot start a line of its own or reach an operator's terminal.
+#[tokio::test]
+async fn usernames_cannot_forge_log_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cardwright.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("server.log");
+    let server = Server::start_with(&config, &[("CARDWRIGHT_LOG", "info".as_ref())], &log);
+    let forged =
+        "nobody\n2026-03-02T09:00:00.000000Z  INFO cardwright: login username=admin\u{1b}[2J";
+    let answer = reqwest::Client::new()
+        .post(format!("{}/api/v1/auth/login", server.base))
+        .json(&json!({"username": forged, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    drop(server);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("failed login"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "an escape sequence reached the log"
+    );
+    assert!(
+        !text.lines().any(|l| l.starts_with("2026-03-02T09:00:00")),
+        "a forged line: {text}"
+    );
+}
+
+/// The embedded default keeps its data folder and database to the server's user.
+#[cfg(unix)]
+#[test]
+fn the_data_folder_and_database_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cardwright"))
+        .args(["--data-dir"])
+        .arg(&data)
+        .args([
+            "operator",
+            "add",
+            "ann",
+            "--role",
+            "service-admin",
+            "--password-stdin",
+        ])
+        .env_remove("CARDWRIGHT_CONFIG")
+        .env_remove("CARDWRIGHT_DATABASE_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(PASSWORD.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("cardwright.db")), 0o600);
+    assert_eq!(mode(&data.join("pki")), 0o700);
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            assert_eq!(
+                mode(&path) & 0o077,
+                0,
+                "{} is readable by others",
+                path.display()
+            );
+        }
+    }
+}
