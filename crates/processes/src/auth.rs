@@ -9,6 +9,7 @@ use cardwright_storage::audit::{self, NewEvent};
 use cardwright_storage::operators::{self, Attempt};
 use cardwright_storage::Store;
 use sha2::{Digest, Sha256};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 
 use crate::{Actor, Context, ProcessError};
 
@@ -25,14 +26,59 @@ fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// Threads that compute password hashes. Each argon2id computation takes about 19 MiB and a
+/// core for tens of milliseconds. Run on the runtime's blocking pool, a burst of logins would
+/// compute them all at once on as many threads, and the allocator keeps the memory of each
+/// thread afterwards (120 parallel logins: 3 GB, kept). On two threads of their own, logins take
+/// turns and the memory stays that of two hashes.
+const HASHING_THREADS: usize = 2;
+
+type HashJob = Box<dyn FnOnce() + Send>;
+
+/// Runs `work` on one of the hashing threads and waits for its result.
+async fn hashing<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ProcessError> + Send + 'static,
+) -> Result<T, ProcessError> {
+    static QUEUE: OnceLock<Mutex<mpsc::Sender<HashJob>>> = OnceLock::new();
+    let queue = QUEUE.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<HashJob>();
+        let rx = Arc::new(Mutex::new(rx));
+        for n in 0..HASHING_THREADS {
+            let rx = Arc::clone(&rx);
+            std::thread::Builder::new()
+                .name(format!("cardwright-hash-{n}"))
+                .spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                })
+                .expect("the hashing threads start");
+        }
+        Mutex::new(tx)
+    });
+    let (done, result) = tokio::sync::oneshot::channel();
+    let job: HashJob = Box::new(move || {
+        let _ = done.send(work());
+    });
+    queue
+        .lock()
+        .map_err(|_| ProcessError::Internal("the hashing queue is poisoned".into()))?
+        .send(job)
+        .map_err(|_| ProcessError::Internal("the hashing threads stopped".into()))?;
+    result
+        .await
+        .map_err(|_| ProcessError::Internal("a password hash was not computed".into()))?
+}
+
 async fn hash_password(ctx: &Context, password: String) -> Result<String, ProcessError> {
     let mut salt = [0u8; 16];
     ctx.entropy.fill(&mut salt);
-    let _turn = HASHING
-        .acquire()
-        .await
-        .map_err(|e| ProcessError::Internal(e.to_string()))?;
-    tokio::task::spawn_blocking(move || {
+    hashing(move || {
         let salt =
             SaltString::encode_b64(&salt).map_err(|e| ProcessError::Internal(e.to_string()))?;
         Argon2::default()
@@ -41,15 +87,10 @@ async fn hash_password(ctx: &Context, password: String) -> Result<String, Proces
             .map_err(|e| ProcessError::Internal(format!("hashing the password failed: {e}")))
     })
     .await
-    .map_err(|e| ProcessError::Internal(e.to_string()))?
 }
 
 async fn verify_password(hash: String, password: String) -> Result<bool, ProcessError> {
-    let _turn = HASHING
-        .acquire()
-        .await
-        .map_err(|e| ProcessError::Internal(e.to_string()))?;
-    tokio::task::spawn_blocking(move || {
+    hashing(move || {
         let parsed = PasswordHash::new(&hash)
             .map_err(|e| ProcessError::Internal(format!("stored password hash is invalid: {e}")))?;
         Ok(Argon2::default()
@@ -57,7 +98,6 @@ async fn verify_password(hash: String, password: String) -> Result<bool, Process
             .is_ok())
     })
     .await
-    .map_err(|e| ProcessError::Internal(e.to_string()))?
 }
 
 /// A hash of no real password, checked when the username is unknown so that a failed login
@@ -123,13 +163,6 @@ pub async fn list_operators(ctx: &Context) -> Result<Vec<Operator>, ProcessError
 }
 
 const BAD_LOGIN: &str = "invalid username or password";
-
-/// Password hashes computed at once in this process. Each argon2id computation takes about
-/// 19 MiB and a core for tens of milliseconds; more in parallel would only trade memory for
-/// nothing on a machine with few cores, so further logins wait their turn.
-const HASHING_AT_ONCE: usize = 2;
-
-static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(HASHING_AT_ONCE);
 
 /// Checks a username and password and opens a session. Every attempt is counted before its
 /// password is checked, so at most `max_failures` attempts in a row are ever checked for a

@@ -362,3 +362,60 @@ fn the_data_folder_and_database_are_private() {
         }
     }
 }
+
+/// The server's peak resident memory so far, from `/proc`.
+fn peak_resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    kib * 1024
+}
+
+/// 120 logins at once (for 120 usernames, so the lockout does not cut them short) each need an
+/// argon2id hash of about 19 MiB. Computed all at once they took the server to 3 GB, kept after
+/// the burst; taking turns on two hashing threads it stays a few hundred MiB at most.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_logins_take_turns_at_hashing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cardwright.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("server.log");
+    let server = Server::start_with(&config, &[("CARDWRIGHT_LOG", "error".as_ref())], &log);
+    let client = reqwest::Client::new();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..120 {
+        let client = client.clone();
+        let url = format!("{}/api/v1/auth/login", server.base);
+        set.spawn(async move {
+            client
+                .post(url)
+                .json(&json!({"username": format!("sprayed-{i}"), "password": "Winter2026!"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+    }
+    let statuses = set.join_all().await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED),
+        "{statuses:?}"
+    );
+    let peak = peak_resident_bytes(server.child.id());
+    assert!(
+        peak < 400 * 1024 * 1024,
+        "the server's memory peaked at {} MiB",
+        peak / (1024 * 1024)
+    );
+}
