@@ -48,8 +48,14 @@ pub const MAX_FILTER_WORK: f64 = 64_000_000.0;
 /// How long one render (a PDF or a PNG of one card) may take.
 pub const TIME_BUDGET: Duration = Duration::from_secs(5);
 /// Renders running at once in this process, including any that outran their time budget and
-/// are still finishing; past this a render is refused rather than queued.
-pub const MAX_RENDERS_IN_FLIGHT: usize = 8;
+/// are still finishing; past this a render is refused rather than queued. Four per core, and
+/// at least sixteen, so that many stations and previews at once are not refused.
+pub fn max_renders_in_flight() -> usize {
+    std::thread::available_parallelism()
+        .map_or(4, std::num::NonZeroUsize::get)
+        .saturating_mul(4)
+        .max(16)
+}
 /// Filters and PDF conversion rasterise at up to this many pixels per canvas pixel.
 const RASTER_SCALE: f64 = 2.0;
 
@@ -388,7 +394,7 @@ impl Drop for InFlight {
 /// Runs one render on a thread of its own and waits at most [`TIME_BUDGET`] for it. A render
 /// that outruns the budget is answered with an error at once; its thread is left to finish
 /// (the structural limits bound how long that takes) and counts against
-/// [`MAX_RENDERS_IN_FLIGHT`] until it does. The thread is not a runtime's blocking task, so it
+/// [`max_renders_in_flight`] until it does. The thread is not a runtime's blocking task, so it
 /// never holds up a shutdown.
 pub fn with_time_budget<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, LayoutError> + Send + 'static,
@@ -400,10 +406,11 @@ pub(crate) fn with_budget<T: Send + 'static>(
     budget: Duration,
     work: impl FnOnce() -> Result<T, LayoutError> + Send + 'static,
 ) -> Result<T, LayoutError> {
-    if IN_FLIGHT.fetch_add(1, Ordering::SeqCst) >= MAX_RENDERS_IN_FLIGHT {
+    let most = max_renders_in_flight();
+    if IN_FLIGHT.fetch_add(1, Ordering::SeqCst) >= most {
         IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
         return Err(LayoutError::Budget(format!(
-            "the renderer is busy with {MAX_RENDERS_IN_FLIGHT} renders; try again shortly"
+            "the renderer is busy with {most} renders; try again shortly"
         )));
     }
     let guard = InFlight;
