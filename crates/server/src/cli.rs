@@ -91,6 +91,7 @@ pub enum AuditCommand {
 impl Cli {
     /// The configuration in force: file, then environment, then flags.
     pub fn config(&self) -> anyhow::Result<Config> {
+        Config::check_environment(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()))?;
         let mut config = Config::load(self.global.config.as_deref(), |k| std::env::var(k).ok())?;
         if let Some(dir) = &self.global.data_dir {
             config.data_dir.clone_from(dir);

@@ -191,12 +191,28 @@ impl Config {
         if !matches!(self.log_format.as_str(), "text" | "json") {
             bail!("log_format: use text or json, not '{}'", self.log_format);
         }
-        if self.expiry_interval_ms == 0 {
-            bail!("expiry_interval_ms: must be at least 1");
-        }
-        if self.station_poll_ms == 0 {
-            bail!("station_poll_ms: must be at least 1");
-        }
+        const DAY: u64 = 24 * 3600;
+        in_range("expiry_interval_ms", self.expiry_interval_ms, 1, DAY * 1000)?;
+        in_range("station_poll_ms", self.station_poll_ms, 1, 3_600_000)?;
+        in_range(
+            "production_stale_secs",
+            self.production_stale_secs,
+            1,
+            30 * DAY,
+        )?;
+        in_range("login.lockout_secs", self.login.lockout_secs, 1, 30 * DAY)?;
+        in_range(
+            "login.token_ttl_secs",
+            self.login.token_ttl_secs,
+            1,
+            365 * DAY,
+        )?;
+        in_range(
+            "pki.certificate_days",
+            u64::from(self.pki.certificate_days),
+            1,
+            3650,
+        )?;
         if !self.metrics_token.is_empty()
             && (self.metrics_token.len() < 32
                 || !self.metrics_token.bytes().all(|b| b.is_ascii_graphic()))
@@ -212,13 +228,40 @@ impl Config {
             if !names.insert(name) {
                 bail!("stations: the name '{name}' is used twice");
             }
-            if let PrinterConfig::Ipp { uri, .. } = &station.printer {
+            if let PrinterConfig::Ipp {
+                uri,
+                job_timeout_secs,
+            } = &station.printer
+            {
                 cardwright_cardsdk::IppPrinter::new(uri, std::time::Duration::from_secs(1))
                     .map_err(|e| anyhow::anyhow!("stations.{name}.printer: {e}"))?;
+                in_range(
+                    &format!("stations.{name}.printer.job_timeout_secs"),
+                    *job_timeout_secs,
+                    1,
+                    DAY,
+                )?;
             }
         }
         if self.login.max_failures == 0 {
             bail!("login.max_failures: must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// Refuses `CARDWRIGHT_*` environment variables that set nothing (a misspelt key would
+    /// otherwise be ignored without a word), naming the variable.
+    pub fn check_environment(names: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
+        let defaults = toml::Table::try_from(Config::default()).context("serialising defaults")?;
+        let mut known = vec!["CARDWRIGHT_CONFIG".to_owned(), "CARDWRIGHT_LOG".to_owned()];
+        env_names(&defaults, "CARDWRIGHT", &mut known);
+        for name in names {
+            if name.starts_with("CARDWRIGHT_") && !known.contains(&name) {
+                bail!(
+                    "{name}: no such setting; the environment may set {}",
+                    known.join(", ")
+                );
+            }
         }
         Ok(())
     }
@@ -241,6 +284,27 @@ impl Config {
                 token_ttl: secs(self.login.token_ttl_secs),
             },
         })
+    }
+}
+
+/// Refuses a value outside `min..=max`, naming the key.
+fn in_range(key: &str, value: u64, min: u64, max: u64) -> anyhow::Result<()> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        bail!("{key}: must be from {min} to {max}, not {value}")
+    }
+}
+
+/// The environment variable of every key `apply_env` reads.
+fn env_names(defaults: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+    for (key, default) in defaults {
+        let var = format!("{prefix}_{}", key.to_ascii_uppercase());
+        match default {
+            toml::Value::Array(_) => {}
+            toml::Value::Table(inner) => env_names(inner, &var, out),
+            _ => out.push(var),
+        }
     }
 }
 
@@ -364,6 +428,72 @@ mod tests {
         assert!(
             format!("{:#}", Config::load(Some(&path), |_| None).unwrap_err()).contains("twice")
         );
+    }
+
+    #[test]
+    fn durations_must_be_positive_and_bounded() {
+        for (var, value, key) in [
+            (
+                "CARDWRIGHT_LOGIN_TOKEN_TTL_SECS",
+                "0",
+                "login.token_ttl_secs",
+            ),
+            ("CARDWRIGHT_LOGIN_LOCKOUT_SECS", "0", "login.lockout_secs"),
+            (
+                "CARDWRIGHT_PRODUCTION_STALE_SECS",
+                "0",
+                "production_stale_secs",
+            ),
+            (
+                "CARDWRIGHT_PKI_CERTIFICATE_DAYS",
+                "0",
+                "pki.certificate_days",
+            ),
+            (
+                "CARDWRIGHT_LOGIN_TOKEN_TTL_SECS",
+                "18446744073709551615",
+                "login.token_ttl_secs",
+            ),
+            (
+                "CARDWRIGHT_PRODUCTION_STALE_SECS",
+                "9223372036854775807",
+                "production_stale_secs",
+            ),
+        ] {
+            let env = |k: &str| (k == var).then(|| value.to_owned());
+            let err = format!("{:#}", Config::load(None, env).unwrap_err());
+            assert!(
+                err.contains(key) || err.contains(var),
+                "{var}={value}: {err}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[[stations]]\nname = \"a\"\nprinter = { kind = \"ipp\", uri = \"ipp://127.0.0.1:631/printers/a\", job_timeout_secs = 0 }\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", Config::load(Some(&path), |_| None).unwrap_err());
+        assert!(err.contains("stations.a.printer.job_timeout_secs"), "{err}");
+    }
+
+    #[test]
+    fn unknown_environment_variables_are_refused() {
+        let ok = [
+            "CARDWRIGHT_LISTEN",
+            "CARDWRIGHT_LOGIN_MAX_FAILURES",
+            "CARDWRIGHT_LOG",
+            "PATH",
+        ];
+        Config::check_environment(ok.iter().map(|s| (*s).to_owned())).unwrap();
+        let err = Config::check_environment(["CARDWRIGHT_LISTN".to_owned()]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("CARDWRIGHT_LISTN: no such setting"),
+            "{err}"
+        );
+        assert!(Config::check_environment(["CARDWRIGHT_STATIONS".to_owned()]).is_err());
     }
 
     #[test]
