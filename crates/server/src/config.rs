@@ -191,7 +191,6 @@ impl Config {
         if !matches!(self.log_format.as_str(), "text" | "json") {
             bail!("log_format: use text or json, not '{}'", self.log_format);
         }
-        const DAY: u64 = 24 * 3600;
         in_range("expiry_interval_ms", self.expiry_interval_ms, 1, DAY * 1000)?;
         in_range("station_poll_ms", self.station_poll_ms, 1, 3_600_000)?;
         in_range(
@@ -286,6 +285,9 @@ impl Config {
         })
     }
 }
+
+/// Seconds in a day, for the bounds of durations.
+const DAY: u64 = 24 * 3600;
 
 /// Refuses a value outside `min..=max`, naming the key.
 fn in_range(key: &str, value: u64, min: u64, max: u64) -> anyhow::Result<()> {
