@@ -49,6 +49,25 @@ async fn failing_station_repeat_and_complete(db: Db) {
         assert_eq!(app.card(card).await["batch_order"], id.as_str());
     }
 
+    // Complete order before anything was produced is refused and changes nothing.
+    let complete_early = app
+        .post(
+            &format!("/api/v1/batch-orders/{id}/complete"),
+            &app.producer,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        complete_early.status,
+        StatusCode::CONFLICT,
+        "{complete_early:?}"
+    );
+    let still = app
+        .get(&format!("/api/v1/batch-orders/{id}"), &app.producer)
+        .await;
+    assert_eq!(still.body["state"], "open", "{still:?}");
+    assert_eq!(app.card(&cards[0]).await["batch_order"], id.as_str());
+
     let next = app
         .post(
             &format!("/api/v1/batch-orders/{id}/next"),
@@ -72,14 +91,6 @@ async fn failing_station_repeat_and_complete(db: Db) {
         }
         assert_eq!(item["attempts"], 1);
     }
-    let complete_early = app
-        .post(
-            &format!("/api/v1/batch-orders/{id}/lock"),
-            &app.producer,
-            json!({}),
-        )
-        .await;
-    assert_eq!(complete_early.status, StatusCode::NOT_FOUND);
 
     // Repeat production until every card is through; the station keeps failing every 4th job.
     let order = repeat_until_produced(&app, &id, order).await;
