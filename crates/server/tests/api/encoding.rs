@@ -1,6 +1,7 @@
 //! Chip encoding on SoftHSM2 through the real binary: tokens per card, PIN letters, certificates
 //! that verify against the built-in CA, holder certificates, revocation, and PINs kept secret.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -50,14 +51,20 @@ fn pkcs11_tool(conf: &Path, args: &[&str]) -> (bool, String) {
     run("pkcs11-tool", &all, conf)
 }
 
-/// The PIN printed on a PIN letter.
-fn pin_from_letter(path: &Path) -> String {
+/// The text of a PDF, by pdftotext (poppler-utils).
+fn pdf_text(path: &Path) -> String {
     let out = Command::new("pdftotext")
         .arg(path)
         .arg("-")
         .output()
-        .expect("pdftotext runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        .expect("pdftotext (poppler-utils) runs");
+    assert!(out.status.success(), "pdftotext {}", path.display());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The PIN printed on a PIN letter.
+fn pin_from_letter(path: &Path) -> String {
+    let text = pdf_text(path);
     text.split_whitespace()
         .find(|w| w.len() >= 4 && w.chars().all(|c| c.is_ascii_digit()))
         .unwrap_or_else(|| panic!("no PIN on the letter: {text}"))
@@ -523,30 +530,60 @@ async fn encoded_cards_on_softhsm() {
     );
     assert!(subject.contains("Alan Turing"), "{subject}");
 
-    // No PIN anywhere but on its letter: not in the database, not in the log.
+    // No PIN anywhere but on its letter: not in the database, the log, the spooled cards, their
+    // previews and descriptions, or the CA's files. The letters themselves are the server
+    // user's alone. Dropping the server waits until its process has exited.
     drop(server);
-    std::thread::sleep(Duration::from_millis(200));
-    let mut stored = Vec::new();
-    for entry in std::fs::read_dir(data).unwrap().filter_map(Result::ok) {
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with("cardwright.db")
-        {
-            stored.extend(std::fs::read(entry.path()).unwrap());
+    let mut files = vec![log.to_path_buf()];
+    let mut folders = vec![data.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap().filter_map(Result::ok) {
+            let path = entry.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                files.push(path);
+            }
         }
     }
-    let logged = std::fs::read(log).unwrap();
-    assert!(!logged.is_empty(), "the server logged");
-    for pin in &pins {
-        let needle = pin.as_bytes();
-        assert!(
-            !stored.windows(needle.len()).any(|w| w == needle),
-            "PIN found in the database"
-        );
-        assert!(
-            !logged.windows(needle.len()).any(|w| w == needle),
-            "PIN found in the log"
-        );
+    let mut letters = 0;
+    let mut searched = 0;
+    for path in &files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with("-pin-letter.pdf") {
+            letters += 1;
+            let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{} is readable by others", path.display());
+            continue;
+        }
+        let mut bytes = std::fs::read(path).unwrap();
+        if name.ends_with(".pdf") {
+            // A PDF sets text as glyphs; its text comes out through pdftotext.
+            bytes.extend(pdf_text(path).into_bytes());
+        }
+        searched += 1;
+        for pin in &pins {
+            let needle = pin.as_bytes();
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "a PIN was found in {}",
+                path.display()
+            );
+        }
     }
+    assert_eq!(
+        letters,
+        pins.len(),
+        "every PIN letter was spooled: {files:?}"
+    );
+    assert!(
+        files
+            .iter()
+            .any(|f| f.to_string_lossy().contains("cardwright.db"))
+            && files
+                .iter()
+                .any(|f| f.extension().is_some_and(|e| e == "png")),
+        "the database and the spooled previews were searched: {files:?}"
+    );
+    assert!(searched > letters, "{files:?}");
 }
