@@ -3,7 +3,9 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{history_processes, simulated_station, spawn_app, spawn_app_with, Db};
+use crate::helpers::{
+    history_processes, simulated_station, spawn_app, spawn_app_with, Db, TestApp,
+};
 use crate::on_both_databases;
 
 on_both_databases!(
@@ -36,20 +38,8 @@ fn items_with(order: &Value, status: &str) -> Vec<String> {
         .collect()
 }
 
-async fn failing_station_repeat_and_complete(db: Db) {
-    let app = spawn_app_with(db, |c| c.stations = vec![simulated_station("desk-1", 4, 0)]).await;
-    let cards = ids(&app.request_cards(20).await);
-    let created = app.order(&cards).await;
-    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
-    assert_eq!(created.body["state"], "open");
-    assert_eq!(created.body["counts"]["selected"], 20);
-    assert_eq!(created.body["operator"], "producer");
-    let id = created.body["id"].as_str().unwrap().to_owned();
-    for card in &cards[..3] {
-        assert_eq!(app.card(card).await["batch_order"], id.as_str());
-    }
-
-    // Complete order before anything was produced is refused and changes nothing.
+/// Complete order before anything was produced is refused and changes nothing.
+async fn complete_is_refused_while_open(app: &TestApp, id: &str, card: &str) {
     let complete_early = app
         .post(
             &format!("/api/v1/batch-orders/{id}/complete"),
@@ -66,7 +56,23 @@ async fn failing_station_repeat_and_complete(db: Db) {
         .get(&format!("/api/v1/batch-orders/{id}"), &app.producer)
         .await;
     assert_eq!(still.body["state"], "open", "{still:?}");
-    assert_eq!(app.card(&cards[0]).await["batch_order"], id.as_str());
+    assert_eq!(app.card(card).await["batch_order"], id);
+}
+
+async fn failing_station_repeat_and_complete(db: Db) {
+    let app = spawn_app_with(db, |c| c.stations = vec![simulated_station("desk-1", 4, 0)]).await;
+    let cards = ids(&app.request_cards(20).await);
+    let created = app.order(&cards).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    assert_eq!(created.body["state"], "open");
+    assert_eq!(created.body["counts"]["selected"], 20);
+    assert_eq!(created.body["operator"], "producer");
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    for card in &cards[..3] {
+        assert_eq!(app.card(card).await["batch_order"], id.as_str());
+    }
+
+    complete_is_refused_while_open(&app, &id, &cards[0]).await;
 
     let next = app
         .post(

@@ -4,7 +4,6 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use serde_json::json;
 
@@ -534,8 +533,8 @@ async fn encoded_cards_on_softhsm() {
     // previews and descriptions, or the CA's files. The letters themselves are the server
     // user's alone. Dropping the server waits until its process has exited.
     drop(server);
-    let mut files = vec![log.to_path_buf()];
-    let mut folders = vec![data.to_path_buf()];
+    let mut files = vec![log.clone()];
+    let mut folders = vec![data.clone()];
     while let Some(folder) = folders.pop() {
         for entry in std::fs::read_dir(&folder).unwrap().filter_map(Result::ok) {
             let path = entry.path();
@@ -557,7 +556,10 @@ async fn encoded_cards_on_softhsm() {
             continue;
         }
         let mut bytes = std::fs::read(path).unwrap();
-        if name.ends_with(".pdf") {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("pdf"))
+        {
             // A PDF sets text as glyphs; its text comes out through pdftotext.
             bytes.extend(pdf_text(path).into_bytes());
         }
