@@ -11,7 +11,10 @@ use cardwright_domain::{Card, CardId, CardState, Role, Serial, SerialPrefix};
 use cardwright_processes::cards::{search, CardQuery};
 use cardwright_processes::temp_cards::production::{self, Station};
 use cardwright_processes::temp_cards::{issue_multiple, request};
-use cardwright_processes::{auth, scripts, templates, Actor, Context, Settings, SystemClock};
+use cardwright_processes::{
+    auth, scripts, templates, Actor, Context, Entropy as _, OsEntropy, Settings, SystemClock,
+};
+use cardwright_storage::audit::AuditKey;
 use cardwright_storage::{cards, Store};
 use clap::Subcommand;
 
@@ -114,7 +117,15 @@ impl Scratch {
 async fn context(url: &str) -> anyhow::Result<Context> {
     let store = Store::connect(url).await?;
     store.migrate().await?;
-    let ctx = Context::new(store, Arc::new(SystemClock), Settings::default());
+    // A scratch database gets a key of its own; nothing outlives the run.
+    let mut master_key = [0u8; 32];
+    OsEntropy.fill(&mut master_key);
+    let ctx = Context::new(
+        store,
+        Arc::new(SystemClock),
+        Settings::default(),
+        AuditKey::derive(&master_key),
+    );
     templates::ensure_default(&ctx).await?;
     scripts::ensure_default(&ctx).await?;
     Ok(ctx)
