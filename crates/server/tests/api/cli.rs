@@ -203,6 +203,12 @@ fn benchmarks_run_on_a_scratch_database() {
         text.contains("with 3000 cards stored (600 requested") && text.contains("median"),
         "{text}"
     );
+    let (ok, text) = cardwright(dir.path(), &["bench", "audit", "--events", "30"], "");
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("30 appended, each in its own transaction") && text.contains("events/s"),
+        "{text}"
+    );
     assert!(
         !dir.path().join("cardwright.db").exists(),
         "benchmarks leave the data folder alone"
