@@ -1,7 +1,8 @@
 //! Reading and checking the audit log.
 
 use cardwright_domain::{Operator, Role};
-use cardwright_storage::audit::{self, Event, EventFilter, Verification};
+use cardwright_storage::audit::{self, Adoption, Event, EventFilter, Verification};
+use cardwright_storage::Store;
 
 use crate::cards::bad_cursor;
 use crate::cards::{next_cursor, page_limit};
@@ -38,8 +39,34 @@ pub async fn events(
     Ok((page, next))
 }
 
-/// Checks the whole hash chain.
+/// Checks the whole hash chain and its signatures.
 pub async fn verify(ctx: &Context) -> Result<Verification, ProcessError> {
     let mut conn = ctx.store.reader().await?;
-    Ok(audit::verify(&mut conn).await?)
+    Ok(audit::verify(&mut conn, &ctx.audit_key).await?)
+}
+
+/// Signs the head of a log that was written before the log was signed (once, when the server
+/// starts), and says so in the log.
+pub async fn adopt(ctx: &Context) -> Result<Adoption, ProcessError> {
+    let mut tx = ctx.store.begin().await?;
+    let adoption = audit::adopt(&mut tx, &ctx.audit_key).await?;
+    Store::commit(tx).await?;
+    match adoption {
+        Adoption::Signed | Adoption::Adopted { seq: 0 } => {}
+        Adoption::Adopted { seq } => {
+            tracing::warn!(
+                seq,
+                "audit log adopted: events up to {seq} were written before signing and are \
+                 vouched for by the head signed now"
+            );
+        }
+        Adoption::Refused { seq } => {
+            tracing::error!(
+                seq,
+                "the audit log's head lost its signature although events are signed: not \
+                 signing it again; run `cardwright audit verify`"
+            );
+        }
+    }
+    Ok(adoption)
 }

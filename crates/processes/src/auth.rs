@@ -141,6 +141,7 @@ pub async fn add_operator(
         })?;
     audit::append(
         &mut tx,
+        &ctx.audit_key,
         NewEvent::admin(
             now,
             actor.audit_name(),

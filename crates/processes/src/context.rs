@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use cardwright_domain::Timestamp;
+use cardwright_storage::audit::AuditKey;
 use cardwright_storage::Store;
 use chrono::Utc;
 use rand::RngCore;
@@ -97,10 +98,17 @@ pub struct Context {
     pub scripts: Arc<ScriptRuntime>,
     /// The certificate authority, for encoded cards.
     pub pki: Option<Arc<crate::pki::Pki>>,
+    /// Signs the audit log.
+    pub audit_key: AuditKey,
 }
 
 impl Context {
-    pub fn new(store: Store, clock: Arc<dyn Clock>, settings: Settings) -> Self {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+        audit_key: AuditKey,
+    ) -> Self {
         Self {
             store,
             clock,
@@ -108,6 +116,7 @@ impl Context {
             settings,
             scripts: Arc::new(ScriptRuntime::default()),
             pki: None,
+            audit_key,
         }
     }
 

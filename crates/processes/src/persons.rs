@@ -56,6 +56,7 @@ pub async fn create(
     })?;
     audit::append(
         &mut tx,
+        &ctx.audit_key,
         NewEvent {
             new_state: Some(person.state.as_str().to_owned()),
             ..NewEvent::admin(

@@ -113,6 +113,7 @@ async fn save_version(
         })?;
     audit::append(
         &mut tx,
+        &ctx.audit_key,
         NewEvent::admin(
             now,
             operator.username.as_str().to_owned(),

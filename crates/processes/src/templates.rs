@@ -91,6 +91,7 @@ async fn audit_template(
 ) -> Result<(), ProcessError> {
     audit::append(
         conn,
+        &ctx.audit_key,
         NewEvent::admin(
             ctx.now(),
             actor.audit_name(),

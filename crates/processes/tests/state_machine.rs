@@ -9,6 +9,7 @@ use cardwright_processes::temp_cards::{abort, assign, expire, extend, lock, requ
 use cardwright_processes::{
     auth, persons, templates, Actor, Clock, Context, ManualClock, ProcessError, Settings,
 };
+use cardwright_storage::audit::AuditKey;
 use cardwright_storage::{cards, Store};
 use chrono::{Duration, TimeZone, Utc};
 use proptest::prelude::*;
@@ -62,7 +63,12 @@ async fn world() -> World {
     let clock = Arc::new(ManualClock::new(
         Utc.with_ymd_and_hms(2026, 1, 5, 8, 0, 0).unwrap(),
     ));
-    let ctx = Context::new(store, clock.clone(), Settings::default());
+    let ctx = Context::new(
+        store,
+        clock.clone(),
+        Settings::default(),
+        AuditKey::derive(&[7; 32]),
+    );
     templates::ensure_default(&ctx).await.unwrap();
     let roles: Roles = [Role::RegistrationOfficer].into_iter().collect();
     let officer = auth::add_operator(

@@ -11,8 +11,9 @@ use cardwright_pki::{builtin_profiles, CertificateAuthority};
 use cardwright_processes::pki::Pki;
 use cardwright_processes::temp_cards::production::{self, Station};
 use cardwright_processes::{
-    scripts, temp_cards, templates, Clock, Context, Entropy as _, OsEntropy,
+    audit, scripts, temp_cards, templates, Clock, Context, Entropy as _, OsEntropy,
 };
+use cardwright_storage::audit::AuditKey;
 use cardwright_storage::{redact_url, Store};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -102,6 +103,15 @@ fn master_key(config: &Config, dir: &std::path::Path) -> anyhow::Result<[u8; 32]
         .map_err(|_| anyhow::anyhow!("pki.master_key: must be 32 bytes (64 hex digits)"))
 }
 
+/// The key that signs the audit log, derived from the master key (which [`pki`] creates when
+/// missing), so it is kept wherever the master key is and never in the database.
+fn audit_key(config: &Config) -> anyhow::Result<AuditKey> {
+    Ok(AuditKey::derive(&master_key(
+        config,
+        &config.data_dir.join("pki"),
+    )?))
+}
+
 fn write_secret(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     #[cfg(unix)]
@@ -117,11 +127,8 @@ fn write_secret(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
 pub async fn context(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Context> {
     let store = open_store(config).await?;
     let now = clock.now().timestamp();
-    let ctx = Context::new(store, clock, config.settings()?).with_pki(pki(
-        config,
-        now,
-        &stations(config),
-    )?);
+    let pki = pki(config, now, &stations(config))?;
+    let ctx = Context::new(store, clock, config.settings()?, audit_key(config)?).with_pki(pki);
     templates::ensure_default(&ctx)
         .await
         .context("creating the default card template")?;
@@ -164,6 +171,7 @@ pub async fn start(
     shutdown_on_signal: bool,
 ) -> anyhow::Result<Running> {
     let ctx = context(config, clock).await?;
+    audit::adopt(&ctx).await.context("signing the audit log")?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;

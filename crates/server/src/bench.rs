@@ -1,5 +1,5 @@
-//! `cardwright bench`: throughput of a whole batch order and the speed of the card search, on
-//! SQLite or PostgreSQL, with numbers a reader can compare against the targets.
+//! `cardwright bench`: throughput of a whole batch order, of audit appends and the speed of the
+//! card search, on SQLite or PostgreSQL, with numbers a reader can compare against the targets.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +11,10 @@ use cardwright_domain::{Card, CardId, CardState, Role, Serial, SerialPrefix};
 use cardwright_processes::cards::{search, CardQuery};
 use cardwright_processes::temp_cards::production::{self, Station};
 use cardwright_processes::temp_cards::{issue_multiple, request};
-use cardwright_processes::{auth, scripts, templates, Actor, Context, Settings, SystemClock};
+use cardwright_processes::{
+    audit, auth, scripts, templates, Actor, Context, Entropy as _, OsEntropy, Settings, SystemClock,
+};
+use cardwright_storage::audit::{AuditKey, NewEvent};
 use cardwright_storage::{cards, Store};
 use clap::Subcommand;
 
@@ -49,6 +52,13 @@ pub enum BenchCommand {
         cards: u32,
         #[arg(long, default_value = "/usr/lib/softhsm/libsofthsm2.so")]
         module: std::path::PathBuf,
+    },
+    /// Append N audit events, each in its own transaction as every process does, and report
+    /// events per second; then time checking the whole log as `audit verify` does.
+    Audit {
+        /// Events appended.
+        #[arg(long, default_value_t = 10_000)]
+        events: u32,
     },
     /// Store N cards, then time the first page of "cards in state requested".
     List {
@@ -114,7 +124,15 @@ impl Scratch {
 async fn context(url: &str) -> anyhow::Result<Context> {
     let store = Store::connect(url).await?;
     store.migrate().await?;
-    let ctx = Context::new(store, Arc::new(SystemClock), Settings::default());
+    // A scratch database gets a key of its own; nothing outlives the run.
+    let mut master_key = [0u8; 32];
+    OsEntropy.fill(&mut master_key);
+    let ctx = Context::new(
+        store,
+        Arc::new(SystemClock),
+        Settings::default(),
+        AuditKey::derive(&master_key),
+    );
     templates::ensure_default(&ctx).await?;
     scripts::ensure_default(&ctx).await?;
     Ok(ctx)
@@ -142,6 +160,7 @@ pub async fn run(command: &BenchCommand, database_url: Option<&str>) -> anyhow::
             unreachable!("run without a database")
         }
         BenchCommand::Options { runs } => options(&ctx, backend, *runs).await,
+        BenchCommand::Audit { events } => audit_log(&ctx, backend, *events).await,
     };
     ctx.store.close().await;
     scratch.drop_schema().await?;
@@ -300,6 +319,48 @@ async fn list(ctx: &Context, backend: &str, total: u32, rounds: u32) -> anyhow::
         ms(times[times.len() * 95 / 100]),
         ms(*times.last().unwrap_or(&Duration::ZERO)),
         times.len()
+    );
+    Ok(())
+}
+
+/// Appends events like a card process's (an assignment with its details), one transaction each,
+/// as the processes do: the head's lock, the event and the head's new hash and signature.
+async fn audit_log(ctx: &Context, backend: &str, total: u32) -> anyhow::Result<()> {
+    let total = total.max(1);
+    let started = Instant::now();
+    for n in 0..total {
+        let (millis, random) = ctx.id_parts();
+        let event = NewEvent {
+            at: ctx.now(),
+            operator: "bench".into(),
+            process: "TempCardsProcAssign".into(),
+            card: Some(CardId::new(millis, random).to_string()),
+            order: None,
+            old_state: Some("unassigned".into()),
+            new_state: Some("assigned".into()),
+            details: serde_json::json!({"person": format!("P{n:06}"), "validity_days": 14}),
+        };
+        let mut tx = ctx.store.begin().await?;
+        cardwright_storage::audit::append(&mut tx, &ctx.audit_key, event).await?;
+        Store::commit(tx).await?;
+    }
+    let appended = started.elapsed();
+    let started = Instant::now();
+    let verification = audit::verify(ctx)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let verified = started.elapsed();
+    if let Some((seq, reason)) = verification.first_bad {
+        bail!("the benchmark's own log does not verify at event {seq}: {reason}");
+    }
+    println!(
+        "audit events on {backend}: {total} appended, each in its own transaction, in {:.2} s = {:.0} events/s; \
+         verifying all {} took {:.2} s = {:.0} events/s",
+        appended.as_secs_f64(),
+        f64::from(total) / appended.as_secs_f64(),
+        verification.events,
+        verified.as_secs_f64(),
+        f64::from(u32::try_from(verification.events).unwrap_or(u32::MAX)) / verified.as_secs_f64()
     );
     Ok(())
 }

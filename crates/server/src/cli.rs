@@ -84,7 +84,9 @@ pub enum OperatorCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check the audit log's hash chain; exits non-zero naming the first bad event.
+    /// Check the audit log's hash chain and its signatures (under the key derived from the PKI
+    /// master key); prints the last signed checkpoint, and exits non-zero naming the first bad
+    /// event and the last signed checkpoint that still holds.
     Verify,
 }
 
@@ -168,9 +170,20 @@ pub async fn run_admin(cli: &Cli, config: &Config) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             ctx.store.close().await;
-            match result.first_bad {
-                None => println!("audit log intact: {} events verified", result.events),
-                Some((seq, reason)) => bail!("audit log broken at event {seq}: {reason}"),
+            match (result.first_bad, result.last_checkpoint) {
+                (None, Some(checkpoint)) => println!(
+                    "audit log intact: {} events verified, last signed checkpoint at event {checkpoint}",
+                    result.events
+                ),
+                (None, None) => println!("audit log intact: {} events verified", result.events),
+                (Some((seq, reason)), Some(checkpoint)) => bail!(
+                    "audit log broken at event {seq}: {reason}; the last signed checkpoint that \
+                     holds is event {checkpoint}"
+                ),
+                (Some((seq, reason)), None) => bail!(
+                    "audit log broken at event {seq}: {reason}; no signed checkpoint holds (if \
+                     no event verifies, check that pki.master_key is the server's)"
+                ),
             }
         }
     }

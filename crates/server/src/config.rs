@@ -43,7 +43,8 @@ pub struct PkiConfig {
     pub ca_name: String,
     /// How long card certificates are valid, in days.
     pub certificate_days: u32,
-    /// The 32-byte key (64 hex digits) that seals PUKs; empty: a key file in the data folder.
+    /// The 32-byte key (64 hex digits) that seals PUKs and from which the audit log's key is
+    /// derived; empty: a key file in the data folder.
     pub master_key: String,
 }
 

@@ -3,8 +3,14 @@
 //! Each event's hash covers its own fields and the previous event's hash, so changing or removing
 //! any event breaks the chain from there on; the head row remembers the last sequence number and
 //! hash, so removing the newest events is caught too.
+//!
+//! The hashes alone stop nobody who can write to the database: recomputing them is easy. So every
+//! event also carries a MAC of its sequence number and hash, and the head a signature of the same,
+//! both under an [`AuditKey`] that is kept outside the database. Rewriting an event breaks its MAC;
+//! removing the newest events and moving the head back breaks the head's signature.
 
 use cardwright_domain::Timestamp;
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -14,6 +20,61 @@ use crate::{from_micros, to_micros, Conn, StoreError};
 
 /// The hash before the first event.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The key that signs the audit log. It must not live in the database the log is in: the server
+/// derives it from the PKI master key (see [`AuditKey::derive`]), so servers sharing a database,
+/// which share that key already, sign alike.
+#[derive(Clone)]
+pub struct AuditKey([u8; 32]);
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(..)")
+    }
+}
+
+/// What separates the audit key from other keys derived from the same master key.
+const KEY_LABEL: &[u8] = b"cardwright audit log v1";
+
+/// What an event's MAC and the head's signature are over; the labels differ so that an event's
+/// MAC can never stand in for the head's signature of the same sequence number and hash.
+#[derive(Debug, Clone, Copy)]
+enum Signed {
+    Event,
+    Head,
+}
+
+impl AuditKey {
+    /// The audit key belonging to a master key: HMAC-SHA-256(master key, "cardwright audit log v1").
+    pub fn derive(master_key: &[u8; 32]) -> Self {
+        let mut mac = Hmac::<Sha256>::new_from_slice(master_key).expect("HMAC takes 32-byte keys");
+        mac.update(KEY_LABEL);
+        Self(mac.finalize().into_bytes().into())
+    }
+
+    fn mac(&self, what: Signed, seq: i64, hash: &str) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes 32-byte keys");
+        let label: &[u8] = match what {
+            Signed::Event => b"event\0",
+            Signed::Head => b"head\0",
+        };
+        mac.update(label);
+        mac.update(seq.to_string().as_bytes());
+        mac.update(b"\0");
+        mac.update(hash.as_bytes());
+        mac
+    }
+
+    /// The hex MAC of an event, or signature of the head, at `seq` with `hash`.
+    fn sign(&self, what: Signed, seq: i64, hash: &str) -> String {
+        hex::encode(self.mac(what, seq, hash).finalize().into_bytes())
+    }
+
+    /// Whether `mac` (hex) is the MAC or signature of `seq` and `hash`, compared in constant time.
+    fn verifies(&self, what: Signed, seq: i64, hash: &str, mac: &str) -> bool {
+        hex::decode(mac).is_ok_and(|bytes| self.mac(what, seq, hash).verify_slice(&bytes).is_ok())
+    }
+}
 
 /// An event to append.
 #[derive(Debug, Clone)]
@@ -66,6 +127,9 @@ pub struct Event {
     pub details: String,
     pub prev_hash: String,
     pub hash: String,
+    /// The MAC of `seq` and `hash` under the audit key; `None` for events written before the log
+    /// was signed.
+    pub mac: Option<String>,
 }
 
 impl Event {
@@ -100,22 +164,42 @@ fn event(row: &AnyRow) -> Result<Event, StoreError> {
         details: row.try_get("details")?,
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
+        mac: row.try_get("mac")?,
     })
 }
 
 const SELECT: &str = "SELECT seq, at, operator, process, card_id, order_id, old_state, new_state, \
-    details, prev_hash, hash FROM audit_events";
+    details, prev_hash, hash, mac FROM audit_events";
 
-/// Appends an event to the chain; returns its sequence number. Call it inside the transaction
-/// of the change it records.
-pub async fn append(conn: &mut Conn, new: NewEvent) -> Result<i64, StoreError> {
+/// Appends an event to the chain and signs it and the new head; returns its sequence number.
+/// Call it inside the transaction of the change it records.
+///
+/// The new head is only signed when the previous one verifies (or is the unsigned empty log): a
+/// head moved back by someone without the key, to hide the newest events, must not be signed
+/// over. Then the event is written without a MAC and the head stays unsigned, so `verify` keeps
+/// reporting the break, and the change itself still happens.
+pub async fn append(conn: &mut Conn, key: &AuditKey, new: NewEvent) -> Result<i64, StoreError> {
     // Bumping the head first locks it until commit: appends take turns and never fork the chain.
-    // The statement leaves the hash alone, so it returns the previous event's hash.
-    let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
-        .fetch_one(&mut *conn)
-        .await?;
+    // The statement leaves the hash and signature alone, so it returns the previous event's.
+    let head = sqlx::query(
+        "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash, signature",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     let seq: i64 = head.try_get("seq")?;
     let prev_hash: String = head.try_get("hash")?;
+    let prev_signature: Option<String> = head.try_get("signature")?;
+    let trusted = match &prev_signature {
+        Some(signature) => key.verifies(Signed::Head, seq - 1, &prev_hash, signature),
+        None => seq == 1,
+    };
+    if !trusted {
+        tracing::error!(
+            seq = seq - 1,
+            "the audit log's head carries no valid signature (changed outside Cardwright, signed \
+             with another key, or not adopted yet): appending without signing; run `cardwright audit verify`"
+        );
+    }
     let mut event = Event {
         seq,
         at: new.at,
@@ -128,11 +212,15 @@ pub async fn append(conn: &mut Conn, new: NewEvent) -> Result<i64, StoreError> {
         details: new.details.to_string(),
         prev_hash,
         hash: String::new(),
+        mac: None,
     };
     event.hash = event.expected_hash();
+    event.mac = trusted.then(|| key.sign(Signed::Event, seq, &event.hash));
+    let signature = trusted.then(|| key.sign(Signed::Head, seq, &event.hash));
     sqlx::query(
         "INSERT INTO audit_events (seq, at, operator, process, card_id, order_id, old_state, \
-         new_state, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         new_state, details, prev_hash, hash, mac) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(event.seq)
     .bind(to_micros(event.at))
@@ -145,13 +233,56 @@ pub async fn append(conn: &mut Conn, new: NewEvent) -> Result<i64, StoreError> {
     .bind(&event.details)
     .bind(&event.prev_hash)
     .bind(&event.hash)
+    .bind(event.mac.clone())
     .execute(&mut *conn)
     .await?;
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+    sqlx::query("UPDATE audit_head SET hash = $1, signature = $2 WHERE id = 1")
         .bind(&event.hash)
+        .bind(signature)
         .execute(conn)
         .await?;
     Ok(seq)
+}
+
+/// What [`adopt`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adoption {
+    /// The head carries a signature already; nothing was done.
+    Signed,
+    /// The log had no signatures yet (written before the log was signed, or empty); its head at
+    /// `seq` is signed now and vouches for every event up to it.
+    Adopted { seq: i64 },
+    /// The head carries no signature although some events do: someone removed it. Nothing was
+    /// signed; `verify` reports the head.
+    Refused { seq: i64 },
+}
+
+/// Signs the head of a log that has never been signed, so the events written before signing are
+/// covered from now on. Call it inside a transaction, at start before any append.
+pub async fn adopt(conn: &mut Conn, key: &AuditKey) -> Result<Adoption, StoreError> {
+    // A no-op update locks the head until commit, so no append slips in between.
+    let head =
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash, signature")
+            .fetch_one(&mut *conn)
+            .await?;
+    let seq: i64 = head.try_get("seq")?;
+    let hash: String = head.try_get("hash")?;
+    let signature: Option<String> = head.try_get("signature")?;
+    if signature.is_some() {
+        return Ok(Adoption::Signed);
+    }
+    let signed_events: Option<i64> =
+        sqlx::query_scalar("SELECT seq FROM audit_events WHERE mac IS NOT NULL LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+    if signed_events.is_some() {
+        return Ok(Adoption::Refused { seq });
+    }
+    sqlx::query("UPDATE audit_head SET signature = $1 WHERE id = 1")
+        .bind(key.sign(Signed::Head, seq, &hash))
+        .execute(conn)
+        .await?;
+    Ok(Adoption::Adopted { seq })
 }
 
 /// Filters for reading the log.
@@ -195,16 +326,28 @@ pub async fn list(
 pub struct Verification {
     /// Events read.
     pub events: u64,
+    /// Events whose MAC verified.
+    pub signed_events: u64,
+    /// The newest point the key vouches for: the head when all is well, otherwise the last event
+    /// whose MAC verified before the first problem. Everything up to it is as it was written.
+    pub last_checkpoint: Option<i64>,
     /// The first problem found: the sequence number where the chain breaks and why.
     pub first_bad: Option<(i64, String)>,
 }
 
-/// Reads the whole log in order and checks every link of the chain and the head.
-pub async fn verify(conn: &mut Conn) -> Result<Verification, StoreError> {
+/// Reads the whole log in order and checks every link of the chain, every event's MAC and the
+/// head's signature. Events without a MAC are accepted only before the first signed one (they
+/// were written before the log was signed, and the signatures after them cover them).
+pub async fn verify(conn: &mut Conn, key: &AuditKey) -> Result<Verification, StoreError> {
     const PAGE: u32 = 1000;
     let mut expected_seq = 1_i64;
     let mut prev_hash = GENESIS.to_owned();
-    let mut events = 0_u64;
+    let mut outcome = Verification {
+        events: 0,
+        signed_events: 0,
+        last_checkpoint: None,
+        first_bad: None,
+    };
     loop {
         let filter = EventFilter {
             after: Some(expected_seq - 1),
@@ -212,30 +355,17 @@ pub async fn verify(conn: &mut Conn) -> Result<Verification, StoreError> {
         };
         let page = list(&mut *conn, &filter, PAGE).await?;
         for e in &page {
-            events += 1;
-            if e.seq != expected_seq {
-                return Ok(Verification {
-                    events,
-                    first_bad: Some((expected_seq, format!("event {expected_seq} is missing"))),
-                });
-            }
-            if e.prev_hash != prev_hash {
-                return Ok(Verification {
-                    events,
-                    first_bad: Some((
-                        e.seq,
-                        format!("event {} does not link to its predecessor", e.seq),
-                    )),
-                });
-            }
-            if e.hash != e.expected_hash() {
-                return Ok(Verification {
-                    events,
-                    first_bad: Some((
-                        e.seq,
-                        format!("event {} was changed after it was written", e.seq),
-                    )),
-                });
+            outcome.events += 1;
+            match check_event(e, expected_seq, &prev_hash, outcome.signed_events > 0, key) {
+                Ok(true) => {
+                    outcome.signed_events += 1;
+                    outcome.last_checkpoint = Some(e.seq);
+                }
+                Ok(false) => {}
+                Err(bad) => {
+                    outcome.first_bad = Some(bad);
+                    return Ok(outcome);
+                }
             }
             prev_hash.clone_from(&e.hash);
             expected_seq += 1;
@@ -244,26 +374,132 @@ pub async fn verify(conn: &mut Conn) -> Result<Verification, StoreError> {
             break;
         }
     }
-    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+    let head = sqlx::query("SELECT seq, hash, signature FROM audit_head WHERE id = 1")
         .fetch_one(conn)
         .await?;
-    let head_seq: i64 = head.try_get("seq")?;
-    let head_hash: String = head.try_get("hash")?;
-    let first_bad = if head_seq != expected_seq - 1 {
-        Some((
-            expected_seq,
+    let head = (
+        head.try_get::<i64, _>("seq")?,
+        head.try_get::<String, _>("hash")?,
+        head.try_get::<Option<String>, _>("signature")?,
+    );
+    match check_head(head, expected_seq - 1, &prev_hash, key) {
+        Ok(Some(checkpoint)) => outcome.last_checkpoint = Some(checkpoint),
+        Ok(None) => {}
+        Err(bad) => outcome.first_bad = Some(bad),
+    }
+    Ok(outcome)
+}
+
+/// Checks one event against the one before it: whether its MAC verified (`false`: written before
+/// signing), or where and why the chain breaks.
+fn check_event(
+    e: &Event,
+    expected_seq: i64,
+    prev_hash: &str,
+    signed_before: bool,
+    key: &AuditKey,
+) -> Result<bool, (i64, String)> {
+    let seq = e.seq;
+    if seq != expected_seq {
+        return Err((expected_seq, format!("event {expected_seq} is missing")));
+    }
+    if e.prev_hash != prev_hash {
+        return Err((seq, format!("event {seq} does not link to its predecessor")));
+    }
+    if e.hash != e.expected_hash() {
+        return Err((seq, format!("event {seq} was changed after it was written")));
+    }
+    match &e.mac {
+        Some(mac) if key.verifies(Signed::Event, seq, &e.hash, mac) => Ok(true),
+        Some(_) => Err((
+            seq,
             format!(
-                "the log ends at event {} but {head_seq} were written: event {expected_seq} onwards is missing",
-                expected_seq - 1
+                "event {seq} does not match its signature: it was changed after it was written"
             ),
-        ))
-    } else if head_hash != prev_hash {
-        Some((
-            head_seq,
-            format!("event {head_seq} does not match the chain's head"),
-        ))
-    } else {
-        None
-    };
-    Ok(Verification { events, first_bad })
+        )),
+        None if signed_before => Err((
+            seq,
+            format!(
+                "event {seq} is not signed although earlier events are: it was written or \
+                 changed outside Cardwright"
+            ),
+        )),
+        None => Ok(false),
+    }
+}
+
+/// Checks the head row `(seq, hash, signature)` against the end of the chain: the checkpoint it
+/// signs (none for the empty log), or where and why the chain breaks.
+fn check_head(
+    (seq, hash, signature): (i64, String, Option<String>),
+    last_seq: i64,
+    last_hash: &str,
+    key: &AuditKey,
+) -> Result<Option<i64>, (i64, String)> {
+    if seq != last_seq {
+        let missing = last_seq + 1;
+        return Err((
+            missing,
+            format!(
+                "the log ends at event {last_seq} but {seq} were written: event {missing} onwards is missing"
+            ),
+        ));
+    }
+    if hash != last_hash {
+        return Err((seq, format!("event {seq} does not match the chain's head")));
+    }
+    match signature {
+        Some(signature) if key.verifies(Signed::Head, seq, &hash, &signature) => {
+            Ok((seq > 0).then_some(seq))
+        }
+        Some(_) => Err((
+            seq,
+            format!(
+                "the head of the log at event {seq} does not match its signature: newer events \
+                 were removed, or the log is signed with another key"
+            ),
+        )),
+        // An empty log that no server has signed yet: there is nothing to vouch for.
+        None if seq == 0 => Ok(None),
+        None => Err((
+            seq,
+            format!(
+                "the head of the log at event {seq} is not signed (a log written before signing \
+                 is signed when the server starts)"
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AuditKey, Signed};
+
+    #[test]
+    fn the_key_is_never_printed() {
+        let key = AuditKey::derive(&[7; 32]);
+        let shown = format!("{key:?}");
+        assert_eq!(shown, "AuditKey(..)");
+        assert!(!shown.contains(&hex::encode(key.0)));
+    }
+
+    #[test]
+    fn the_key_depends_on_the_master_key() {
+        let a = AuditKey::derive(&[7; 32]);
+        assert_eq!(a.0, AuditKey::derive(&[7; 32]).0);
+        assert_ne!(a.0, AuditKey::derive(&[8; 32]).0);
+        assert_ne!(a.0, [7; 32], "the master key itself is not used");
+    }
+
+    #[test]
+    fn an_event_mac_is_no_head_signature() {
+        let key = AuditKey::derive(&[7; 32]);
+        let hash = super::GENESIS;
+        let mac = key.sign(Signed::Event, 5, hash);
+        assert!(key.verifies(Signed::Event, 5, hash, &mac));
+        assert!(!key.verifies(Signed::Head, 5, hash, &mac));
+        assert!(!key.verifies(Signed::Event, 6, hash, &mac));
+        assert!(!AuditKey::derive(&[8; 32]).verifies(Signed::Event, 5, hash, &mac));
+        assert!(!key.verifies(Signed::Event, 5, hash, "not hex"));
+    }
 }

@@ -36,6 +36,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "certificates",
         sql: include_str!("../migrations/0005_certificates.sql"),
     },
+    Migration {
+        version: 6,
+        name: "audit_signatures",
+        sql: include_str!("../migrations/0006_audit_signatures.sql"),
+    },
 ];
 
 /// An arbitrary constant naming Cardwright's migration lock on PostgreSQL.

@@ -51,6 +51,7 @@ async fn expire_one(ctx: &Context, id: CardId) -> Result<bool, ProcessError> {
     });
     save_transition(
         &mut tx,
+        ctx,
         &Actor::System("system"),
         process,
         &before,

@@ -37,6 +37,7 @@ pub(crate) async fn order_event(
 ) -> Result<(), ProcessError> {
     audit::append(
         conn,
+        &ctx.audit_key,
         NewEvent {
             at: ctx.now(),
             operator: actor.audit_name(),
@@ -259,6 +260,7 @@ pub async fn repeat(
                 cardwright_storage::certificates::revoke(&mut tx, *card_id, None, now).await?;
             save_transition(
                 &mut tx,
+                ctx,
                 &actor,
                 PROCESS,
                 &before,

@@ -55,6 +55,7 @@ pub(crate) async fn load_for_update(
 /// of the step, in the caller's transaction.
 pub(crate) async fn save_transition(
     conn: &mut Conn,
+    ctx: &Context,
     actor: &Actor,
     process: ProcessName,
     before: &Card,
@@ -69,6 +70,7 @@ pub(crate) async fn save_transition(
     }
     audit::append(
         conn,
+        &ctx.audit_key,
         NewEvent {
             at: after.updated_at,
             operator: actor.audit_name(),
@@ -114,6 +116,7 @@ where
     let details = change(&mut tx, &mut after).await?;
     save_transition(
         &mut tx,
+        ctx,
         &Actor::Operator(operator.clone()),
         process,
         &before,

@@ -102,6 +102,7 @@ pub async fn finish(
         };
         save_transition(
             &mut tx,
+            ctx,
             &actor,
             PROCESS,
             &before,

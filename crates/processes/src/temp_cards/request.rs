@@ -67,6 +67,7 @@ pub async fn request(
         })?;
         audit::append(
             &mut tx,
+            &ctx.audit_key,
             NewEvent {
                 at: now,
                 operator: operator.username.as_str().to_owned(),

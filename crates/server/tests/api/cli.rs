@@ -103,6 +103,83 @@ fn operators_are_added_from_the_command_line() {
     assert!(!ok && text.contains("listen"), "{text}");
 }
 
+/// Runs statements on the data folder's SQLite database, as someone with access to the file can.
+fn tamper(data_dir: &std::path::Path, statements: &[&str]) {
+    use sqlx::{Connection as _, Executor as _};
+    let url = cardwright_storage::Store::sqlite_url(&data_dir.join("cardwright.db"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+        for statement in statements {
+            conn.execute(*statement).await.unwrap();
+        }
+        conn.close().await.unwrap();
+    });
+}
+
+#[test]
+fn audit_verify_reports_the_last_signed_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    for name in ["alice", "bob", "carol"] {
+        let (ok, text) = cardwright(
+            data,
+            &[
+                "operator",
+                "add",
+                name,
+                "--role",
+                "service-admin",
+                "--password-stdin",
+            ],
+            "a long passphrase\n",
+        );
+        assert!(ok, "{text}");
+    }
+    let (ok, text) = cardwright(data, &["audit", "verify"], "");
+    assert!(ok, "{text}");
+    // The three operators and the default template and option script saved at the first start.
+    let events: i64 = text
+        .split("audit log intact: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no event count in: {text}"));
+    assert!(events >= 3, "{text}");
+    assert!(
+        text.contains(&format!(
+            "{events} events verified, last signed checkpoint at event {events}"
+        )),
+        "{text}"
+    );
+
+    // The newest event is removed and the head moved back onto the one before it.
+    let kept = events - 1;
+    tamper(
+        data,
+        &[
+            &format!("DELETE FROM audit_events WHERE seq = {events}"),
+            &format!(
+                "UPDATE audit_head SET seq = {kept}, \
+                 hash = (SELECT hash FROM audit_events WHERE seq = {kept})"
+            ),
+        ],
+    );
+    let (ok, text) = cardwright(data, &["audit", "verify"], "");
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!("audit log broken at event {kept}"))
+            && text.contains(&format!(
+                "the last signed checkpoint that holds is event {kept}"
+            )),
+        "{text}"
+    );
+}
+
 #[test]
 fn benchmarks_run_on_a_scratch_database() {
     let dir = tempfile::tempdir().unwrap();
@@ -124,6 +201,12 @@ fn benchmarks_run_on_a_scratch_database() {
     assert!(ok, "{text}");
     assert!(
         text.contains("with 3000 cards stored (600 requested") && text.contains("median"),
+        "{text}"
+    );
+    let (ok, text) = cardwright(dir.path(), &["bench", "audit", "--events", "30"], "");
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("30 appended, each in its own transaction") && text.contains("events/s"),
         "{text}"
     );
     assert!(
