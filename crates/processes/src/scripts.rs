@@ -5,7 +5,7 @@ use cardwright_domain::{Operator, Role, CATALOG};
 use cardwright_scripts::DEFAULT_SCRIPT;
 use cardwright_storage::audit::{self, NewEvent};
 use cardwright_storage::scripts::{self, ScriptVersion};
-use cardwright_storage::{templates, Store};
+use cardwright_storage::{operators, templates, Store};
 
 use crate::options::SCRIPT_NAME;
 use crate::{require_any, Context, ProcessError};
@@ -93,11 +93,17 @@ async fn save_version(
         .collect();
     let template_refs: Vec<&str> = template_names.iter().map(String::as_str).collect();
     let processes: Vec<&str> = CATALOG.iter().map(|d| d.name.as_str()).collect();
+    let operator_names: Vec<String> = operators::list(&mut tx)
+        .await?
+        .into_iter()
+        .map(|o| o.username.as_str().to_owned())
+        .collect();
+    let operator_refs: Vec<&str> = operator_names.iter().map(String::as_str).collect();
     // Each evaluation is bounded by the script limits (milliseconds at most), so checking every
-    // template and process runs here rather than on a blocking thread.
+    // template, process and operator runs here rather than on a blocking thread.
     ctx.scripts
         .engine
-        .check(source, &template_refs, &processes)
+        .check(source, &template_refs, &processes, &operator_refs)
         .map_err(ProcessError::Script)?;
     let now = ctx.now();
     let version = scripts::save(&mut tx, name, source, now, operator.username.as_str())

@@ -216,18 +216,23 @@ impl ScriptEngine {
     }
 
     /// What saving a script runs: compiles it, then evaluates it for every template name with
-    /// every process name, so a bad value on any branch is found before the script is stored.
+    /// every process name and every operator's username, so a bad value on any branch is found
+    /// before the script is stored.
     ///
-    /// An empty list is checked as one empty name, and `operator` is the empty string. The
-    /// first error is returned; a runtime, limit or value error names the template and
-    /// process it occurred for.
+    /// An empty list is checked as one empty name; the operators are also checked with the
+    /// empty name, which stands for an operator added later. The first error is returned; a
+    /// runtime, limit or value error names the template and process it occurred for, and the
+    /// operator when it is one of theirs.
     pub fn check(
         &self,
         source: &str,
         templates: &[&str],
         processes: &[&str],
+        operators: &[&str],
     ) -> Result<CompiledScript, ScriptError> {
         let script = self.compile(source)?;
+        let mut operator_names = vec![""];
+        operator_names.extend(operators.iter().copied().filter(|o| !o.is_empty()));
         let templates = if templates.is_empty() {
             &[""][..]
         } else {
@@ -238,15 +243,17 @@ impl ScriptEngine {
         } else {
             processes
         };
-        for template in templates {
-            for process in processes {
-                let ctx = ScriptContext {
-                    template,
-                    process,
-                    operator: "",
-                };
-                self.evaluate(&script, &ctx)
-                    .map_err(|error| error.for_context(template, process))?;
+        for operator in &operator_names {
+            for template in templates {
+                for process in processes {
+                    let ctx = ScriptContext {
+                        template,
+                        process,
+                        operator,
+                    };
+                    self.evaluate(&script, &ctx)
+                        .map_err(|error| error.for_context(template, process, operator))?;
+                }
             }
         }
         Ok(script)

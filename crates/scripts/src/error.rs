@@ -57,10 +57,14 @@ impl ScriptError {
         }
     }
 
-    /// Appends which template and process the script was run for to the message, so an error
-    /// found by a save check names the branch that produced it.
-    pub(crate) fn for_context(self, template: &str, process: &str) -> Self {
-        let suffix = format!(" (template \"{template}\", process \"{process}\")");
+    /// Appends which template, process and operator (when one was named) the script was run
+    /// for to the message, so an error found by a save check names the branch that produced it.
+    pub(crate) fn for_context(self, template: &str, process: &str, operator: &str) -> Self {
+        let suffix = if operator.is_empty() {
+            format!(" (template \"{template}\", process \"{process}\")")
+        } else {
+            format!(" (template \"{template}\", process \"{process}\", operator \"{operator}\")")
+        };
         match self {
             Self::Runtime {
                 line,
@@ -185,7 +189,7 @@ mod tests {
             option: "validity_days".to_owned(),
             message: "validity_days must be 1 to 365 days, got 0".to_owned(),
         }
-        .for_context("Visitor", "TempCardsProcAssign");
+        .for_context("Visitor", "TempCardsProcAssign", "");
         assert_eq!(
             invalid.to_string(),
             "validity_days must be 1 to 365 days, got 0 (template \"Visitor\", process \"TempCardsProcAssign\")"
@@ -195,6 +199,6 @@ mod tests {
             line: None,
             column: None,
         };
-        assert_eq!(unknown.clone().for_context("Visitor", "P"), unknown);
+        assert_eq!(unknown.clone().for_context("Visitor", "P", ""), unknown);
     }
 }

@@ -102,6 +102,7 @@ fn the_default_script_is_accepted_by_a_save_check() {
             DEFAULT_SCRIPT,
             &["Temporary card", "Visitor"],
             &["TempCardsProcAssign", "TempCardsProcExtend"],
+            &["alice"],
         )
         .unwrap();
 }
@@ -534,6 +535,7 @@ fn a_save_check_finds_a_bad_value_on_any_branch() {
             source,
             &["Temporary card", "Visitor"],
             &["TempCardsProcAssign", "TempCardsProcExtend"],
+            &[],
         )
         .unwrap_err();
     let ScriptError::InvalidValue { option, message } = &error else {
@@ -549,6 +551,7 @@ fn a_save_check_finds_a_bad_value_on_any_branch() {
             source,
             &["Temporary card"],
             &["TempCardsProcAssign", "TempCardsProcExtend"],
+            &[],
         )
         .unwrap_err();
     assert!(
@@ -558,10 +561,36 @@ fn a_save_check_finds_a_bad_value_on_any_branch() {
 }
 
 #[test]
+fn a_save_check_runs_every_operator_branch() {
+    let source = "if operator == \"mallory\" { validity_days = 0; }";
+    let error = engine()
+        .check(
+            source,
+            &["Temporary card"],
+            &["TempCardsProcAssign"],
+            &["alice", "mallory"],
+        )
+        .unwrap_err();
+    let ScriptError::InvalidValue { option, message } = &error else {
+        panic!("{error:?}");
+    };
+    assert_eq!(option, "validity_days");
+    assert!(message.contains("operator \"mallory\""), "{message}");
+    engine()
+        .check(
+            source,
+            &["Temporary card"],
+            &["TempCardsProcAssign"],
+            &["alice"],
+        )
+        .unwrap();
+}
+
+#[test]
 fn a_save_check_returns_the_compiled_script() {
     let engine = engine();
     let script: CompiledScript = engine
-        .check("validity_days = 3;", &["Temporary card"], &[])
+        .check("validity_days = 3;", &["Temporary card"], &[], &[])
         .unwrap();
     assert_eq!(script.source(), "validity_days = 3;");
     assert_eq!(engine.evaluate(&script, &ASSIGN).unwrap().validity_days, 3);
@@ -574,6 +603,7 @@ fn a_save_check_reports_syntax_errors_first() {
             "validity_days = = 3;",
             &["Temporary card"],
             &["TempCardsProcAssign"],
+            &[],
         )
         .unwrap_err();
     assert!(

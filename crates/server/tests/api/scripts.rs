@@ -12,7 +12,26 @@ on_both_databases!(
     two_cards_per_person_when_the_script_says_so,
     earlier_versions_can_be_restored,
     a_script_failing_at_run_time_never_stops_a_process,
+    a_bad_branch_for_one_operator_is_refused_at_save,
 );
+
+/// The save check runs the script for every operator's username too, so a branch on one
+/// operator cannot slip through and fall back to the defaults when that operator works.
+async fn a_bad_branch_for_one_operator_is_refused_at_save(db: Db) {
+    let app = spawn_app(db).await;
+    let before = version(&app).await;
+    let refused = put(&app, "if operator == \"officer\" { validity_days = 0; }").await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{refused:?}"
+    );
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("operator \"officer\""), "{message}");
+    assert_eq!(version(&app).await, before, "the script in force stays");
+    let accepted = put(&app, "if operator == \"officer\" { validity_days = 3; }").await;
+    assert_eq!(accepted.status, StatusCode::OK, "{accepted:?}");
+}
 
 const PATH: &str = "/api/v1/scripts/TempCardsScriptOptions";
 
