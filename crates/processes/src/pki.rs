@@ -9,7 +9,8 @@ use cardwright_cardsdk::encoder::{CardCertificate, CardKey, KeyKind, KeySpec, Pk
 use cardwright_domain::{Card, Person, Timestamp};
 use cardwright_pki::{CertificateAuthority, KeyAlgorithm, Profile, Revoked, Subject};
 use cardwright_storage::certificates::{self, CertificateKind, CertificateRecord};
-use cardwright_storage::Conn;
+use cardwright_storage::{Conn, Store};
+use sha2::{Digest as _, Sha256};
 
 use crate::{Context, ProcessError};
 
@@ -183,13 +184,36 @@ pub fn ca_pem(ctx: &Context) -> Result<String, ProcessError> {
     Ok(pki(ctx)?.ca.certificate_pem().to_owned())
 }
 
-/// The current revocation list (DER): every revoked certificate, numbered by how many there are.
+/// A revocation list is signed again when the revocations change or when it is this old (it
+/// is valid for a week); until then every request gets the same list.
+const CRL_REISSUE_AFTER_SECS: i64 = 3600;
+
+/// The current revocation list (DER): every revoked certificate. Each list signed gets the next
+/// number of a stored counter, so numbers only grow (RFC 5280), across servers too; a list whose
+/// revocations are unchanged is served again for an hour instead of being signed anew.
 pub async fn crl(ctx: &Context) -> Result<Vec<u8>, ProcessError> {
     let pki = pki(ctx)?;
-    let revoked = {
+    let (revoked, issued) = {
         let mut conn = ctx.store.reader().await?;
-        certificates::revoked(&mut conn).await?
+        (
+            certificates::revoked(&mut conn).await?,
+            certificates::issued_crl(&mut conn).await?,
+        )
     };
+    let mut fingerprint = Sha256::new();
+    for (serial, at) in &revoked {
+        fingerprint.update(format!("{serial}@{};", at.timestamp_micros()));
+    }
+    let fingerprint = hex::encode(fingerprint.finalize());
+    let now = ctx.now();
+    if issued.number > 0
+        && issued.fingerprint == fingerprint
+        && (now - issued.issued_at).num_seconds() < CRL_REISSUE_AFTER_SECS
+        && issued.issued_at <= now
+    {
+        return hex::decode(&issued.der)
+            .map_err(|e| ProcessError::Internal(format!("stored revocation list: {e}")));
+    }
     let list = revoked
         .iter()
         .map(|(serial, at)| {
@@ -200,13 +224,24 @@ pub async fn crl(ctx: &Context) -> Result<Vec<u8>, ProcessError> {
             })
         })
         .collect::<Result<Vec<_>, ProcessError>>()?;
-    pki.ca
-        .crl(
-            &list,
-            u64::try_from(list.len()).unwrap_or(0) + 1,
-            ctx.now().timestamp(),
-        )
-        .map_err(|e| ProcessError::Internal(e.to_string()))
+    let mut tx = ctx.store.begin().await?;
+    let number = certificates::next_crl_number(&mut tx).await?;
+    let der = pki
+        .ca
+        .crl(&list, u64::try_from(number).unwrap_or(0), now.timestamp())
+        .map_err(|e| ProcessError::Internal(e.to_string()))?;
+    certificates::record_crl(
+        &mut tx,
+        &certificates::IssuedCrl {
+            number,
+            fingerprint,
+            issued_at: now,
+            der: hex::encode(&der),
+        },
+    )
+    .await?;
+    Store::commit(tx).await?;
+    Ok(der)
 }
 
 /// Issues holder certificates for the keys on an encoded card, records them and writes them to

@@ -158,6 +158,55 @@ pub async fn revoked(conn: &mut Conn) -> Result<Vec<(String, Timestamp)>, StoreE
         .collect()
 }
 
+/// The revocation list last issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedCrl {
+    /// 0 before the first list.
+    pub number: i64,
+    /// Of the revocations it lists, as the caller computes it.
+    pub fingerprint: String,
+    pub issued_at: Timestamp,
+    /// Hex of the list.
+    pub der: String,
+}
+
+pub async fn issued_crl(conn: &mut Conn) -> Result<IssuedCrl, StoreError> {
+    let row =
+        sqlx::query("SELECT number, fingerprint, issued_at, der FROM crl_issued WHERE id = 1")
+            .fetch_one(conn)
+            .await?;
+    Ok(IssuedCrl {
+        number: row.try_get("number")?,
+        fingerprint: row.try_get("fingerprint")?,
+        issued_at: from_micros(row.try_get("issued_at")?)?,
+        der: row.try_get("der")?,
+    })
+}
+
+/// Takes the next revocation list number. The row stays locked until the transaction ends, so
+/// lists signed at once by several servers get distinct, growing numbers.
+pub async fn next_crl_number(conn: &mut Conn) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
+        "UPDATE crl_issued SET number = number + 1 WHERE id = 1 RETURNING number",
+    )
+    .fetch_one(conn)
+    .await?)
+}
+
+/// Records the list signed with `crl.number` (taken in the same transaction).
+pub async fn record_crl(conn: &mut Conn, crl: &IssuedCrl) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE crl_issued SET fingerprint = $2, issued_at = $3, der = $4 WHERE id = 1 AND number = $1",
+    )
+    .bind(crl.number)
+    .bind(&crl.fingerprint)
+    .bind(to_micros(crl.issued_at))
+    .bind(&crl.der)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// The sealed PUK of a card, if it was ever encoded.
 pub async fn sealed_puk(conn: &mut Conn, card: CardId) -> Result<Option<String>, StoreError> {
     Ok(

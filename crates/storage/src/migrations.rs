@@ -41,6 +41,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "audit_signatures",
         sql: include_str!("../migrations/0006_audit_signatures.sql"),
     },
+    Migration {
+        version: 7,
+        name: "crl_number",
+        sql: include_str!("../migrations/0007_crl_number.sql"),
+    },
 ];
 
 /// An arbitrary constant naming Cardwright's migration lock on PostgreSQL.

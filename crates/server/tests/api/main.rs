@@ -13,5 +13,6 @@ mod encoding;
 mod hardening;
 mod masterdata;
 mod openapi;
+mod pki;
 mod scripts;
 mod server_processes;
