@@ -103,6 +103,27 @@ fn master_key(config: &Config, dir: &std::path::Path) -> anyhow::Result<[u8; 32]
         .map_err(|_| anyhow::anyhow!("pki.master_key: must be 32 bytes (64 hex digits)"))
 }
 
+/// The audit key for checking the log only: from the configured master key or the existing key
+/// file, never creating one.
+pub fn existing_audit_key(config: &Config) -> anyhow::Result<AuditKey> {
+    let hex_key = if config.pki.master_key.is_empty() {
+        let path = config.data_dir.join("pki").join("master.key");
+        std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading the master key {} (set pki.master_key to the server's key)",
+                path.display()
+            )
+        })?
+    } else {
+        config.pki.master_key.clone()
+    };
+    let bytes: [u8; 32] = hex::decode(hex_key.trim())
+        .context("pki.master_key: not hex")?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("pki.master_key: must be 32 bytes (64 hex digits)"))?;
+    Ok(AuditKey::derive(&bytes))
+}
+
 /// The key that signs the audit log, derived from the master key (which [`pki`] creates when
 /// missing), so it is kept wherever the master key is and never in the database.
 fn audit_key(config: &Config) -> anyhow::Result<AuditKey> {

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use cardwright_domain::{Role, Roles};
-use cardwright_processes::{audit, auth, Actor, SystemClock};
+use cardwright_processes::{auth, Actor, SystemClock};
+use cardwright_storage::{redact_url, Store};
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
@@ -165,11 +166,20 @@ pub async fn run_admin(cli: &Cli, config: &Config) -> anyhow::Result<()> {
             ctx.store.close().await;
         }
         Command::Audit(AuditCommand::Verify) => {
-            let ctx = crate::app::context(config, Arc::new(SystemClock)).await?;
-            let result = audit::verify(&ctx)
+            // A verification only reads: the database is opened read-only, no migration runs
+            // and no file (key, CA, data folder) is created.
+            let key = crate::app::existing_audit_key(config)?;
+            let url = config.effective_database_url();
+            let store = Store::connect_read_only(&url)
                 .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            ctx.store.close().await;
+                .with_context(|| format!("opening {} read-only", redact_url(&url)))?;
+            let result = {
+                let mut conn = store.reader().await?;
+                cardwright_storage::audit::verify(&mut conn, &key)
+                    .await
+                    .context("reading the audit log")?
+            };
+            store.close().await;
             match (result.first_bad, result.last_checkpoint) {
                 (None, Some(checkpoint)) => println!(
                     "audit log intact: {} events verified, last signed checkpoint at event {checkpoint}",

@@ -58,6 +58,17 @@ pub struct Store {
 impl Store {
     /// Connects to `sqlite://PATH` or `postgres://...`. A SQLite file is created when missing.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::open(url, false).await
+    }
+
+    /// Connects for reading only: a SQLite file is opened read-only (never created, its journal
+    /// mode left as it is) and a PostgreSQL session refuses writes, so a check such as
+    /// `audit verify` cannot change what it checks. No migration runs.
+    pub async fn connect_read_only(url: &str) -> Result<Self, StoreError> {
+        Self::open(url, true).await
+    }
+
+    async fn open(url: &str, read_only: bool) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let dialect = if url.starts_with("sqlite:") {
             Dialect::Sqlite
@@ -69,7 +80,12 @@ impl Store {
                 redact_url(url)
             )));
         };
-        let mut options = AnyConnectOptions::from_str(url)
+        let url = if read_only && dialect == Dialect::Sqlite {
+            read_only_sqlite_url(url)
+        } else {
+            url.to_owned()
+        };
+        let mut options = AnyConnectOptions::from_str(&url)
             .map_err(|e| StoreError::Config(format!("bad database URL: {e}")))?;
         options = options.disable_statement_logging();
         let pool = match dialect {
@@ -79,8 +95,13 @@ impl Store {
                 AnyPoolOptions::new()
                     .max_connections(1)
                     .acquire_timeout(Duration::from_secs(30))
-                    .after_connect(|conn, _| {
+                    .after_connect(move |conn, _| {
                         Box::pin(async move {
+                            if read_only {
+                                conn.execute("PRAGMA busy_timeout = 10000").await?;
+                                conn.execute("PRAGMA query_only = ON").await?;
+                                return Ok(());
+                            }
                             conn.execute("PRAGMA journal_mode = WAL").await?;
                             conn.execute("PRAGMA busy_timeout = 10000").await?;
                             conn.execute("PRAGMA foreign_keys = ON").await?;
@@ -95,6 +116,15 @@ impl Store {
                 AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(move |conn, _| {
+                        Box::pin(async move {
+                            if read_only {
+                                conn.execute("SET default_transaction_read_only = on")
+                                    .await?;
+                            }
+                            Ok(())
+                        })
+                    })
                     .connect_with(options)
                     .await?
             }
@@ -156,6 +186,25 @@ impl Store {
     }
 }
 
+/// The same SQLite URL opening the file read-only (`mode=ro` in place of any other mode). When
+/// no write-ahead log lies beside the file, no server has it open, and the file is opened as
+/// immutable: SQLite then creates no `-wal` or `-shm` file beside it either.
+fn read_only_sqlite_url(url: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut params: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("mode=") && !p.starts_with("immutable="))
+        .collect();
+    params.push("mode=ro");
+    let path = base
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    if !std::path::Path::new(&format!("{path}-wal")).exists() {
+        params.push("immutable=true");
+    }
+    format!("{base}?{}", params.join("&"))
+}
+
 /// The URL without its password, for messages and logs.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -172,6 +221,21 @@ pub fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn read_only_sqlite_urls_replace_the_mode() {
+        assert_eq!(
+            super::read_only_sqlite_url("sqlite://no/such/cw.db?mode=rwc"),
+            "sqlite://no/such/cw.db?mode=ro&immutable=true"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("cw.db");
+        std::fs::write(dir.path().join("cw.db-wal"), b"").unwrap();
+        assert_eq!(
+            super::read_only_sqlite_url(&format!("sqlite://{}", db.display())),
+            format!("sqlite://{}?mode=ro", db.display())
+        );
+    }
+
     #[test]
     fn passwords_are_redacted() {
         assert_eq!(

@@ -214,3 +214,58 @@ fn benchmarks_run_on_a_scratch_database() {
         "benchmarks leave the data folder alone"
     );
 }
+
+/// Every file below `dir` with its length, modification time and mode.
+fn snapshot(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime, u32)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut out = Vec::new();
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap().filter_map(Result::ok) {
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                folders.push(entry.path());
+            }
+            out.push((
+                entry.path(),
+                meta.len(),
+                meta.modified().unwrap(),
+                meta.permissions().mode(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `audit verify` only reads: it changes no file of the data folder, creates none, and refuses
+/// to run where there is nothing to verify rather than setting up a server there.
+#[test]
+fn audit_verify_touches_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (ok, text) = cardwright(
+        &data,
+        &[
+            "operator",
+            "add",
+            "ann",
+            "--role",
+            "service-admin",
+            "--password-stdin",
+        ],
+        "correct horse battery\n",
+    );
+    assert!(ok, "{text}");
+    let before = snapshot(&data);
+    let (ok, text) = cardwright(&data, &["audit", "verify"], "");
+    assert!(ok, "{text}");
+    assert!(text.contains("audit log intact"), "{text}");
+    assert_eq!(snapshot(&data), before, "verify changed the data folder");
+
+    let empty = dir.path().join("nothing-here");
+    let (ok, text) = cardwright(&empty, &["audit", "verify"], "");
+    assert!(!ok, "{text}");
+    assert!(text.contains("master key"), "{text}");
+    assert!(!empty.exists(), "verify created {}", empty.display());
+}
