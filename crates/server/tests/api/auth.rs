@@ -3,10 +3,13 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{spawn_app, Db, PASSWORD};
+use cardwright_processes::Clock as _;
+
+use crate::helpers::{spawn_app, spawn_app_with, Db, PASSWORD};
 use crate::on_both_databases;
 
 on_both_databases!(
+    tokens_last_eight_hours_by_default,
     repeated_failures_lock_the_username_out,
     parallel_wrong_passwords_are_checked_at_most_max_failures_times,
     tokens_expire_and_logout_ends_them
@@ -121,6 +124,31 @@ async fn parallel_wrong_passwords_are_checked_at_most_max_failures_times(db: Db)
     assert_eq!(
         login(&app, "officer", PASSWORD).await.status,
         StatusCode::OK
+    );
+}
+
+/// Without a configured lifetime a token works for eight hours and not a minute longer.
+async fn tokens_last_eight_hours_by_default(db: Db) {
+    let app = spawn_app_with(db, |c| c.login = cardwright::config::LoginConfig::default()).await;
+    let fresh = login(&app, "auditor", PASSWORD).await;
+    assert_eq!(fresh.status, StatusCode::OK, "{fresh:?}");
+    let token = fresh.body["token"].as_str().unwrap().to_owned();
+    let issued =
+        chrono::DateTime::parse_from_rfc3339(fresh.body["expires_at"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        issued.with_timezone(&chrono::Utc) - app.clock.now(),
+        chrono::Duration::hours(8)
+    );
+    app.clock
+        .advance(chrono::Duration::hours(8) - chrono::Duration::minutes(1));
+    assert_eq!(
+        app.get("/api/v1/cards", &token).await.status,
+        StatusCode::OK
+    );
+    app.clock.advance(chrono::Duration::minutes(2));
+    assert_eq!(
+        app.get("/api/v1/cards", &token).await.status,
+        StatusCode::UNAUTHORIZED
     );
 }
 
