@@ -301,7 +301,14 @@ async fn cancel_during_production_stops_after_the_card_in_hand(db: Db) {
         .wait_for_order(&id, |o| o["counts"]["producing"] == 0)
         .await;
     assert_eq!(order["state"], "cancelled");
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // A station looking for work now finds none: nothing of the order is left in the queue.
+    let claim = cardwright_processes::temp_cards::production::claim(app.ctx(), "desk-probe")
+        .await
+        .unwrap();
+    assert!(
+        claim.is_none(),
+        "a cancelled order's card was claimed: {claim:?}"
+    );
     let order = app
         .get(&format!("/api/v1/batch-orders/{id}"), &app.producer)
         .await

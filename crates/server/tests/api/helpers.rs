@@ -224,6 +224,11 @@ pub async fn spawn_app_with(db: Db, adjust: impl FnOnce(&mut Config)) -> TestApp
 }
 
 impl TestApp {
+    /// The server's process context, to drive its background work one step at a time.
+    pub fn ctx(&self) -> &cardwright_processes::Context {
+        &self.running.as_ref().expect("the server runs").ctx
+    }
+
     /// Sends a request with an optional token and JSON body.
     pub async fn call(
         &self,
