@@ -1,6 +1,9 @@
 //! Whatever an administrator types, compiling and evaluating answers with options or an error.
 
-use cardwright_scripts::{ScriptContext, ScriptEngine, DEFAULT_SCRIPT};
+use cardwright_scripts::{
+    ScriptContext, ScriptEngine, ScriptError, DEFAULT_SCRIPT, MAX_ACTIVE_PER_PERSON, PIN_LENGTH,
+    PUK_LENGTH, VALIDITY_DAYS,
+};
 use proptest::prelude::*;
 
 const CTX: ScriptContext<'static> = ScriptContext {
@@ -9,9 +12,45 @@ const CTX: ScriptContext<'static> = ScriptContext {
     operator: "officer",
 };
 
+/// The message the engine gives when it caught a panic of its own: it must never be seen.
+const ENGINE_FAILURE: &str = "the script engine failed on this script";
+
+/// Compiles and evaluates `source`: each step answers with a script or options, or with an
+/// error that names a problem of the script (never a caught panic, never an empty message), at
+/// a position inside the source.
 fn compile_and_evaluate(engine: &ScriptEngine, source: &str) {
-    if let Ok(script) = engine.compile(source) {
-        let _ = engine.evaluate(&script, &CTX);
+    let lines = source.lines().count().max(1);
+    let check = |error: &ScriptError| {
+        let message = error.to_string();
+        assert!(!message.trim().is_empty(), "an empty error for {source:?}");
+        assert!(
+            !message.contains(ENGINE_FAILURE),
+            "the engine failed on {source:?}: {message}"
+        );
+        if let Some((line, _)) = error.position() {
+            assert!(
+                (1..=lines + 1).contains(&line),
+                "line {line} of a {lines}-line script: {message}"
+            );
+        }
+    };
+    match engine.compile(source) {
+        Ok(script) => match engine.evaluate(&script, &CTX) {
+            Ok(options) => {
+                assert!(PIN_LENGTH.contains(&options.pin_length), "{options:?}");
+                assert!(PUK_LENGTH.contains(&options.puk_length), "{options:?}");
+                assert!(
+                    VALIDITY_DAYS.contains(&options.validity_days),
+                    "{options:?}"
+                );
+                assert!(
+                    MAX_ACTIVE_PER_PERSON.contains(&options.max_active_per_person),
+                    "{options:?}"
+                );
+            }
+            Err(error) => check(&error),
+        },
+        Err(error) => check(&error),
     }
 }
 

@@ -324,8 +324,34 @@ fn eval_is_refused() {
 
 #[test]
 fn print_and_debug_do_nothing() {
-    let options = run(r#"print("hello"); debug("there"); validity_days = 3;"#).unwrap();
-    assert_eq!(options.validity_days, 3);
+    // The script runs in a second run of this test binary whose output is not captured, so
+    // anything `print` or `debug` wrote would show in what that run leaves on its streams.
+    if std::env::var_os("SCRIPTS_PRINT_PROBE").is_some() {
+        let options = run(
+            r#"print("hello-from-a-script"); debug("debug-from-a-script"); validity_days = 3;"#,
+        )
+        .unwrap();
+        assert_eq!(options.validity_days, 3);
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "print_and_debug_do_nothing",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SCRIPTS_PRINT_PROBE", "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "the script ran: {text}");
+    assert!(!text.contains("from-a-script"), "a script wrote: {text}");
 }
 
 #[test]
