@@ -62,7 +62,15 @@ impl IppPrinter {
     async fn submit(&self, job: &PrintJob, pdf: &[u8]) -> Result<i32, PrintError> {
         let deadline = tokio::time::Instant::now() + self.job_timeout;
         loop {
-            match self.send(job, pdf.to_vec()).await {
+            let sent = tokio::time::timeout_at(deadline, self.send(job, pdf.to_vec()))
+                .await
+                .map_err(|_| {
+                    PrintError::Printer(format!(
+                        "the printer did not take the job within {} s: it stopped answering",
+                        self.job_timeout.as_secs()
+                    ))
+                })?;
+            match sent {
                 Ok(job_id) => return Ok(job_id),
                 Err(Submit::Failed(e)) => return Err(e),
                 Err(Submit::Busy) if tokio::time::Instant::now() < deadline => {
@@ -125,11 +133,21 @@ impl IppPrinter {
             let operation = IppOperationBuilder::get_job_attributes(self.uri.clone(), job_id)
                 .build()
                 .map_err(|e| PrintError::Io(e.to_string()))?;
-            let response = self.client().send(operation).await.map_err(|e| {
-                PrintError::Printer(format!(
-                    "printer stopped answering during job {job_id}: {e}"
-                ))
-            })?;
+            // A printer that stops answering mid-job must not hold the station past the job
+            // timeout: each question ends with it too.
+            let response = tokio::time::timeout_at(deadline, self.client().send(operation))
+                .await
+                .map_err(|_| {
+                    PrintError::Printer(format!(
+                        "job {job_id} did not finish within {} s: the printer stopped answering",
+                        self.job_timeout.as_secs()
+                    ))
+                })?
+                .map_err(|e| {
+                    PrintError::Printer(format!(
+                        "printer stopped answering during job {job_id}: {e}"
+                    ))
+                })?;
             let state = job_attribute(&response, "job-state").and_then(|v| match v {
                 IppValue::Enum(s) | IppValue::Integer(s) => Some(*s),
                 _ => None,

@@ -266,12 +266,21 @@ struct IppEvePrinter {
 }
 
 impl IppEvePrinter {
+    /// A printer that finishes each job as soon as it is received.
     fn start(port: u16, spool: &Path) -> Self {
+        Self::start_with(port, spool, Path::new("/bin/true"))
+    }
+
+    /// A printer that runs `command` on each job's document: its exit status says whether the
+    /// job completed or aborted, and the job is processing while it runs.
+    fn start_with(port: u16, spool: &Path, command: &Path) -> Self {
         std::fs::create_dir_all(spool).unwrap();
         let mut printer = Self {
             child: Command::new("ippeveprinter")
-            // `-c true` finishes each job as soon as it is received; `-k` keeps its document.
-            .args(["-p", &port.to_string(), "-k", "-f", "application/pdf", "-c", "/bin/true", "-d"])
+            // `-k` keeps each job's document in the spool folder.
+            .args(["-p", &port.to_string(), "-k", "-f", "application/pdf", "-c"])
+            .arg(command)
+            .arg("-d")
             .arg(spool)
             .arg(format!("Cardwright test {port}"))
             .stdout(Stdio::null())
@@ -315,6 +324,90 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// An app whose one station prints to an IPP printer on `port`.
+async fn ipp_app(port: u16, job_timeout_secs: u64) -> TestApp {
+    spawn_app_with(Db::Sqlite, |c| {
+        c.stations = vec![cardwright::config::StationConfig {
+            name: "ipp-desk".into(),
+            printer: cardwright::config::PrinterConfig::Ipp {
+                uri: format!("ipp://127.0.0.1:{port}/ipp/print"),
+                job_timeout_secs,
+            },
+            encoder: cardwright::config::EncoderConfig::None,
+        }];
+    })
+    .await
+}
+
+/// A printer that reports an error (its print command fails) fails the card with the
+/// printer's words, ready for Repeat production.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ipp_printer_error_fails_the_card() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let _printer =
+        IppEvePrinter::start_with(port, &dir.path().join("spool"), Path::new("/bin/false"));
+    let app = ipp_app(port, 30).await;
+    let cards = app.request_cards(1).await;
+    let (_, done) = produce(&app, &ids(&cards)).await;
+    assert_eq!(done["counts"]["failed"], 1, "{done}");
+    let error = done["items"][0]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("printer error: job ") && error.contains("aborted"),
+        "{error}"
+    );
+    assert_eq!(
+        app.card(cards[0]["id"].as_str().unwrap()).await["state"],
+        "failed"
+    );
+}
+
+/// A printer stopped in the middle of a job (it stops answering at all) fails the card when the
+/// job timeout runs out, and the station goes on with the next card.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_printer_stopped_mid_job_fails_the_card_at_the_job_timeout() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    // The job stays processing while its command runs.
+    let slow = dir.path().join("slow-print");
+    std::fs::write(&slow, "#!/bin/sh\nsleep 60\n").unwrap();
+    std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let printer = IppEvePrinter::start_with(port, &dir.path().join("spool"), &slow);
+    let app = ipp_app(port, 3).await;
+    let cards = app.request_cards(1).await;
+    let order = app.order(&ids(&cards)).await;
+    let id = order.body["id"].as_str().unwrap().to_owned();
+    app.post(
+        &format!("/api/v1/batch-orders/{id}/next"),
+        &app.producer,
+        json!({}),
+    )
+    .await;
+    // Once the printer has the job, it stops answering (SIGSTOP).
+    for _ in 0..300 {
+        if printer.jobs() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(printer.jobs(), 1, "the printer received the job");
+    let stopped = Command::new("kill")
+        .args(["-STOP", &printer.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let done = app.wait_for_order(&id, |o| o["state"] == "produced").await;
+    let _ = Command::new("kill")
+        .args(["-CONT", &printer.child.id().to_string()])
+        .status();
+    assert_eq!(done["counts"]["failed"], 1, "{done}");
+    let error = done["items"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("within 3 s") && error.contains("stopped answering"),
+        "{error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
