@@ -147,9 +147,15 @@ impl Store {
         migrations::run(&self.pool, self.dialect).await
     }
 
-    /// Opens a transaction.
+    /// Opens a transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`): a
+    /// transaction that read first and wrote later could not wait for another process's write
+    /// and would fail with "database is locked"; one that begins with the lock waits its turn
+    /// (up to the busy timeout).
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        Ok(self.pool.begin().await?)
+        Ok(match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.pool.begin().await?,
+        })
     }
 
     /// Commits a transaction opened with [`Store::begin`].

@@ -356,3 +356,128 @@ async fn two_servers_on_postgres_produce_every_card_once() {
         assert_eq!(item["card"]["state"], "unassigned");
     }
 }
+
+/// A password sprayer sending to two servers of one PostgreSQL database at once gets no more
+/// guesses than one sending to one server in turn: the lockout is counted in the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lockout_holds_across_two_servers_on_postgres() {
+    let Some(db) = postgres() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (database_url, _schema) = fresh_database(&db).await;
+    let config_a = setup(dir.path(), &database_url, &[("desk-a", 0, 0)], "a");
+    let config_b = setup(dir.path(), &database_url, &[("desk-b", 0, 0)], "b");
+    add_operator(&config_a);
+    let (a, b) = (Server::start(&config_a), Server::start(&config_b));
+    let http = reqwest::Client::new();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let url = format!(
+            "{}/api/v1/auth/login",
+            if i % 2 == 0 { &a.base } else { &b.base }
+        );
+        let http = http.clone();
+        set.spawn(async move {
+            http.post(url)
+                .json(&json!({"username": "desk", "password": format!("guess {i}")}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+    }
+    let statuses = set.join_all().await;
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    assert!(
+        checked <= 5,
+        "{checked} passwords were checked: {statuses:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+            .count(),
+        24 - checked,
+        "{statuses:?}"
+    );
+    for server in [&a, &b] {
+        let right = http
+            .post(format!("{}/api/v1/auth/login", server.base))
+            .json(&json!({"username": "desk", "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(right.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+}
+
+/// Two server processes on one SQLite file: races between them are settled by the database
+/// (its write lock and the conditional updates), not by either server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_sqlite_file_settle_races() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("shared.db").display()
+    );
+    let config_a = setup(dir.path(), &database_url, &[("desk-a", 0, 0)], "a");
+    let config_b = setup(dir.path(), &database_url, &[("desk-b", 0, 0)], "b");
+    add_operator(&config_a);
+    let (a, b) = (Server::start(&config_a), Server::start(&config_b));
+    let (on_a, on_b) = (Client::login(&a.base).await, Client::login(&b.base).await);
+    let (order, cards) = on_a.order_of_new_cards(12).await;
+    on_a.post(&format!("/api/v1/batch-orders/{order}/next"), json!({}))
+        .await;
+    let done = on_b.wait_for(&order, |o| o["state"] == "produced").await;
+    assert_eq!(done["counts"]["produced"], 12, "{done}");
+    on_b.post(&format!("/api/v1/batch-orders/{order}/complete"), json!({}))
+        .await;
+
+    // Two officers at two servers assign a card each to the same person at once; a person may
+    // hold one temporary card.
+    for (round, pair) in cards.chunks(2).take(4).enumerate() {
+        let person = on_a
+            .post(
+                "/api/v1/persons",
+                json!({"employee_number": format!("E-R{round}"), "given_name": "Ann", "family_name": "Race"}),
+            )
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let body = json!({ "person": person });
+        let (path_a, path_b) = (
+            format!("/api/v1/cards/{}/assign", pair[0]),
+            format!("/api/v1/cards/{}/assign", pair[1]),
+        );
+        let (first, second) = tokio::join!(
+            on_a.call(reqwest::Method::POST, &path_a, Some(body.clone())),
+            on_b.call(reqwest::Method::POST, &path_b, Some(body.clone())),
+        );
+        let mut statuses = [first.0, second.0];
+        statuses.sort();
+        assert_eq!(
+            statuses,
+            [StatusCode::OK, StatusCode::CONFLICT],
+            "round {round}: {first:?} {second:?}"
+        );
+    }
+
+    // Two locks of one card at two servers: one locks it, the other finds it locked.
+    for card in &cards[8..12] {
+        let path = format!("/api/v1/cards/{card}/lock");
+        let (first, second) = tokio::join!(
+            on_a.call(reqwest::Method::POST, &path, Some(json!({}))),
+            on_b.call(reqwest::Method::POST, &path, Some(json!({}))),
+        );
+        let mut statuses = [first.0, second.0];
+        statuses.sort();
+        assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT], "{card}");
+        assert_eq!(
+            on_b.get(&format!("/api/v1/cards/{card}")).await["state"],
+            "locked"
+        );
+    }
+}
