@@ -516,32 +516,62 @@ async fn every_page_opens_for_an_operator_with_every_role() {
     let mut browser = Browser::new(&app);
     browser.login("ada").await;
     let card = &cards[1].0;
-    for path in [
-        "/".to_owned(),
-        "/?serial=TMP&state=requested".to_owned(),
-        "/?person=hopper".to_owned(),
-        "/batch-orders".to_owned(),
-        "/batch-orders/issue-multiple?search=1".to_owned(),
-        format!("/batch-orders/{order}"),
-        format!("/batch-orders/{order}/complete"),
-        format!("/batch-orders/{order}/cancel"),
-        "/cards/request".to_owned(),
-        format!("/cards/{card}"),
-        format!("/cards/{card}/abort"),
-        "/persons?q=grace".to_owned(),
-        format!("/persons/{person}"),
-        "/admin/script".to_owned(),
-        "/admin/templates".to_owned(),
-        "/admin/templates/new".to_owned(),
-        format!("/admin/templates/{template}"),
-        "/admin/operators".to_owned(),
-        format!("/admin/audit?card={card}"),
+    let (in_order, serial, waiting) = (&cards[0].1, &cards[1].1, &cards[2].1);
+    // Each page with what it must show: the records it lists or the form it offers.
+    for (path, shows) in [
+        ("/".to_owned(), vec!["Welcome, ada", "Find cards"]),
+        (
+            "/?serial=TMP&state=requested".to_owned(),
+            vec![serial.as_str(), waiting.as_str()],
+        ),
+        ("/?person=hopper".to_owned(), vec!["Hopper"]),
+        ("/batch-orders".to_owned(), vec![order.as_str()]),
+        (
+            "/batch-orders/issue-multiple?search=1".to_owned(),
+            vec![waiting.as_str()],
+        ),
+        (format!("/batch-orders/{order}"), vec![in_order.as_str()]),
+        (
+            format!("/batch-orders/{order}/complete"),
+            vec!["Complete order"],
+        ),
+        (format!("/batch-orders/{order}/cancel"), vec!["Cancel"]),
+        (
+            "/cards/request".to_owned(),
+            vec!["Temporary card", "amount"],
+        ),
+        (format!("/cards/{card}"), vec![serial.as_str(), "requested"]),
+        (
+            format!("/cards/{card}/abort"),
+            vec![serial.as_str(), "csrf"],
+        ),
+        ("/persons?q=grace".to_owned(), vec!["Hopper", "E100"]),
+        (format!("/persons/{person}"), vec!["Grace", "E100"]),
+        ("/admin/script".to_owned(), vec!["validity_days", "csrf"]),
+        ("/admin/templates".to_owned(), vec!["Temporary card"]),
+        ("/admin/templates/new".to_owned(), vec!["front_svg", "csrf"]),
+        (
+            format!("/admin/templates/{template}"),
+            vec!["Temporary card"],
+        ),
+        ("/admin/operators".to_owned(), vec!["ada", "rita"]),
+        (
+            format!("/admin/audit?card={card}"),
+            vec!["TempCardsProcRequest"],
+        ),
     ] {
         let page = browser.get(&path).await;
         let ok = page.status == StatusCode::OK
             || (path.ends_with("/complete") && page.status == StatusCode::CONFLICT);
         assert!(ok, "{path}: {page:?}");
         assert!(page.body.contains("</html>"), "{path}");
+        for text in shows {
+            assert!(
+                page.body.contains(text),
+                "{path} does not show {text:?}: {}",
+                page.body
+            );
+        }
     }
     let png = browser
         .get(&format!("/cards/{card}/preview?side=back"))
