@@ -34,9 +34,9 @@ pub async fn create(
         email: new
             .email
             .as_deref()
-            .filter(|e| !e.trim().is_empty())
-            .map(Email::parse)
-            .transpose()?,
+            .map(Email::parse_optional)
+            .transpose()?
+            .flatten(),
         state: new
             .state
             .as_deref()
