@@ -65,7 +65,7 @@ pub async fn search(
         Some(t) => Some(
             templates::resolve(&mut conn, t)
                 .await?
-                .ok_or_else(|| ProcessError::Invalid(format!("template: no card template '{t}'")))?
+                .ok_or_else(|| ProcessError::NotFound(format!("no card template '{t}'")))?
                 .id,
         ),
         None => None,
