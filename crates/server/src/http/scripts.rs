@@ -46,7 +46,8 @@ pub struct ScriptVersions {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScriptBody {
-    /// The new Rhai source.
+    /// The new Rhai source; no NUL characters.
+    #[schema(pattern = r"^[^\u0000]*$")]
     pub source: String,
 }
 

@@ -304,8 +304,8 @@ pub struct TemplateBody {
     pub kind: Option<String>,
     #[schema(value_type = SerialPrefixText)]
     pub serial_prefix: String,
-    /// At most 500 characters.
-    #[schema(max_length = 500)]
+    /// At most 500 characters, no NUL.
+    #[schema(max_length = 500, pattern = r"^[^\u0000]*$")]
     pub description: Option<String>,
     /// Front layout (SVG, at most 256 KiB; no scripts, DTDs or outside links). Omitted: keep
     /// the current one.

@@ -325,3 +325,53 @@ async fn the_api_takes_what_its_document_admits_and_refuses_the_rest() {
         .await;
     assert_eq!(blank.status, StatusCode::BAD_REQUEST, "{blank:?}");
 }
+
+/// PostgreSQL refuses a NUL character in text, so one sent anywhere must be answered before it
+/// reaches a query: as the empty result it finds, or as the refusal the document states.
+async fn a_nul_character_is_answered_without_a_server_error(db: Db) {
+    let app = spawn_app(db).await;
+    let login = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "a\u{0}b", "password": "secret-enough"})),
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::UNAUTHORIZED, "{login:?}");
+    for path in ["/api/v1/persons?q=%00", "/api/v1/cards?serial=A%00"] {
+        let found = app.get(path, &app.officer).await;
+        assert_eq!(found.status, StatusCode::OK, "{path}: {found:?}");
+    }
+    for path in ["/api/v1/card-templates/%00", "/api/v1/cards?template=%00"] {
+        let found = app.get(path, &app.officer).await;
+        assert_eq!(found.status, StatusCode::NOT_FOUND, "{path}: {found:?}");
+    }
+    let request = app
+        .post(
+            "/api/v1/temporary-cards",
+            &app.officer,
+            json!({"template": "\u{0}", "amount": 1}),
+        )
+        .await;
+    assert_eq!(request.status, StatusCode::NOT_FOUND, "{request:?}");
+    let template = app
+        .post(
+            "/api/v1/card-templates",
+            &app.policy,
+            json!({"name": "Guest", "serial_prefix": "GST-", "description": "a\u{0}"}),
+        )
+        .await;
+    assert_eq!(template.status, StatusCode::BAD_REQUEST, "{template:?}");
+    let script = app
+        .call(
+            Method::PUT,
+            "/api/v1/scripts/TempCardsScriptOptions",
+            Some(&app.policy),
+            Some(json!({"source": "validity_days = 7; // \u{0}"})),
+        )
+        .await;
+    assert_eq!(script.status, StatusCode::BAD_REQUEST, "{script:?}");
+}
+
+crate::on_both_databases!(a_nul_character_is_answered_without_a_server_error);
