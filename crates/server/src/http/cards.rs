@@ -220,7 +220,7 @@ pub struct PreviewQuery {
 }
 
 /// The card's PNG preview, as it prints, with its holder and validity.
-#[utoipa::path(get, path = "/cards/{id}/preview", tag = "cards",
+#[utoipa::path(get, path = "/cards/{id}/preview", tag = "cards", operation_id = "preview_card",
     params(("id" = Id, Path, description = "card id"), PreviewQuery), security(("bearer" = [])),
     responses((status = 200, description = "The preview.", content_type = "image/png", body = Vec<u8>),
         (status = 400, description = "The id or `side` breaks its rule.", body = ErrorBody), NeedsLogin,

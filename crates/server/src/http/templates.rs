@@ -79,7 +79,7 @@ pub async fn update_template(
 }
 
 /// A PNG preview of the template filled with sample values.
-#[utoipa::path(get, path = "/card-templates/{id}/preview", tag = "templates",
+#[utoipa::path(get, path = "/card-templates/{id}/preview", tag = "templates", operation_id = "preview_template",
     params(("id" = String, Path, description = "template id or name"), PreviewQuery), security(("bearer" = [])),
     responses((status = 200, description = "The preview.", content_type = "image/png", body = Vec<u8>),
         (status = 400, description = "`side` is neither front nor back.", body = ErrorBody), NeedsLogin,

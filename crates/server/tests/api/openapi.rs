@@ -188,6 +188,21 @@ fn every_operation_documents_the_answers_every_request_can_get() {
     }
 }
 
+#[test]
+fn every_operation_has_an_id_of_its_own() {
+    let doc = document();
+    let mut seen = std::collections::HashMap::new();
+    for (method, path, op) in operations(&doc) {
+        let id = op["operationId"]
+            .as_str()
+            .expect("an operationId")
+            .to_owned();
+        if let Some(other) = seen.insert(id.clone(), format!("{method} {path}")) {
+            panic!("{method} {path} and {other} share the operationId {id}");
+        }
+    }
+}
+
 /// The schema a parameter of an operation has, with a `$ref` followed.
 fn parameter_schema<'a>(doc: &'a Value, op: &'a Value, name: &str) -> &'a Value {
     let parameter = op["parameters"]
