@@ -1,4 +1,8 @@
 //! Identifiers. Each is a UUID (version 7, so they sort by creation time) behind its own type.
+//!
+//! An id is read only in the one form it is written in: 36 characters, lower-case hex digits in
+//! groups of 8-4-4-4-12 joined by dashes. The API states that form as a pattern, so an id has one
+//! spelling and two spellings never name the same card.
 
 use std::fmt;
 use std::str::FromStr;
@@ -6,6 +10,14 @@ use std::str::FromStr;
 use uuid::Uuid;
 
 use crate::error::DomainError;
+
+/// A UUID in its written form only; braces, `urn:uuid:`, missing dashes, upper case and
+/// surrounding spaces are refused.
+fn parse_uuid(s: &str) -> Option<Uuid> {
+    Uuid::try_parse(s)
+        .ok()
+        .filter(|uuid| *uuid.hyphenated().encode_lower(&mut Uuid::encode_buffer()) == *s)
+}
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $field:literal) => {
@@ -21,9 +33,9 @@ macro_rules! id_type {
             }
 
             pub fn parse(s: &str) -> Result<Self, DomainError> {
-                Uuid::try_parse(s.trim())
+                parse_uuid(s)
                     .map(Self)
-                    .map_err(|_| DomainError::invalid($field, format!("'{s}' is not a valid id")))
+                    .ok_or_else(|| DomainError::invalid($field, format!("'{s}' is not a valid id")))
             }
 
             pub fn as_uuid(&self) -> Uuid {
@@ -66,3 +78,23 @@ id_type!(
     /// A batch order.
     BatchOrderId, "batch_order"
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_read_in_their_written_form_only() {
+        let id = CardId::new(1_700_000_000_000, [7; 10]);
+        assert_eq!(CardId::parse(&id.to_string()), Ok(id));
+        for other in [
+            id.to_string().to_uppercase(),
+            format!(" {id}"),
+            format!("{{{id}}}"),
+            format!("urn:uuid:{id}"),
+            id.as_uuid().simple().to_string(),
+        ] {
+            assert!(CardId::parse(&other).is_err(), "{other} was accepted");
+        }
+    }
+}

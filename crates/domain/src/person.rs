@@ -91,7 +91,26 @@ impl PersonName {
 pub struct Email(String);
 
 impl Email {
+    /// The most characters an email field takes, surrounding spaces included.
+    pub const MAX_CHARS: usize = 254;
+
+    /// An optional email as received: empty or blank means none. The length is checked before
+    /// anything else, blank or not, so the limit is one plain `maxLength` in the API.
+    pub fn parse_optional(s: &str) -> Result<Option<Self>, DomainError> {
+        if s.chars().count() > Self::MAX_CHARS {
+            return Err(DomainError::invalid(
+                "email",
+                format!("an email has at most {} characters", Self::MAX_CHARS),
+            ));
+        }
+        if s.trim().is_empty() {
+            return Ok(None);
+        }
+        Self::parse(s).map(Some)
+    }
+
     pub fn parse(s: &str) -> Result<Self, DomainError> {
+        let length_ok = s.chars().count() <= Self::MAX_CHARS;
         let s = s.trim();
         let shaped = s.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty()
@@ -101,7 +120,7 @@ impl Email {
                 && !domain.contains('@')
         });
         if shaped
-            && s.len() <= 254
+            && length_ok
             && !s.chars().any(char::is_whitespace)
             && !crate::text::has_hidden_characters(s)
         {
@@ -146,6 +165,19 @@ mod tests {
         assert!(Email::parse("ann@localhost").is_err());
         assert!(Email::parse("ann example.org").is_err());
         assert!(Email::parse("@example.org").is_err());
+    }
+
+    #[test]
+    fn an_optional_email_is_none_when_blank_and_bounded_either_way() {
+        assert_eq!(Email::parse_optional(" \t"), Ok(None));
+        assert_eq!(
+            Email::parse_optional(" ann@example.org ").map(|e| e.map(|e| e.0)),
+            Ok(Some("ann@example.org".to_owned()))
+        );
+        assert!(Email::parse_optional(&" ".repeat(255)).is_err());
+        let longest = format!("{}@example.org", "å".repeat(254 - "@example.org".len()));
+        assert!(Email::parse_optional(&longest).is_ok());
+        assert!(Email::parse_optional(&format!(" {longest}")).is_err());
     }
 
     #[test]

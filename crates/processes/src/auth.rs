@@ -172,7 +172,8 @@ const BAD_LOGIN: &str = "invalid username or password";
 pub async fn login(ctx: &Context, username: &str, password: &str) -> Result<Session, ProcessError> {
     let policy = ctx.settings.login;
     let key = username.trim().to_ascii_lowercase();
-    if key.is_empty() || key.len() > 128 || password.len() > 1024 {
+    // A NUL is in no username, and PostgreSQL refuses one in the throttle row's key.
+    if key.is_empty() || key.len() > 128 || key.contains('\0') || password.len() > 1024 {
         return Err(ProcessError::Unauthenticated(BAD_LOGIN.into()));
     }
     let now = ctx.now();

@@ -65,7 +65,7 @@ pub async fn search(
         Some(t) => Some(
             templates::resolve(&mut conn, t)
                 .await?
-                .ok_or_else(|| ProcessError::Invalid(format!("template: no card template '{t}'")))?
+                .ok_or_else(|| ProcessError::NotFound(format!("no card template '{t}'")))?
                 .id,
         ),
         None => None,
@@ -93,6 +93,14 @@ pub async fn search(
             .transpose()
             .map_err(|_| bad_cursor())?,
     };
+    // No serial has a NUL character, and PostgreSQL refuses one in a text argument.
+    if filter
+        .serial_prefix
+        .as_deref()
+        .is_some_and(|s| s.contains('\0'))
+    {
+        return Ok((Vec::new(), None));
+    }
     let mut page = cards::list(&mut conn, &filter, limit + 1).await?;
     let next = next_cursor(&mut page, limit, |r| r.card.id.to_string());
     Ok((page, next))

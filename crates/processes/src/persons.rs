@@ -34,9 +34,9 @@ pub async fn create(
         email: new
             .email
             .as_deref()
-            .filter(|e| !e.trim().is_empty())
-            .map(Email::parse)
-            .transpose()?,
+            .map(Email::parse_optional)
+            .transpose()?
+            .flatten(),
         state: new
             .state
             .as_deref()
@@ -97,6 +97,10 @@ pub async fn search(
         .map(PersonId::parse)
         .transpose()
         .map_err(|_| bad_cursor())?;
+    // No person's data has a NUL character, and PostgreSQL refuses one in a text argument.
+    if query.is_some_and(|q| q.contains('\0')) {
+        return Ok((Vec::new(), None));
+    }
     let mut conn = ctx.store.reader().await?;
     let mut page = persons::list(&mut conn, query, after, limit + 1).await?;
     let next = crate::cards::next_cursor(&mut page, limit, |p| p.id.to_string());

@@ -85,6 +85,10 @@ async fn save_version(
 ) -> Result<ScriptVersion, ProcessError> {
     require_any(operator, &[Role::PolicyAdmin], "Editing option scripts")?;
     known(name)?;
+    // PostgreSQL stores no NUL character in text, and a script has no use for one.
+    if source.contains('\0') {
+        return Err(ProcessError::Invalid("source: no NUL characters".into()));
+    }
     let mut tx = ctx.store.begin().await?;
     let template_names: Vec<String> = templates::list(&mut tx)
         .await?

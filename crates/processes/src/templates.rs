@@ -48,6 +48,11 @@ fn build(
             "description: at most 500 characters".into(),
         ));
     }
+    if description.contains('\0') {
+        return Err(ProcessError::Invalid(
+            "description: no NUL characters".into(),
+        ));
+    }
     Ok(CardTemplate {
         id,
         name: TemplateName::parse(&input.name)?,

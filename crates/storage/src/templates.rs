@@ -90,6 +90,10 @@ pub async fn resolve(
     conn: &mut Conn,
     name_or_id: &str,
 ) -> Result<Option<CardTemplate>, StoreError> {
+    // No template is named with a NUL character, and PostgreSQL refuses one in a text argument.
+    if name_or_id.contains('\0') {
+        return Ok(None);
+    }
     if let Ok(id) = TemplateId::parse(name_or_id) {
         if let Some(t) = get(&mut *conn, id).await? {
             return Ok(Some(t));

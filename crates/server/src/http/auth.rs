@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use super::error::ErrorBody;
 use super::extract::{bearer, ApiJson};
+use super::openapi::{JsonBody, NeedsLogin};
 use super::{ApiError, AppState};
 
 #[derive(Deserialize, ToSchema)]
@@ -30,8 +31,9 @@ pub struct LoginAnswer {
 
 /// Log in; answers a bearer token. Repeated failures lock the username out for a while (429).
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginBody,
-    responses((status = 200, body = LoginAnswer), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 200, description = "Logged in.", body = LoginAnswer), JsonBody,
+        (status = 401, description = "Unknown username or wrong password.", body = ErrorBody),
+        (status = 429, description = "Too many failed logins for this username; try again later.", body = ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<LoginBody>,
@@ -52,7 +54,7 @@ pub async fn login(
 
 /// Log out: the token stops working.
 #[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])),
-    responses((status = 204), (status = 401, body = ErrorBody)))]
+    responses((status = 204, description = "Logged out."), NeedsLogin))]
 pub async fn logout(State(state): State<AppState>, parts: Parts) -> Result<StatusCode, ApiError> {
     let token = bearer(&parts).ok_or_else(|| ApiError::unauthorized("no bearer token sent"))?;
     auth::authenticate(&state.ctx, token).await?;

@@ -9,22 +9,28 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
 use super::extract::{ApiJson, ApiQuery, Auth};
+use super::openapi::{BadId, JsonBody, NeedsLogin};
+use super::schema::{card_ids, optional_whole_number, Id, OrderStateParam, ProcessText};
 use super::views::{BatchOrderList, BatchOrderSummary, BatchOrderView};
 use super::{ApiError, AppState};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOrderBody {
-    /// `TempCardsBoProcIssueMultiple`.
+    /// The batch order process.
+    #[schema(value_type = ProcessText)]
     pub process: String,
-    /// Ids of cards in state requested or failed, 1 to 1000.
+    /// Ids of cards in state requested or failed, 1 to 1000, each once.
+    #[schema(schema_with = card_ids)]
     pub cards: Vec<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RepeatBody {
-    /// Ids of failed items, or of produced items rejected as misprinted.
+    /// Card ids of failed items, or of produced items rejected as misprinted; 1 to 1000, each
+    /// once.
+    #[schema(schema_with = card_ids)]
     pub cards: Vec<String>,
 }
 
@@ -32,8 +38,9 @@ pub struct RepeatBody {
 /// card in another open order or in the wrong state refuses the order with 409 naming it.
 #[utoipa::path(post, path = "/batch-orders", tag = "batch orders", request_body = NewOrderBody,
     security(("bearer" = [])),
-    responses((status = 201, body = BatchOrderView), (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, description = "The new order.", body = BatchOrderView), JsonBody, NeedsLogin,
+        (status = 403, description = "Needs the role production-admin.", body = ErrorBody),
+        (status = 409, description = "Some cards cannot be ordered (unknown, in another open order or in the wrong state); the message names them.", body = ErrorBody)))]
 pub async fn create_order(
     State(state): State<AppState>,
     Auth(op): Auth,
@@ -49,23 +56,32 @@ pub async fn create_order(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct OrderSearch {
-    /// Only orders in this state (open, producing, produced, completed, cancelled).
-    pub state: Option<String>,
+    /// Only orders in this state.
+    pub state: Option<OrderStateParam>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    #[serde(default, deserialize_with = "optional_whole_number")]
     pub limit: Option<i64>,
-    pub cursor: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<Id>,
 }
 
 /// Batch orders, newest first, with their counts.
 #[utoipa::path(get, path = "/batch-orders", tag = "batch orders", params(OrderSearch), security(("bearer" = [])),
-    responses((status = 200, body = BatchOrderList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, description = "A page of orders.", body = BatchOrderList),
+        (status = 400, description = "A query value breaks its rule.", body = ErrorBody), NeedsLogin))]
 pub async fn list_orders(
     State(state): State<AppState>,
     Auth(_op): Auth,
     ApiQuery(q): ApiQuery<OrderSearch>,
 ) -> Result<Json<BatchOrderList>, ApiError> {
-    let (page, next_cursor) =
-        issue_multiple::list(&state.ctx, q.state.as_deref(), q.cursor.as_deref(), q.limit).await?;
+    let (page, next_cursor) = issue_multiple::list(
+        &state.ctx,
+        q.state.map(|s| s.0.as_str()),
+        q.cursor.as_ref().map(|c| c.0.as_str()),
+        q.limit,
+    )
+    .await?;
     Ok(Json(BatchOrderList {
         batch_orders: page.into_iter().map(BatchOrderSummary::from).collect(),
         next_cursor,
@@ -74,8 +90,9 @@ pub async fn list_orders(
 
 /// One order with its items, counts and every production attempt.
 #[utoipa::path(get, path = "/batch-orders/{id}", tag = "batch orders",
-    params(("id" = String, Path, description = "batch order id")), security(("bearer" = [])),
-    responses((status = 200, body = BatchOrderView), (status = 404, body = ErrorBody)))]
+    params(("id" = Id, Path, description = "batch order id")), security(("bearer" = [])),
+    responses((status = 200, description = "The order.", body = BatchOrderView), BadId, NeedsLogin,
+        (status = 404, description = "No such order.", body = ErrorBody)))]
 pub async fn get_order(
     State(state): State<AppState>,
     Auth(_op): Auth,
@@ -88,9 +105,11 @@ pub async fn get_order(
 
 /// Next: queue every chosen card for the production stations (open → producing).
 #[utoipa::path(post, path = "/batch-orders/{id}/next", tag = "batch orders",
-    params(("id" = String, Path, description = "batch order id")), security(("bearer" = [])),
-    responses((status = 200, body = BatchOrderView), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    params(("id" = Id, Path, description = "batch order id")), security(("bearer" = [])),
+    responses((status = 200, description = "The order after the step.", body = BatchOrderView), BadId, NeedsLogin,
+        (status = 403, description = "Needs the role production-admin.", body = ErrorBody),
+        (status = 404, description = "No such order.", body = ErrorBody),
+        (status = 409, description = "The order is not open.", body = ErrorBody)))]
 pub async fn next(
     State(state): State<AppState>,
     Auth(op): Auth,
@@ -104,9 +123,11 @@ pub async fn next(
 
 /// Repeat production of chosen failed or rejected items (→ producing).
 #[utoipa::path(post, path = "/batch-orders/{id}/repeat", tag = "batch orders",
-    params(("id" = String, Path, description = "batch order id")), request_body = RepeatBody, security(("bearer" = [])),
-    responses((status = 200, body = BatchOrderView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    params(("id" = Id, Path, description = "batch order id")), request_body = RepeatBody, security(("bearer" = [])),
+    responses((status = 200, description = "The order after the step.", body = BatchOrderView), JsonBody, NeedsLogin,
+        (status = 403, description = "Needs the role production-admin.", body = ErrorBody),
+        (status = 404, description = "No such order.", body = ErrorBody),
+        (status = 409, description = "The order is not producing or produced, or some cards cannot be repeated; the message names them.", body = ErrorBody)))]
 pub async fn repeat(
     State(state): State<AppState>,
     Auth(op): Auth,
@@ -121,9 +142,11 @@ pub async fn repeat(
 
 /// Complete order: confirm the results and close the order (produced → completed).
 #[utoipa::path(post, path = "/batch-orders/{id}/complete", tag = "batch orders",
-    params(("id" = String, Path, description = "batch order id")), security(("bearer" = [])),
-    responses((status = 200, body = BatchOrderView), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    params(("id" = Id, Path, description = "batch order id")), security(("bearer" = [])),
+    responses((status = 200, description = "The order after the step.", body = BatchOrderView), BadId, NeedsLogin,
+        (status = 403, description = "Needs the role production-admin.", body = ErrorBody),
+        (status = 404, description = "No such order.", body = ErrorBody),
+        (status = 409, description = "The order is not produced.", body = ErrorBody)))]
 pub async fn complete(
     State(state): State<AppState>,
     Auth(op): Auth,
@@ -137,9 +160,11 @@ pub async fn complete(
 
 /// Cancel: unproduced cards return to their state, produced ones stay unassigned.
 #[utoipa::path(post, path = "/batch-orders/{id}/cancel", tag = "batch orders",
-    params(("id" = String, Path, description = "batch order id")), security(("bearer" = [])),
-    responses((status = 200, body = BatchOrderView), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    params(("id" = Id, Path, description = "batch order id")), security(("bearer" = [])),
+    responses((status = 200, description = "The order after the step.", body = BatchOrderView), BadId, NeedsLogin,
+        (status = 403, description = "Needs the role production-admin.", body = ErrorBody),
+        (status = 404, description = "No such order.", body = ErrorBody),
+        (status = 409, description = "The order is completed or cancelled already.", body = ErrorBody)))]
 pub async fn cancel(
     State(state): State<AppState>,
     Auth(op): Auth,

@@ -12,6 +12,7 @@ mod metrics;
 mod openapi;
 mod persons;
 mod pki;
+mod schema;
 mod scripts;
 mod templates;
 mod views;

@@ -1,11 +1,16 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
+use std::collections::BTreeMap;
+
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::openapi::{Content, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::{IntoResponses, Modify, OpenApi};
 
+use super::error::ErrorBody;
+use super::schema::{CardStateParam, Id, OrderStateParam, ScriptNameText, Side};
 use super::AppState;
 
 #[derive(OpenApi)]
@@ -15,6 +20,8 @@ use super::AppState;
         description = "Card management: request, produce, assign, withdraw, extend and lock temporary ID cards."
     ),
     modifiers(&BearerAuth),
+    // Schemas that only parameters use, which the routes do not collect themselves.
+    components(schemas(ErrorBody, Id, CardStateParam, OrderStateParam, Side, ScriptNameText)),
     tags(
         (name = "auth", description = "Log in for a bearer token"),
         (name = "cards", description = "Temporary cards and their processes"),
@@ -36,6 +43,67 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+    }
+}
+
+/// An error answer: `ErrorBody` with what went wrong.
+fn error(description: &str) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+        )
+        .build()
+        .into()
+}
+
+/// The answer of every operation behind a login to a request without a valid bearer token.
+pub struct NeedsLogin;
+
+impl IntoResponses for NeedsLogin {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        BTreeMap::from([(
+            "401".to_owned(),
+            error("No bearer token, or one that is unknown or has expired: log in again."),
+        )])
+    }
+}
+
+/// The answer of every operation with an id in its path to an id that is not one.
+pub struct BadId;
+
+impl IntoResponses for BadId {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        BTreeMap::from([(
+            "400".to_owned(),
+            error("The id in the path is not a lower-case UUID with dashes."),
+        )])
+    }
+}
+
+/// The answers of every operation that reads a JSON body to a body it cannot read.
+pub struct JsonBody;
+
+impl IntoResponses for JsonBody {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        BTreeMap::from([
+            (
+                "400".to_owned(),
+                error(
+                    "The body is not JSON of the documented shape, or a value in it or in the path \
+                     breaks its rule; the message names it.",
+                ),
+            ),
+            (
+                "413".to_owned(),
+                error("The body is larger than 2 MiB."),
+            ),
+            (
+                "415".to_owned(),
+                error("The body is not sent with `Content-Type: application/json`."),
+            ),
+        ])
     }
 }
 

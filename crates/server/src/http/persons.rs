@@ -9,6 +9,8 @@ use utoipa::IntoParams;
 
 use super::error::ErrorBody;
 use super::extract::{ApiJson, ApiQuery, Auth};
+use super::openapi::{BadId, JsonBody, NeedsLogin};
+use super::schema::{optional_whole_number, Id};
 use super::views::{CardView, NewPersonBody, PersonDetail, PersonList, PersonView};
 use super::{ApiError, AppState};
 
@@ -18,22 +20,32 @@ pub struct PersonSearch {
     /// Text found in the employee number, a name or the email (any case).
     pub q: Option<String>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    #[serde(default, deserialize_with = "optional_whole_number")]
     pub limit: Option<i64>,
-    pub cursor: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<Id>,
 }
 
 /// Search persons.
 #[utoipa::path(get, path = "/persons", tag = "persons", params(PersonSearch), security(("bearer" = [])),
-    responses((status = 200, body = PersonList), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, description = "A page of persons.", body = PersonList),
+        (status = 400, description = "A query value breaks its rule.", body = ErrorBody), NeedsLogin,
+        (status = 403, description = "Needs the role registration-officer.", body = ErrorBody)))]
 pub async fn list_persons(
     State(state): State<AppState>,
     Auth(op): Auth,
     ApiQuery(q): ApiQuery<PersonSearch>,
 ) -> Result<Json<PersonList>, ApiError> {
     let limit = cardwright_processes::cards::page_limit(q.limit)?;
-    let (page, next_cursor) =
-        persons::search(&state.ctx, &op, q.q.as_deref(), q.cursor.as_deref(), limit).await?;
+    let (page, next_cursor) = persons::search(
+        &state.ctx,
+        &op,
+        q.q.as_deref(),
+        q.cursor.as_ref().map(|c| c.0.as_str()),
+        limit,
+    )
+    .await?;
     Ok(Json(PersonList {
         persons: page.into_iter().map(PersonView::from).collect(),
         next_cursor,
@@ -42,8 +54,9 @@ pub async fn list_persons(
 
 /// Create a person.
 #[utoipa::path(post, path = "/persons", tag = "persons", request_body = NewPersonBody, security(("bearer" = [])),
-    responses((status = 201, body = PersonView), (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, description = "The new person.", body = PersonView), JsonBody, NeedsLogin,
+        (status = 403, description = "Needs the role registration-officer.", body = ErrorBody),
+        (status = 409, description = "The employee number is taken.", body = ErrorBody)))]
 pub async fn create_person(
     State(state): State<AppState>,
     Auth(op): Auth,
@@ -65,9 +78,11 @@ pub async fn create_person(
 }
 
 /// One person with their temporary cards.
-#[utoipa::path(get, path = "/persons/{id}", tag = "persons", params(("id" = String, Path, description = "person id")),
+#[utoipa::path(get, path = "/persons/{id}", tag = "persons", params(("id" = Id, Path, description = "person id")),
     security(("bearer" = [])),
-    responses((status = 200, body = PersonDetail), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "The person.", body = PersonDetail), BadId, NeedsLogin,
+        (status = 403, description = "Needs the role registration-officer.", body = ErrorBody),
+        (status = 404, description = "No such person.", body = ErrorBody)))]
 pub async fn get_person(
     State(state): State<AppState>,
     Auth(op): Auth,

@@ -10,6 +10,8 @@ use utoipa::ToSchema;
 
 use super::error::ErrorBody;
 use super::extract::{ApiJson, Auth};
+use super::openapi::{JsonBody, NeedsLogin};
+use super::schema::{parse_whole_number, ScriptNameText};
 use super::{ApiError, AppState};
 
 /// One version of a script.
@@ -44,14 +46,17 @@ pub struct ScriptVersions {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScriptBody {
-    /// The new Rhai source.
+    /// The new Rhai source; no NUL characters.
+    #[schema(pattern = r"^[^\u0000]*$")]
     pub source: String,
 }
 
 /// The version in force.
 #[utoipa::path(get, path = "/scripts/{name}", tag = "scripts",
-    params(("name" = String, Path, description = "TempCardsScriptOptions")), security(("bearer" = [])),
-    responses((status = 200, body = ScriptView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("name" = ScriptNameText, Path, description = "the script's name")), security(("bearer" = [])),
+    responses((status = 200, description = "The version in force.", body = ScriptView), NeedsLogin,
+        (status = 403, description = "Needs the role policy-admin.", body = ErrorBody),
+        (status = 404, description = "No script of that name.", body = ErrorBody)))]
 pub async fn get_script(
     State(state): State<AppState>,
     Auth(op): Auth,
@@ -64,10 +69,13 @@ pub async fn get_script(
 /// parse, exceeds a limit, sets an unknown option or an invalid value for any template; the
 /// version in force stays.
 #[utoipa::path(put, path = "/scripts/{name}", tag = "scripts",
-    params(("name" = String, Path, description = "TempCardsScriptOptions")), request_body = ScriptBody,
+    params(("name" = ScriptNameText, Path, description = "the script's name")), request_body = ScriptBody,
     security(("bearer" = [])),
-    responses((status = 200, body = ScriptView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, description = "The saved version, now in force.", body = ScriptView), JsonBody, NeedsLogin,
+        (status = 403, description = "Needs the role policy-admin.", body = ErrorBody),
+        (status = 404, description = "No script of that name.", body = ErrorBody),
+        (status = 409, description = "Someone saved the script at the same moment.", body = ErrorBody),
+        (status = 422, description = "The script is refused (does not compile, exceeds a limit, sets an unknown option or an invalid value); `line` and `column` say where when known.", body = ErrorBody)))]
 pub async fn put_script(
     State(state): State<AppState>,
     Auth(op): Auth,
@@ -83,8 +91,10 @@ pub async fn put_script(
 
 /// Every saved version, newest first.
 #[utoipa::path(get, path = "/scripts/{name}/versions", tag = "scripts",
-    params(("name" = String, Path, description = "TempCardsScriptOptions")), security(("bearer" = [])),
-    responses((status = 200, body = ScriptVersions), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("name" = ScriptNameText, Path, description = "the script's name")), security(("bearer" = [])),
+    responses((status = 200, description = "Every version.", body = ScriptVersions), NeedsLogin,
+        (status = 403, description = "Needs the role policy-admin.", body = ErrorBody),
+        (status = 404, description = "No script of that name.", body = ErrorBody)))]
 pub async fn list_versions(
     State(state): State<AppState>,
     Auth(op): Auth,
@@ -98,17 +108,21 @@ pub async fn list_versions(
 
 /// Restore an earlier version: its text is checked again and saved as the newest version.
 #[utoipa::path(post, path = "/scripts/{name}/versions/{version}/restore", tag = "scripts",
-    params(("name" = String, Path, description = "TempCardsScriptOptions"),
-        ("version" = i64, Path, description = "the version to restore")),
+    params(("name" = ScriptNameText, Path, description = "the script's name"),
+        ("version" = i64, Path, minimum = 1, description = "the version to restore")),
     security(("bearer" = [])),
-    responses((status = 200, body = ScriptView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, description = "The restored text, saved as the newest version.", body = ScriptView),
+        (status = 400, description = "The version is not a number.", body = ErrorBody), NeedsLogin,
+        (status = 403, description = "Needs the role policy-admin.", body = ErrorBody),
+        (status = 404, description = "No script of that name, or no such version.", body = ErrorBody),
+        (status = 409, description = "Someone saved the script at the same moment.", body = ErrorBody),
+        (status = 422, description = "The old text is refused today (for example by a template added since).", body = ErrorBody)))]
 pub async fn restore_version(
     State(state): State<AppState>,
     Auth(op): Auth,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<ScriptView>, ApiError> {
-    let version: i64 = version.parse().map_err(|_| {
+    let version = parse_whole_number(&version).ok_or_else(|| {
         ApiError::bad_request(format!("version: '{version}' is not a version number"))
     })?;
     Ok(Json(

@@ -10,12 +10,14 @@ use cardwright_processes::templates;
 use super::cards::PreviewQuery;
 use super::error::ErrorBody;
 use super::extract::{ApiJson, ApiQuery, Auth};
+use super::openapi::{JsonBody, NeedsLogin};
+use super::schema::{Id, Side};
 use super::views::{TemplateBody, TemplateList, TemplateView};
 use super::{ApiError, AppState};
 
 /// All card templates.
 #[utoipa::path(get, path = "/card-templates", tag = "templates", security(("bearer" = [])),
-    responses((status = 200, body = TemplateList), (status = 401, body = ErrorBody)))]
+    responses((status = 200, description = "Every template, by name.", body = TemplateList), NeedsLogin))]
 pub async fn list_templates(
     State(state): State<AppState>,
     Auth(_op): Auth,
@@ -28,8 +30,10 @@ pub async fn list_templates(
 
 /// Create a card template (policy-admin). A refused layout is 422 with what is wrong.
 #[utoipa::path(post, path = "/card-templates", tag = "templates", request_body = TemplateBody, security(("bearer" = [])),
-    responses((status = 201, body = TemplateView), (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, description = "The new template.", body = TemplateView), JsonBody, NeedsLogin,
+        (status = 403, description = "Needs the role policy-admin.", body = ErrorBody),
+        (status = 409, description = "The name or serial prefix is taken.", body = ErrorBody),
+        (status = 422, description = "A layout is refused: not well-formed SVG, too large, or with scripts, DTDs or outside links; the message says which.", body = ErrorBody)))]
 pub async fn create_template(
     State(state): State<AppState>,
     Auth(op): Auth,
@@ -42,7 +46,8 @@ pub async fn create_template(
 /// One card template, by name or id.
 #[utoipa::path(get, path = "/card-templates/{id}", tag = "templates",
     params(("id" = String, Path, description = "template id or name")), security(("bearer" = [])),
-    responses((status = 200, body = TemplateView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "The template.", body = TemplateView), NeedsLogin,
+        (status = 404, description = "No such template.", body = ErrorBody)))]
 pub async fn get_template(
     State(state): State<AppState>,
     Auth(_op): Auth,
@@ -54,9 +59,12 @@ pub async fn get_template(
 /// Change a card template's name, serial prefix or description (policy-admin). Cards made
 /// before keep their serials.
 #[utoipa::path(put, path = "/card-templates/{id}", tag = "templates",
-    params(("id" = String, Path, description = "template id")), request_body = TemplateBody, security(("bearer" = [])),
-    responses((status = 200, body = TemplateView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    params(("id" = Id, Path, description = "template id")), request_body = TemplateBody, security(("bearer" = [])),
+    responses((status = 200, description = "The template after the change.", body = TemplateView), JsonBody, NeedsLogin,
+        (status = 403, description = "Needs the role policy-admin.", body = ErrorBody),
+        (status = 404, description = "No such template.", body = ErrorBody),
+        (status = 409, description = "The name or serial prefix is taken.", body = ErrorBody),
+        (status = 422, description = "A layout is refused: not well-formed SVG, too large, or with scripts, DTDs or outside links; the message says which.", body = ErrorBody)))]
 pub async fn update_template(
     State(state): State<AppState>,
     Auth(op): Auth,
@@ -71,10 +79,12 @@ pub async fn update_template(
 }
 
 /// A PNG preview of the template filled with sample values.
-#[utoipa::path(get, path = "/card-templates/{id}/preview", tag = "templates",
+#[utoipa::path(get, path = "/card-templates/{id}/preview", tag = "templates", operation_id = "preview_template",
     params(("id" = String, Path, description = "template id or name"), PreviewQuery), security(("bearer" = [])),
-    responses((status = 200, content_type = "image/png", body = Vec<u8>), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "The preview.", content_type = "image/png", body = Vec<u8>),
+        (status = 400, description = "`side` is neither front nor back.", body = ErrorBody), NeedsLogin,
+        (status = 404, description = "No such template.", body = ErrorBody),
+        (status = 422, description = "The layout is over the renderer's limits or budget (for instance one stored before the limits); the message names the limit.", body = ErrorBody)))]
 pub async fn preview(
     State(state): State<AppState>,
     Auth(_op): Auth,
@@ -84,7 +94,7 @@ pub async fn preview(
     let png = cardwright_processes::cards::template_preview(
         &state.ctx,
         &id,
-        q.side.as_deref().unwrap_or("front"),
+        q.side.unwrap_or(Side::Front).as_str(),
     )
     .await?;
     Ok(([(CONTENT_TYPE, "image/png")], png))

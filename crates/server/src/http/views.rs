@@ -9,6 +9,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::schema::{
+    EmailText, EmployeeNumberText, PersonNameText, PersonStateText, SerialPrefixText,
+    TemplateKindText, TemplateNameText,
+};
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TemplateRef {
     pub id: String,
@@ -238,11 +243,16 @@ pub struct PersonDetail {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPersonBody {
+    #[schema(value_type = EmployeeNumberText)]
     pub employee_number: String,
+    #[schema(value_type = PersonNameText)]
     pub given_name: String,
+    #[schema(value_type = PersonNameText)]
     pub family_name: String,
+    #[schema(value_type = Option<EmailText>)]
     pub email: Option<String>,
     /// active (default) or inactive.
+    #[schema(value_type = Option<PersonStateText>)]
     pub state: Option<String>,
 }
 
@@ -287,11 +297,15 @@ pub struct TemplateList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateBody {
+    #[schema(value_type = TemplateNameText)]
     pub name: String,
     /// temporary (default).
+    #[schema(value_type = Option<TemplateKindText>)]
     pub kind: Option<String>,
-    /// 1 to 12 upper-case letters, digits or dashes; unique.
+    #[schema(value_type = SerialPrefixText)]
     pub serial_prefix: String,
+    /// At most 500 characters, no NUL.
+    #[schema(max_length = 500, pattern = r"^[^\u0000]*$")]
     pub description: Option<String>,
     /// Front layout (SVG, at most 256 KiB; no scripts, DTDs or outside links). Omitted: keep
     /// the current one.

@@ -1,6 +1,7 @@
 //! The OpenAPI document, health and metrics.
 
 use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, Db};
 
@@ -130,3 +131,263 @@ fn committed_openapi_document_is_current() {
         "docs/openapi.json is stale: run `cargo run -- openapi > docs/openapi.json`"
     );
 }
+
+/// The generated document, as served.
+fn document() -> Value {
+    serde_json::from_str(&cardwright::http::openapi_json()).expect("the document is JSON")
+}
+
+/// Every operation of the document with its method and path.
+fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+    let mut all = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("operations") {
+            all.push((method.to_uppercase(), path.clone(), op.clone()));
+        }
+    }
+    all
+}
+
+fn statuses(op: &Value) -> Vec<&str> {
+    op["responses"]
+        .as_object()
+        .expect("responses")
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+#[test]
+fn every_operation_documents_the_answers_every_request_can_get() {
+    let doc = document();
+    for (method, path, op) in operations(&doc) {
+        let documented = statuses(&op);
+        if op.get("security").is_some() {
+            assert!(
+                documented.contains(&"401"),
+                "{method} {path}: {documented:?}"
+            );
+        }
+        if op.get("requestBody").is_some() {
+            for status in ["400", "413", "415"] {
+                assert!(
+                    documented.contains(&status),
+                    "{method} {path} lacks {status}: {documented:?}"
+                );
+            }
+        }
+        let names_an_id = op["parameters"].as_array().is_some_and(|all| {
+            all.iter()
+                .any(|p| p["schema"]["$ref"] == "#/components/schemas/Id")
+        });
+        if names_an_id {
+            assert!(
+                documented.contains(&"400"),
+                "{method} {path}: {documented:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_operation_has_an_id_of_its_own() {
+    let doc = document();
+    let mut seen = std::collections::HashMap::new();
+    for (method, path, op) in operations(&doc) {
+        let id = op["operationId"]
+            .as_str()
+            .expect("an operationId")
+            .to_owned();
+        if let Some(other) = seen.insert(id.clone(), format!("{method} {path}")) {
+            panic!("{method} {path} and {other} share the operationId {id}");
+        }
+    }
+}
+
+/// The schema a parameter of an operation has, with a `$ref` followed.
+fn parameter_schema<'a>(doc: &'a Value, op: &'a Value, name: &str) -> &'a Value {
+    let parameter = op["parameters"]
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["name"] == name))
+        .unwrap_or_else(|| panic!("no parameter {name}"));
+    resolve(doc, &parameter["schema"])
+}
+
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(reference) => {
+            let name = reference.rsplit('/').next().expect("a schema name");
+            &doc["components"]["schemas"][name]
+        }
+        None => schema,
+    }
+}
+
+#[test]
+fn the_document_states_the_limits_the_server_enforces() {
+    let doc = document();
+    let id = &doc["components"]["schemas"]["Id"];
+    assert_eq!(id["format"], "uuid");
+    assert!(id["pattern"].is_string(), "{id}");
+    for (method, path, op) in operations(&doc) {
+        // Templates are named by id or by name where they are read; everything else by id.
+        let by_name = method == "GET" && path.starts_with("/api/v1/card-templates/");
+        if path.contains("{id}") && !by_name {
+            assert_eq!(
+                parameter_schema(&doc, &op, "id"),
+                id,
+                "{method} {path}: the id is not typed"
+            );
+        }
+        if let Some(limit) = op["parameters"]
+            .as_array()
+            .and_then(|all| all.iter().find(|p| p["name"] == "limit"))
+        {
+            assert_eq!(limit["schema"]["minimum"], 1, "{method} {path}");
+            assert_eq!(
+                limit["schema"]["maximum"],
+                cardwright_processes::cards::MAX_PAGE,
+                "{method} {path}"
+            );
+        }
+    }
+    let schemas = &doc["components"]["schemas"];
+    let amount = &schemas["RequestCardsBody"]["properties"]["amount"];
+    assert_eq!(amount["minimum"], 1);
+    assert_eq!(amount["maximum"], cardwright_domain::Amount::MAX);
+    for body in ["NewOrderBody", "RepeatBody"] {
+        let cards = &schemas[body]["properties"]["cards"];
+        assert_eq!(cards["minItems"], 1, "{body}");
+        assert_eq!(
+            cards["maxItems"],
+            cardwright_domain::batch_order::MAX_ORDER_CARDS,
+            "{body}"
+        );
+        assert_eq!(cards["uniqueItems"], true, "{body}");
+    }
+    for (schema, field) in [
+        ("NewPersonBody", "employee_number"),
+        ("NewPersonBody", "given_name"),
+        ("NewPersonBody", "family_name"),
+        ("TemplateBody", "name"),
+        ("TemplateBody", "serial_prefix"),
+    ] {
+        let rule = resolve(&doc, &schemas[schema]["properties"][field]);
+        assert!(rule["pattern"].is_string(), "{schema}.{field}: {rule}");
+    }
+    assert_eq!(
+        schemas["TemplateBody"]["properties"]["description"]["maxLength"],
+        500
+    );
+}
+
+#[tokio::test]
+async fn the_api_takes_what_its_document_admits_and_refuses_the_rest() {
+    let app = spawn_app(Db::Sqlite).await;
+    // JSON Schema's `integer` includes 2.0.
+    let cards = app
+        .post(
+            "/api/v1/temporary-cards",
+            &app.officer,
+            json!({"template": "Temporary card", "amount": 2.0}),
+        )
+        .await;
+    assert_eq!(cards.status, StatusCode::CREATED, "{cards:?}");
+    let limit = app.get("/api/v1/cards?limit=1.0", &app.officer).await;
+    assert_eq!(limit.status, StatusCode::OK, "{limit:?}");
+    assert_eq!(limit.body["cards"].as_array().map(Vec::len), Some(1));
+
+    // An id has one spelling; an empty cursor or state is not one of the documented values.
+    let id = cards.body["cards"][0]["id"].as_str().unwrap().to_owned();
+    let upper = app
+        .get(
+            &format!("/api/v1/cards/{}", id.to_uppercase()),
+            &app.officer,
+        )
+        .await;
+    assert_eq!(upper.status, StatusCode::BAD_REQUEST, "{upper:?}");
+    for query in ["cursor=", "state=", "cursor=%20{id}"] {
+        let answer = app
+            .get(
+                &format!("/api/v1/cards?{}", query.replace("{id}", &id)),
+                &app.officer,
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{query}: {answer:?}"
+        );
+    }
+    let side = app
+        .get(&format!("/api/v1/cards/{id}/preview?side="), &app.officer)
+        .await;
+    assert_eq!(side.status, StatusCode::BAD_REQUEST, "{side:?}");
+
+    // A template that does not exist is not found, in a search as anywhere else.
+    let unknown = app
+        .get("/api/v1/cards?template=Nothing", &app.officer)
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{unknown:?}");
+
+    // The email limit counts what was sent, blank or not.
+    let blank = app
+        .post(
+            "/api/v1/persons",
+            &app.officer,
+            json!({"employee_number": "E-9", "given_name": "Ann", "family_name": "Lee",
+                   "email": " ".repeat(255)}),
+        )
+        .await;
+    assert_eq!(blank.status, StatusCode::BAD_REQUEST, "{blank:?}");
+}
+
+/// PostgreSQL refuses a NUL character in text, so one sent anywhere must be answered before it
+/// reaches a query: as the empty result it finds, or as the refusal the document states.
+async fn a_nul_character_is_answered_without_a_server_error(db: Db) {
+    let app = spawn_app(db).await;
+    let login = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "a\u{0}b", "password": "secret-enough"})),
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::UNAUTHORIZED, "{login:?}");
+    for path in ["/api/v1/persons?q=%00", "/api/v1/cards?serial=A%00"] {
+        let found = app.get(path, &app.officer).await;
+        assert_eq!(found.status, StatusCode::OK, "{path}: {found:?}");
+    }
+    for path in ["/api/v1/card-templates/%00", "/api/v1/cards?template=%00"] {
+        let found = app.get(path, &app.officer).await;
+        assert_eq!(found.status, StatusCode::NOT_FOUND, "{path}: {found:?}");
+    }
+    let request = app
+        .post(
+            "/api/v1/temporary-cards",
+            &app.officer,
+            json!({"template": "\u{0}", "amount": 1}),
+        )
+        .await;
+    assert_eq!(request.status, StatusCode::NOT_FOUND, "{request:?}");
+    let template = app
+        .post(
+            "/api/v1/card-templates",
+            &app.policy,
+            json!({"name": "Guest", "serial_prefix": "GST-", "description": "a\u{0}"}),
+        )
+        .await;
+    assert_eq!(template.status, StatusCode::BAD_REQUEST, "{template:?}");
+    let script = app
+        .call(
+            Method::PUT,
+            "/api/v1/scripts/TempCardsScriptOptions",
+            Some(&app.policy),
+            Some(json!({"source": "validity_days = 7; // \u{0}"})),
+        )
+        .await;
+    assert_eq!(script.status, StatusCode::BAD_REQUEST, "{script:?}");
+}
+
+crate::on_both_databases!(a_nul_character_is_answered_without_a_server_error);

@@ -1,0 +1,499 @@
+//! The values the API reads, each with the schema the OpenAPI document states for it. A value
+//! that matches its schema is taken and one that does not is refused with 400, so the patterns
+//! here follow the domain's parsers character for character: they allow the surrounding spaces
+//! that `str::trim` removes, count what is left the way the parser does, and bar the control
+//! characters it bars. Patterns are ECMA-262, as JSON Schema reads them.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use cardwright_domain::batch_order::MAX_ORDER_CARDS;
+use cardwright_domain::{CardId, CardState, OrderState, PersonState, ProcessName, TemplateKind};
+use cardwright_processes::options::SCRIPT_NAME;
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaFormat, Type};
+use utoipa::openapi::{Ref, RefOr, Schema};
+use utoipa::{PartialSchema, ToSchema};
+
+/// What `str::trim` removes: Unicode `White_Space`, control characters among them.
+const SPACE: &str =
+    r"\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+/// `White_Space` without the control characters.
+const PRINTABLE_SPACE: &str = r"\u0020\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+/// What `char::is_control` is true for.
+const CONTROL: &str = r"\u0000-\u001f\u007f-\u009f";
+
+/// The invisible formatting characters the domain refuses in names besides control characters
+/// (`cardwright_domain::text::HIDDEN`), as a character-class body.
+fn hidden() -> String {
+    cardwright_domain::text::HIDDEN
+        .iter()
+        .map(|(from, to)| {
+            if from == to {
+                format!("\\u{:04x}", u32::from(*from))
+            } else {
+                format!("\\u{:04x}-\\u{:04x}", u32::from(*from), u32::from(*to))
+            }
+        })
+        .collect()
+}
+
+/// The written form of every id.
+pub const ID_PATTERN: &str = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
+
+/// A value that is `core` once the surrounding spaces are trimmed.
+fn trimmed(core: &str) -> String {
+    format!("^[{SPACE}]*{core}[{SPACE}]*$")
+}
+
+/// 1 to `max` characters after trimming, none of them a control or invisible formatting
+/// character.
+fn text_pattern(max: usize) -> String {
+    let hidden = hidden();
+    let edge = format!("[^{CONTROL}{PRINTABLE_SPACE}{hidden}]");
+    trimmed(&format!(
+        "{edge}(?:[^{CONTROL}{hidden}]{{0,{}}}{edge})?",
+        max - 2
+    ))
+}
+
+fn string(description: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+}
+
+/// A schema written by hand, for a value whose rule lives in a domain parser. The type only
+/// names the schema (`#[schema(value_type = ...)]`); the value stays a `String` for the parser.
+macro_rules! schema {
+    ($(#[$doc:meta])* $name:ident, $title:literal, $build:expr) => {
+        $(#[$doc])*
+        pub enum $name {}
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                $build.into()
+            }
+        }
+
+        impl ToSchema for $name {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed($title)
+            }
+        }
+    };
+}
+
+schema!(
+    /// A person's given or family name (`PersonName`).
+    PersonNameText,
+    "PersonName",
+    string("1 to 100 characters once surrounding spaces are trimmed; no control or invisible formatting characters (bidirectional overrides, zero-width characters, line separators).")
+        .pattern(Some(text_pattern(100)))
+        .examples(["Grace"])
+);
+
+schema!(
+    /// An employee number (`EmployeeNumber`).
+    EmployeeNumberText,
+    "EmployeeNumber",
+    string("1 to 32 letters, digits or dashes once surrounding spaces are trimmed; unique.")
+        .pattern(Some(trimmed("[A-Za-z0-9-]{1,32}")))
+        .examples(["E-1002"])
+);
+
+schema!(
+    /// An optional email address (`Email::parse_optional`).
+    EmailText,
+    "Email",
+    {
+        let hidden = hidden();
+        let part = format!("[^@{CONTROL}{PRINTABLE_SPACE}{hidden}]");
+        let edge = format!("[^@.{CONTROL}{PRINTABLE_SPACE}{hidden}]");
+        string(
+            "`local@domain.tld` once surrounding spaces are trimmed, at most 254 characters in all; \
+             empty or blank means none.",
+        )
+        .max_length(Some(cardwright_domain::Email::MAX_CHARS))
+        .pattern(Some(trimmed(&format!(
+            "(?:{part}+@{edge}{part}*\\.{part}*{edge})?"
+        ))))
+        .examples(["grace.hopper@example.com"])
+    }
+);
+
+schema!(
+    /// A card template's name (`TemplateName`).
+    TemplateNameText,
+    "TemplateName",
+    string("1 to 64 characters once surrounding spaces are trimmed; no control or invisible formatting characters; unique.")
+        .pattern(Some(text_pattern(64)))
+        .examples(["Temporary card"])
+);
+
+schema!(
+    /// A card template's serial prefix (`SerialPrefix`).
+    SerialPrefixText,
+    "SerialPrefix",
+    string("1 to 12 upper-case letters, digits or dashes once surrounding spaces are trimmed; unique.")
+        .pattern(Some(trimmed("[A-Z0-9-]{1,12}")))
+        .examples(["TMP-"])
+);
+
+schema!(
+    /// A person's state (`PersonState`).
+    PersonStateText,
+    "PersonState",
+    string("active or inactive.")
+        .enum_values(Some([PersonState::Active, PersonState::Inactive].map(PersonState::as_str)))
+);
+
+schema!(
+    /// A card template's kind (`TemplateKind`).
+    TemplateKindText,
+    "TemplateKind",
+    string("The kind of card a template makes.")
+        .enum_values(Some([TemplateKind::Temporary.as_str()]))
+);
+
+schema!(
+    /// The batch order process (`ProcessName`), the only one a batch order runs.
+    ProcessText,
+    "BatchOrderProcess",
+    string("The process a batch order runs.")
+        .enum_values(Some([ProcessName::TempCardsBoProcIssueMultiple.as_str()]))
+);
+
+schema!(
+    /// The option script's name, the only script there is.
+    ScriptNameText,
+    "ScriptName",
+    string("The option script.").enum_values(Some([SCRIPT_NAME]))
+);
+
+/// An id as a request names it: a UUID in its written form.
+#[derive(Debug, Clone)]
+pub struct Id(pub String);
+
+impl PartialSchema for Id {
+    fn schema() -> RefOr<Schema> {
+        string("A UUID, lower case, with dashes.")
+            .format(Some(SchemaFormat::Custom("uuid".to_owned())))
+            .pattern(Some(ID_PATTERN))
+            .examples(["01890a5d-ac96-774b-bcce-b302099a8057"])
+            .into()
+    }
+}
+
+impl ToSchema for Id {}
+
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        // Every kind of id has the same written form; the card's parser checks it.
+        match CardId::parse(&s) {
+            Ok(_) => Ok(Self(s)),
+            Err(_) => Err(de::Error::custom(format!(
+                "'{s}' is not an id (a lower-case UUID with dashes)"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A whole number as JSON Schema's `integer` has it: `3`, but also `3.0` or `3e0`, in a JSON
+/// body or a query string alike.
+struct WholeNumber(i64);
+
+impl<'de> Deserialize<'de> for WholeNumber {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+
+        impl de::Visitor<'_> for Visitor {
+            type Value = WholeNumber;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a whole number")
+            }
+
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<WholeNumber, E> {
+                Ok(WholeNumber(n))
+            }
+
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<WholeNumber, E> {
+                i64::try_from(n)
+                    .map(WholeNumber)
+                    .map_err(|_| E::custom(format!("{n} is too large")))
+            }
+
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<WholeNumber, E> {
+                whole(n)
+                    .map(WholeNumber)
+                    .ok_or_else(|| E::custom(format!("{n} is not a whole number of 64 bits")))
+            }
+
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<WholeNumber, E> {
+                parse_whole_number(s)
+                    .map(WholeNumber)
+                    .ok_or_else(|| E::custom(format!("'{s}' is not a whole number")))
+            }
+        }
+
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// `n` as an `i64` when it has no fraction and fits.
+#[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+fn whole(n: f64) -> Option<i64> {
+    // 2^63 is exact as an f64; every whole f64 below it and from -2^63 on fits in an i64.
+    let bound = i64::MAX as f64;
+    (n.fract() == 0.0 && n >= -bound && n < bound).then_some(n as i64)
+}
+
+/// A whole number written in a path or query: `3`, `3.0` or `3e0`.
+pub fn parse_whole_number(s: &str) -> Option<i64> {
+    s.parse::<i64>()
+        .ok()
+        .or_else(|| s.parse::<f64>().ok().and_then(whole))
+}
+
+/// `#[serde(deserialize_with)]` for an `i64` that JSON Schema calls `integer`.
+pub fn whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    WholeNumber::deserialize(deserializer).map(|n| n.0)
+}
+
+/// `#[serde(default, deserialize_with)]` for an optional `integer`.
+pub fn optional_whole_number<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    Option::<WholeNumber>::deserialize(deserializer).map(|n| n.map(|n| n.0))
+}
+
+/// The cards a batch order step names: 1 to `MAX_ORDER_CARDS` ids, each once.
+pub fn card_ids() -> ArrayBuilder {
+    ArrayBuilder::new()
+        .description(Some("Card ids, 1 to 1000, each once."))
+        .items(Ref::from_schema_name(Id::name()))
+        .min_items(Some(1))
+        .max_items(Some(MAX_ORDER_CARDS))
+        .unique_items(true)
+}
+
+/// A value named by one of a fixed list of words, read with the domain's own parser.
+macro_rules! word {
+    ($(#[$doc:meta])* $name:ident($inner:ty), $title:literal, $description:literal, $words:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name(pub $inner);
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                string($description).enum_values(Some($words)).into()
+            }
+        }
+
+        impl ToSchema for $name {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed($title)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(deserializer)?;
+                s.parse().map(Self).map_err(de::Error::custom)
+            }
+        }
+    };
+}
+
+word!(
+    /// A card state in a search.
+    CardStateParam(CardState),
+    "CardState",
+    "A card state.",
+    CardState::ALL.map(CardState::as_str)
+);
+
+word!(
+    /// A batch order state in a search.
+    OrderStateParam(OrderState),
+    "OrderState",
+    "A batch order state.",
+    OrderState::ALL.map(OrderState::as_str)
+);
+
+/// The side of a card a preview shows.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Front,
+    Back,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Front => "front",
+            Side::Back => "back",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use cardwright_domain::{Email, EmployeeNumber, PersonName, SerialPrefix, TemplateName};
+    use regex_automata::nfa::thompson::pikevm::PikeVM;
+
+    use super::*;
+
+    /// Whether the schema of `T` (its pattern and length) admits `value`.
+    fn schema_admits<T: PartialSchema>(value: &str) -> bool {
+        let RefOr::T(Schema::Object(object)) = T::schema() else {
+            panic!("an object schema");
+        };
+        let pattern = object.pattern.expect("a pattern");
+        matches(&pattern, value)
+            && object
+                .max_length
+                .is_none_or(|max| value.chars().count() <= max)
+    }
+
+    /// Whether `pattern` matches `value` (the patterns are anchored, so a search is a full match).
+    fn matches(pattern: &str, value: &str) -> bool {
+        let vm = PikeVM::new(pattern).expect("the pattern compiles");
+        let mut cache = vm.create_cache();
+        vm.is_match(&mut cache, value)
+    }
+
+    /// Values at every edge the parsers have: spaces they trim (control characters among them),
+    /// control characters they bar, the length limits, and what lies just past each.
+    fn samples() -> Vec<String> {
+        let mut values: Vec<String> = [
+            "",
+            " ",
+            "\t",
+            "\u{85}",
+            "\u{3000}",
+            "a",
+            " a",
+            "a\t",
+            "\u{85}a\u{a0}",
+            "a b",
+            "a\u{0}b",
+            "a\u{7f}",
+            "\u{1f}a",
+            "a\u{9f}",
+            "A-1",
+            "TMP-",
+            "tmp-",
+            "E 1",
+            "é",
+            "\u{feff}",
+            "\u{200b}a",
+            "a@b.c",
+            " a@b.c\n",
+            "a@b",
+            "a@.b",
+            "a@b.",
+            "a@b..c",
+            "@b.c",
+            "a@@b.c",
+            "a@b@c.d",
+            "a b@c.d",
+            "a@b.c\u{0}",
+            "x\u{2028}y",
+            "\u{2028}a",
+            "a\u{202e}b",
+            "a\u{200d}b",
+            "\u{ad}a",
+            "a\u{2066}",
+            "a\u{200b}@b.c",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        for n in [
+            11, 12, 13, 31, 32, 33, 63, 64, 65, 99, 100, 101, 250, 254, 255,
+        ] {
+            values.push("A".repeat(n));
+            values.push("é".repeat(n));
+            values.push(format!(" {}\n", "1".repeat(n)));
+            values.push(format!("{}@ex.org", "a".repeat(n.saturating_sub(7))));
+            values.push(format!(" {}@ex.org", "a".repeat(n.saturating_sub(8))));
+        }
+        values
+    }
+
+    fn agree<T: PartialSchema>(parses: impl Fn(&str) -> bool) {
+        for value in samples() {
+            assert_eq!(
+                schema_admits::<T>(&value),
+                parses(&value),
+                "{value:?} in the schema of {}",
+                std::any::type_name::<T>()
+            );
+        }
+    }
+
+    #[test]
+    fn patterns_say_what_the_parsers_accept() {
+        agree::<PersonNameText>(|s| PersonName::parse("given_name", s).is_ok());
+        agree::<EmployeeNumberText>(|s| EmployeeNumber::parse(s).is_ok());
+        agree::<TemplateNameText>(|s| TemplateName::parse(s).is_ok());
+        agree::<SerialPrefixText>(|s| SerialPrefix::parse(s).is_ok());
+        agree::<EmailText>(|s| Email::parse_optional(s).is_ok());
+        agree::<Id>(|s| CardId::parse(s).is_ok());
+        let id = CardId::new(1_700_000_000_000, [9; 10]).to_string();
+        assert!(schema_admits::<Id>(&id));
+        assert!(!schema_admits::<Id>(&id.to_uppercase()));
+    }
+
+    /// The characters of a class spelled with `\u` escapes and ranges.
+    fn class_chars(class: &str) -> HashSet<char> {
+        fn escaped(s: &str) -> (char, &str) {
+            let hex = s.strip_prefix(r"\u").expect("a \\u escape");
+            let code = u32::from_str_radix(&hex[..4], 16).expect("four hex digits");
+            (char::from_u32(code).expect("a character"), &hex[4..])
+        }
+        let mut chars = HashSet::new();
+        let mut rest = class;
+        while !rest.is_empty() {
+            let (first, after) = escaped(rest);
+            rest = if let Some(range) = after.strip_prefix('-') {
+                let (last, after) = escaped(range);
+                chars.extend(first..=last);
+                after
+            } else {
+                chars.insert(first);
+                after
+            };
+        }
+        chars
+    }
+
+    #[test]
+    fn the_classes_are_what_rust_trims_and_bars() {
+        let space = class_chars(SPACE);
+        let printable = class_chars(PRINTABLE_SPACE);
+        let control = class_chars(CONTROL);
+        for c in '\0'..=char::MAX {
+            assert_eq!(space.contains(&c), c.is_whitespace(), "{c:?}");
+            assert_eq!(
+                printable.contains(&c),
+                c.is_whitespace() && !c.is_control(),
+                "{c:?}"
+            );
+            assert_eq!(control.contains(&c), c.is_control(), "{c:?}");
+        }
+    }
+}
