@@ -30,6 +30,16 @@ port_open() {
 
 # The closing line of a test run: every `test result:` line of cargo's output in $1, added up.
 test_summary() {
-  awk '/^test result: / { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+  # $1: the cargo test output; $2 (optional): the skip log the tests wrote (TEST_SKIP_LOG). A
+  # skipped test ended early and cargo counts it passed; here it counts as skipped instead.
+  local skipped=0
+  if [ -n "${2:-}" ] && [ -s "$2" ]; then
+    skipped=$(wc -l <"$2")
+    printf '\nSkipped (their real part is missing):\n'
+    sed 's/^/  /' "$2"
+  fi
+  awk -v s="$skipped" '/^test result: / { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+       END { printf "\ntests: %d passed, %d failed, %d skipped\n", p - s, f, s }' "$1"
+}
        END { printf "\ntests: %d passed, %d failed\n", p, f }' "$1"
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_with, Db, TestApp};
+use crate::helpers::{have_poppler, spawn_app, spawn_app_with, Db, TestApp};
 use crate::on_both_databases;
 
 on_both_databases!(
@@ -91,6 +91,9 @@ fn ids(cards: &[Value]) -> Vec<String> {
 }
 
 async fn spooled_cards_are_id1_pdfs_with_their_serial(db: Db) {
+    if !have_poppler() {
+        return;
+    }
     let app = spawn_app(db).await;
     let cards = app.request_cards(3).await;
     let (order, done) = produce(&app, &ids(&cards)).await;
@@ -135,6 +138,9 @@ const CUSTOM_FRONT: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" width="85
 </svg>"##;
 
 async fn custom_layouts_are_printed_and_previewed(db: Db) {
+    if !have_poppler() {
+        return;
+    }
     let app = spawn_app(db).await;
     let created = app
         .post(
@@ -259,6 +265,24 @@ async fn malicious_layouts_are_refused(db: Db) {
     assert_eq!(after.body["custom_layout"], false);
 }
 
+/// Whether `ippeveprinter` can run here: the program (and poppler, to read what it printed),
+/// and the avahi daemon it registers with; else the test is skipped.
+fn have_ippeveprinter() -> bool {
+    let install = "install Debian's cups-ipp-utils, dbus, avahi-daemon and poppler-utils and start dbus-daemon --system and avahi-daemon (scripts/test does)";
+    if !cardwright_testkit::require_programs(&["ippeveprinter", "avahi-daemon", "pdfinfo"], install)
+    {
+        return false;
+    }
+    let avahi = Command::new("avahi-daemon")
+        .arg("--check")
+        .status()
+        .is_ok_and(|s| s.success());
+    if !avahi {
+        cardwright_testkit::skip("a running avahi-daemon", install);
+    }
+    avahi
+}
+
 /// `ippeveprinter` (Debian's cups-ipp-utils) on a loopback port, keeping every job's document.
 struct IppEvePrinter {
     child: Child,
@@ -345,6 +369,9 @@ async fn ipp_app(port: u16, job_timeout_secs: u64) -> TestApp {
 /// printer's words, ready for Repeat production.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ipp_printer_error_fails_the_card() {
+    if !have_ippeveprinter() {
+        return;
+    }
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let _printer =
@@ -368,6 +395,9 @@ async fn an_ipp_printer_error_fails_the_card() {
 /// job timeout runs out, and the station goes on with the next card.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_printer_stopped_mid_job_fails_the_card_at_the_job_timeout() {
+    if !have_ippeveprinter() {
+        return;
+    }
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     // The job stays processing while its command runs.
@@ -412,6 +442,9 @@ async fn a_printer_stopped_mid_job_fails_the_card_at_the_job_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipp_printer_down_then_back() {
+    if !have_ippeveprinter() {
+        return;
+    }
     let port = free_port();
     let uri = format!("ipp://127.0.0.1:{port}/ipp/print");
     let app = spawn_app_with(Db::Sqlite, |c| {

@@ -209,6 +209,16 @@ fn start_server() -> (Bench, Server) {
     reason = "one scenario whose steps build on each other"
 )]
 async fn encoded_cards_on_softhsm() {
+    let install =
+        "install Debian's softhsm2, opensc, openssl and poppler-utils (scripts/test does)";
+    if !cardwright_testkit::require_file(Path::new(MODULE), install)
+        || !cardwright_testkit::require_programs(
+            &["softhsm2-util", "pkcs11-tool", "openssl", "pdftotext"],
+            install,
+        )
+    {
+        return;
+    }
     let (bench, server) = start_server();
     let Bench {
         dir,

@@ -3,7 +3,7 @@
 //! simulated printer fail every third card, Repeat production, Complete order; then a
 //! registration officer assigns one of the cards to a person from its profile. And the
 //! administration pages, with a refused option script. Every step leaves a screenshot under
-//! `target/ui-screenshots/`; with `CARDWRIGHT_UPDATE_DOCS_IMAGES` set, the batch order's
+//! `target/ui-screenshots/`; with `UPDATE_DOCS_IMAGES` set, the batch order's
 //! results also go to `docs/images/batch-order-results.png`.
 //!
 //! The browser is driven through the chromedriver at `CHROMEDRIVER_URL`, or through one each
@@ -25,14 +25,12 @@ use super::{UiApp, PASSWORD};
 /// The longest any single wait of the walk lasts.
 const WAIT: Duration = Duration::from_secs(20);
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false")
-}
-
-/// Gives up on the browser test: a failure in CI, a skip elsewhere.
+/// Gives up on the browser test: a failure with CI=true, a recorded skip elsewhere.
 fn unavailable(why: &str) {
-    assert!(!in_ci(), "the browser test may not be skipped in CI: {why}");
-    eprintln!("skipping the browser test: {why}");
+    cardwright_testkit::skip(
+        why,
+        "install Debian's chromium and chromium-driver (scripts/test does and starts chromedriver)",
+    );
 }
 
 /// A chromedriver this test started, ended when dropped.
@@ -491,7 +489,7 @@ async fn the_batch_order_of_the_guide_in_a_browser() {
     app.stop().await;
     let results = outcome.expect("the walk through the batch order");
     // The README's screenshot is refreshed on request only, so test runs leave the tree clean.
-    if std::env::var_os("CARDWRIGHT_UPDATE_DOCS_IMAGES").is_some() {
+    if std::env::var_os("UPDATE_DOCS_IMAGES").is_some() {
         let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/images");
         std::fs::create_dir_all(&docs).expect("docs/images");
         std::fs::copy(&results, docs.join("batch-order-results.png")).expect("copy the results");
