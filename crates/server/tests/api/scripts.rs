@@ -322,15 +322,36 @@ async fn earlier_versions_can_be_restored(db: Db) {
 
 async fn a_script_failing_at_run_time_never_stops_a_process(db: Db) {
     let app = spawn_app(db).await;
-    // The save-time check runs without an operator, so this branch only fails for "officer".
-    let saved = put(&app, "if operator == \"officer\" { validity_days = 0; }\n").await;
+    // The save-time check runs for every operator there is; this branch fails only for an
+    // operator added after the save.
+    let saved = put(&app, "if operator == \"late\" { validity_days = 0; }\n").await;
     assert_eq!(saved.status, StatusCode::OK, "{saved:?}");
+    cardwright_processes::auth::add_operator(
+        app.ctx(),
+        &cardwright_processes::Actor::System("test"),
+        "late",
+        [cardwright_domain::Role::RegistrationOfficer]
+            .into_iter()
+            .collect(),
+        crate::helpers::PASSWORD,
+    )
+    .await
+    .unwrap();
+    let late = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "late", "password": crate::helpers::PASSWORD})),
+        )
+        .await;
+    let late = late.body["token"].as_str().unwrap().to_owned();
     let card = app.unassigned_card().await;
     let person = app.person("E-5").await;
     let assigned = app
         .post(
             &format!("/api/v1/cards/{card}/assign"),
-            &app.officer,
+            &late,
             json!({"person": person}),
         )
         .await;
