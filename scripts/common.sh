@@ -41,5 +41,3 @@ test_summary() {
   awk -v s="$skipped" '/^test result: / { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
        END { printf "\ntests: %d passed, %d failed, %d skipped\n", p - s, f, s }' "$1"
 }
-       END { printf "\ntests: %d passed, %d failed\n", p, f }' "$1"
-}
