@@ -121,7 +121,7 @@ impl Scratch {
     }
 }
 
-async fn context(url: &str) -> anyhow::Result<Context> {
+pub(crate) async fn context(url: &str) -> anyhow::Result<Context> {
     let store = Store::connect(url).await?;
     store.migrate().await?;
     // A scratch database gets a key of its own; nothing outlives the run.
@@ -144,7 +144,7 @@ pub async fn run(command: &BenchCommand, database_url: Option<&str>) -> anyhow::
         return render(*cards);
     }
     if let BenchCommand::Encode { cards, module } = command {
-        return crate::bench_encode::run(*cards, module);
+        return crate::bench_encode::run(*cards, module).await;
     }
     let scratch = scratch(database_url).await?;
     let ctx = context(&scratch.url).await?;

@@ -1,11 +1,22 @@
-//! `cardwright bench encode`: Cardwright's chip encoding against the raw PKCS#11 work it needs.
+//! `cardwright bench encode`: production of encoded cards, as a station does it, against the raw
+//! PKCS#11 work those cards need.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
-use cardwright_cardsdk::encoder::{CardCertificate, KeyKind, KeySpec, Pkcs11Encoder};
-use cardwright_pki::{builtin_profiles, CertificateAuthority, Subject};
+use anyhow::{bail, Context as _};
+use cardwright_cardsdk::encoder::Pkcs11Encoder;
+use cardwright_cardsdk::SimulatedPrinter;
+use cardwright_domain::template::DEFAULT_TEMPLATE_NAME;
+use cardwright_domain::Role;
+use cardwright_pki::{builtin_profiles, CertificateAuthority};
+use cardwright_processes::options::SCRIPT_NAME;
+use cardwright_processes::pki::Pki;
+use cardwright_processes::temp_cards::production::{self, Station};
+use cardwright_processes::temp_cards::{issue_multiple, request};
+use cardwright_processes::{auth, scripts, Actor, Entropy as _, OsEntropy};
+use cardwright_storage::Store;
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, CertificateType, ObjectClass};
@@ -15,76 +26,109 @@ use cryptoki::types::AuthPin;
 const PIN: &str = "123456";
 const PUK: &str = "12345678";
 
-pub fn run(cards: u32, module: &Path) -> anyhow::Result<()> {
+fn failed(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+/// Produces `cards` encoded cards through a station's whole production attempt (claim, token,
+/// PUK as SO PIN, PIN, key, certificate from the built-in CA written to the card, PIN letter
+/// rendered, PUK sealed, outcome with certificates and audit event committed) on a scratch
+/// SQLite database, alternating card by card with the raw PKCS#11 calls such a card needs, so
+/// both meet the same number of tokens. Printing is left out (the printer discards its jobs).
+pub async fn run(cards: u32, module: &Path) -> anyhow::Result<()> {
     let cards = cards.max(1);
     let scratch = tempfile::tempdir()?;
-    if std::env::var_os("SOFTHSM2_CONF").is_none() {
-        let tokens = scratch.path().join("tokens");
-        std::fs::create_dir_all(&tokens)?;
-        let conf = scratch.path().join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )?;
-        // Read by the module when it is first initialised, below.
-        std::env::set_var("SOFTHSM2_CONF", &conf);
-    }
-    let now = chrono::Utc::now().timestamp();
-    let ca = CertificateAuthority::create("Bench CA", now, 1)?;
-    let profile = builtin_profiles(365).remove(0);
-    let specs = [KeySpec {
-        profile: profile.name.clone(),
-        kind: KeyKind::EcP256,
-    }];
+    // Always a token folder of its own, whatever SOFTHSM2_CONF says, so that the run leaves no
+    // token behind anywhere. The module reads it when it is first initialised, below.
+    let tokens = scratch.path().join("tokens");
+    std::fs::create_dir_all(&tokens)?;
+    let conf = scratch.path().join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )?;
+    std::env::set_var("SOFTHSM2_CONF", &conf);
 
-    // Cardwright (token, PUK, PIN, key, certificate issued by the CA and written to the card)
-    // and the raw PKCS#11 work alternate card by card, so both meet the same token count.
-    let encoder = Pkcs11Encoder::new(module);
+    let ctx = crate::bench::context(&Store::sqlite_url(&scratch.path().join("bench.db"))).await?;
+    let now = chrono::Utc::now().timestamp();
+    let encoder = Arc::new(Pkcs11Encoder::new(module));
+    let mut master_key = [0u8; 32];
+    OsEntropy.fill(&mut master_key);
+    let ctx = ctx.with_pki(Pki::new(
+        CertificateAuthority::create("Bench CA", now, 1)?,
+        builtin_profiles(365),
+        master_key,
+        Some(Arc::clone(&encoder)),
+    ));
+    let op = auth::add_operator(
+        &ctx,
+        &Actor::System("bench"),
+        "bench",
+        Role::ALL.into_iter().collect(),
+        "bench-password",
+    )
+    .await
+    .map_err(failed)?;
+    scripts::save(
+        &ctx,
+        &op,
+        SCRIPT_NAME,
+        &format!(
+            "pin_length = {};\npuk_length = {};\nencode = true;\ncertificates = [\"authentication\"];\n",
+            PIN.len(),
+            PUK.len()
+        ),
+    )
+    .await
+    .map_err(failed)?;
+    let requested = request::request(&ctx, &op, DEFAULT_TEMPLATE_NAME, i64::from(cards))
+        .await
+        .map_err(failed)?;
+    let ids: Vec<String> = requested.iter().map(|c| c.card.id.to_string()).collect();
+    let order = issue_multiple::create(&ctx, &op, "TempCardsBoProcIssueMultiple", &ids)
+        .await
+        .map_err(failed)?;
+    issue_multiple::next(&ctx, &op, &order.record.order.id.to_string())
+        .await
+        .map_err(failed)?;
+    let station = Station {
+        name: "bench-encode".into(),
+        printer: Arc::new(SimulatedPrinter::discarding(0, Duration::ZERO)),
+        encoder: Some(encoder),
+    };
+
     let raw = RawWork::new(module)?;
     let (mut ours, mut raw_time) = (Duration::ZERO, Duration::ZERO);
     for n in 0..cards {
         let started = Instant::now();
-        let serial = format!("CW-{n:06}");
-        encoder.encode(&serial, PUK, PIN, None, &specs, &mut |key| {
-            let der = ca
-                .issue(
-                    &key.spki,
-                    &Subject {
-                        common_name: serial.clone(),
-                        email: None,
-                    },
-                    &profile,
-                    &n.to_be_bytes(),
-                    now,
-                )
-                .map_err(|e| {
-                    cardwright_cardsdk::encoder::EncodeError::Certificate(e.to_string())
-                })?;
-            let (subject, _) = cardwright_pki::subject_and_serial(&der).map_err(|e| {
-                cardwright_cardsdk::encoder::EncodeError::Certificate(e.to_string())
-            })?;
-            Ok(CardCertificate {
-                key_id: key.id.clone(),
-                label: key.profile.clone(),
-                der,
-                subject,
-            })
-        })?;
+        if !production::produce_one(&ctx, &station)
+            .await
+            .map_err(failed)?
+        {
+            bail!("the queue ran dry after {n} cards");
+        }
         ours += started.elapsed();
         let started = Instant::now();
         raw.card(n)?;
         raw_time += started.elapsed();
     }
-    let raw = raw_time;
-    let overhead = (ours.as_secs_f64() / raw.as_secs_f64() - 1.0) * 100.0;
+    let done = issue_multiple::get(&ctx, &order.record.order.id.to_string())
+        .await
+        .map_err(failed)?;
+    let produced = done.record.counts.produced;
+    ctx.store.close().await;
+    if produced != u64::from(cards) {
+        bail!("{produced} of {cards} cards were produced; the others failed");
+    }
+    let overhead = (ours.as_secs_f64() / raw_time.as_secs_f64() - 1.0) * 100.0;
     println!(
-        "chip encoding on {}: {:.1} cards/s through Cardwright, {:.1} cards/s of raw PKCS#11 work (token, PIN, key, certificate): overhead {overhead:.1} % over {cards} cards",
+        "chip encoding on {}: {:.1} cards/s produced through Cardwright (claim, token, PIN, key, certificate, PIN letter, sealed PUK, outcome committed), {:.1} cards/s of raw PKCS#11 work (token, PIN, key, certificate): overhead {overhead:.1} % over {cards} cards",
         module.display(),
         f64::from(cards) / ours.as_secs_f64(),
-        f64::from(cards) / raw.as_secs_f64(),
+        f64::from(cards) / raw_time.as_secs_f64(),
     );
     Ok(())
 }
