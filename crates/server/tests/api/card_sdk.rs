@@ -550,43 +550,32 @@ async fn hostile_layouts_neither_crash_nor_hold_the_server(db: Db) {
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
     let id = created.body["id"].as_str().unwrap().to_owned();
-    let turbulence = hostile_fixture("turbulence.svg").replace('\'', "''");
-    app.sql(&format!(
-        "UPDATE card_templates SET front_svg = '{turbulence}' WHERE id = '{id}'"
-    ))
-    .await;
-    let preview = app
-        .get(
-            &format!("/api/v1/card-templates/{id}/preview?side=front"),
-            &app.policy,
-        )
+    for (name, expected) in [
+        ("turbulence.svg", "numOctaves"),
+        ("nested-svg.svg", "nested more than 32 levels"),
+    ] {
+        let layout = hostile_fixture(name).replace('\'', "''");
+        app.sql(&format!(
+            "UPDATE card_templates SET front_svg = '{layout}' WHERE id = '{id}'"
+        ))
         .await;
-    assert_eq!(
-        preview.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "{preview:?}"
-    );
-    let message = preview.body["error"]["message"].as_str().unwrap();
-    assert!(
-        message.contains("rendering refused") && message.contains("numOctaves"),
-        "{message}"
-    );
-    let nested = hostile_fixture("nested-svg.svg");
-    app.sql(&format!(
-        "UPDATE card_templates SET front_svg = '{nested}' WHERE id = '{id}'"
-    ))
-    .await;
-    let preview = app
-        .get(
-            &format!("/api/v1/card-templates/{id}/preview?side=front"),
-            &app.policy,
-        )
-        .await;
-    assert_eq!(
-        preview.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "{preview:?}"
-    );
+        let preview = app
+            .get(
+                &format!("/api/v1/card-templates/{id}/preview?side=front"),
+                &app.policy,
+            )
+            .await;
+        assert_eq!(
+            preview.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{name}: {preview:?}"
+        );
+        let message = preview.body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("rendering refused") && message.contains(expected),
+            "{name}: {message}"
+        );
+    }
     assert_eq!(
         app.call(Method::GET, "/healthz", None, None).await.status,
         StatusCode::OK

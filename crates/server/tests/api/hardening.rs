@@ -277,22 +277,28 @@ async fn names_with_hidden_characters_are_refused(db: Db) {
     assert_eq!(ok.status, StatusCode::CREATED, "{ok:?}");
 }
 
+/// The real binary on the embedded default in `dir`, logging at `level` to the file it returns.
+fn embedded_server(dir: &std::path::Path, level: &str) -> (Server, std::path::PathBuf) {
+    let config = dir.join("cardwright.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    let log = dir.join("server.log");
+    let server = Server::start_with(&config, &[("CARDWRIGHT_LOG", level.as_ref())], &log);
+    (server, log)
+}
+
 /// A failed login's username is logged escaped: a newline or a terminal escape sequence in it
 /// cannot start a line of its own or reach an operator's terminal.
 #[tokio::test]
 async fn usernames_cannot_forge_log_lines() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("cardwright.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let log = dir.path().join("server.log");
-    let server = Server::start_with(&config, &[("CARDWRIGHT_LOG", "info".as_ref())], &log);
+    let (server, log) = embedded_server(dir.path(), "info");
     let forged =
         "nobody\n2026-03-02T09:00:00.000000Z  INFO cardwright: login username=admin\u{1b}[2J";
     let answer = reqwest::Client::new()
@@ -381,17 +387,7 @@ fn peak_resident_bytes(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_logins_take_turns_at_hashing() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("cardwright.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let log = dir.path().join("server.log");
-    let server = Server::start_with(&config, &[("CARDWRIGHT_LOG", "error".as_ref())], &log);
+    let (server, _) = embedded_server(dir.path(), "error");
     let client = reqwest::Client::new();
     let mut set = tokio::task::JoinSet::new();
     for i in 0..120 {
