@@ -1,4 +1,4 @@
-//! The batch order "Issue multiple temporary cards" (DESIGN section 2): its states, its items
+//! The batch order "Issue multiple temporary cards": its states, its items
 //! and which wizard button is allowed when.
 
 use std::fmt;

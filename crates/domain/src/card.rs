@@ -7,7 +7,7 @@ use crate::error::DomainError;
 use crate::ids::{BatchOrderId, CardId, PersonId, TemplateId};
 use crate::Timestamp;
 
-/// The state of a temporary card (DESIGN section 1).
+/// The state of a temporary card.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CardState {
     Requested,

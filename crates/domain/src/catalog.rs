@@ -53,7 +53,7 @@ pub struct ProcessDef {
 
 use CardState as S;
 
-/// The catalog of DESIGN section 1.
+/// The catalog of the temporary card processes.
 pub const CATALOG: [ProcessDef; 8] = [
     ProcessDef {
         name: ProcessName::TempCardsProcRequest,

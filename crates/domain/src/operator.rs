@@ -7,7 +7,7 @@ use std::str::FromStr;
 use crate::error::DomainError;
 use crate::ids::OperatorId;
 
-/// What an operator may do (DESIGN section 1, roles).
+/// What an operator may do: the roles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
     ProductionAdmin,

@@ -1,9 +1,10 @@
-//! Property: no sequence of process calls takes a card anywhere DESIGN section 1 forbids.
+//! Property: no sequence of process calls takes a card anywhere the process table forbids.
 
 use cardwright_domain::{CardState, ProcessName, CATALOG};
 use proptest::prelude::*;
 
-/// DESIGN section 1's table, written out again on its own so the catalog is checked against it.
+/// The process table (states before and after each process), written out again on its own so
+/// the catalog is checked against it.
 /// One arm per row of the table, even where two rows end in the same state.
 #[allow(clippy::match_same_arms)]
 fn design_table(process: ProcessName, state: CardState) -> Option<CardState> {

@@ -1,5 +1,5 @@
 //! Property: random sequences of process calls on real stored cards (SQLite) end exactly where
-//! a model of DESIGN section 1 says, and every refused call leaves the cards as they were.
+//! a model of the process catalog says, and every refused call leaves the cards as they were.
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! The temporary card processes of DESIGN section 1, one module each.
+//! The temporary card processes, one module each.
 
 pub mod abort;
 pub mod assign;
