@@ -92,8 +92,9 @@ fn verify(app: &TestApp) -> (bool, String) {
     (output.status.success(), text)
 }
 
-async fn verify_detects_changed_and_removed_events(db: Db) {
-    let mut app = spawn_app(db).await;
+/// Requests three cards and aborts the second; the sequence numbers of that card's request and
+/// abort events.
+async fn request_and_abort(app: &TestApp) -> (i64, i64) {
     let cards = app.request_cards(3).await;
     let id = cards[1]["id"].as_str().unwrap();
     app.post(
@@ -105,8 +106,13 @@ async fn verify_detects_changed_and_removed_events(db: Db) {
     let events = app
         .get(&format!("/api/v1/audit?card={id}"), &app.auditor)
         .await;
-    let abort_seq = events.body["events"][1]["seq"].as_i64().unwrap();
-    let request_seq = events.body["events"][0]["seq"].as_i64().unwrap();
+    let seq = |i: usize| events.body["events"][i]["seq"].as_i64().unwrap();
+    (seq(0), seq(1))
+}
+
+async fn verify_detects_changed_and_removed_events(db: Db) {
+    let mut app = spawn_app(db).await;
+    let (request_seq, abort_seq) = request_and_abort(&app).await;
     app.stop().await;
 
     let (ok, text) = verify(&app);
@@ -289,18 +295,7 @@ async fn removing_the_newest_events_and_moving_the_head_back_is_detected(db: Db)
 
 async fn rewriting_an_event_and_rehashing_the_chain_is_detected(db: Db) {
     let mut app = spawn_app(db).await;
-    let cards = app.request_cards(3).await;
-    let id = cards[1]["id"].as_str().unwrap();
-    app.post(
-        &format!("/api/v1/cards/{id}/abort"),
-        &app.officer,
-        json!({}),
-    )
-    .await;
-    let events = app
-        .get(&format!("/api/v1/audit?card={id}"), &app.auditor)
-        .await;
-    let request_seq = events.body["events"][0]["seq"].as_i64().unwrap();
+    let (request_seq, _) = request_and_abort(&app).await;
     app.stop().await;
 
     // The request is put on another operator and the chain is hashed again up to the head.
