@@ -1,6 +1,3 @@
-use crate::card::CardState;
-use crate::catalog::ProcessName;
-
 /// A rule of the domain that a request broke.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
@@ -13,8 +10,10 @@ pub enum DomainError {
     /// The process is not allowed in the card's current state.
     #[error("{process} is not allowed on a card in state {state}; it needs state {allowed}")]
     WrongState {
-        process: ProcessName,
-        state: CardState,
+        /// The process's symbolic name.
+        process: &'static str,
+        /// The card's state.
+        state: &'static str,
         allowed: String,
     },
     /// A rule about other records forbids the step (for example the per-person card limit).

@@ -1,6 +1,6 @@
 //! Property: no sequence of process calls takes a card anywhere the process table forbids.
 
-use cardwright_domain::{CardState, ProcessName, CATALOG};
+use cardwright_domain::temp_cards::{CardState, ProcessName, CATALOG};
 use proptest::prelude::*;
 
 /// The process table (states before and after each process), written out again on its own so

@@ -4,8 +4,8 @@ use cardwright_domain::{Operator, Role};
 use cardwright_storage::audit::{self, Adoption, Event, EventFilter, Verification};
 use cardwright_storage::Store;
 
-use crate::cards::bad_cursor;
-use crate::cards::{next_cursor, page_limit};
+use crate::paging::bad_cursor;
+use crate::paging::{next_cursor, page_limit};
 use crate::{require_any, Context, ProcessError};
 
 /// A page of events for a card and/or an order, oldest first.

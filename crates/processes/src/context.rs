@@ -8,7 +8,8 @@ use cardwright_storage::Store;
 use chrono::Utc;
 use rand::RngCore;
 
-use crate::options::ScriptRuntime;
+use crate::services::pki::Pki;
+use crate::services::scripts::ScriptRuntime;
 
 /// Tells the time. Tests pass a [`ManualClock`] to move time on their own.
 pub trait Clock: Send + Sync + std::fmt::Debug {
@@ -81,7 +82,7 @@ impl Default for LoginPolicy {
 }
 
 /// Settings the processes read. The options of the temporary card processes come from the
-/// option script ([`crate::options`]).
+/// option script ([`crate::services::scripts`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Settings {
     pub login: LoginPolicy,
@@ -97,7 +98,7 @@ pub struct Context {
     /// The option script engine and its cache.
     pub scripts: Arc<ScriptRuntime>,
     /// The certificate authority, for encoded cards.
-    pub pki: Option<Arc<crate::pki::Pki>>,
+    pub pki: Option<Arc<Pki>>,
     /// Signs the audit log.
     pub audit_key: AuditKey,
 }
@@ -122,7 +123,7 @@ impl Context {
 
     /// The same context with a certificate authority.
     #[must_use]
-    pub fn with_pki(mut self, pki: crate::pki::Pki) -> Self {
+    pub fn with_pki(mut self, pki: Pki) -> Self {
         self.pki = Some(Arc::new(pki));
         self
     }

@@ -29,8 +29,50 @@ pub enum ProcessError {
     Throttled(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A device (a chip encoder) refused the step; nothing was recorded.
+    #[error("{message}")]
+    Device {
+        message: String,
+        #[source]
+        source: cardwright_cardsdk::encoder::EncodeError,
+    },
     #[error("internal error: {0}")]
     Internal(String),
+    /// Something the process relies on failed, with the cause.
+    #[error("internal error: {what}")]
+    Failed {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl ProcessError {
+    /// An internal failure of `what`, keeping its cause.
+    pub fn failed(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Failed {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// An error and its causes, one after the other: `outer: cause: root cause`.
+pub fn report(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let next = e.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = e.source();
+    }
+    text
 }
 
 impl From<DomainError> for ProcessError {

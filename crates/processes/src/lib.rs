@@ -1,24 +1,30 @@
-//! Cardwright's processes: one module per use case. Each process checks the operator's role,
-//! applies the domain's rules and writes its state change and audit event in one transaction.
+//! Cardwright's processes: one module per use case, grouped by card area (`temp_cards`), with the
+//! shared ones (persons, templates, operators' login, audit, option scripts) at the root and the
+//! services they use (option script runtime, certificate authority) in `services`. Each process
+//! checks the operator's role, applies the domain's rules and writes its state change and audit
+//! event in one transaction.
 
 pub mod audit;
 pub mod auth;
-pub mod cards;
 mod context;
 mod error;
-pub mod options;
+mod paging;
 pub mod persons;
 pub mod pki;
 pub mod scripts;
+pub mod services;
 pub mod temp_cards;
 pub mod templates;
 
 pub use context::{
     Clock, Context, Entropy, LoginPolicy, ManualClock, OsEntropy, Settings, SystemClock,
 };
-pub use error::ProcessError;
+pub use error::{report, ProcessError};
+pub use paging::{page_limit, DEFAULT_PAGE, MAX_PAGE};
+pub use templates::parse_side;
 
-use cardwright_domain::{Operator, ProcessName, Role};
+use cardwright_domain::temp_cards::ProcessName;
+use cardwright_domain::{Operator, Role};
 
 /// Who performs a step: an operator, or the system itself (expiry, start-up, the command line).
 #[derive(Debug, Clone)]

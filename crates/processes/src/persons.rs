@@ -6,7 +6,7 @@ use cardwright_domain::{
 use cardwright_storage::audit::{self, NewEvent};
 use cardwright_storage::{persons, Store};
 
-use crate::cards::bad_cursor;
+use crate::paging::bad_cursor;
 use crate::{require_any, Context, ProcessError};
 
 /// The fields of a new person, as received.
@@ -103,6 +103,6 @@ pub async fn search(
     }
     let mut conn = ctx.store.reader().await?;
     let mut page = persons::list(&mut conn, query, after, limit + 1).await?;
-    let next = crate::cards::next_cursor(&mut page, limit, |p| p.id.to_string());
+    let next = crate::paging::next_cursor(&mut page, limit, |p| p.id.to_string());
     Ok((page, next))
 }

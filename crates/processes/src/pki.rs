@@ -1,155 +1,15 @@
-//! The certificate authority at work for cards: certificates that name the card at issue and its
-//! holder at assignment, revocation, the published CA certificate and revocation list, and the
-//! sealed PUK.
+//! The certificate authority's public side: the CA certificate and the revocation list, and the
+//! random serials, PINs and PUKs the processes draw.
 
 use std::sync::Arc;
 
-use base64::Engine as _;
-use cardwright_cardsdk::encoder::{CardCertificate, CardKey, KeyKind, KeySpec, Pkcs11Encoder};
-use cardwright_domain::{Card, Person, Timestamp};
-use cardwright_pki::{CertificateAuthority, KeyAlgorithm, Profile, Revoked, Subject};
-use cardwright_storage::certificates::{self, CertificateKind, CertificateRecord};
-use cardwright_storage::{Conn, Store};
+use cardwright_pki::Revoked;
+use cardwright_storage::certificates;
+use cardwright_storage::Store;
 use sha2::{Digest as _, Sha256};
 
+use crate::services::pki::Pki;
 use crate::{Context, ProcessError};
-
-/// The built-in certificate authority, its profiles and the key that seals PUKs.
-pub struct Pki {
-    pub ca: CertificateAuthority,
-    pub profiles: Vec<Profile>,
-    master_key: [u8; 32],
-    /// The encoder that writes holder certificates at the desk (the first station's).
-    pub desk_encoder: Option<Arc<Pkcs11Encoder>>,
-}
-
-impl std::fmt::Debug for Pki {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pki")
-            .field("profiles", &self.profiles)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Pki {
-    pub fn new(
-        ca: CertificateAuthority,
-        profiles: Vec<Profile>,
-        master_key: [u8; 32],
-        desk_encoder: Option<Arc<Pkcs11Encoder>>,
-    ) -> Self {
-        Self {
-            ca,
-            profiles,
-            master_key,
-            desk_encoder,
-        }
-    }
-
-    pub fn profile(&self, name: &str) -> Result<&Profile, String> {
-        self.profiles
-            .iter()
-            .find(|p| p.name == name)
-            .ok_or_else(|| format!("certificate profile '{name}' is not configured"))
-    }
-
-    /// The keys to generate on a card for these certificate profiles.
-    pub fn key_specs(&self, profiles: &[String]) -> Result<Vec<KeySpec>, String> {
-        profiles
-            .iter()
-            .map(|name| {
-                let profile = self.profile(name)?;
-                Ok(KeySpec {
-                    profile: profile.name.clone(),
-                    kind: match profile.algorithm {
-                        KeyAlgorithm::EcP256 => KeyKind::EcP256,
-                        KeyAlgorithm::Rsa2048 => KeyKind::Rsa2048,
-                    },
-                })
-            })
-            .collect()
-    }
-
-    /// Seals a PUK for storage (AES-256-GCM under the master key).
-    pub fn seal_puk(&self, nonce: [u8; 12], puk: &str) -> String {
-        base64::engine::general_purpose::STANDARD.encode(cardwright_pki::sealing::seal(
-            &self.master_key,
-            nonce,
-            puk.as_bytes(),
-        ))
-    }
-
-    /// Opens a sealed PUK.
-    pub fn open_puk(&self, sealed: &str) -> Option<String> {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(sealed)
-            .ok()?;
-        String::from_utf8(cardwright_pki::sealing::open(&self.master_key, &bytes)?).ok()
-    }
-
-    /// Issues a certificate for a key on a card and the record to store for it. A holder's
-    /// certificate ends with the assignment (to the day, rounded up), never after its profile's
-    /// validity.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "each argument is one fact of the certificate"
-    )]
-    pub fn issue(
-        &self,
-        card: &Card,
-        key: &CardKey,
-        kind: CertificateKind,
-        subject: &Subject,
-        holder: Option<&Person>,
-        serial: [u8; 16],
-        now: Timestamp,
-    ) -> Result<(CardCertificate, CertificateRecord), String> {
-        let mut profile = self.profile(&key.profile)?.clone();
-        if let (CertificateKind::Holder, Some(until)) = (kind, card.valid_until) {
-            let days = u64::try_from((until - now).num_seconds())
-                .unwrap_or(0)
-                .div_ceil(86_400)
-                .max(1);
-            profile.validity_days = profile
-                .validity_days
-                .min(u32::try_from(days).unwrap_or(u32::MAX));
-        }
-        let der = self
-            .ca
-            .issue(&key.spki, subject, &profile, &serial, now.timestamp())
-            .map_err(|e| e.to_string())?;
-        let (subject_der, serial_der) =
-            cardwright_pki::subject_and_serial(&der).map_err(|e| e.to_string())?;
-        let label = match kind {
-            CertificateKind::Card => key.profile.clone(),
-            CertificateKind::Holder => format!("{} holder", key.profile),
-        };
-        let record = CertificateRecord {
-            serial: hex::encode(serial_der),
-            card: card.id,
-            profile: key.profile.clone(),
-            kind,
-            key_id: hex::encode(&key.id),
-            public_key: hex::encode(&key.spki),
-            subject: subject.common_name.clone(),
-            holder: holder.map(|p| p.id),
-            der: hex::encode(&der),
-            revoked: false,
-            issued_at: now,
-            not_after: now + chrono::Duration::days(i64::from(profile.validity_days)),
-            revoked_at: None,
-        };
-        Ok((
-            CardCertificate {
-                key_id: key.id.clone(),
-                label,
-                der,
-                subject: subject_der,
-            },
-            record,
-        ))
-    }
-}
 
 /// A serial number for a new certificate: 16 random bytes, positive.
 pub fn new_serial(ctx: &Context) -> [u8; 16] {
@@ -173,7 +33,7 @@ pub fn random_digits(ctx: &Context, length: u32) -> String {
     out
 }
 
-fn pki(ctx: &Context) -> Result<&Arc<Pki>, ProcessError> {
+pub(crate) fn pki(ctx: &Context) -> Result<&Arc<Pki>, ProcessError> {
     ctx.pki
         .as_ref()
         .ok_or_else(|| ProcessError::Internal("no certificate authority is configured".into()))
@@ -242,65 +102,4 @@ pub async fn crl(ctx: &Context) -> Result<Vec<u8>, ProcessError> {
     .await?;
     Store::commit(tx).await?;
     Ok(der)
-}
-
-/// Issues holder certificates for the keys on an encoded card, records them and writes them to
-/// the card with the desk's encoder. Returns the new certificates' serials.
-pub(crate) async fn issue_holder_certificates(
-    ctx: &Context,
-    conn: &mut Conn,
-    card: &Card,
-    holder: &Person,
-) -> Result<Vec<String>, ProcessError> {
-    let pki = pki(ctx)?.clone();
-    let Some(encoder) = pki.desk_encoder.clone() else {
-        return Err(ProcessError::Conflict(format!(
-            "card {} carries a chip but no station has a chip encoder to write the holder's certificates",
-            card.serial
-        )));
-    };
-    let card_certs: Vec<CertificateRecord> = certificates::of_card(&mut *conn, card.id, true)
-        .await?
-        .into_iter()
-        .filter(|c| c.kind == CertificateKind::Card)
-        .collect();
-    let subject = Subject {
-        common_name: holder.display_name(),
-        email: holder.email.as_ref().map(|e| e.as_str().to_owned()),
-    };
-    let now = ctx.now();
-    let mut written = Vec::new();
-    let mut serials = Vec::new();
-    for cert in &card_certs {
-        let key = CardKey {
-            profile: cert.profile.clone(),
-            id: hex::decode(&cert.key_id).map_err(|e| ProcessError::Internal(e.to_string()))?,
-            spki: hex::decode(&cert.public_key)
-                .map_err(|e| ProcessError::Internal(e.to_string()))?,
-        };
-        let (on_card, record) = pki
-            .issue(
-                card,
-                &key,
-                CertificateKind::Holder,
-                &subject,
-                Some(holder),
-                new_serial(ctx),
-                now,
-            )
-            .map_err(ProcessError::Internal)?;
-        certificates::insert(&mut *conn, &record).await?;
-        serials.push(record.serial);
-        written.push(on_card);
-    }
-    let serial = card.serial.to_string();
-    tokio::task::spawn_blocking(move || encoder.write_certificates(&serial, &written))
-        .await
-        .map_err(|e| ProcessError::Internal(e.to_string()))?
-        .map_err(|e| {
-            ProcessError::Conflict(format!(
-                "the holder's certificates could not be written to the card: {e}"
-            ))
-        })?;
-    Ok(serials)
 }

@@ -1,14 +1,15 @@
 //! The option script TempCardsScriptOptions as policy administrators edit it: read, save (checked
 //! against every template and process first), history, restore.
 
-use cardwright_domain::{Operator, Role, CATALOG};
+use cardwright_domain::temp_cards::CATALOG;
+use cardwright_domain::{Operator, Role};
 use cardwright_scripts::DEFAULT_SCRIPT;
 use cardwright_storage::audit::{self, NewEvent};
 use cardwright_storage::scripts::{self, ScriptVersion};
 use cardwright_storage::{operators, templates, Store};
 
-use crate::options::SCRIPT_NAME;
 use crate::{require_any, Context, ProcessError};
+use cardwright_domain::temp_cards::OPTION_SCRIPT as SCRIPT_NAME;
 
 fn known(name: &str) -> Result<(), ProcessError> {
     if name == SCRIPT_NAME {

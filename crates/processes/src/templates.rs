@@ -1,6 +1,6 @@
 //! Card templates (policy administrators' master data).
 
-use cardwright_cardsdk::{check_layout, Side};
+use cardwright_cardsdk::{check_layout, CardArtwork, CardFace, LayoutError, Side};
 use cardwright_domain::template::{DEFAULT_TEMPLATE_NAME, DEFAULT_TEMPLATE_PREFIX};
 use cardwright_domain::{
     CardTemplate, Operator, Role, SerialPrefix, TemplateId, TemplateKind, TemplateName,
@@ -224,4 +224,45 @@ pub fn effective_layouts(t: &CardTemplate) -> (&str, &str) {
             .as_deref()
             .unwrap_or(cardwright_cardsdk::layout::TEMPORARY_BACK),
     )
+}
+
+/// The side of a card a preview shows, as asked for.
+pub fn parse_side(side: &str) -> Result<Side, ProcessError> {
+    match side {
+        "front" | "" => Ok(Side::Front),
+        "back" => Ok(Side::Back),
+        other => Err(ProcessError::Invalid(format!(
+            "side: use front or back, not '{other}'"
+        ))),
+    }
+}
+
+/// Width of API previews, in pixels.
+pub const PREVIEW_WIDTH: u32 = 640;
+
+pub(crate) async fn render_png(artwork: CardArtwork, side: Side) -> Result<Vec<u8>, ProcessError> {
+    tokio::task::spawn_blocking(move || artwork.png(side, PREVIEW_WIDTH))
+        .await
+        .map_err(|e| ProcessError::Internal(e.to_string()))?
+        .map_err(|e| match e {
+            // A layout over the renderer's limits is the administrator's to fix, not a fault.
+            LayoutError::Budget(_)
+            | LayoutError::Forbidden { .. }
+            | LayoutError::TooLarge { .. } => {
+                ProcessError::Unprocessable(format!("the card's layout cannot be previewed: {e}"))
+            }
+            other => ProcessError::Internal(format!("rendering the preview failed: {other}")),
+        })
+}
+
+/// A PNG of one side of a template, filled with sample values.
+pub async fn template_preview(
+    ctx: &Context,
+    name_or_id: &str,
+    side: Side,
+) -> Result<Vec<u8>, ProcessError> {
+    let template = get(ctx, name_or_id).await?;
+    let (front, back) = effective_layouts(&template);
+    let artwork = CardArtwork::new(front, back, CardFace::sample(template.name.as_str()));
+    render_png(artwork, side).await
 }

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use cardwright_domain::{CardId, CardState, Operator, PersonState, Role, Roles, Timestamp};
+use cardwright_domain::temp_cards::CardState;
+use cardwright_domain::{CardId, Operator, PersonState, Role, Roles, Timestamp};
 use cardwright_processes::persons::NewPerson;
 use cardwright_processes::temp_cards::{abort, assign, expire, extend, lock, request, withdraw};
 use cardwright_processes::{
@@ -49,7 +50,7 @@ struct World {
     ctx: Context,
     clock: Arc<ManualClock>,
     officer: Operator,
-    person: String,
+    person: cardwright_domain::PersonId,
     cards: Vec<CardId>,
     _dir: tempfile::TempDir,
 }
@@ -103,7 +104,7 @@ async fn world() -> World {
         ctx,
         clock,
         officer,
-        person: person.id.to_string(),
+        person: person.id,
         cards,
         _dir: dir,
     }
@@ -162,7 +163,7 @@ async fn perform(w: &World, step: Step) -> Result<(), ProcessError> {
             Store::commit(tx).await?;
         }
         Step::Abort(i) => drop(abort::abort(ctx, op, w.cards[i]).await?),
-        Step::Assign(i) => drop(assign::assign(ctx, op, w.cards[i], &w.person).await?),
+        Step::Assign(i) => drop(assign::assign(ctx, op, w.cards[i], w.person).await?),
         Step::Withdraw(i) => drop(withdraw::withdraw(ctx, op, w.cards[i]).await?),
         Step::Extend(i) => drop(extend::extend(ctx, op, w.cards[i]).await?),
         Step::Lock(i) => drop(lock::lock(ctx, op, w.cards[i]).await?),

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::ops::RangeInclusive;
 
-use cardwright_domain::TempCardOptions;
+use cardwright_domain::temp_cards::TempCardOptions;
 use rhai::{Array, Dynamic, Scope, INT};
 
 use crate::error::ScriptError;

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use cardwright_domain::TempCardOptions;
+use cardwright_domain::temp_cards::TempCardOptions;
 use cardwright_scripts::{
     CompiledScript, ScriptContext, ScriptEngine, ScriptError, ScriptLimits, ScriptOptions,
     DEFAULT_SCRIPT,

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use cardwright_cardsdk::encoder::Pkcs11Encoder;
 use cardwright_cardsdk::{IppPrinter, Printer, SimulatedPrinter, SpoolPrinter};
 use cardwright_pki::{builtin_profiles, CertificateAuthority};
-use cardwright_processes::pki::Pki;
+use cardwright_processes::services::pki::Pki;
 use cardwright_processes::temp_cards::production::{self, Station};
 use cardwright_processes::{
     audit, scripts, temp_cards, templates, Clock, Context, Entropy as _, OsEntropy,

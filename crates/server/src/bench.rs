@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use cardwright_cardsdk::SimulatedPrinter;
+use cardwright_domain::temp_cards::{Card, CardState, Serial};
 use cardwright_domain::template::DEFAULT_TEMPLATE_NAME;
-use cardwright_domain::{Card, CardId, CardState, Role, Serial, SerialPrefix};
-use cardwright_processes::cards::{search, CardQuery};
+use cardwright_domain::{CardId, Role, SerialPrefix};
+use cardwright_processes::temp_cards::cards::{search, CardQuery};
 use cardwright_processes::temp_cards::production::{self, Station};
 use cardwright_processes::temp_cards::{issue_multiple, request};
 use cardwright_processes::{

@@ -1,9 +1,7 @@
 //! Batch orders, their items and production attempts.
 
-use cardwright_domain::{
-    BatchOrder, BatchOrderId, CardId, CardState, ItemStatus, OperatorId, OrderItem, OrderState,
-    Timestamp,
-};
+use cardwright_domain::temp_cards::{BatchOrder, CardState, ItemStatus, OrderItem, OrderState};
+use cardwright_domain::{BatchOrderId, CardId, OperatorId, Timestamp};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 

@@ -1,8 +1,7 @@
 //! Cards.
 
-use cardwright_domain::{
-    BatchOrderId, Card, CardId, CardState, PersonId, Serial, TemplateId, Timestamp,
-};
+use cardwright_domain::temp_cards::{Card, CardState, Serial};
+use cardwright_domain::{BatchOrderId, CardId, PersonId, TemplateId, Timestamp};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 

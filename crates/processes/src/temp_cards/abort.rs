@@ -1,6 +1,7 @@
 //! TempCardsProcAbort: a requested card that will not be produced.
 
-use cardwright_domain::{CardId, Operator, ProcessName};
+use cardwright_domain::temp_cards::ProcessName;
+use cardwright_domain::{CardId, Operator};
 use cardwright_storage::cards::CardRecord;
 
 use super::run_card_process;
@@ -16,7 +17,7 @@ pub async fn abort(
         operator,
         ProcessName::TempCardsProcAbort,
         id,
-        async |_, _| Ok(serde_json::json!({})),
+        |_, _, _, _| Box::pin(async { Ok(serde_json::json!({}).into()) }),
     )
     .await
 }

@@ -1,6 +1,7 @@
 //! TempCardsSysExpire: the system ends assignments whose validity has passed.
 
-use cardwright_domain::{CardId, CardState, ProcessName};
+use cardwright_domain::temp_cards::{CardState, ProcessName};
+use cardwright_domain::CardId;
 use cardwright_storage::{cards, Store};
 
 use super::{load_for_update, save_transition};

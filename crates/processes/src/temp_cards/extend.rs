@@ -1,13 +1,12 @@
 //! TempCardsProcExtend: the holder keeps the card for another validity period.
 
-use cardwright_domain::{CardId, Operator, ProcessName};
+use cardwright_domain::temp_cards::ProcessName;
+use cardwright_domain::{CardId, Operator};
 use cardwright_storage::cards::CardRecord;
 use cardwright_storage::certificates::{self, CertificateKind};
 use cardwright_storage::persons;
 
-use crate::pki::issue_holder_certificates;
-
-use super::{options_for, run_card_process};
+use super::{options_for, run_card_process, Change};
 use crate::{Context, ProcessError};
 
 pub async fn extend(
@@ -16,34 +15,40 @@ pub async fn extend(
     id: CardId,
 ) -> Result<CardRecord, ProcessError> {
     let process = ProcessName::TempCardsProcExtend;
-    run_card_process(ctx, operator, process, id, async |conn, card| {
-        let run = options_for(ctx, conn, card, process, operator).await?;
-        let options = run.options.temp_card_options();
-        let from = card.valid_until.unwrap_or(card.updated_at);
-        let until = options.valid_until_from(from);
-        card.valid_until = Some(until);
-        let mut certificates = Vec::new();
-        let mut revoked = Vec::new();
-        if let (true, Some(holder)) = (card.encoded, card.holder) {
-            let person = persons::get(&mut *conn, holder)
-                .await?
-                .ok_or_else(|| ProcessError::Internal(format!("holder {holder} vanished")))?;
-            revoked = certificates::revoke(
-                &mut *conn,
-                card.id,
-                Some(CertificateKind::Holder),
-                card.updated_at,
-            )
-            .await?;
-            certificates = issue_holder_certificates(ctx, conn, card, &person).await?;
-        }
-        Ok(serde_json::json!({
-            "previous_valid_until": from.to_rfc3339(),
-            "valid_until": until.to_rfc3339(),
-            "options": run.to_json(),
-            "certificates": certificates,
-            "revoked_certificates": revoked,
-        }))
+    run_card_process(ctx, operator, process, id, |ctx, operator, conn, card| {
+        Box::pin(async move {
+            let run = options_for(ctx, conn, card, process, operator).await?;
+            let options = run.options.temp_card_options();
+            let from = card.valid_until.unwrap_or(card.updated_at);
+            let until = options.valid_until_from(from);
+            card.valid_until = Some(until);
+            let mut revoked = Vec::new();
+            let mut certify_holder = None;
+            if let (true, Some(holder)) = (card.encoded, card.holder) {
+                let person = persons::get(&mut *conn, holder)
+                    .await?
+                    .ok_or_else(|| ProcessError::Internal(format!("holder {holder} vanished")))?;
+                revoked = certificates::revoke(
+                    &mut *conn,
+                    card.id,
+                    Some(CertificateKind::Holder),
+                    card.updated_at,
+                )
+                .await?;
+                certify_holder = Some(person);
+            }
+            let details = serde_json::json!({
+                "previous_valid_until": from.to_rfc3339(),
+                "valid_until": until.to_rfc3339(),
+                "options": run.to_json(),
+                "certificates": [],
+                "revoked_certificates": revoked,
+            });
+            Ok(Change {
+                details,
+                certify_holder,
+            })
+        })
     })
     .await
 }

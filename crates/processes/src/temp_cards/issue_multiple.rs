@@ -2,18 +2,18 @@
 //! Next queues them for the production stations, then Complete order, Repeat production for
 //! chosen items, or Cancel.
 
-use cardwright_domain::batch_order::check_selection;
-use cardwright_domain::{
-    BatchOrder, BatchOrderId, Card, CardId, CardState, ItemStatus, Operator, OrderAction,
-    OrderState, ProcessName,
+use cardwright_domain::temp_cards::batch_order::check_selection;
+use cardwright_domain::temp_cards::{
+    BatchOrder, Card, CardState, ItemStatus, OrderAction, OrderState, ProcessName,
 };
+use cardwright_domain::{BatchOrderId, CardId, Operator};
 use cardwright_storage::audit::{self, NewEvent};
 use cardwright_storage::batch_orders::{self, ItemRecord, OrderRecord};
 use cardwright_storage::{cards, Conn, Store};
 
 use super::save_transition;
-use crate::cards::bad_cursor;
-use crate::cards::{next_cursor, page_limit};
+use crate::paging::bad_cursor;
+use crate::paging::{next_cursor, page_limit};
 use crate::{require_process_role, Actor, Context, ProcessError};
 
 const PROCESS: ProcessName = ProcessName::TempCardsBoProcIssueMultiple;

@@ -1,6 +1,7 @@
 //! TempCardsProcLock: a card that must never be used again (lost, stolen, broken).
 
-use cardwright_domain::{CardId, Operator, ProcessName};
+use cardwright_domain::temp_cards::ProcessName;
+use cardwright_domain::{CardId, Operator};
 use cardwright_storage::cards::CardRecord;
 use cardwright_storage::certificates;
 
@@ -17,13 +18,16 @@ pub async fn lock(
         operator,
         ProcessName::TempCardsProcLock,
         id,
-        async |conn, card| {
-            // Every certificate of the card stops working: they all go on the revocation list.
-            let revoked = certificates::revoke(conn, card.id, None, card.updated_at).await?;
-            Ok(serde_json::json!({
-                "holder": card.holder.map(|h| h.to_string()),
-                "revoked_certificates": revoked,
-            }))
+        |_, _, conn, card| {
+            Box::pin(async move {
+                // Every certificate of the card stops working: they all go on the revocation list.
+                let revoked = certificates::revoke(conn, card.id, None, card.updated_at).await?;
+                Ok(serde_json::json!({
+                    "holder": card.holder.map(|h| h.to_string()),
+                    "revoked_certificates": revoked,
+                })
+                .into())
+            })
         },
     )
     .await

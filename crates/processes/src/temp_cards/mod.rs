@@ -1,21 +1,74 @@
-//! The temporary card processes, one module each.
+//! The temporary card processes, one module each, and [`run`], the one entry point the API, the
+//! web UI and the command line start a card's process through.
 
 pub mod abort;
 pub mod assign;
+pub mod cards;
 pub mod expire;
 pub mod extend;
+mod holder_certificates;
 pub mod issue_multiple;
 pub mod lock;
 pub mod production;
 pub mod request;
 pub mod withdraw;
 
-use cardwright_domain::{Card, CardId, CardState, Operator, ProcessName};
+use cardwright_domain::temp_cards::{Card, CardState, ProcessName, ProcessScope};
+use cardwright_domain::{CardId, Operator, Person, PersonId};
 use cardwright_storage::audit::{self, NewEvent};
-use cardwright_storage::cards::{self, CardRecord};
+use cardwright_storage::cards::{self as card_rows, CardRecord};
+use cardwright_storage::certificates;
 use cardwright_storage::{Conn, Store};
 
 use crate::{require_process_role, Actor, Context, ProcessError};
+
+/// What a card's process was given besides the card; the catalog row's `input` says which.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessInput {
+    None,
+    /// The person who receives the card.
+    Person(PersonId),
+}
+
+/// Runs the card-scoped process `process` on `card` for `operator`: the one entry point behind
+/// `POST /api/v1/cards/{id}/<action>`, the card page's buttons and the command line.
+pub async fn run(
+    ctx: &Context,
+    operator: &Operator,
+    process: ProcessName,
+    card: CardId,
+    input: ProcessInput,
+) -> Result<CardRecord, ProcessError> {
+    if process.def().scope != ProcessScope::Card {
+        return Err(ProcessError::Invalid(format!(
+            "{process} is not started on one card"
+        )));
+    }
+    match (process, input) {
+        (ProcessName::TempCardsProcAbort, ProcessInput::None) => {
+            abort::abort(ctx, operator, card).await
+        }
+        (ProcessName::TempCardsProcAssign, ProcessInput::Person(person)) => {
+            assign::assign(ctx, operator, card, person).await
+        }
+        (ProcessName::TempCardsProcWithdraw, ProcessInput::None) => {
+            withdraw::withdraw(ctx, operator, card).await
+        }
+        (ProcessName::TempCardsProcExtend, ProcessInput::None) => {
+            extend::extend(ctx, operator, card).await
+        }
+        (ProcessName::TempCardsProcLock, ProcessInput::None) => {
+            lock::lock(ctx, operator, card).await
+        }
+        (process, input) => Err(ProcessError::Invalid(format!(
+            "{process} takes {}, not {input:?}",
+            match process.def().input {
+                cardwright_domain::temp_cards::Input::None => "no input",
+                cardwright_domain::temp_cards::Input::Person => "a person",
+            }
+        ))),
+    }
+}
 
 /// The options in force for running `process` on `card`, from the option script.
 pub(crate) async fn options_for(
@@ -24,7 +77,7 @@ pub(crate) async fn options_for(
     card: &Card,
     process: ProcessName,
     operator: &Operator,
-) -> Result<crate::options::RunOptions, ProcessError> {
+) -> Result<crate::services::scripts::RunOptions, ProcessError> {
     let template = cardwright_storage::templates::get(&mut *conn, card.template)
         .await?
         .ok_or_else(|| {
@@ -46,7 +99,7 @@ pub(crate) async fn load_for_update(
     ctx: &Context,
     id: CardId,
 ) -> Result<Card, ProcessError> {
-    cards::get_for_update(conn, ctx.store.dialect(), id)
+    card_rows::get_for_update(conn, ctx.store.dialect(), id)
         .await?
         .ok_or_else(|| ProcessError::NotFound(format!("card {id} not found")))
 }
@@ -62,7 +115,7 @@ pub(crate) async fn save_transition(
     after: &Card,
     details: serde_json::Value,
 ) -> Result<(), ProcessError> {
-    if !cards::update_if_state(&mut *conn, after, before.state).await? {
+    if !card_rows::update_if_state(&mut *conn, after, before.state).await? {
         return Err(ProcessError::Conflict(format!(
             "card {} was changed by someone else; reload it and try again",
             before.serial
@@ -86,22 +139,34 @@ pub(crate) async fn save_transition(
     Ok(())
 }
 
-/// The shape every single-card process shares: role check, lock, transition rule, the
-/// process's own change, save with audit, commit. `change` gets the card already moved to the
-/// end state and returns the audit details.
-pub(crate) async fn run_card_process<F>(
+/// What a card process's own change gives: the audit details and, when the card's keys are to be
+/// certified in a holder's name (assign, extend of an encoded card), that holder.
+pub(crate) struct Change {
+    pub details: serde_json::Value,
+    pub certify_holder: Option<Person>,
+}
+
+/// The future of a card process's own change.
+pub(crate) type StepFuture<'c> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Change, ProcessError>> + Send + 'c>>;
+
+impl From<serde_json::Value> for Change {
+    fn from(details: serde_json::Value) -> Self {
+        Self {
+            details,
+            certify_holder: None,
+        }
+    }
+}
+
+/// The checks every card process makes before its own change: the card is not held by a batch
+/// order, and the catalog allows the step in its state. Moves `after` to the end state.
+fn start_step(
     ctx: &Context,
-    operator: &Operator,
     process: ProcessName,
-    id: CardId,
-    change: F,
-) -> Result<CardRecord, ProcessError>
-where
-    F: AsyncFnOnce(&mut Conn, &mut Card) -> Result<serde_json::Value, ProcessError>,
-{
-    require_process_role(operator, process)?;
-    let mut tx = ctx.store.begin().await?;
-    let before = load_for_update(&mut tx, ctx, id).await?;
+    before: &Card,
+    after: &mut Card,
+) -> Result<(), ProcessError> {
     if let (Some(order), CardState::Requested | CardState::Failed) =
         (before.batch_order, before.state)
     {
@@ -110,23 +175,98 @@ where
             before.serial
         )));
     }
-    let mut after = before.clone();
     after.state = process.transition(before.state)?;
     after.updated_at = ctx.now();
-    let details = change(&mut tx, &mut after).await?;
-    save_transition(
-        &mut tx,
-        ctx,
-        &Actor::Operator(operator.clone()),
-        process,
-        &before,
-        &after,
-        details,
-    )
-    .await?;
-    let record = cards::get(&mut tx, id)
-        .await?
-        .ok_or_else(|| ProcessError::Internal(format!("card {id} vanished")))?;
-    Store::commit(tx).await?;
-    Ok(record)
+    Ok(())
+}
+
+/// The shape every single-card process shares: role check, lock, transition rule, the
+/// process's own change, save with audit, commit. `change` gets the card already moved to the
+/// end state and returns the audit details.
+///
+/// A change that certifies a holder runs twice: first to issue the certificates (then the
+/// transaction is rolled back and the chip is written, outside any transaction), then for real,
+/// recording the certificates with the card's change. The card must be as it was at the first
+/// run; otherwise the certificates are recorded revoked and the step is refused.
+pub(crate) async fn run_card_process<F>(
+    ctx: &Context,
+    operator: &Operator,
+    process: ProcessName,
+    id: CardId,
+    change: F,
+) -> Result<CardRecord, ProcessError>
+where
+    F: for<'c> Fn(&'c Context, &'c Operator, &'c mut Conn, &'c mut Card) -> StepFuture<'c>,
+{
+    require_process_role(operator, process)?;
+    let mut written: Option<(Card, holder_certificates::Issued)> = None;
+    loop {
+        let mut tx = ctx.store.begin().await?;
+        let before = load_for_update(&mut tx, ctx, id).await?;
+        let mut after = before.clone();
+        let step = match start_step(ctx, process, &before, &mut after) {
+            Ok(()) => change(ctx, operator, &mut tx, &mut after).await,
+            Err(e) => Err(e),
+        };
+        let mut step = match step {
+            Ok(step) => step,
+            Err(e) => {
+                drop(tx);
+                if let Some((_, issued)) = &written {
+                    holder_certificates::record_revoked(ctx, issued).await?;
+                }
+                return Err(e);
+            }
+        };
+        if let (Some(holder), true, None) = (&step.certify_holder, after.encoded, &written) {
+            let issued = holder_certificates::issue(ctx, &mut tx, &after, holder).await?;
+            // Nothing of this run is kept: the chip is written with no transaction open.
+            drop(tx);
+            holder_certificates::write(ctx, &after, &issued).await?;
+            written = Some((before, issued));
+            continue;
+        }
+        if let Some((first, issued)) = &written {
+            if first.updated_at != before.updated_at || first.state != before.state {
+                drop(tx);
+                holder_certificates::record_revoked(ctx, issued).await?;
+                return Err(ProcessError::Conflict(format!(
+                    "card {} was changed while its chip was written; the new certificates are revoked, try again",
+                    before.serial
+                )));
+            }
+            let mut serials = Vec::new();
+            for record in &issued.records {
+                certificates::insert(&mut tx, record).await?;
+                serials.push(serde_json::Value::String(record.serial.clone()));
+            }
+            if let Some(details) = step.details.as_object_mut() {
+                details.insert("certificates".into(), serials.into());
+            }
+        }
+        let saved = async {
+            save_transition(
+                &mut tx,
+                ctx,
+                &Actor::Operator(operator.clone()),
+                process,
+                &before,
+                &after,
+                step.details,
+            )
+            .await?;
+            let record = card_rows::get(&mut tx, id)
+                .await?
+                .ok_or_else(|| ProcessError::Internal(format!("card {id} vanished")))?;
+            Store::commit(tx).await?;
+            Ok(record)
+        }
+        .await;
+        if saved.is_err() {
+            if let Some((_, issued)) = &written {
+                holder_certificates::record_revoked(ctx, issued).await?;
+            }
+        }
+        return saved;
+    }
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use cardwright_cardsdk::encoder::{EncodeError, Pkcs11Encoder};
 use cardwright_cardsdk::layout::pin_letter_pdf;
 use cardwright_cardsdk::{layout, CardArtwork, CardFace, PrintJob, Printer};
-use cardwright_domain::batch_order::settle;
-use cardwright_domain::{Card, CardState, ItemStatus, OrderState, ProcessName};
+use cardwright_domain::temp_cards::batch_order::settle;
+use cardwright_domain::temp_cards::{Card, CardState, ItemStatus, OrderState, ProcessName};
 use cardwright_pki::Subject;
 use cardwright_scripts::ScriptOptions;
 use cardwright_storage::batch_orders::{self, Claim};
@@ -18,8 +18,8 @@ use cardwright_storage::Store;
 
 use super::issue_multiple::order_event;
 use super::{load_for_update, save_transition};
-use crate::options::RunOptions;
 use crate::pki::{new_serial, random_digits};
+use crate::services::scripts::RunOptions;
 use crate::{Actor, Context, ProcessError};
 
 const PROCESS: ProcessName = ProcessName::TempCardsBoProcIssueMultiple;
@@ -201,7 +201,9 @@ async fn encode(
             station.name
         )
     })?;
-    let specs = pki.key_specs(&options.certificates)?;
+    let specs = pki
+        .key_specs(&options.certificates)
+        .map_err(|e| crate::report(&e))?;
     let (card, sealed) = {
         let mut conn = ctx.store.reader().await.map_err(|e| e.to_string())?;
         let card = cards::get(&mut conn, claim.card)
@@ -250,7 +252,7 @@ async fn encode(
                         serials.next().unwrap_or([1; 16]),
                         now,
                     )
-                    .map_err(EncodeError::Certificate)?;
+                    .map_err(|e| EncodeError::Certificate(crate::report(&e)))?;
                 records.push(record);
                 Ok(on_card)
             },

@@ -1,8 +1,7 @@
 //! TempCardsProcRequest: order N new temporary cards of a template.
 
-use cardwright_domain::{
-    Amount, Card, CardId, CardState, Operator, ProcessName, Serial, TemplateKind,
-};
+use cardwright_domain::temp_cards::{Amount, Card, CardState, ProcessName, Serial};
+use cardwright_domain::{CardId, Operator, TemplateKind};
 use cardwright_storage::audit::{self, NewEvent};
 use cardwright_storage::cards::{self, CardRecord};
 use cardwright_storage::{templates, Store};

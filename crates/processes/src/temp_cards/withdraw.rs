@@ -1,6 +1,7 @@
 //! TempCardsProcWithdraw: the card comes back to the desk and can be handed out again.
 
-use cardwright_domain::{CardId, Operator, ProcessName};
+use cardwright_domain::temp_cards::ProcessName;
+use cardwright_domain::{CardId, Operator};
 use cardwright_storage::cards::CardRecord;
 use cardwright_storage::certificates::{self, CertificateKind};
 
@@ -17,21 +18,23 @@ pub async fn withdraw(
         operator,
         ProcessName::TempCardsProcWithdraw,
         id,
-        async |conn, card| {
-            let revoked = certificates::revoke(
-                conn,
-                card.id,
-                Some(CertificateKind::Holder),
-                card.updated_at,
-            )
-            .await?;
-            let details = serde_json::json!({
-                "holder": card.holder.map(|h| h.to_string()),
-                "revoked_certificates": revoked,
-            });
-            card.holder = None;
-            card.valid_until = None;
-            Ok(details)
+        |_, _, conn, card| {
+            Box::pin(async move {
+                let revoked = certificates::revoke(
+                    conn,
+                    card.id,
+                    Some(CertificateKind::Holder),
+                    card.updated_at,
+                )
+                .await?;
+                let details = serde_json::json!({
+                    "holder": card.holder.map(|h| h.to_string()),
+                    "revoked_certificates": revoked,
+                });
+                card.holder = None;
+                card.valid_until = None;
+                Ok(details.into())
+            })
         },
     )
     .await

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use cardwright_domain::CardId;
-use cardwright_processes::cards::{self, CardQuery};
+use cardwright_processes::temp_cards::cards::{self, CardQuery};
 use cardwright_processes::temp_cards::{
     abort as abort_p, assign as assign_p, extend as extend_p, lock as lock_p, request,
     withdraw as withdraw_p,
@@ -151,9 +151,15 @@ pub async fn assign(
     ApiJson(body): ApiJson<AssignBody>,
 ) -> Result<Json<CardView>, ApiError> {
     Ok(Json(
-        assign_p::assign(&state.ctx, &op, card_id(&id)?, &body.person)
-            .await?
-            .into(),
+        assign_p::assign(
+            &state.ctx,
+            &op,
+            card_id(&id)?,
+            cardwright_domain::PersonId::parse(&body.person)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        )
+        .await?
+        .into(),
     ))
 }
 
@@ -233,6 +239,6 @@ pub async fn preview(
     ApiQuery(q): ApiQuery<PreviewQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let side = q.side.unwrap_or(Side::Front);
-    let png = cards::preview(&state.ctx, &id, side.as_str()).await?;
+    let png = cards::preview(&state.ctx, card_id(&id)?, side.into()).await?;
     Ok(([(CONTENT_TYPE, "image/png")], png))
 }

@@ -88,15 +88,17 @@ impl From<ProcessError> for ApiError {
                 };
             }
             ProcessError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
-            ProcessError::Store(_) | ProcessError::Internal(_) => {
+            ProcessError::Device { .. } => {
+                // The device's own words help the operator: the whole chain is the message.
+                return Self {
+                    status: StatusCode::CONFLICT,
+                    message: cardwright_processes::report(&e),
+                    position: None,
+                };
+            }
+            ProcessError::Store(_) | ProcessError::Internal(_) | ProcessError::Failed { .. } => {
                 // The cause chain goes to the log; the client learns only that it failed.
-                let mut chain = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(cause) = source {
-                    chain.push_str(": ");
-                    chain.push_str(&cause.to_string());
-                    source = cause.source();
-                }
+                let chain = cardwright_processes::report(&e);
                 tracing::error!(error = %chain, "request failed");
                 return Self {
                     status: StatusCode::INTERNAL_SERVER_ERROR,

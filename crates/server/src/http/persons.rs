@@ -37,7 +37,7 @@ pub async fn list_persons(
     Auth(op): Auth,
     ApiQuery(q): ApiQuery<PersonSearch>,
 ) -> Result<Json<PersonList>, ApiError> {
-    let limit = cardwright_processes::cards::page_limit(q.limit)?;
+    let limit = cardwright_processes::page_limit(q.limit)?;
     let (page, next_cursor) = persons::search(
         &state.ctx,
         &op,
@@ -89,7 +89,7 @@ pub async fn get_person(
     Path(id): Path<String>,
 ) -> Result<Json<PersonDetail>, ApiError> {
     let person = persons::get(&state.ctx, &op, &id).await?;
-    let cards = cardwright_processes::cards::of_person(&state.ctx, person.id).await?;
+    let cards = cardwright_processes::temp_cards::cards::of_person(&state.ctx, person.id).await?;
     Ok(Json(PersonDetail {
         person: person.into(),
         cards: cards.into_iter().map(CardView::from).collect(),

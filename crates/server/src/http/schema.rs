@@ -7,9 +7,10 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use cardwright_domain::batch_order::MAX_ORDER_CARDS;
-use cardwright_domain::{CardId, CardState, OrderState, PersonState, ProcessName, TemplateKind};
-use cardwright_processes::options::SCRIPT_NAME;
+use cardwright_domain::temp_cards::batch_order::MAX_ORDER_CARDS;
+use cardwright_domain::temp_cards::OPTION_SCRIPT as SCRIPT_NAME;
+use cardwright_domain::temp_cards::{CardState, OrderState, ProcessName};
+use cardwright_domain::{CardId, PersonState, TemplateKind};
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaFormat, Type};
@@ -336,6 +337,15 @@ word!(
 pub enum Side {
     Front,
     Back,
+}
+
+impl From<Side> for cardwright_cardsdk::Side {
+    fn from(side: Side) -> Self {
+        match side {
+            Side::Front => cardwright_cardsdk::Side::Front,
+            Side::Back => cardwright_cardsdk::Side::Back,
+        }
+    }
 }
 
 impl Side {

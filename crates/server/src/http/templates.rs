@@ -91,10 +91,10 @@ pub async fn preview(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<PreviewQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let png = cardwright_processes::cards::template_preview(
+    let png = cardwright_processes::templates::template_preview(
         &state.ctx,
         &id,
-        q.side.unwrap_or(Side::Front).as_str(),
+        q.side.unwrap_or(Side::Front).into(),
     )
     .await?;
     Ok(([(CONTENT_TYPE, "image/png")], png))

@@ -1,8 +1,9 @@
 //! What the API sends and receives. Built from domain and storage records at the edge, so no
 //! stored type renders itself as JSON.
 
-use cardwright_domain::{CardTemplate, Person, ProcessDef};
-use cardwright_processes::cards::CardProfile;
+use cardwright_domain::temp_cards::ProcessDef;
+use cardwright_domain::{CardTemplate, Person};
+use cardwright_processes::temp_cards::cards::CardProfile;
 use cardwright_storage::audit::Event;
 use cardwright_storage::cards::CardRecord;
 use chrono::{DateTime, Utc};

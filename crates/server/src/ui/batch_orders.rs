@@ -6,9 +6,10 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use cardwright_domain::ProcessName;
-use cardwright_processes::cards::{self, CardQuery, MAX_PAGE};
+use cardwright_domain::temp_cards::ProcessName;
+use cardwright_processes::temp_cards::cards::{self, CardQuery};
 use cardwright_processes::temp_cards::issue_multiple;
+use cardwright_processes::MAX_PAGE;
 use cardwright_processes::{templates, ProcessError};
 use serde::Deserialize;
 

@@ -5,9 +5,10 @@
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use cardwright_domain::catalog::ProcessScope;
-use cardwright_domain::{CardId, CardState, ProcessDef, CATALOG};
-use cardwright_processes::cards::{self, CardProfile};
+use cardwright_domain::temp_cards::catalog::ProcessScope;
+use cardwright_domain::temp_cards::{CardState, ProcessDef, CATALOG};
+use cardwright_domain::CardId;
+use cardwright_processes::temp_cards::cards::{self, CardProfile};
 use cardwright_processes::temp_cards::{abort, assign, extend, lock, request, withdraw};
 use cardwright_processes::{persons, templates, ProcessError};
 use cardwright_storage::audit::Event;
@@ -280,7 +281,10 @@ pub(crate) async fn preview(
     Path(id): Path<String>,
     Query(q): Query<super::page::PreviewQuery>,
 ) -> Reply {
-    let png = cards::preview(&state.ctx, &id, q.side.as_deref().unwrap_or("front"))
+    let id = CardId::parse(&id).map_err(|e| process_error(&session, e.into()))?;
+    let side = cardwright_processes::parse_side(q.side.as_deref().unwrap_or("front"))
+        .map_err(|e| process_error(&session, e))?;
+    let png = cards::preview(&state.ctx, id, side)
         .await
         .map_err(|e| process_error(&session, e))?;
     Ok(png_reply(png))
@@ -406,7 +410,10 @@ pub(crate) async fn run(
         Ok(card) => match def.action {
             "abort" => abort::abort(ctx, op, card).await,
             "assign" => match form.text("person") {
-                Some(person) => assign::assign(ctx, op, card, &person).await,
+                Some(person) => match cardwright_domain::PersonId::parse(&person) {
+                    Ok(person) => assign::assign(ctx, op, card, person).await,
+                    Err(e) => Err(e.into()),
+                },
                 None => Err(ProcessError::Invalid(
                     "Choose the person who gets the card.".into(),
                 )),

@@ -3,8 +3,8 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use cardwright_processes::cards::{self, CardQuery};
 use cardwright_processes::persons;
+use cardwright_processes::temp_cards::cards::{self, CardQuery};
 use serde::Deserialize;
 
 use super::cards::{state_names, CardRow};

@@ -10,7 +10,7 @@ use axum::http::header::CACHE_CONTROL;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use cardwright_domain::{CardState, ItemStatus, OrderAction, OrderState};
+use cardwright_domain::temp_cards::{CardState, ItemStatus, OrderAction, OrderState};
 use cardwright_processes::temp_cards::issue_multiple::{self, OrderView};
 use cardwright_processes::ProcessError;
 use serde::Serialize;

@@ -4,7 +4,8 @@
 use askama::Template;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use cardwright_domain::{ProcessName, Role};
+use cardwright_domain::temp_cards::ProcessName;
+use cardwright_domain::Role;
 use cardwright_processes::ProcessError;
 
 use super::session::UiSession;

@@ -4,8 +4,8 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use cardwright_domain::Person;
-use cardwright_processes::cards as card_process;
 use cardwright_processes::persons::{self, NewPerson};
+use cardwright_processes::temp_cards::cards as card_process;
 use serde::Deserialize;
 
 use super::cards::CardRow;

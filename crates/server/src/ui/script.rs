@@ -4,7 +4,7 @@
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use cardwright_processes::options::SCRIPT_NAME;
+use cardwright_domain::temp_cards::OPTION_SCRIPT as SCRIPT_NAME;
 use cardwright_processes::{scripts, ProcessError};
 use serde::Deserialize;
 

@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use cardwright_domain::CardTemplate;
 use cardwright_processes::templates::{self, effective_layouts, TemplateInput};
-use cardwright_processes::{cards, ProcessError};
+use cardwright_processes::ProcessError;
 use serde::Deserialize;
 
 use super::form::{Form, Posted};
@@ -247,7 +247,9 @@ pub(crate) async fn preview(
     Query(q): Query<super::page::PreviewQuery>,
 ) -> Reply {
     allowed(&session)?;
-    let png = cards::template_preview(&state.ctx, &id, q.side.as_deref().unwrap_or("front"))
+    let side = cardwright_processes::parse_side(q.side.as_deref().unwrap_or("front"))
+        .map_err(|e| process_error(&session, e))?;
+    let png = templates::template_preview(&state.ctx, &id, side)
         .await
         .map_err(|e| process_error(&session, e))?;
     Ok(png_reply(png))

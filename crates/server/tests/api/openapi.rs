@@ -246,7 +246,7 @@ fn the_document_states_the_limits_the_server_enforces() {
             assert_eq!(limit["schema"]["minimum"], 1, "{method} {path}");
             assert_eq!(
                 limit["schema"]["maximum"],
-                cardwright_processes::cards::MAX_PAGE,
+                cardwright_processes::MAX_PAGE,
                 "{method} {path}"
             );
         }
@@ -254,13 +254,16 @@ fn the_document_states_the_limits_the_server_enforces() {
     let schemas = &doc["components"]["schemas"];
     let amount = &schemas["RequestCardsBody"]["properties"]["amount"];
     assert_eq!(amount["minimum"], 1);
-    assert_eq!(amount["maximum"], cardwright_domain::Amount::MAX);
+    assert_eq!(
+        amount["maximum"],
+        cardwright_domain::temp_cards::Amount::MAX
+    );
     for body in ["NewOrderBody", "RepeatBody"] {
         let cards = &schemas[body]["properties"]["cards"];
         assert_eq!(cards["minItems"], 1, "{body}");
         assert_eq!(
             cards["maxItems"],
-            cardwright_domain::batch_order::MAX_ORDER_CARDS,
+            cardwright_domain::temp_cards::batch_order::MAX_ORDER_CARDS,
             "{body}"
         );
         assert_eq!(cards["uniqueItems"], true, "{body}");

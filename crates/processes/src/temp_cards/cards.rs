@@ -1,48 +1,16 @@
-//! Reading cards: search and the card profile (processes allowed now, history).
+//! Reading temporary cards: search, the card profile (processes allowed now, history) and the
+//! card's preview.
 
-use cardwright_cardsdk::{CardArtwork, CardFace, LayoutError, Side};
-use cardwright_domain::catalog::card_processes_allowed;
-use cardwright_domain::{CardId, CardState, Operator, ProcessDef};
+use cardwright_cardsdk::{CardArtwork, CardFace, Side};
+use cardwright_domain::temp_cards::catalog::card_processes_allowed;
+use cardwright_domain::temp_cards::{CardState, ProcessDef};
+use cardwright_domain::{CardId, Operator};
 use cardwright_storage::audit::{self, Event, EventFilter};
 use cardwright_storage::cards::{self, CardFilter, CardRecord};
 use cardwright_storage::templates;
 
+use crate::paging::{bad_cursor, next_cursor, page_limit, MAX_PAGE};
 use crate::{Context, ProcessError};
-
-/// The largest page any list returns.
-pub const MAX_PAGE: u32 = 500;
-/// The page size when none is asked for.
-pub const DEFAULT_PAGE: u32 = 50;
-
-/// Checks a requested page size.
-pub fn page_limit(limit: Option<i64>) -> Result<u32, ProcessError> {
-    match limit {
-        None => Ok(DEFAULT_PAGE),
-        Some(n) if (1..=i64::from(MAX_PAGE)).contains(&n) => Ok(u32::try_from(n).expect("bounded")),
-        Some(n) => Err(ProcessError::Invalid(format!(
-            "limit must be between 1 and {MAX_PAGE}, got {n}"
-        ))),
-    }
-}
-
-/// The refusal of a cursor that no list of this kind gave out.
-pub(crate) fn bad_cursor() -> ProcessError {
-    ProcessError::Invalid("cursor: not a cursor returned by this list".into())
-}
-
-/// Trims a page read with one extra row and returns the next page's cursor if there is one.
-pub(crate) fn next_cursor<T>(
-    page: &mut Vec<T>,
-    limit: u32,
-    key: impl Fn(&T) -> String,
-) -> Option<String> {
-    if page.len() > limit as usize {
-        page.truncate(limit as usize);
-        page.last().map(key)
-    } else {
-        None
-    }
-}
 
 /// Search criteria as received.
 #[derive(Debug, Clone, Default)]
@@ -161,39 +129,8 @@ pub async fn of_person(
     .await?)
 }
 
-/// The side of a card a preview shows, as asked for.
-fn side(side: &str) -> Result<Side, ProcessError> {
-    match side {
-        "front" | "" => Ok(Side::Front),
-        "back" => Ok(Side::Back),
-        other => Err(ProcessError::Invalid(format!(
-            "side: use front or back, not '{other}'"
-        ))),
-    }
-}
-
-/// Width of API previews, in pixels.
-pub const PREVIEW_WIDTH: u32 = 640;
-
-async fn render_png(artwork: CardArtwork, side: Side) -> Result<Vec<u8>, ProcessError> {
-    tokio::task::spawn_blocking(move || artwork.png(side, PREVIEW_WIDTH))
-        .await
-        .map_err(|e| ProcessError::Internal(e.to_string()))?
-        .map_err(|e| match e {
-            // A layout over the renderer's limits is the administrator's to fix, not a fault.
-            LayoutError::Budget(_)
-            | LayoutError::Forbidden { .. }
-            | LayoutError::TooLarge { .. } => {
-                ProcessError::Unprocessable(format!("the card's layout cannot be previewed: {e}"))
-            }
-            other => ProcessError::Internal(format!("rendering the preview failed: {other}")),
-        })
-}
-
 /// A PNG of one side of a card as it prints (or printed), with its holder and validity.
-pub async fn preview(ctx: &Context, id: &str, side_name: &str) -> Result<Vec<u8>, ProcessError> {
-    let side = side(side_name)?;
-    let id = CardId::parse(id)?;
+pub async fn preview(ctx: &Context, id: CardId, side: Side) -> Result<Vec<u8>, ProcessError> {
     let (record, template) = {
         let mut conn = ctx.store.reader().await?;
         let record = cards::get(&mut conn, id)
@@ -217,18 +154,5 @@ pub async fn preview(ctx: &Context, id: &str, side_name: &str) -> Result<Vec<u8>
     };
     let (front, back) = crate::templates::effective_layouts(&template);
     let artwork = CardArtwork::new(front, back, face);
-    render_png(artwork, side).await
-}
-
-/// A PNG of one side of a template, filled with sample values.
-pub async fn template_preview(
-    ctx: &Context,
-    name_or_id: &str,
-    side_name: &str,
-) -> Result<Vec<u8>, ProcessError> {
-    let side = side(side_name)?;
-    let template = crate::templates::get(ctx, name_or_id).await?;
-    let (front, back) = crate::templates::effective_layouts(&template);
-    let artwork = CardArtwork::new(front, back, CardFace::sample(template.name.as_str()));
-    render_png(artwork, side).await
+    crate::templates::render_png(artwork, side).await
 }

@@ -1,4 +1,5 @@
-//! The options in force for one process run, from the option script TempCardsScriptOptions.
+//! The option script runtime: the options in force for one process run, from the option script
+//! TempCardsScriptOptions.
 //!
 //! The compiled script is cached per server; before each run only the number of the version in
 //! force is read, so a save on any server takes effect on every server at its next run.
@@ -8,10 +9,9 @@ use std::sync::Mutex;
 use cardwright_scripts::{CompiledScript, ScriptContext, ScriptEngine, ScriptOptions};
 use cardwright_storage::{scripts, Conn};
 
-use crate::ProcessError;
+use cardwright_domain::temp_cards::OPTION_SCRIPT as SCRIPT_NAME;
 
-/// The name of the one option script of the temporary card processes.
-pub const SCRIPT_NAME: &str = "TempCardsScriptOptions";
+use crate::ProcessError;
 
 /// Certificate profiles a script may name (those of the built-in certificate authority).
 pub const CERTIFICATE_PROFILES: [&str; 2] = ["authentication", "signature"];

@@ -1,10 +1,11 @@
-//! The process catalog: every temporary card process, the states it needs, the state it leaves
-//! and the role it requires. The API, the UI and the tests all read this one table.
+//! The process catalog: every temporary card process, the states it needs, the state it leaves,
+//! the role it requires and what it takes as input. The API, the UI, the command line and the
+//! tests all read this one table; `cardwright_processes::temp_cards::run` dispatches on it.
 
 use std::fmt;
 use std::str::FromStr;
 
-use crate::card::CardState;
+use super::card::CardState;
 use crate::error::DomainError;
 use crate::operator::{Role, Roles};
 
@@ -34,6 +35,18 @@ pub enum ProcessScope {
     System,
 }
 
+/// The name of the option script the temporary card processes read their options from.
+pub const OPTION_SCRIPT: &str = "TempCardsScriptOptions";
+
+/// What a card-scoped process takes besides the card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// Nothing.
+    None,
+    /// The person who receives the card (`{"person": "<id>"}`).
+    Person,
+}
+
 /// One row of the catalog.
 #[derive(Debug, Clone, Copy)]
 pub struct ProcessDef {
@@ -49,6 +62,10 @@ pub struct ProcessDef {
     pub to: CardState,
     /// The role an operator needs; `None` for system processes.
     pub role: Option<Role>,
+    /// What the process takes besides the card.
+    pub input: Input,
+    /// What the step does, in a sentence for operators and the API's document.
+    pub summary: &'static str,
 }
 
 use CardState as S;
@@ -63,6 +80,8 @@ pub const CATALOG: [ProcessDef; 8] = [
         from: &[],
         to: S::Requested,
         role: Some(Role::RegistrationOfficer),
+        input: Input::None,
+        summary: "Creates cards in state requested, each with a unique serial.",
     },
     ProcessDef {
         name: ProcessName::TempCardsProcAbort,
@@ -72,6 +91,8 @@ pub const CATALOG: [ProcessDef; 8] = [
         from: &[S::Requested],
         to: S::Aborted,
         role: Some(Role::RegistrationOfficer),
+        input: Input::None,
+        summary: "A requested card that will not be produced: requested → aborted.",
     },
     ProcessDef {
         name: ProcessName::TempCardsBoProcIssueMultiple,
@@ -81,6 +102,8 @@ pub const CATALOG: [ProcessDef; 8] = [
         from: &[S::Requested, S::Failed],
         to: S::Unassigned,
         role: Some(Role::ProductionAdmin),
+        input: Input::None,
+        summary: "Produces the cards of a batch order: requested or failed → unassigned.",
     },
     ProcessDef {
         name: ProcessName::TempCardsProcAssign,
@@ -90,6 +113,8 @@ pub const CATALOG: [ProcessDef; 8] = [
         from: &[S::Unassigned],
         to: S::Assigned,
         role: Some(Role::RegistrationOfficer),
+        input: Input::Person,
+        summary: "Hands an unassigned card to an active person, valid for the configured days: unassigned → assigned.",
     },
     ProcessDef {
         name: ProcessName::TempCardsProcWithdraw,
@@ -99,6 +124,8 @@ pub const CATALOG: [ProcessDef; 8] = [
         from: &[S::Assigned, S::Expired],
         to: S::Unassigned,
         role: Some(Role::RegistrationOfficer),
+        input: Input::None,
+        summary: "Takes a card back from its holder: assigned or expired → unassigned; the holder is cleared.",
     },
     ProcessDef {
         name: ProcessName::TempCardsProcExtend,
@@ -108,6 +135,8 @@ pub const CATALOG: [ProcessDef; 8] = [
         from: &[S::Assigned],
         to: S::Assigned,
         role: Some(Role::RegistrationOfficer),
+        input: Input::None,
+        summary: "Moves valid_until on by the configured days; the card stays assigned.",
     },
     ProcessDef {
         name: ProcessName::TempCardsProcLock,
@@ -117,6 +146,8 @@ pub const CATALOG: [ProcessDef; 8] = [
         from: &[S::Assigned, S::Unassigned],
         to: S::Locked,
         role: Some(Role::RegistrationOfficer),
+        input: Input::None,
+        summary: "Locks a card for good: assigned or unassigned → locked.",
     },
     ProcessDef {
         name: ProcessName::TempCardsSysExpire,
@@ -126,6 +157,8 @@ pub const CATALOG: [ProcessDef; 8] = [
         from: &[S::Assigned],
         to: S::Expired,
         role: None,
+        input: Input::None,
+        summary: "Run by the system when a card's validity ends: assigned → expired.",
     },
 ];
 
@@ -158,8 +191,8 @@ impl ProcessName {
             Ok(def.to)
         } else {
             Err(DomainError::WrongState {
-                process: self,
-                state,
+                process: self.as_str(),
+                state: state.as_str(),
                 allowed: def
                     .from
                     .iter()
