@@ -17,7 +17,7 @@ use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 
 /// Why a card could not be encoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
     #[error("PKCS#11 module {module}: {message}")]
     Module { module: String, message: String },
@@ -27,13 +27,17 @@ pub enum EncodeError {
     CardNotFound(String),
     #[error("chip error: {0}")]
     Chip(String),
-    #[error("certificate: {0}")]
-    Certificate(String),
+    /// The PKCS#11 module refused a call.
+    #[error("chip error")]
+    Pkcs11(#[source] cryptoki::error::Error),
+    /// No certificate could be had for a key the chip generated.
+    #[error("certificate")]
+    Certificate(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 #[allow(clippy::needless_pass_by_value, reason = "used as map_err(chip)")]
 fn chip(e: cryptoki::error::Error) -> EncodeError {
-    EncodeError::Chip(e.to_string())
+    EncodeError::Pkcs11(e)
 }
 
 /// The key a certificate is for.
@@ -105,7 +109,15 @@ fn loaded(module: &Path) -> Loaded {
                 Err(e) => Err(module_err(e.to_string())),
             }
         })
-        .clone()
+        .as_ref()
+        .map(Arc::clone)
+        .map_err(|e| match e {
+            EncodeError::Module { module, message } => EncodeError::Module {
+                module: module.clone(),
+                message: message.clone(),
+            },
+            other => EncodeError::Chip(other.to_string()),
+        })
 }
 
 const P256_PARAMS: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];

@@ -11,10 +11,8 @@ use sha2::{Digest as _, Sha256};
 use crate::services::pki::Pki;
 use crate::{Context, ProcessError};
 
-/// A serial number for a new certificate: 16 random bytes, positive.
-pub fn new_serial(ctx: &Context) -> [u8; 16] {
-    let mut serial = [0u8; 16];
-    ctx.entropy.fill(&mut serial);
+/// A serial number for a new certificate from 16 random bytes: made positive.
+pub fn new_serial(mut serial: [u8; 16]) -> [u8; 16] {
     serial[0] &= 0x7f;
     serial[0] |= 0x01;
     serial

@@ -321,8 +321,14 @@ async fn station_job(
                 tracing::error!(station = %station.name, error = %e, "recovering stale items failed");
             }
         }
-        let idle = match production::produce_one(&ctx, &station).await {
-            Ok(worked) => !worked,
+        // One transaction records each card and claims the next; the run pauses for a
+        // shutdown (the card in hand is finished first) or when recovery is due.
+        let worked = production::produce_while_queued(&ctx, &station, || {
+            *stop.borrow() || last_recovery.elapsed() >= recovery_every
+        })
+        .await;
+        let idle = match worked {
+            Ok(cards) => cards == 0,
             Err(e) => {
                 tracing::error!(station = %station.name, error = %e, "production step failed");
                 true

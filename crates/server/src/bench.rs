@@ -213,13 +213,9 @@ async fn order(ctx: &Context, backend: &str, total: u32, station_count: u32) -> 
         let phase = Instant::now();
         let workers = stations.iter().cloned().map(|station| {
             let ctx = ctx.clone();
-            tokio::spawn(async move {
-                let mut n = 0u64;
-                while production::produce_one(&ctx, &station).await? {
-                    n += 1;
-                }
-                Ok::<u64, cardwright_processes::ProcessError>(n)
-            })
+            tokio::spawn(
+                async move { production::produce_while_queued(&ctx, &station, || false).await },
+            )
         });
         for worker in workers.collect::<Vec<_>>() {
             produced += worker.await?.map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -59,6 +59,8 @@ pub(crate) async fn issue(
             id: hex::decode(&cert.key_id).map_err(|e| stored("key id", e))?,
             spki: hex::decode(&cert.public_key).map_err(|e| stored("public key", e))?,
         };
+        let mut random = [0u8; 16];
+        ctx.entropy.fill(&mut random);
         let (on_card, record) = pki
             .issue(
                 card,
@@ -66,7 +68,7 @@ pub(crate) async fn issue(
                 CertificateKind::Holder,
                 &subject,
                 Some(holder),
-                new_serial(ctx),
+                new_serial(random),
                 now,
             )
             .map_err(|e| ProcessError::failed("issuing the holder's certificate", e))?;

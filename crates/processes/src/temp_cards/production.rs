@@ -1,91 +1,322 @@
-//! Production stations at work on the batch order queue: claim an item, print it, record the
-//! outcome. Each step is its own transaction, so no transaction is open while a card is in the
-//! printer, and a crash leaves an item `producing` that recovery marks failed.
+//! Production stations at work on the batch order queue, as a protocol: [`claim`] hands out an
+//! [`Attempt`] whose [`Job`] a station turns into an [`Outcome`] (the `cardwright-station` crate,
+//! which has no database), and [`finish`] records the outcome. Recording an outcome and claiming
+//! the station's next item share one transaction, so a station costs one commit per card; no
+//! transaction is open while a card is in the printer, and a crash leaves an item `producing`
+//! that recovery marks failed.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use cardwright_cardsdk::encoder::{EncodeError, Pkcs11Encoder};
-use cardwright_cardsdk::layout::pin_letter_pdf;
-use cardwright_cardsdk::{layout, CardArtwork, CardFace, PrintJob, Printer};
+use cardwright_cardsdk::encoder::{CardCertificate, CardKey};
 use cardwright_domain::temp_cards::batch_order::settle;
 use cardwright_domain::temp_cards::{Card, CardState, ItemStatus, OrderState, ProcessName};
+use cardwright_domain::Timestamp;
 use cardwright_pki::Subject;
-use cardwright_scripts::ScriptOptions;
+pub use cardwright_station::{Encoding, Issuer, Job, Outcome, ProductionError, Station};
 use cardwright_storage::batch_orders::{self, Claim};
-use cardwright_storage::cards;
 use cardwright_storage::certificates::{self, CertificateKind, CertificateRecord};
-use cardwright_storage::Store;
+use cardwright_storage::{cards, Conn, Store};
 
 use super::issue_multiple::order_event;
 use super::{load_for_update, save_transition};
 use crate::pki::{new_serial, random_digits};
+use crate::services::pki::Pki;
 use crate::services::scripts::RunOptions;
-use crate::{Actor, Context, ProcessError};
+use crate::{Actor, Context, Entropy, ProcessError};
 
 const PROCESS: ProcessName = ProcessName::TempCardsBoProcIssueMultiple;
 
 /// The failure reason of an item whose station stopped while it was in the printer.
 pub const INTERRUPTED: &str = "production interrupted";
 
-/// A printer and, optionally, a chip encoder that produce one card at a time.
-#[derive(Debug, Clone)]
-pub struct Station {
-    pub name: String,
-    pub printer: Arc<dyn Printer>,
-    pub encoder: Option<Arc<Pkcs11Encoder>>,
+/// One claimed item: the job for the station and what the server keeps until the outcome is
+/// recorded (the options in force, the sealed PUK, the certificates issued for the chip).
+#[derive(Debug)]
+pub struct Attempt {
+    pub claim: Claim,
+    pub job: Job,
+    run: Option<RunOptions>,
+    puk_sealed: Option<String>,
+    issuer: Option<Arc<CardIssuer>>,
+    /// Why the server could not prepare the job (encoding on without a certificate authority,
+    /// an unknown certificate profile): the attempt fails without reaching a station.
+    unprepared: Option<String>,
 }
 
-/// Takes the next queued item for `station`, if any.
-pub async fn claim(ctx: &Context, station: &str) -> Result<Option<Claim>, ProcessError> {
+impl Attempt {
+    /// The certificate signer the station calls while the chip's session is open.
+    pub fn issuer(&self) -> Arc<dyn Issuer> {
+        match &self.issuer {
+            Some(issuer) => issuer.clone(),
+            None => Arc::new(NoIssuer),
+        }
+    }
+}
+
+/// Signs a card's keys with the built-in CA and keeps the records of what it signed, so the
+/// outcome can name certificates by serial.
+struct CardIssuer {
+    pki: Arc<Pki>,
+    card: Card,
+    now: Timestamp,
+    entropy: Arc<dyn Entropy>,
+    issued: Mutex<Vec<CertificateRecord>>,
+}
+
+impl std::fmt::Debug for CardIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CardIssuer")
+            .field("card", &self.card.serial)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Issuer for CardIssuer {
+    fn certify(
+        &self,
+        serial: &str,
+        key: &CardKey,
+    ) -> Result<(CardCertificate, String), Box<dyn std::error::Error + Send + Sync>> {
+        let mut number = [0u8; 16];
+        self.entropy.fill(&mut number);
+        let subject = Subject {
+            common_name: serial.to_owned(),
+            email: None,
+        };
+        let (on_card, record) = self.pki.issue(
+            &self.card,
+            key,
+            CertificateKind::Card,
+            &subject,
+            None,
+            new_serial(number),
+            self.now,
+        )?;
+        let serial = record.serial.clone();
+        self.issued
+            .lock()
+            .map_err(|_| "certificate records lock poisoned")?
+            .push(record);
+        Ok((on_card, serial))
+    }
+}
+
+/// The signer of a job without encoding: it is never asked.
+struct NoIssuer;
+
+impl Issuer for NoIssuer {
+    fn certify(
+        &self,
+        _serial: &str,
+        _key: &CardKey,
+    ) -> Result<(CardCertificate, String), Box<dyn std::error::Error + Send + Sync>> {
+        Err("this job has no certificate authority".into())
+    }
+}
+
+/// Takes the next queued item for `station`, if any, with its job.
+pub async fn claim(ctx: &Context, station: &str) -> Result<Option<Attempt>, ProcessError> {
     let mut tx = ctx.store.begin().await?;
-    let claim = batch_orders::claim_next(&mut tx, ctx.store.dialect(), station, ctx.now()).await?;
+    let attempt = claim_in(ctx, &mut tx, station).await?;
     Store::commit(tx).await?;
-    Ok(claim)
+    Ok(attempt)
 }
 
-/// Records how an attempt ended: the item, the card's state and the audit event, and the order
-/// becomes produced when nothing is left to do. A claim that is no longer current (recovered as
-/// interrupted meanwhile) changes nothing, so no card is ever counted produced twice.
+/// Claims the next item in the caller's transaction and prepares its job.
+async fn claim_in(
+    ctx: &Context,
+    conn: &mut Conn,
+    station: &str,
+) -> Result<Option<Attempt>, ProcessError> {
+    let now = ctx.now();
+    let Some(claim) =
+        batch_orders::claim_next(&mut *conn, ctx.store.dialect(), station, now).await?
+    else {
+        return Ok(None);
+    };
+    let run = ctx
+        .scripts
+        .for_run(
+            &mut *conn,
+            &claim.template,
+            PROCESS.as_str(),
+            &claim.operator,
+        )
+        .await?;
+    let mut attempt = Attempt {
+        job: Job {
+            card_id: claim.card.to_string(),
+            serial: claim.serial.clone(),
+            template: claim.template.clone(),
+            order_id: claim.order.to_string(),
+            attempt: claim.attempt,
+            front_layout: claim.front_layout.clone(),
+            back_layout: claim.back_layout.clone(),
+            issue_date: now.format("%Y-%m-%d").to_string(),
+            encoding: None,
+        },
+        claim,
+        run: None,
+        puk_sealed: None,
+        issuer: None,
+        unprepared: None,
+    };
+    if run.options.encode {
+        if let Err(reason) = prepare_encoding(ctx, conn, &mut attempt, &run, now).await? {
+            attempt.unprepared = Some(reason);
+        }
+    }
+    attempt.run = Some(run);
+    Ok(Some(attempt))
+}
+
+/// Fills in what the chip gets: new PIN and PUK, the earlier PUK for a chip initialised before,
+/// the keys of the options' certificate profiles, and the signer. `Ok(Err(reason))` when the
+/// job cannot be made.
+async fn prepare_encoding(
+    ctx: &Context,
+    conn: &mut Conn,
+    attempt: &mut Attempt,
+    run: &RunOptions,
+    now: Timestamp,
+) -> Result<Result<(), String>, ProcessError> {
+    let Some(pki) = ctx.pki.clone() else {
+        return Ok(Err(
+            "encoding is on, but no certificate authority is configured".into(),
+        ));
+    };
+    let keys = match pki.key_specs(&run.options.certificates) {
+        Ok(keys) => keys,
+        Err(e) => return Ok(Err(crate::report(&e))),
+    };
+    let card = cards::get(&mut *conn, attempt.claim.card)
+        .await?
+        .ok_or_else(|| ProcessError::Internal(format!("card {} vanished", attempt.claim.serial)))?
+        .card;
+    let old_puk = certificates::sealed_puk(&mut *conn, card.id)
+        .await?
+        .and_then(|sealed| pki.open_puk(&sealed));
+    let pin = random_digits(ctx, run.options.pin_length);
+    let puk = random_digits(ctx, run.options.puk_length);
+    let mut nonce = [0u8; 12];
+    ctx.entropy.fill(&mut nonce);
+    attempt.puk_sealed = Some(pki.seal_puk(nonce, &puk));
+    attempt.job.encoding = Some(Encoding {
+        pin,
+        puk,
+        old_puk,
+        keys,
+    });
+    attempt.issuer = Some(Arc::new(CardIssuer {
+        pki,
+        card,
+        now,
+        entropy: ctx.entropy.clone(),
+        issued: Mutex::new(Vec::new()),
+    }));
+    Ok(Ok(()))
+}
+
+/// Records how an attempt ended: the item, the card's state, its certificates and the audit
+/// event, and the order becomes produced when nothing is left to do. A claim that is no longer
+/// current (recovered as interrupted meanwhile) changes nothing, so no card is ever counted
+/// produced twice. With `next`, the same transaction claims that station's next item.
 pub async fn finish(
     ctx: &Context,
+    attempt: &Attempt,
+    outcome: &Outcome,
+    next: Option<&str>,
+) -> Result<(bool, Option<Attempt>), ProcessError> {
+    let issued: Vec<CertificateRecord> = attempt
+        .issuer
+        .as_ref()
+        .and_then(|i| i.issued.lock().ok().map(|records| records.clone()))
+        .unwrap_or_default();
+    let (status, reason, on_chip): (ItemStatus, Option<String>, &[String]) = match outcome {
+        Outcome::Produced { certificates } => (ItemStatus::Produced, None, certificates),
+        Outcome::Failed {
+            error,
+            certificates,
+        } => (
+            ItemStatus::Failed,
+            Some(cardwright_station::reason(error)),
+            certificates,
+        ),
+        Outcome::Interrupted => (ItemStatus::Failed, Some(INTERRUPTED.to_owned()), &[]),
+    };
+    let certificates: Vec<CertificateRecord> = issued
+        .into_iter()
+        .filter(|r| on_chip.contains(&r.serial))
+        .collect();
+    let mut tx = ctx.store.begin().await?;
+    let recorded = record(
+        ctx,
+        &mut tx,
+        &attempt.claim,
+        status,
+        reason.as_deref(),
+        &certificates,
+        if status == ItemStatus::Produced {
+            attempt.puk_sealed.as_deref()
+        } else {
+            None
+        },
+        attempt.run.as_ref(),
+        attempt.job.encoding.is_some(),
+    )
+    .await?;
+    let next = match next {
+        Some(station) => claim_in(ctx, &mut tx, station).await?,
+        None => None,
+    };
+    Store::commit(tx).await?;
+    Ok((recorded, next))
+}
+
+/// The outcome's writes, in the caller's transaction; false when the claim is no longer current.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "each argument is one fact of the outcome"
+)]
+async fn record(
+    ctx: &Context,
+    tx: &mut Conn,
     claim: &Claim,
-    outcome: Result<(), String>,
-    encoded: Option<&Encoded>,
+    status: ItemStatus,
+    error: Option<&str>,
+    issued: &[CertificateRecord],
+    puk_sealed: Option<&str>,
     options: Option<&RunOptions>,
+    encoding: bool,
 ) -> Result<bool, ProcessError> {
     let now = ctx.now();
-    let mut tx = ctx.store.begin().await?;
-    let order = batch_orders::lock(&mut tx, ctx.store.dialect(), claim.order)
+    // Lock order: the batch order, then the card, then the audit head.
+    let order = batch_orders::lock(&mut *tx, ctx.store.dialect(), claim.order)
         .await?
         .ok_or_else(|| ProcessError::Internal(format!("batch order {} vanished", claim.order)))?;
-    let (status, error) = match &outcome {
-        Ok(()) => (ItemStatus::Produced, None),
-        Err(reason) => (ItemStatus::Failed, Some(reason.as_str())),
-    };
-    if !batch_orders::finish(&mut tx, claim, status, error, now).await? {
+    if !batch_orders::finish(&mut *tx, claim, status, error, now).await? {
         return Ok(false);
     }
-    let before = load_for_update(&mut tx, ctx, claim.card).await?;
+    let unfinished = batch_orders::unfinished(&mut *tx, claim.order).await?;
+    let before = load_for_update(&mut *tx, ctx, claim.card).await?;
     let actor = Actor::System("production");
-    let mut issued = Vec::new();
-    if let Some(encoded) = encoded {
-        // Certificates of an attempt that failed after encoding are recorded as revoked.
-        for record in &encoded.certificates {
-            let mut record = record.clone();
-            if status != ItemStatus::Produced {
-                record.revoked = true;
-                record.revoked_at = Some(now);
-            }
-            certificates::insert(&mut tx, &record).await?;
-            issued.push(record.serial);
+    let mut serials = Vec::new();
+    // Certificates of an attempt that failed after encoding are on the chip: recorded revoked.
+    for record in issued {
+        let mut record = record.clone();
+        if status != ItemStatus::Produced {
+            record.revoked = true;
+            record.revoked_at = Some(now);
         }
-        if status == ItemStatus::Produced {
-            certificates::set_sealed_puk(&mut tx, claim.card, &encoded.puk_sealed).await?;
-        }
+        certificates::insert(&mut *tx, &record).await?;
+        serials.push(record.serial);
+    }
+    if let Some(sealed) = puk_sealed {
+        certificates::set_sealed_puk(&mut *tx, claim.card, sealed).await?;
     }
     if PROCESS.def().from.contains(&before.state) {
         let after = Card {
-            encoded: before.encoded || (encoded.is_some() && status == ItemStatus::Produced),
+            encoded: before.encoded || (encoding && status == ItemStatus::Produced),
             state: if status == ItemStatus::Produced {
                 PROCESS.transition(before.state)?
             } else {
@@ -101,7 +332,7 @@ pub async fn finish(
             ..before.clone()
         };
         save_transition(
-            &mut tx,
+            &mut *tx,
             ctx,
             &actor,
             PROCESS,
@@ -113,7 +344,7 @@ pub async fn finish(
                 "attempt": claim.attempt,
                 "outcome": status.as_str(),
                 "error": error,
-                "certificates": issued,
+                "certificates": serials,
                 "options": options.map(RunOptions::to_json),
             }),
         )
@@ -123,23 +354,22 @@ pub async fn finish(
         // behind Cardwright's back: the item ends failed and the card is left as it is.
         tracing::error!(card = %before.serial, state = %before.state, "card in production is not requested or failed");
         batch_orders::finish_anyway(
-            &mut tx,
+            &mut *tx,
             claim,
             &format!("card is {}; not produced", before.state),
         )
         .await?;
     }
-    let unfinished = batch_orders::unfinished(&mut tx, claim.order).await?;
     let settled = settle(order.state, unfinished);
     if settled != order.state
-        && batch_orders::set_state(&mut tx, claim.order, order.state, settled, now).await?
+        && batch_orders::set_state(&mut *tx, claim.order, order.state, settled, now).await?
     {
-        let counts = batch_orders::get(&mut tx, claim.order)
+        let counts = batch_orders::get(&mut *tx, claim.order)
             .await?
             .map(|r| r.counts)
             .unwrap_or_default();
         order_event(
-            &mut tx,
+            tx,
             ctx,
             &actor,
             claim.order,
@@ -149,205 +379,53 @@ pub async fn finish(
         )
         .await?;
     }
-    Store::commit(tx).await?;
     Ok(true)
 }
 
-/// What encoding a card gave: its PIN letter, its sealed PUK and its certificates.
-pub struct Encoded {
-    /// The PIN letter (PDF); the PIN exists nowhere else.
-    pub pin_letter: Vec<u8>,
-    pub puk_sealed: String,
-    pub certificates: Vec<CertificateRecord>,
-}
-
-/// Why encoding failed, with the certificates issued before it did (they are on the chip and
-/// are recorded revoked).
-struct EncodeFailure {
-    reason: String,
-    certificates: Vec<CertificateRecord>,
-}
-
-impl From<String> for EncodeFailure {
-    fn from(reason: String) -> Self {
-        Self {
-            reason,
+/// Hands an attempt to the station and returns its outcome (a job the server could not prepare
+/// fails without reaching the devices).
+pub async fn run_job(station: &Station, attempt: &Attempt) -> Outcome {
+    if let Some(reason) = &attempt.unprepared {
+        return Outcome::Failed {
+            error: ProductionError::Unprepared(reason.clone()),
             certificates: Vec::new(),
-        }
-    }
-}
-
-impl From<&str> for EncodeFailure {
-    fn from(reason: &str) -> Self {
-        reason.to_owned().into()
-    }
-}
-
-/// Initialises the card's chip: PUK and PIN from the options' lengths, one key and one
-/// certificate naming the card per selected profile.
-async fn encode(
-    ctx: &Context,
-    station: &Station,
-    claim: &Claim,
-    options: &ScriptOptions,
-) -> Result<Encoded, EncodeFailure> {
-    let pki = ctx
-        .pki
-        .clone()
-        .ok_or("encoding is on, but no certificate authority is configured")?;
-    let encoder = station.encoder.clone().ok_or_else(|| {
-        format!(
-            "encoding is on, but station {} has no chip encoder",
-            station.name
-        )
-    })?;
-    let specs = pki
-        .key_specs(&options.certificates)
-        .map_err(|e| crate::report(&e))?;
-    let (card, sealed) = {
-        let mut conn = ctx.store.reader().await.map_err(|e| e.to_string())?;
-        let card = cards::get(&mut conn, claim.card)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("the card vanished")?
-            .card;
-        (
-            card,
-            certificates::sealed_puk(&mut conn, claim.card)
-                .await
-                .map_err(|e| e.to_string())?,
-        )
-    };
-    let old_puk = sealed.as_deref().and_then(|s| pki.open_puk(s));
-    let pin = random_digits(ctx, options.pin_length);
-    let puk = random_digits(ctx, options.puk_length);
-    let mut nonce = [0u8; 12];
-    ctx.entropy.fill(&mut nonce);
-    let serials: Vec<[u8; 16]> = specs.iter().map(|_| new_serial(ctx)).collect();
-    let now = ctx.now();
-    let issue_date = now.format("%Y-%m-%d").to_string();
-    let puk_sealed = pki.seal_puk(nonce, &puk);
-    let serial = claim.serial.clone();
-    let certificates = tokio::task::spawn_blocking(move || {
-        let mut records = Vec::new();
-        let mut serials = serials.into_iter();
-        let subject = Subject {
-            common_name: serial.clone(),
-            email: None,
         };
-        let result = encoder.encode(
-            &serial,
-            &puk,
-            &pin,
-            old_puk.as_deref(),
-            &specs,
-            &mut |key| {
-                let (on_card, record) = pki
-                    .issue(
-                        &card,
-                        key,
-                        CertificateKind::Card,
-                        &subject,
-                        None,
-                        serials.next().unwrap_or([1; 16]),
-                        now,
-                    )
-                    .map_err(|e| EncodeError::Certificate(crate::report(&e)))?;
-                records.push(record);
-                Ok(on_card)
-            },
-        );
-        let letter = result.map_err(|e| e.to_string()).and_then(|_| {
-            pin_letter_pdf(&serial, &pin, &issue_date).map_err(|e| format!("PIN letter: {e}"))
-        });
-        (letter, records)
-    })
-    .await
-    .map_err(|e| format!("encoding stopped: {e}"))?;
-    match certificates {
-        (Ok(pin_letter), certificates) => Ok(Encoded {
-            pin_letter,
-            puk_sealed,
-            certificates,
-        }),
-        (Err(reason), certificates) => Err(EncodeFailure {
-            reason,
-            certificates,
-        }),
     }
+    let outcome = station.produce(&attempt.job, attempt.issuer()).await;
+    if let Outcome::Failed { error, .. } = &outcome {
+        let reason = cardwright_station::reason(error);
+        tracing::warn!(station = %station.name, serial = %attempt.job.serial, %reason, "production failed");
+    }
+    outcome
 }
 
-/// Claims, encodes (when the options say so), prints and records one card. Returns false when
-/// the queue was empty.
+/// Claims, produces and records one card. Returns false when the queue was empty.
 pub async fn produce_one(ctx: &Context, station: &Station) -> Result<bool, ProcessError> {
-    let Some(claim) = claim(ctx, &station.name).await? else {
+    let Some(attempt) = claim(ctx, &station.name).await? else {
         return Ok(false);
     };
-    let run = {
-        let mut conn = ctx.store.reader().await?;
-        ctx.scripts
-            .for_run(
-                &mut conn,
-                &claim.template,
-                PROCESS.as_str(),
-                &claim.operator,
-            )
-            .await?
-    };
-    let encoded = if run.options.encode {
-        match encode(ctx, station, &claim, &run.options).await {
-            Ok(encoded) => Some(encoded),
-            Err(EncodeFailure {
-                reason,
-                certificates,
-            }) => {
-                tracing::warn!(station = %station.name, serial = %claim.serial, %reason, "encoding failed");
-                // Certificates already on the chip are recorded, revoked, with the failure.
-                let partial = Encoded {
-                    pin_letter: Vec::new(),
-                    puk_sealed: String::new(),
-                    certificates,
-                };
-                finish(ctx, &claim, Err(reason), Some(&partial), Some(&run)).await?;
-                return Ok(true);
-            }
-        }
-    } else {
-        None
-    };
-    let face = CardFace {
-        serial: claim.serial.clone(),
-        template: claim.template.clone(),
-        issue_date: ctx.now().format("%Y-%m-%d").to_string(),
-        ..CardFace::default()
-    };
-    let artwork = CardArtwork::new(
-        claim
-            .front_layout
-            .as_deref()
-            .unwrap_or(layout::TEMPORARY_FRONT),
-        claim
-            .back_layout
-            .as_deref()
-            .unwrap_or(layout::TEMPORARY_BACK),
-        face,
-    );
-    let job = PrintJob {
-        card_id: claim.card.to_string(),
-        serial: claim.serial.clone(),
-        template: claim.template.clone(),
-        order_id: claim.order.to_string(),
-        attempt: claim.attempt,
-        station: station.name.clone(),
-        artwork,
-        pin_letter: encoded.as_ref().map(|e| e.pin_letter.clone()),
-    };
-    let outcome = station.printer.print(&job).await.map_err(|e| e.to_string());
-    if let Err(reason) = &outcome {
-        tracing::warn!(station = %station.name, serial = %claim.serial, %reason, "production failed");
-    }
-    finish(ctx, &claim, outcome, encoded.as_ref(), Some(&run)).await?;
+    let outcome = run_job(station, &attempt).await;
+    finish(ctx, &attempt, &outcome, None).await?;
     Ok(true)
+}
+
+/// Produces cards while the queue has work: each outcome is recorded in the transaction that
+/// claims the next item. Returns how many cards were worked on; `stop` is asked before each
+/// claim, so a card in hand is always finished and recorded.
+pub async fn produce_while_queued(
+    ctx: &Context,
+    station: &Station,
+    stop: impl Fn() -> bool,
+) -> Result<u64, ProcessError> {
+    let mut worked = 0;
+    let mut next = claim(ctx, &station.name).await?;
+    while let Some(attempt) = next {
+        let outcome = run_job(station, &attempt).await;
+        worked += 1;
+        let again = (!stop()).then_some(station.name.as_str());
+        next = finish(ctx, &attempt, &outcome, again).await?.1;
+    }
+    Ok(worked)
 }
 
 /// Marks items left in a printer as failed ("production interrupted"): those of this station
@@ -362,8 +440,22 @@ pub async fn recover(
         batch_orders::interrupted(&mut conn, station, ctx.now() - stale_after).await?
     };
     let mut recovered = 0;
-    for claim in &found {
-        if finish(ctx, claim, Err(INTERRUPTED.to_owned()), None, None).await? {
+    for claim in found {
+        let mut tx = ctx.store.begin().await?;
+        let done = record(
+            ctx,
+            &mut tx,
+            &claim,
+            ItemStatus::Failed,
+            Some(INTERRUPTED),
+            &[],
+            None,
+            None,
+            false,
+        )
+        .await?;
+        Store::commit(tx).await?;
+        if done {
             recovered += 1;
         }
     }
