@@ -217,30 +217,41 @@ pub async fn append(conn: &mut Conn, key: &AuditKey, new: NewEvent) -> Result<i6
     event.hash = event.expected_hash();
     event.mac = trusted.then(|| key.sign(Signed::Event, seq, &event.hash));
     let signature = trusted.then(|| key.sign(Signed::Head, seq, &event.hash));
-    sqlx::query(
-        "INSERT INTO audit_events (seq, at, operator, process, card_id, order_id, old_state, \
-         new_state, details, prev_hash, hash, mac) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(event.seq)
-    .bind(to_micros(event.at))
-    .bind(&event.operator)
-    .bind(&event.process)
-    .bind(event.card.clone())
-    .bind(event.order.clone())
-    .bind(event.old_state.clone())
-    .bind(event.new_state.clone())
-    .bind(&event.details)
-    .bind(&event.prev_hash)
-    .bind(&event.hash)
-    .bind(event.mac.clone())
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("UPDATE audit_head SET hash = $1, signature = $2 WHERE id = 1")
+    // On PostgreSQL the event and the head's new hash go in one statement: the head stays locked
+    // until commit, and every round trip while it is held delays every other appender.
+    let postgres = conn.backend_name() == "PostgreSQL";
+    let insert = "INSERT INTO audit_events (seq, at, operator, process, card_id, order_id, \
+                  old_state, new_state, details, prev_hash, hash, mac) \
+                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+    let statement = if postgres {
+        format!("WITH event AS ({insert}) UPDATE audit_head SET hash = $11, signature = $13 WHERE id = 1")
+    } else {
+        insert.to_owned()
+    };
+    let mut query = sqlx::query(&statement)
+        .bind(event.seq)
+        .bind(to_micros(event.at))
+        .bind(&event.operator)
+        .bind(&event.process)
+        .bind(event.card.clone())
+        .bind(event.order.clone())
+        .bind(event.old_state.clone())
+        .bind(event.new_state.clone())
+        .bind(&event.details)
+        .bind(&event.prev_hash)
         .bind(&event.hash)
-        .bind(signature)
-        .execute(conn)
-        .await?;
+        .bind(event.mac.clone());
+    if postgres {
+        query = query.bind(signature.clone());
+    }
+    query.execute(&mut *conn).await?;
+    if !postgres {
+        sqlx::query("UPDATE audit_head SET hash = $1, signature = $2 WHERE id = 1")
+            .bind(&event.hash)
+            .bind(signature)
+            .execute(conn)
+            .await?;
+    }
     Ok(seq)
 }
 

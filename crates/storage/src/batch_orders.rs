@@ -172,8 +172,10 @@ pub async fn get(conn: &mut Conn, id: BatchOrderId) -> Result<Option<OrderRecord
     }))
 }
 
-/// Locks an order until the transaction ends; every change to an order or its items takes this
-/// lock first, so changes to one order take turns.
+/// Locks an order until the transaction ends; every change to an order's state takes this lock
+/// first, so changes to one order take turns. Stations recording their cards take the shared
+/// lock ([`lock_shared`]): they wait for a change of the order's state and it waits for them,
+/// but they do not wait for each other.
 pub async fn lock(
     conn: &mut Conn,
     dialect: Dialect,
@@ -183,6 +185,26 @@ pub async fn lock(
         "SELECT b.id, b.process, b.state, b.operator_id, b.created_at, b.updated_at, '' AS username \
          FROM batch_orders b WHERE b.id = $1{}",
         dialect.for_update()
+    ))
+    .bind(id.to_string())
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref()
+        .map(|r| order(r).map(|(o, _, _)| o))
+        .transpose()
+}
+
+/// The order, locked against changes of its state (Next, Cancel, Complete, Repeat production)
+/// but not against other stations recording their cards of it at the same time.
+pub async fn lock_shared(
+    conn: &mut Conn,
+    dialect: Dialect,
+    id: BatchOrderId,
+) -> Result<Option<BatchOrder>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT b.id, b.process, b.state, b.operator_id, b.created_at, b.updated_at, '' AS username \
+         FROM batch_orders b WHERE b.id = $1{}",
+        dialect.for_share()
     ))
     .bind(id.to_string())
     .fetch_optional(conn)
@@ -324,6 +346,27 @@ pub async fn requeue(
 }
 
 /// Items of an order still waiting or in a printer.
+/// Whether any item of the order is still queued (0 or 1), and how many are in a printer (at
+/// most 64 are counted). Enough to tell whether the order is done or nearly so, without counting
+/// a large order's whole queue for every card.
+pub async fn in_progress(conn: &mut Conn, order: BatchOrderId) -> Result<(u64, u64), StoreError> {
+    let row = sqlx::query(
+        "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM batch_order_items \
+         WHERE order_id = $1 AND status = $2 LIMIT 1) q) AS queued, \
+         (SELECT COUNT(*) FROM (SELECT 1 FROM batch_order_items \
+         WHERE order_id = $1 AND status = $3 LIMIT 64) p) AS producing",
+    )
+    .bind(order.to_string())
+    .bind(ItemStatus::Queued.as_str())
+    .bind(ItemStatus::Producing.as_str())
+    .fetch_one(conn)
+    .await?;
+    let count = |name: &str| -> Result<u64, StoreError> {
+        Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or(0))
+    };
+    Ok((count("queued")?, count("producing")?))
+}
+
 pub async fn unfinished(conn: &mut Conn, order: BatchOrderId) -> Result<u64, StoreError> {
     let n: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM batch_order_items WHERE order_id = $1 AND status IN ($2, $3)",
@@ -382,16 +425,19 @@ pub async fn claim_next(
     now: Timestamp,
 ) -> Result<Option<Claim>, StoreError> {
     let lock = match dialect {
-        Dialect::Postgres => " FOR UPDATE OF i SKIP LOCKED",
+        Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
         Dialect::Sqlite => "",
     };
+    // The item is chosen alone, in the queue index's order, and only then joined with what the
+    // printer needs: a join first would read every queued item before taking the oldest.
     let row = sqlx::query(&format!(
-        "SELECT i.order_id, i.card_id, i.attempts, c.serial, t.name AS template, t.front_svg, t.back_svg, \
-         o.username AS operator FROM batch_order_items i \
-         JOIN batch_orders b ON b.id = i.order_id JOIN cards c ON c.id = i.card_id \
-         JOIN operators o ON o.id = b.operator_id \
-         JOIN card_templates t ON t.id = c.template_id \
-         WHERE i.status = $1 AND b.state = $2 ORDER BY i.queued_at, i.position LIMIT 1{lock}"
+        "WITH next AS (SELECT order_id, card_id, attempts FROM batch_order_items \
+         WHERE status = $1 AND order_id IN (SELECT id FROM batch_orders WHERE state = $2) \
+         ORDER BY status, queued_at, position LIMIT 1{lock}) \
+         SELECT next.order_id, next.card_id, next.attempts, c.serial, t.name AS template, \
+         t.front_svg, t.back_svg, o.username AS operator FROM next \
+         JOIN batch_orders b ON b.id = next.order_id JOIN cards c ON c.id = next.card_id \
+         JOIN operators o ON o.id = b.operator_id JOIN card_templates t ON t.id = c.template_id"
     ))
     .bind(ItemStatus::Queued.as_str())
     .bind(OrderState::Producing.as_str())

@@ -46,6 +46,15 @@ impl Dialect {
             Dialect::Postgres => " FOR UPDATE",
         }
     }
+
+    /// The suffix that keeps selected rows from changing until the transaction ends while
+    /// letting other transactions hold the same lock (none on SQLite, as above).
+    pub fn for_share(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR SHARE",
+        }
+    }
 }
 
 /// The database behind Cardwright.

@@ -253,51 +253,95 @@ pub async fn finish(
         ctx,
         &mut tx,
         &attempt.claim,
-        status,
-        reason.as_deref(),
-        &certificates,
-        if status == ItemStatus::Produced {
-            attempt.puk_sealed.as_deref()
-        } else {
-            None
+        Recorded {
+            status,
+            error: reason.as_deref(),
+            certificates: &certificates,
+            puk_sealed: if status == ItemStatus::Produced {
+                attempt.puk_sealed.as_deref()
+            } else {
+                None
+            },
+            options: attempt.run.as_ref(),
+            encoding: attempt.job.encoding.is_some(),
         },
-        attempt.run.as_ref(),
-        attempt.job.encoding.is_some(),
+        next,
     )
     .await?;
-    let next = match next {
-        Some(station) => claim_in(ctx, &mut tx, station).await?,
-        None => None,
-    };
     Store::commit(tx).await?;
-    Ok((recorded, next))
+    if recorded.recheck {
+        settle_when_done(ctx, attempt.claim.order).await?;
+    }
+    Ok((recorded.current, recorded.next))
 }
 
-/// The outcome's writes, in the caller's transaction; false when the claim is no longer current.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "each argument is one fact of the outcome"
-)]
+/// What an outcome writes.
+struct Recorded<'a> {
+    status: ItemStatus,
+    error: Option<&'a str>,
+    certificates: &'a [CertificateRecord],
+    puk_sealed: Option<&'a str>,
+    options: Option<&'a RunOptions>,
+    encoding: bool,
+}
+
+/// What recording an outcome gave.
+struct RecordResult {
+    /// The claim was current and the outcome counted.
+    current: bool,
+    /// The station's next item, when it asked for one.
+    next: Option<Attempt>,
+    /// The order's last items were in other printers at the same time: whether it is done is
+    /// known only once they are recorded too.
+    recheck: bool,
+}
+
+/// The outcome's writes and the next claim, in the caller's transaction.
+///
+/// Stations hold the order's shared lock, so two stations record cards of one order at once.
+/// The one that sees nothing left queued or producing marks the order produced; when the last
+/// items of an order finish in two printers at the same moment, neither sees the other's
+/// outcome, so each checks again after its commit ([`settle_when_done`]). The order's state
+/// changes before the card's, and the audit head is locked last, held only for the events.
 async fn record(
     ctx: &Context,
     tx: &mut Conn,
     claim: &Claim,
-    status: ItemStatus,
-    error: Option<&str>,
-    issued: &[CertificateRecord],
-    puk_sealed: Option<&str>,
-    options: Option<&RunOptions>,
-    encoding: bool,
-) -> Result<bool, ProcessError> {
+    outcome: Recorded<'_>,
+    next: Option<&str>,
+) -> Result<RecordResult, ProcessError> {
     let now = ctx.now();
-    // Lock order: the batch order, then the card, then the audit head.
-    let order = batch_orders::lock(&mut *tx, ctx.store.dialect(), claim.order)
+    let Recorded {
+        status,
+        error,
+        certificates: issued,
+        puk_sealed,
+        options,
+        encoding,
+    } = outcome;
+    // Lock order: the batch order, then the items, then the card, then the audit head.
+    let order = batch_orders::lock_shared(&mut *tx, ctx.store.dialect(), claim.order)
         .await?
         .ok_or_else(|| ProcessError::Internal(format!("batch order {} vanished", claim.order)))?;
     if !batch_orders::finish(&mut *tx, claim, status, error, now).await? {
-        return Ok(false);
+        let next = match next {
+            Some(station) => claim_in(ctx, tx, station).await?,
+            None => None,
+        };
+        return Ok(RecordResult {
+            current: false,
+            next,
+            recheck: false,
+        });
     }
-    let unfinished = batch_orders::unfinished(&mut *tx, claim.order).await?;
+    let (queued, producing) = batch_orders::in_progress(&mut *tx, claim.order).await?;
+    let settled = settle(order.state, queued + producing);
+    let settled = settled != order.state
+        && batch_orders::set_state(&mut *tx, claim.order, order.state, settled, now).await?;
+    let next = match next {
+        Some(station) => claim_in(ctx, tx, station).await?,
+        None => None,
+    };
     let before = load_for_update(&mut *tx, ctx, claim.card).await?;
     let actor = Actor::System("production");
     let mut serials = Vec::new();
@@ -360,26 +404,58 @@ async fn record(
         )
         .await?;
     }
-    let settled = settle(order.state, unfinished);
-    if settled != order.state
-        && batch_orders::set_state(&mut *tx, claim.order, order.state, settled, now).await?
-    {
-        let counts = batch_orders::get(&mut *tx, claim.order)
-            .await?
-            .map(|r| r.counts)
-            .unwrap_or_default();
-        order_event(
-            tx,
-            ctx,
-            &actor,
-            claim.order,
-            Some(OrderState::Producing),
-            settled,
-            serde_json::json!({ "action": "produced", "produced": counts.produced, "failed": counts.failed }),
-        )
-        .await?;
+    if settled {
+        produced_event(ctx, tx, claim.order).await?;
     }
-    Ok(true)
+    Ok(RecordResult {
+        current: true,
+        next,
+        recheck: !settled && queued == 0 && producing > 0 && order.state == OrderState::Producing,
+    })
+}
+
+/// The audit event of an order whose cards are all done.
+async fn produced_event(
+    ctx: &Context,
+    tx: &mut Conn,
+    order: cardwright_domain::BatchOrderId,
+) -> Result<(), ProcessError> {
+    let counts = batch_orders::get(&mut *tx, order)
+        .await?
+        .map(|r| r.counts)
+        .unwrap_or_default();
+    order_event(
+        tx,
+        ctx,
+        &Actor::System("production"),
+        order,
+        Some(OrderState::Producing),
+        OrderState::Produced,
+        serde_json::json!({ "action": "produced", "produced": counts.produced, "failed": counts.failed }),
+    )
+    .await
+}
+
+/// Marks the order produced if none of its items is queued or in a printer any more, under the
+/// order's own lock (so it waits for stations still recording cards of it).
+async fn settle_when_done(
+    ctx: &Context,
+    order: cardwright_domain::BatchOrderId,
+) -> Result<(), ProcessError> {
+    let now = ctx.now();
+    let mut tx = ctx.store.begin().await?;
+    let Some(locked) = batch_orders::lock(&mut tx, ctx.store.dialect(), order).await? else {
+        return Ok(());
+    };
+    let (queued, producing) = batch_orders::in_progress(&mut tx, order).await?;
+    let settled = settle(locked.state, queued + producing);
+    if settled != locked.state
+        && batch_orders::set_state(&mut tx, order, locked.state, settled, now).await?
+    {
+        produced_event(ctx, &mut tx, order).await?;
+    }
+    Store::commit(tx).await?;
+    Ok(())
 }
 
 /// Hands an attempt to the station and returns its outcome (a job the server could not prepare
@@ -442,20 +518,26 @@ pub async fn recover(
     let mut recovered = 0;
     for claim in found {
         let mut tx = ctx.store.begin().await?;
-        let done = record(
+        let recorded = record(
             ctx,
             &mut tx,
             &claim,
-            ItemStatus::Failed,
-            Some(INTERRUPTED),
-            &[],
+            Recorded {
+                status: ItemStatus::Failed,
+                error: Some(INTERRUPTED),
+                certificates: &[],
+                puk_sealed: None,
+                options: None,
+                encoding: false,
+            },
             None,
-            None,
-            false,
         )
         .await?;
         Store::commit(tx).await?;
-        if done {
+        if recorded.recheck {
+            settle_when_done(ctx, claim.order).await?;
+        }
+        if recorded.current {
             recovered += 1;
         }
     }
