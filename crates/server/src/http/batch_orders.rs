@@ -7,12 +7,13 @@ use cardwright_processes::temp_cards::issue_multiple;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::ErrorBody;
 use super::extract::{ApiJson, ApiQuery, Auth};
 use super::openapi::{BadId, JsonBody, NeedsLogin};
 use super::schema::{card_ids, optional_whole_number, Id, OrderStateParam, ProcessText};
 use super::views::{BatchOrderList, BatchOrderSummary, BatchOrderView};
-use super::{ApiError, AppState};
+use crate::error::ApiError;
+use crate::error::ErrorBody;
+use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

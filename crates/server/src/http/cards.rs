@@ -14,12 +14,13 @@ use cardwright_processes::temp_cards::{
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::ErrorBody;
 use super::extract::{ApiJson, ApiQuery, Auth};
 use super::openapi::{BadId, JsonBody, NeedsLogin};
 use super::schema::{optional_whole_number, whole_number, CardStateParam, Id, Side};
 use super::views::{CardDetail, CardList, CardView};
-use super::{ApiError, AppState};
+use crate::error::ApiError;
+use crate::error::ErrorBody;
+use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

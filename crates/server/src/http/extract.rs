@@ -9,7 +9,8 @@ use cardwright_domain::Operator;
 use cardwright_processes::auth;
 use serde::de::DeserializeOwned;
 
-use super::{ApiError, AppState};
+use crate::error::ApiError;
+use crate::state::AppState;
 
 /// A JSON body sent as `Content-Type: application/json`; another media type (also one that
 /// merely ends in `+json`) is 415; malformed JSON, wrong types or a missing body are 400.
@@ -42,7 +43,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                     status: StatusCode::PAYLOAD_TOO_LARGE,
                     message: format!(
                         "the request body is larger than {} MiB",
-                        super::BODY_LIMIT / (1024 * 1024)
+                        crate::state::BODY_LIMIT / (1024 * 1024)
                     ),
                     position: None,
                 })

@@ -7,12 +7,13 @@ use cardwright_processes::persons::{self, NewPerson};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::error::ErrorBody;
 use super::extract::{ApiJson, ApiQuery, Auth};
 use super::openapi::{BadId, JsonBody, NeedsLogin};
 use super::schema::{optional_whole_number, Id};
 use super::views::{CardView, NewPersonBody, PersonDetail, PersonList, PersonView};
-use super::{ApiError, AppState};
+use crate::error::ApiError;
+use crate::error::ErrorBody;
+use crate::state::AppState;
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -8,12 +8,13 @@ use axum::Json;
 use cardwright_processes::templates;
 
 use super::cards::PreviewQuery;
-use super::error::ErrorBody;
 use super::extract::{ApiJson, ApiQuery, Auth};
 use super::openapi::{JsonBody, NeedsLogin};
 use super::schema::{Id, Side};
 use super::views::{TemplateBody, TemplateList, TemplateView};
-use super::{ApiError, AppState};
+use crate::error::ApiError;
+use crate::error::ErrorBody;
+use crate::state::AppState;
 
 /// All card templates.
 #[utoipa::path(get, path = "/card-templates", tag = "templates", security(("bearer" = [])),

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::cards::EventRow;
 use super::page::{explain, forbidden, process_error, render, Layout, Reply, Section};
 use super::session::UiSession;
-use crate::http::AppState;
+use crate::state::AppState;
 
 struct OperatorRow {
     username: String,

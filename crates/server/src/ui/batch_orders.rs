@@ -19,7 +19,7 @@ use super::page::{
     Section,
 };
 use super::session::{see_other, UiSession};
-use crate::http::AppState;
+use crate::state::AppState;
 
 pub(super) const PROCESS: ProcessName = ProcessName::TempCardsBoProcIssueMultiple;
 

@@ -22,7 +22,7 @@ use super::page::{
 };
 use super::persons::PersonRow;
 use super::session::{see_other, UiSession};
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// A card as lists show it.
 pub(crate) struct CardRow {

@@ -11,7 +11,7 @@ use super::cards::{state_names, CardRow};
 use super::page::{choices, explain, render, Choice, Layout, Reply, Section};
 use super::persons::PersonRow;
 use super::session::UiSession;
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// A link to a frequent task.
 struct Shortcut {

@@ -30,7 +30,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// What pages may load and where forms may go: only this server, nothing inline.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \

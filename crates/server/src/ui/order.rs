@@ -19,7 +19,7 @@ use super::batch_orders::{allowed, reply, PROCESS};
 use super::form::Posted;
 use super::page::{explain, not_found, process_error, when, Layout, Reply, Section};
 use super::session::{see_other, UiSession};
-use crate::http::AppState;
+use crate::state::AppState;
 
 struct ItemRow {
     card: String,

@@ -9,7 +9,7 @@ use cardwright_domain::Role;
 use cardwright_processes::ProcessError;
 
 use super::session::UiSession;
-use crate::http::ApiError;
+use crate::error::ApiError;
 
 /// A page handler's answer: the page, or an error page (or redirect) to show instead.
 pub(crate) type Reply = Result<Response, Response>;

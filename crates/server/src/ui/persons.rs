@@ -12,7 +12,7 @@ use super::cards::CardRow;
 use super::form::Posted;
 use super::page::{explain, forbidden, process_error, render, render_with, Layout, Reply, Section};
 use super::session::{see_other, UiSession};
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// A person as lists show it.
 pub(crate) struct PersonRow {
