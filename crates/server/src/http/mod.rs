@@ -1,10 +1,12 @@
 //! The REST API under `/api/v1` with its OpenAPI document, and the server's own documents
 //! (`/healthz`, `/metrics`, `/pki/*`) that [`crate::router`] serves beside it.
+//!
+//! Each card area (today `temp_cards`) is a module with its own routes; what the areas share
+//! (login, persons, templates, the option script, the audit log, the error and value schemas, the
+//! views) is at this module's root.
 
 mod audit;
 mod auth;
-mod batch_orders;
-mod cards;
 mod extract;
 pub(crate) mod metrics;
 pub(crate) mod openapi;
@@ -12,6 +14,7 @@ mod persons;
 pub(crate) mod pki;
 mod schema;
 mod scripts;
+mod temp_cards;
 mod templates;
 mod views;
 
@@ -28,15 +31,6 @@ pub fn api() -> OpenApiRouter<AppState> {
     let v1 = OpenApiRouter::new()
         .routes(routes!(auth::login))
         .routes(routes!(auth::logout))
-        .routes(routes!(cards::request_cards))
-        .routes(routes!(cards::list_cards))
-        .routes(routes!(cards::get_card))
-        .routes(routes!(cards::abort))
-        .routes(routes!(cards::assign))
-        .routes(routes!(cards::withdraw))
-        .routes(routes!(cards::extend))
-        .routes(routes!(cards::lock))
-        .routes(routes!(cards::preview))
         .routes(routes!(persons::list_persons, persons::create_person))
         .routes(routes!(persons::get_person))
         .routes(routes!(
@@ -45,19 +39,11 @@ pub fn api() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(templates::get_template, templates::update_template))
         .routes(routes!(templates::preview))
-        .routes(routes!(
-            batch_orders::list_orders,
-            batch_orders::create_order
-        ))
-        .routes(routes!(batch_orders::get_order))
-        .routes(routes!(batch_orders::next))
-        .routes(routes!(batch_orders::repeat))
-        .routes(routes!(batch_orders::complete))
-        .routes(routes!(batch_orders::cancel))
         .routes(routes!(scripts::get_script, scripts::put_script))
         .routes(routes!(scripts::list_versions))
         .routes(routes!(scripts::restore_version))
-        .routes(routes!(audit::list_events));
+        .routes(routes!(audit::list_events))
+        .merge(temp_cards::routes());
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)
 }
 

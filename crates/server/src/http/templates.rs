@@ -7,10 +7,9 @@ use axum::response::IntoResponse;
 use axum::Json;
 use cardwright_processes::templates;
 
-use super::cards::PreviewQuery;
 use super::extract::{ApiJson, ApiQuery, Auth};
 use super::openapi::{JsonBody, NeedsLogin};
-use super::schema::{Id, Side};
+use super::schema::{Id, PreviewQuery, Side};
 use super::views::{TemplateBody, TemplateList, TemplateView};
 use crate::error::ApiError;
 use crate::error::ErrorBody;

@@ -8,10 +8,10 @@ use cardwright_processes::persons::{self, NewPerson};
 use cardwright_processes::temp_cards::cards as card_process;
 use serde::Deserialize;
 
-use super::cards::CardRow;
 use super::form::Posted;
 use super::page::{explain, forbidden, process_error, render, render_with, Layout, Reply, Section};
 use super::session::{see_other, UiSession};
+use super::temp_cards::CardRow;
 use crate::state::AppState;
 
 /// A person as lists show it.

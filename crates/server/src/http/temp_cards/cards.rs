@@ -14,12 +14,14 @@ use cardwright_processes::temp_cards::{
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiJson, ApiQuery, Auth};
-use super::openapi::{BadId, JsonBody, NeedsLogin};
-use super::schema::{optional_whole_number, whole_number, CardStateParam, Id, Side};
-use super::views::{CardDetail, CardList, CardView};
 use crate::error::ApiError;
 use crate::error::ErrorBody;
+use crate::http::extract::{ApiJson, ApiQuery, Auth};
+use crate::http::openapi::{BadId, JsonBody, NeedsLogin};
+use crate::http::schema::{
+    optional_whole_number, whole_number, CardStateParam, Id, PreviewQuery, Side,
+};
+use crate::http::views::{CardDetail, CardList, CardView};
 use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
@@ -217,13 +219,6 @@ pub async fn lock(
     Ok(Json(
         lock_p::lock(&state.ctx, &op, card_id(&id)?).await?.into(),
     ))
-}
-
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PreviewQuery {
-    /// front (default) or back.
-    pub side: Option<Side>,
 }
 
 /// The card's PNG preview, as it prints, with its holder and validity.

@@ -16,10 +16,10 @@ use cardwright_processes::ProcessError;
 use serde::Serialize;
 
 use super::batch_orders::{allowed, reply, PROCESS};
-use super::form::Posted;
-use super::page::{explain, not_found, process_error, when, Layout, Reply, Section};
-use super::session::{see_other, UiSession};
 use crate::state::AppState;
+use crate::ui::form::Posted;
+use crate::ui::page::{explain, not_found, process_error, when, Layout, Reply, Section};
+use crate::ui::session::{see_other, UiSession};
 
 struct ItemRow {
     card: String,

@@ -11,18 +11,18 @@ use cardwright_domain::CardId;
 use cardwright_processes::temp_cards::cards::{self, CardProfile};
 use cardwright_processes::temp_cards::{abort, assign, extend, lock, request, withdraw};
 use cardwright_processes::{persons, templates, ProcessError};
-use cardwright_storage::audit::Event;
 use cardwright_storage::cards::CardRecord;
 use serde::Deserialize;
 
-use super::form::Posted;
-use super::page::{
+use crate::state::AppState;
+use crate::ui::admin::EventRow;
+use crate::ui::form::Posted;
+use crate::ui::page::{
     choices, day, explain, forbidden, not_found, png_reply, process_error, render, render_with,
     when, Choice, Layout, Reply, Section,
 };
-use super::persons::PersonRow;
-use super::session::{see_other, UiSession};
-use crate::state::AppState;
+use crate::ui::persons::PersonRow;
+use crate::ui::session::{see_other, UiSession};
 
 /// A card as lists show it.
 pub(crate) struct CardRow {
@@ -63,39 +63,6 @@ impl From<CardRecord> for CardRow {
                 .batch_order
                 .map(|o| o.to_string())
                 .unwrap_or_default(),
-        }
-    }
-}
-
-/// An audit event as the card profile and the audit log show it.
-pub(crate) struct EventRow {
-    pub seq: i64,
-    pub at: String,
-    pub operator: String,
-    pub process: String,
-    pub card: String,
-    pub order: String,
-    pub change: String,
-    pub details: String,
-}
-
-impl From<Event> for EventRow {
-    fn from(e: Event) -> Self {
-        let change = match (&e.old_state, &e.new_state) {
-            (Some(old), Some(new)) => format!("{old} → {new}"),
-            (None, Some(new)) => format!("→ {new}"),
-            (Some(old), None) => format!("{old} →"),
-            (None, None) => String::new(),
-        };
-        Self {
-            seq: e.seq,
-            at: e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
-            operator: e.operator,
-            process: e.process,
-            card: e.card.unwrap_or_default(),
-            order: e.order.unwrap_or_default(),
-            change,
-            details: e.details,
         }
     }
 }
@@ -279,7 +246,7 @@ pub(crate) async fn preview(
     State(state): State<AppState>,
     session: UiSession,
     Path(id): Path<String>,
-    Query(q): Query<super::page::PreviewQuery>,
+    Query(q): Query<crate::ui::page::PreviewQuery>,
 ) -> Reply {
     let id = CardId::parse(&id).map_err(|e| process_error(&session, e.into()))?;
     let side = cardwright_processes::parse_side(q.side.as_deref().unwrap_or("front"))
@@ -345,7 +312,7 @@ async fn action_page(
                 ),
             ),
         };
-        return Err(super::page::error_page(session, status, message));
+        return Err(crate::ui::page::error_page(session, status, message));
     }
     let query = query.unwrap_or_default();
     let searched = def.action == "assign" && !query.trim().is_empty();

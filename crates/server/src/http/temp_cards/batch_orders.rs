@@ -7,12 +7,12 @@ use cardwright_processes::temp_cards::issue_multiple;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiJson, ApiQuery, Auth};
-use super::openapi::{BadId, JsonBody, NeedsLogin};
-use super::schema::{card_ids, optional_whole_number, Id, OrderStateParam, ProcessText};
-use super::views::{BatchOrderList, BatchOrderSummary, BatchOrderView};
 use crate::error::ApiError;
 use crate::error::ErrorBody;
+use crate::http::extract::{ApiJson, ApiQuery, Auth};
+use crate::http::openapi::{BadId, JsonBody, NeedsLogin};
+use crate::http::schema::{card_ids, optional_whole_number, Id, OrderStateParam, ProcessText};
+use crate::http::views::{BatchOrderList, BatchOrderSummary, BatchOrderView};
 use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
