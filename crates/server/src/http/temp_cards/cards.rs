@@ -1,6 +1,6 @@
 //! Temporary cards: request, search, profile and the single-card processes.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
 use crate::error::ErrorBody;
-use crate::http::extract::{ApiJson, ApiQuery, Auth};
+use crate::http::extract::{ApiJson, ApiQuery, Auth, IdPath};
 use crate::http::openapi::{BadId, JsonBody, NeedsLogin};
 use crate::http::schema::{
     optional_whole_number, whole_number, CardStateParam, Id, PreviewQuery, Side,
@@ -106,13 +106,13 @@ pub async fn list_cards(
 pub async fn get_card(
     State(state): State<AppState>,
     Auth(op): Auth,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<CardId>,
 ) -> Result<Json<CardDetail>, ApiError> {
-    Ok(Json(cards::profile(&state.ctx, &op, &id).await?.into()))
-}
-
-fn card_id(id: &str) -> Result<CardId, ApiError> {
-    CardId::parse(id).map_err(|e| ApiError::bad_request(e.to_string()))
+    Ok(Json(
+        cards::profile(&state.ctx, &op, &id.to_string())
+            .await?
+            .into(),
+    ))
 }
 
 /// TempCardsProcAbort: requested → aborted.
@@ -125,11 +125,9 @@ fn card_id(id: &str) -> Result<CardId, ApiError> {
 pub async fn abort(
     State(state): State<AppState>,
     Auth(op): Auth,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<CardId>,
 ) -> Result<Json<CardView>, ApiError> {
-    Ok(Json(
-        abort_p::abort(&state.ctx, &op, card_id(&id)?).await?.into(),
-    ))
+    Ok(Json(abort_p::abort(&state.ctx, &op, id).await?.into()))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -150,14 +148,14 @@ pub struct AssignBody {
 pub async fn assign(
     State(state): State<AppState>,
     Auth(op): Auth,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<CardId>,
     ApiJson(body): ApiJson<AssignBody>,
 ) -> Result<Json<CardView>, ApiError> {
     Ok(Json(
         assign_p::assign(
             &state.ctx,
             &op,
-            card_id(&id)?,
+            id,
             cardwright_domain::PersonId::parse(&body.person)
                 .map_err(|e| ApiError::bad_request(e.to_string()))?,
         )
@@ -176,12 +174,10 @@ pub async fn assign(
 pub async fn withdraw(
     State(state): State<AppState>,
     Auth(op): Auth,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<CardId>,
 ) -> Result<Json<CardView>, ApiError> {
     Ok(Json(
-        withdraw_p::withdraw(&state.ctx, &op, card_id(&id)?)
-            .await?
-            .into(),
+        withdraw_p::withdraw(&state.ctx, &op, id).await?.into(),
     ))
 }
 
@@ -195,13 +191,9 @@ pub async fn withdraw(
 pub async fn extend(
     State(state): State<AppState>,
     Auth(op): Auth,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<CardId>,
 ) -> Result<Json<CardView>, ApiError> {
-    Ok(Json(
-        extend_p::extend(&state.ctx, &op, card_id(&id)?)
-            .await?
-            .into(),
-    ))
+    Ok(Json(extend_p::extend(&state.ctx, &op, id).await?.into()))
 }
 
 /// TempCardsProcLock: assigned or unassigned → locked, for good.
@@ -214,11 +206,9 @@ pub async fn extend(
 pub async fn lock(
     State(state): State<AppState>,
     Auth(op): Auth,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<CardId>,
 ) -> Result<Json<CardView>, ApiError> {
-    Ok(Json(
-        lock_p::lock(&state.ctx, &op, card_id(&id)?).await?.into(),
-    ))
+    Ok(Json(lock_p::lock(&state.ctx, &op, id).await?.into()))
 }
 
 /// The card's PNG preview, as it prints, with its holder and validity.
@@ -231,10 +221,10 @@ pub async fn lock(
 pub async fn preview(
     State(state): State<AppState>,
     Auth(_op): Auth,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<CardId>,
     ApiQuery(q): ApiQuery<PreviewQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let side = q.side.unwrap_or(Side::Front);
-    let png = cards::preview(&state.ctx, card_id(&id)?, side.into()).await?;
+    let png = cards::preview(&state.ctx, id, side.into()).await?;
     Ok(([(CONTENT_TYPE, "image/png")], png))
 }

@@ -18,8 +18,8 @@ use crate::state::AppState;
 use crate::ui::admin::EventRow;
 use crate::ui::form::Posted;
 use crate::ui::page::{
-    choices, day, explain, forbidden, not_found, png_reply, process_error, render, render_with,
-    when, Choice, Layout, Reply, Section,
+    choices, day, explain, forbidden, not_found, path_id, png_reply, process_error, render,
+    render_with, when, Choice, Layout, Reply, Section,
 };
 use crate::ui::persons::PersonRow;
 use crate::ui::session::{see_other, UiSession};
@@ -195,7 +195,8 @@ pub(crate) async fn profile(
     Path(id): Path<String>,
     Query(q): Query<ProfileQuery>,
 ) -> Reply {
-    let profile = cards::profile(&state.ctx, &session.operator, &id)
+    let id: CardId = path_id(&session, &id)?;
+    let profile = cards::profile(&state.ctx, &session.operator, &id.to_string())
         .await
         .map_err(|e| process_error(&session, e))?;
     let CardProfile {
@@ -248,7 +249,7 @@ pub(crate) async fn preview(
     Path(id): Path<String>,
     Query(q): Query<crate::ui::page::PreviewQuery>,
 ) -> Reply {
-    let id = CardId::parse(&id).map_err(|e| process_error(&session, e.into()))?;
+    let id = path_id(&session, &id)?;
     let side = cardwright_processes::parse_side(q.side.as_deref().unwrap_or("front"))
         .map_err(|e| process_error(&session, e))?;
     let png = cards::preview(&state.ctx, id, side)
@@ -281,15 +282,12 @@ pub(crate) struct ActionQuery {
 async fn action_page(
     state: &AppState,
     session: &UiSession,
-    id: &str,
-    action: &str,
+    def: &'static ProcessDef,
+    id: CardId,
     query: Option<String>,
     error: Option<(StatusCode, String)>,
 ) -> Reply {
-    let Some(def) = card_process(action) else {
-        return Err(not_found(session));
-    };
-    let profile = cards::profile(&state.ctx, &session.operator, id)
+    let profile = cards::profile(&state.ctx, &session.operator, &id.to_string())
         .await
         .map_err(|e| process_error(session, e))?;
     if error.is_none() && !profile.processes.iter().any(|p| p.name == def.name) {
@@ -357,7 +355,11 @@ pub(crate) async fn confirm(
     Path((id, action)): Path<(String, String)>,
     Query(q): Query<ActionQuery>,
 ) -> Reply {
-    action_page(&state, &session, &id, &action, q.q, None).await
+    let Some(def) = card_process(&action) else {
+        return Err(not_found(&session));
+    };
+    let id = path_id(&session, &id)?;
+    action_page(&state, &session, def, id, q.q, None).await
 }
 
 /// POST /cards/{id}/{action}: runs the process, then shows the card.
@@ -370,32 +372,30 @@ pub(crate) async fn run(
     let Some(def) = card_process(&action) else {
         return Err(not_found(&session));
     };
+    let card = path_id(&session, &id)?;
     let ctx = &state.ctx;
     let op = &session.operator;
-    let result = match CardId::parse(&id) {
-        Err(e) => Err(ProcessError::from(e)),
-        Ok(card) => match def.action {
-            "abort" => abort::abort(ctx, op, card).await,
-            "assign" => match form.text("person") {
-                Some(person) => match cardwright_domain::PersonId::parse(&person) {
-                    Ok(person) => assign::assign(ctx, op, card, person).await,
-                    Err(e) => Err(e.into()),
-                },
-                None => Err(ProcessError::Invalid(
-                    "Choose the person who gets the card.".into(),
-                )),
+    let result = match def.action {
+        "abort" => abort::abort(ctx, op, card).await,
+        "assign" => match form.text("person") {
+            Some(person) => match cardwright_domain::PersonId::parse(&person) {
+                Ok(person) => assign::assign(ctx, op, card, person).await,
+                Err(e) => Err(e.into()),
             },
-            "withdraw" => withdraw::withdraw(ctx, op, card).await,
-            "extend" => extend::extend(ctx, op, card).await,
-            "lock" => lock::lock(ctx, op, card).await,
-            _ => return Err(not_found(&session)),
+            None => Err(ProcessError::Invalid(
+                "Choose the person who gets the card.".into(),
+            )),
         },
+        "withdraw" => withdraw::withdraw(ctx, op, card).await,
+        "extend" => extend::extend(ctx, op, card).await,
+        "lock" => lock::lock(ctx, op, card).await,
+        _ => return Err(not_found(&session)),
     };
     match result {
-        Ok(_) => Ok(see_other(&format!("/cards/{id}?done={}", def.action))),
+        Ok(_) => Ok(see_other(&format!("/cards/{card}?done={}", def.action))),
         Err(e) => {
             let query = form.text("q");
-            action_page(&state, &session, &id, &action, query, Some(explain(e))).await
+            action_page(&state, &session, def, card, query, Some(explain(e))).await
         }
     }
 }
