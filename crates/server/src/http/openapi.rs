@@ -47,7 +47,7 @@ impl Modify for BearerAuth {
 }
 
 /// An error answer: `ErrorBody` with what went wrong.
-fn error(description: &str) -> RefOr<Response> {
+pub fn error(description: &str) -> RefOr<Response> {
     ResponseBuilder::new()
         .description(description)
         .content(

@@ -1,23 +1,30 @@
-//! Temporary cards: request, search, profile and the single-card processes.
+//! Temporary cards: request, search, profile, preview, and the processes started on one card,
+//! routed and documented from the process catalog.
 
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use axum::routing::post;
 use axum::Json;
-use cardwright_domain::CardId;
+use cardwright_domain::temp_cards::{CardState, Input, ProcessDef, ProcessScope, CATALOG};
+use cardwright_domain::{CardId, Operator, PersonId};
 use cardwright_processes::temp_cards::cards::{self, CardQuery};
-use cardwright_processes::temp_cards::{
-    abort as abort_p, assign as assign_p, extend as extend_p, lock as lock_p, request,
-    withdraw as withdraw_p,
-};
+use cardwright_processes::temp_cards::{self, request, ProcessInput};
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::openapi::path::{
+    HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem, Paths,
+};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::security::SecurityRequirement;
+use utoipa::openapi::{Content, Ref, RefOr, Required, ResponseBuilder, ResponsesBuilder, Schema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::error::ApiError;
 use crate::error::ErrorBody;
 use crate::http::extract::{ApiJson, ApiQuery, Auth, IdPath};
-use crate::http::openapi::{BadId, JsonBody, NeedsLogin};
+use crate::http::openapi::{error, BadId, JsonBody, NeedsLogin};
 use crate::http::schema::{
     optional_whole_number, whole_number, CardStateParam, Id, PreviewQuery, Side,
 };
@@ -115,21 +122,7 @@ pub async fn get_card(
     ))
 }
 
-/// TempCardsProcAbort: requested → aborted.
-#[utoipa::path(post, path = "/cards/{id}/abort", tag = "cards", params(("id" = Id, Path, description = "card id")),
-    security(("bearer" = [])),
-    responses((status = 200, description = "The card after the step.", body = CardView), BadId, NeedsLogin,
-        (status = 403, description = "Needs the role registration-officer.", body = ErrorBody),
-        (status = 404, description = "No such card.", body = ErrorBody),
-        (status = 409, description = "The card is not in state requested.", body = ErrorBody)))]
-pub async fn abort(
-    State(state): State<AppState>,
-    Auth(op): Auth,
-    IdPath(id): IdPath<CardId>,
-) -> Result<Json<CardView>, ApiError> {
-    Ok(Json(abort_p::abort(&state.ctx, &op, id).await?.into()))
-}
-
+// The body of every card process whose catalog row takes a person (`Input::Person`).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssignBody {
@@ -138,77 +131,144 @@ pub struct AssignBody {
     pub person: String,
 }
 
-/// TempCardsProcAssign: unassigned → assigned to an active person, valid for the configured days.
-#[utoipa::path(post, path = "/cards/{id}/assign", tag = "cards", params(("id" = Id, Path, description = "card id")),
-    request_body = AssignBody, security(("bearer" = [])),
-    responses((status = 200, description = "The card, assigned.", body = CardView), JsonBody, NeedsLogin,
-        (status = 403, description = "Needs the role registration-officer.", body = ErrorBody),
-        (status = 404, description = "No such card or person.", body = ErrorBody),
-        (status = 409, description = "The card is not unassigned, the person is inactive or holds as many cards as allowed.", body = ErrorBody)))]
-pub async fn assign(
-    State(state): State<AppState>,
-    Auth(op): Auth,
-    IdPath(id): IdPath<CardId>,
-    ApiJson(body): ApiJson<AssignBody>,
+/// Runs the card process `def` on the card in the path, for every card-scoped row of the
+/// catalog alike; the body is read as the row's `input` says (none, or [`AssignBody`]).
+async fn run_process(
+    def: &'static ProcessDef,
+    state: AppState,
+    operator: Operator,
+    card: CardId,
+    request: Request,
 ) -> Result<Json<CardView>, ApiError> {
-    Ok(Json(
-        assign_p::assign(
-            &state.ctx,
-            &op,
-            id,
-            cardwright_domain::PersonId::parse(&body.person)
-                .map_err(|e| ApiError::bad_request(e.to_string()))?,
+    let input = match def.input {
+        Input::None => ProcessInput::None,
+        Input::Person => {
+            let ApiJson(body) = ApiJson::<AssignBody>::from_request(request, &state).await?;
+            let person =
+                PersonId::parse(&body.person).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            ProcessInput::Person(person)
+        }
+    };
+    let record = temp_cards::run(&state.ctx, &operator, def.name, card, input).await?;
+    Ok(Json(record.into()))
+}
+
+/// `POST /cards/{id}/<action>` for every card-scoped process of the catalog, each with its
+/// OpenAPI description built from its catalog row.
+pub fn process_routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
+    CATALOG
+        .iter()
+        .filter(|def| def.scope == ProcessScope::Card)
+        .fold(router, |router, def| {
+            let handler = move |State(state): State<AppState>,
+                                Auth(operator): Auth,
+                                IdPath(card): IdPath<CardId>,
+                                request: Request| {
+                run_process(def, state, operator, card, request)
+            };
+            router.routes((process_schemas(def), process_path(def), post(handler)))
+        })
+}
+
+/// The schemas a card process's operation names.
+fn process_schemas(def: &ProcessDef) -> Vec<(String, RefOr<Schema>)> {
+    let mut schemas = vec![(CardView::name().into_owned(), CardView::schema())];
+    CardView::schemas(&mut schemas);
+    if def.input == Input::Person {
+        schemas.push((AssignBody::name().into_owned(), AssignBody::schema()));
+        AssignBody::schemas(&mut schemas);
+    }
+    schemas
+}
+
+/// States as a sentence reads them: `assigned or unassigned`.
+fn states(states: &[CardState]) -> String {
+    states
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+/// The OpenAPI path item of a card process, from its catalog row: title, summary, role, the
+/// states it starts from and the state it leaves, and what it takes.
+fn process_path(def: &ProcessDef) -> Paths {
+    let role = def
+        .role
+        .map_or_else(|| "none".to_owned(), |r| r.as_str().to_owned());
+    let from = states(def.from);
+    let takes_person = def.input == Input::Person;
+    let mut responses = ResponsesBuilder::new().response(
+        "200",
+        ResponseBuilder::new()
+            .description(format!("The card after the step, now {}.", def.to))
+            .content(
+                "application/json",
+                Content::new(Some(Ref::from_schema_name(CardView::name()))),
+            ),
+    );
+    responses = if takes_person {
+        responses.responses_from_into_responses::<JsonBody>()
+    } else {
+        responses.responses_from_into_responses::<BadId>()
+    };
+    let responses = responses
+        .responses_from_into_responses::<NeedsLogin>()
+        .response("403", error(&format!("Needs the role {role}.")))
+        .response(
+            "404",
+            error(if takes_person {
+                "No such card or person."
+            } else {
+                "No such card."
+            }),
         )
-        .await?
-        .into(),
-    ))
-}
-
-/// TempCardsProcWithdraw: assigned or expired → unassigned; the holder is cleared.
-#[utoipa::path(post, path = "/cards/{id}/withdraw", tag = "cards", params(("id" = Id, Path, description = "card id")),
-    security(("bearer" = [])),
-    responses((status = 200, description = "The card after the step.", body = CardView), BadId, NeedsLogin,
-        (status = 403, description = "Needs the role registration-officer.", body = ErrorBody),
-        (status = 404, description = "No such card.", body = ErrorBody),
-        (status = 409, description = "The card is not assigned or expired.", body = ErrorBody)))]
-pub async fn withdraw(
-    State(state): State<AppState>,
-    Auth(op): Auth,
-    IdPath(id): IdPath<CardId>,
-) -> Result<Json<CardView>, ApiError> {
-    Ok(Json(
-        withdraw_p::withdraw(&state.ctx, &op, id).await?.into(),
-    ))
-}
-
-/// TempCardsProcExtend: valid_until moves on by the configured days.
-#[utoipa::path(post, path = "/cards/{id}/extend", tag = "cards", params(("id" = Id, Path, description = "card id")),
-    security(("bearer" = [])),
-    responses((status = 200, description = "The card after the step.", body = CardView), BadId, NeedsLogin,
-        (status = 403, description = "Needs the role registration-officer.", body = ErrorBody),
-        (status = 404, description = "No such card.", body = ErrorBody),
-        (status = 409, description = "The card is not assigned.", body = ErrorBody)))]
-pub async fn extend(
-    State(state): State<AppState>,
-    Auth(op): Auth,
-    IdPath(id): IdPath<CardId>,
-) -> Result<Json<CardView>, ApiError> {
-    Ok(Json(extend_p::extend(&state.ctx, &op, id).await?.into()))
-}
-
-/// TempCardsProcLock: assigned or unassigned → locked, for good.
-#[utoipa::path(post, path = "/cards/{id}/lock", tag = "cards", params(("id" = Id, Path, description = "card id")),
-    security(("bearer" = [])),
-    responses((status = 200, description = "The card after the step.", body = CardView), BadId, NeedsLogin,
-        (status = 403, description = "Needs the role registration-officer.", body = ErrorBody),
-        (status = 404, description = "No such card.", body = ErrorBody),
-        (status = 409, description = "The card is not assigned or unassigned.", body = ErrorBody)))]
-pub async fn lock(
-    State(state): State<AppState>,
-    Auth(op): Auth,
-    IdPath(id): IdPath<CardId>,
-) -> Result<Json<CardView>, ApiError> {
-    Ok(Json(lock_p::lock(&state.ctx, &op, id).await?.into()))
+        .response(
+            "409",
+            error(&format!(
+                "The card is not in state {from}{}, or it is held by a batch order or was changed \
+                 meanwhile; the message says which.",
+                if takes_person {
+                    ", or the person may not take it (inactive, or holding as many cards as allowed)"
+                } else {
+                    ""
+                }
+            )),
+        );
+    let request_body = takes_person.then(|| {
+        RequestBodyBuilder::new()
+            .content(
+                "application/json",
+                Content::new(Some(Ref::from_schema_name(AssignBody::name()))),
+            )
+            .required(Some(Required::True))
+            .build()
+    });
+    let operation = OperationBuilder::new()
+        .tag("cards")
+        .summary(Some(def.title))
+        .description(Some(format!(
+            "{}: {} Needs the role {role}; the card must be {from}.",
+            def.name, def.summary
+        )))
+        .operation_id(Some(def.action))
+        .parameter(
+            ParameterBuilder::new()
+                .name("id")
+                .parameter_in(ParameterIn::Path)
+                .description(Some("card id"))
+                .required(Required::True)
+                .schema(Some(Ref::from_schema_name(Id::name()))),
+        )
+        .request_body(request_body)
+        .responses(responses)
+        .security(SecurityRequirement::new("bearer", Vec::<String>::new()));
+    Paths::builder()
+        .path(
+            format!("/cards/{{id}}/{}", def.action),
+            PathItem::new(HttpMethod::Post, operation),
+        )
+        .build()
 }
 
 /// The card's PNG preview, as it prints, with its holder and validity.

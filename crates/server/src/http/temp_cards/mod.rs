@@ -9,17 +9,13 @@ use utoipa_axum::routes;
 
 use crate::state::AppState;
 
-/// The area's routes with their OpenAPI description, relative to `/api/v1`.
+/// The area's routes with their OpenAPI description, relative to `/api/v1`; the card processes
+/// come from the catalog.
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+    let routes = OpenApiRouter::new()
         .routes(routes!(cards::request_cards))
         .routes(routes!(cards::list_cards))
         .routes(routes!(cards::get_card))
-        .routes(routes!(cards::abort))
-        .routes(routes!(cards::assign))
-        .routes(routes!(cards::withdraw))
-        .routes(routes!(cards::extend))
-        .routes(routes!(cards::lock))
         .routes(routes!(cards::preview))
         .routes(routes!(
             batch_orders::list_orders,
@@ -29,5 +25,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(batch_orders::next))
         .routes(routes!(batch_orders::repeat))
         .routes(routes!(batch_orders::complete))
-        .routes(routes!(batch_orders::cancel))
+        .routes(routes!(batch_orders::cancel));
+    cards::process_routes(routes)
 }

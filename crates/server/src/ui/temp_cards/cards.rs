@@ -1,15 +1,15 @@
-//! Cards: Request temporary cards, the card profile with its preview and history, and the
-//! card processes allowed now (assign with a person search, withdraw, extend, lock, abort),
-//! each behind a confirmation page.
+//! Cards: Request temporary cards, the card profile with its preview and history, and the card
+//! processes of the catalog allowed now, each behind a confirmation page (with a person search
+//! for a process that takes a person).
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use cardwright_domain::temp_cards::catalog::ProcessScope;
-use cardwright_domain::temp_cards::{CardState, ProcessDef, CATALOG};
-use cardwright_domain::CardId;
+use cardwright_domain::temp_cards::{CardState, Input, ProcessDef, CATALOG};
+use cardwright_domain::{CardId, PersonId};
 use cardwright_processes::temp_cards::cards::{self, CardProfile};
-use cardwright_processes::temp_cards::{abort, assign, extend, lock, request, withdraw};
+use cardwright_processes::temp_cards::{self, request, ProcessInput};
 use cardwright_processes::{persons, templates, ProcessError};
 use cardwright_storage::cards::CardRecord;
 use serde::Deserialize;
@@ -267,6 +267,8 @@ struct ActionPage {
     title: &'static str,
     to_state: &'static str,
     final_state: bool,
+    /// Whether the process takes a person, chosen on the page from a search.
+    takes_person: bool,
     query: String,
     searched: bool,
     persons: Vec<PersonRow>,
@@ -313,7 +315,8 @@ async fn action_page(
         return Err(crate::ui::page::error_page(session, status, message));
     }
     let query = query.unwrap_or_default();
-    let searched = def.action == "assign" && !query.trim().is_empty();
+    let takes_person = def.input == Input::Person;
+    let searched = takes_person && !query.trim().is_empty();
     let persons = if searched {
         persons::search(&state.ctx, &session.operator, Some(query.trim()), None, 20)
             .await
@@ -336,6 +339,7 @@ async fn action_page(
         title: def.title,
         to_state: def.to.as_str(),
         final_state: def.to.is_final(),
+        takes_person,
         query,
         searched,
         persons,
@@ -373,23 +377,20 @@ pub(crate) async fn run(
         return Err(not_found(&session));
     };
     let card = path_id(&session, &id)?;
-    let ctx = &state.ctx;
-    let op = &session.operator;
-    let result = match def.action {
-        "abort" => abort::abort(ctx, op, card).await,
-        "assign" => match form.text("person") {
-            Some(person) => match cardwright_domain::PersonId::parse(&person) {
-                Ok(person) => assign::assign(ctx, op, card, person).await,
-                Err(e) => Err(e.into()),
-            },
+    let input = match def.input {
+        Input::None => Ok(ProcessInput::None),
+        Input::Person => match form.text("person") {
+            Some(person) => PersonId::parse(&person)
+                .map(ProcessInput::Person)
+                .map_err(ProcessError::from),
             None => Err(ProcessError::Invalid(
                 "Choose the person who gets the card.".into(),
             )),
         },
-        "withdraw" => withdraw::withdraw(ctx, op, card).await,
-        "extend" => extend::extend(ctx, op, card).await,
-        "lock" => lock::lock(ctx, op, card).await,
-        _ => return Err(not_found(&session)),
+    };
+    let result = match input {
+        Ok(input) => temp_cards::run(&state.ctx, &session.operator, def.name, card, input).await,
+        Err(e) => Err(e),
     };
     match result {
         Ok(_) => Ok(see_other(&format!("/cards/{card}?done={}", def.action))),
