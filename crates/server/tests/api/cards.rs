@@ -281,6 +281,7 @@ async fn assign_withdraw_extend_lock(db: Db) {
         history_processes(&card),
         [
             "TempCardsProcRequest",
+            "TempCardsBoProcIssueMultiple",
             "TempCardsProcAssign",
             "TempCardsProcExtend",
             "TempCardsProcWithdraw",
@@ -333,7 +334,11 @@ async fn second_assignment_to_one_person_is_refused(db: Db) {
     let card = app.card(&second).await;
     assert_eq!(card["state"], "unassigned");
     assert!(card["holder"].is_null());
-    assert_eq!(history_processes(&card), ["TempCardsProcRequest"]);
+    assert_eq!(
+        history_processes(&card),
+        ["TempCardsProcRequest", "TempCardsBoProcIssueMultiple"],
+        "the refused assignment left no event"
+    );
     // Once the first card is withdrawn the person may take the second.
     app.post(
         &format!("/api/v1/cards/{first}/withdraw"),
