@@ -120,6 +120,11 @@ async fn bad_requests_are_refused_and_change_nothing(db: Db) {
         .post("/api/v1/cards/not-an-id/abort", &app.officer, json!({}))
         .await;
     assert_eq!(bad_id.status, StatusCode::BAD_REQUEST, "{bad_id:?}");
+    assert_eq!(
+        bad_id.body["error"],
+        json!({"code": "bad_request", "message": "card: 'not-an-id' is not a valid id"}),
+        "{bad_id:?}"
+    );
     let no_card = app
         .post(
             "/api/v1/cards/01890a5d-ac96-774b-bcce-b302099a8057/abort",
