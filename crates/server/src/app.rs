@@ -206,9 +206,9 @@ pub async fn start(
             let _ = tx.send(true);
         });
     }
-    let router = crate::http::router(
+    let router = crate::router::router(
         ctx.clone(),
-        &crate::http::HttpOptions {
+        &crate::state::HttpOptions {
             metrics_token: config.metrics_token.clone(),
         },
     );

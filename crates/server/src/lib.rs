@@ -1,4 +1,5 @@
-//! The Cardwright server and command line: configuration, the REST API, background jobs.
+//! The Cardwright server and command line: configuration, the REST API, the operator web UI,
+//! background jobs.
 
 pub mod app;
 pub mod bench;
@@ -6,5 +7,9 @@ mod bench_encode;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod error;
 pub mod http;
+mod layers;
+pub mod router;
+pub mod state;
 pub mod ui;

@@ -6,12 +6,13 @@ use cardwright_processes::audit;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::error::ErrorBody;
 use super::extract::{ApiQuery, Auth};
 use super::openapi::NeedsLogin;
 use super::schema::{optional_whole_number, Id};
 use super::views::{EventList, EventView};
-use super::{ApiError, AppState};
+use crate::error::ApiError;
+use crate::error::ErrorBody;
+use crate::state::AppState;
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -9,10 +9,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::error::ErrorBody;
 use super::extract::{bearer, ApiJson};
 use super::openapi::{JsonBody, NeedsLogin};
-use super::{ApiError, AppState};
+use crate::error::ApiError;
+use crate::error::ErrorBody;
+use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 pub struct LoginBody {

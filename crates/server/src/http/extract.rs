@@ -1,15 +1,19 @@
-//! Extractors that answer bad input in the API's error shape, and the bearer-token login check.
+//! Extractors that answer bad input in the API's error shape (ids in the path among it), and the
+//! bearer-token login check.
+
+use std::str::FromStr;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use cardwright_domain::Operator;
+use cardwright_domain::{DomainError, Operator};
 use cardwright_processes::auth;
 use serde::de::DeserializeOwned;
 
-use super::{ApiError, AppState};
+use crate::error::ApiError;
+use crate::state::AppState;
 
 /// A JSON body sent as `Content-Type: application/json`; another media type (also one that
 /// merely ends in `+json`) is 415; malformed JSON, wrong types or a missing body are 400.
@@ -42,7 +46,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                     status: StatusCode::PAYLOAD_TOO_LARGE,
                     message: format!(
                         "the request body is larger than {} MiB",
-                        super::BODY_LIMIT / (1024 * 1024)
+                        crate::state::BODY_LIMIT / (1024 * 1024)
                     ),
                     position: None,
                 })
@@ -77,6 +81,28 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 
 fn query_message(rejection: &QueryRejection) -> String {
     rejection.body_text()
+}
+
+/// The one id in the request's path, read with its type's parser (`CardId`, `PersonId`,
+/// `BatchOrderId`, `TemplateId`) before the handler runs: a value that is not such an id is 400
+/// with the parser's message, and the handler only ever sees a well-formed id.
+pub struct IdPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for IdPath<T>
+where
+    T: FromStr<Err = DomainError> + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+        id.parse()
+            .map(Self)
+            .map_err(|e: DomainError| ApiError::bad_request(e.to_string()))
+    }
 }
 
 /// The operator behind the request's bearer token. Missing or bad tokens are 401.

@@ -1,67 +1,17 @@
-//! `/healthz`, `/metrics` (Prometheus text format) and the per-request log line.
-//!
-//! Labels come from fixed sets only (methods, route patterns, status codes), so no request can
-//! make the metrics or the log grow with text of its own choosing.
+//! `/healthz` and `/metrics` (Prometheus text format, from the counters the request layer keeps).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
-use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
-use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cardwright_storage::cards;
 
 use super::extract::bearer;
-use super::{ApiError, AppState};
-
-/// Requests are counted by method, route pattern and status.
-type RequestKey = (&'static str, String, u16);
-
-/// The method as a label: the standard methods by name, anything else as `other`.
-fn method_label(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        _ => "other",
-    }
-}
-
-/// Request counters of this server process.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// Count and total seconds per key.
-    requests: Mutex<BTreeMap<RequestKey, (u64, f64)>>,
-}
-
-/// Counts and logs every request by its route pattern (never its query or headers).
-pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = method_label(req.method());
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let response = next.run(req).await;
-    let elapsed = started.elapsed().as_secs_f64();
-    let status = response.status().as_u16();
-    tracing::info!(%method, %route, status, ms = elapsed * 1000.0, "request");
-    if let Ok(mut requests) = state.metrics.requests.lock() {
-        let entry = requests.entry((method, route, status)).or_default();
-        entry.0 += 1;
-        entry.1 += elapsed;
-    }
-    response
-}
+use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Healthy when the database answers.
 pub async fn healthz(State(state): State<AppState>) -> Response {
@@ -101,12 +51,7 @@ pub async fn metrics(State(state): State<AppState>, parts: Parts) -> Response {
     let mut out = String::new();
     out.push_str("# HELP cardwright_http_requests_total HTTP requests served by this process.\n");
     out.push_str("# TYPE cardwright_http_requests_total counter\n");
-    let snapshot = state
-        .metrics
-        .requests
-        .lock()
-        .map(|r| r.clone())
-        .unwrap_or_default();
+    let snapshot = state.metrics.snapshot();
     for ((method, route, status), (count, _)) in &snapshot {
         let _ = writeln!(
             out,

@@ -9,9 +9,9 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{IntoResponses, Modify, OpenApi};
 
-use super::error::ErrorBody;
 use super::schema::{CardStateParam, Id, OrderStateParam, ScriptNameText, Side};
-use super::AppState;
+use crate::error::ErrorBody;
+use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -47,7 +47,7 @@ impl Modify for BearerAuth {
 }
 
 /// An error answer: `ErrorBody` with what went wrong.
-fn error(description: &str) -> RefOr<Response> {
+pub fn error(description: &str) -> RefOr<Response> {
     ResponseBuilder::new()
         .description(description)
         .content(

@@ -1,18 +1,20 @@
 //! Persons.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use cardwright_domain::PersonId;
 use cardwright_processes::persons::{self, NewPerson};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::error::ErrorBody;
-use super::extract::{ApiJson, ApiQuery, Auth};
+use super::extract::{ApiJson, ApiQuery, Auth, IdPath};
 use super::openapi::{BadId, JsonBody, NeedsLogin};
 use super::schema::{optional_whole_number, Id};
 use super::views::{CardView, NewPersonBody, PersonDetail, PersonList, PersonView};
-use super::{ApiError, AppState};
+use crate::error::ApiError;
+use crate::error::ErrorBody;
+use crate::state::AppState;
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -86,9 +88,9 @@ pub async fn create_person(
 pub async fn get_person(
     State(state): State<AppState>,
     Auth(op): Auth,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<PersonId>,
 ) -> Result<Json<PersonDetail>, ApiError> {
-    let person = persons::get(&state.ctx, &op, &id).await?;
+    let person = persons::get(&state.ctx, &op, &id.to_string()).await?;
     let cards = cardwright_processes::temp_cards::cards::of_person(&state.ctx, person.id).await?;
     Ok(Json(PersonDetail {
         person: person.into(),

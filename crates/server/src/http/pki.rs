@@ -5,7 +5,8 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use cardwright_processes::pki;
 
-use super::{ApiError, AppState};
+use crate::error::ApiError;
+use crate::state::AppState;
 
 /// The CA certificate (PEM).
 pub async fn ca_pem(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {

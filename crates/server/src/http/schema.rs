@@ -15,7 +15,7 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::{Ref, RefOr, Schema};
-use utoipa::{PartialSchema, ToSchema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 /// What `str::trim` removes: Unicode `White_Space`, control characters among them.
 const SPACE: &str =
@@ -355,6 +355,14 @@ impl Side {
             Side::Back => "back",
         }
     }
+}
+
+/// `?side=front|back` of the card and template previews.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PreviewQuery {
+    /// front (default) or back.
+    pub side: Option<Side>,
 }
 
 #[cfg(test)]

@@ -8,11 +8,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::error::ErrorBody;
 use super::extract::{ApiJson, Auth};
 use super::openapi::{JsonBody, NeedsLogin};
 use super::schema::{parse_whole_number, ScriptNameText};
-use super::{ApiError, AppState};
+use crate::error::ApiError;
+use crate::error::ErrorBody;
+use crate::state::AppState;
 
 /// One version of a script.
 #[derive(Debug, Serialize, ToSchema)]

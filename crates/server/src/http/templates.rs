@@ -5,15 +5,16 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
+use cardwright_domain::TemplateId;
 use cardwright_processes::templates;
 
-use super::cards::PreviewQuery;
-use super::error::ErrorBody;
-use super::extract::{ApiJson, ApiQuery, Auth};
+use super::extract::{ApiJson, ApiQuery, Auth, IdPath};
 use super::openapi::{JsonBody, NeedsLogin};
-use super::schema::{Id, Side};
+use super::schema::{Id, PreviewQuery, Side};
 use super::views::{TemplateBody, TemplateList, TemplateView};
-use super::{ApiError, AppState};
+use crate::error::ApiError;
+use crate::error::ErrorBody;
+use crate::state::AppState;
 
 /// All card templates.
 #[utoipa::path(get, path = "/card-templates", tag = "templates", security(("bearer" = [])),
@@ -68,11 +69,11 @@ pub async fn get_template(
 pub async fn update_template(
     State(state): State<AppState>,
     Auth(op): Auth,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<TemplateId>,
     ApiJson(body): ApiJson<TemplateBody>,
 ) -> Result<Json<TemplateView>, ApiError> {
     Ok(Json(
-        templates::update(&state.ctx, &op, &id, &body.into())
+        templates::update(&state.ctx, &op, &id.to_string(), &body.into())
             .await?
             .into(),
     ))

@@ -4,12 +4,45 @@ use askama::Template;
 use axum::extract::{Query, State};
 use cardwright_domain::Role;
 use cardwright_processes::{audit, auth};
+use cardwright_storage::audit::Event;
 use serde::Deserialize;
 
-use super::cards::EventRow;
 use super::page::{explain, forbidden, process_error, render, Layout, Reply, Section};
 use super::session::UiSession;
-use crate::http::AppState;
+use crate::state::AppState;
+
+/// An audit event as the card profile and the audit log show it.
+pub(crate) struct EventRow {
+    pub seq: i64,
+    pub at: String,
+    pub operator: String,
+    pub process: String,
+    pub card: String,
+    pub order: String,
+    pub change: String,
+    pub details: String,
+}
+
+impl From<Event> for EventRow {
+    fn from(e: Event) -> Self {
+        let change = match (&e.old_state, &e.new_state) {
+            (Some(old), Some(new)) => format!("{old} → {new}"),
+            (None, Some(new)) => format!("→ {new}"),
+            (Some(old), None) => format!("{old} →"),
+            (None, None) => String::new(),
+        };
+        Self {
+            seq: e.seq,
+            at: e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            operator: e.operator,
+            process: e.process,
+            card: e.card.unwrap_or_default(),
+            order: e.order.unwrap_or_default(),
+            change,
+            details: e.details,
+        }
+    }
+}
 
 struct OperatorRow {
     username: String,

@@ -8,7 +8,7 @@ use axum::response::Response;
 
 use super::page::error_page;
 use super::session::UiSession;
-use crate::http::{AppState, BODY_LIMIT};
+use crate::state::{AppState, BODY_LIMIT};
 
 /// The fields of a posted form, in the order sent.
 pub(crate) struct Form {

@@ -7,11 +7,11 @@ use cardwright_processes::persons;
 use cardwright_processes::temp_cards::cards::{self, CardQuery};
 use serde::Deserialize;
 
-use super::cards::{state_names, CardRow};
 use super::page::{choices, explain, render, Choice, Layout, Reply, Section};
 use super::persons::PersonRow;
 use super::session::UiSession;
-use crate::http::AppState;
+use super::temp_cards::{state_names, CardRow};
+use crate::state::AppState;
 
 /// A link to a frequent task.
 struct Shortcut {

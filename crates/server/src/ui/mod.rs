@@ -1,7 +1,9 @@
-//! The operator web UI: server-rendered pages for the processes of the API, one module per
-//! page group. Forms work without JavaScript; `static/app.js` adds live batch order progress
-//! and "select all". Every page checks the operator's role on the server, every form carries a
-//! CSRF token, and the session lives in an HttpOnly, SameSite=Strict cookie with an idle timeout.
+//! The operator web UI: server-rendered pages for the processes of the API. Each card area
+//! (today `temp_cards`) is a module with its own pages; what the areas share (login, persons,
+//! templates, the option script, operators, the audit log, the page frame) is at this module's
+//! root. Forms work without JavaScript; `static/app.js` adds live batch order progress and
+//! "select all". Every page checks the operator's role on the server, every form carries a CSRF
+//! token, and the session lives in an HttpOnly, SameSite=Strict cookie with an idle timeout.
 
 // A handler's error is the page shown instead of the one asked for (an error page, a
 // redirect); it is built once per request and never travels far.
@@ -9,15 +11,13 @@
 
 mod admin;
 mod assets;
-mod batch_orders;
-mod cards;
 mod form;
 mod home;
-mod order;
 mod page;
 mod persons;
 mod script;
 mod session;
+mod temp_cards;
 mod templates;
 
 use axum::extract::Request;
@@ -30,7 +30,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// What pages may load and where forms may go: only this server, nothing inline.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
@@ -43,26 +43,6 @@ pub fn router() -> Router<AppState> {
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
         .route("/static/{file}", get(assets::serve))
-        .route(
-            "/batch-orders",
-            get(batch_orders::list).post(batch_orders::create),
-        )
-        .route("/batch-orders/issue-multiple", get(batch_orders::search))
-        .route("/batch-orders/{id}", get(order::order))
-        .route("/batch-orders/{id}/progress", get(order::progress))
-        .route("/batch-orders/{id}/next", post(order::next))
-        .route("/batch-orders/{id}/repeat", post(order::repeat))
-        .route(
-            "/batch-orders/{id}/{action}",
-            get(order::confirm).post(order::close),
-        )
-        .route(
-            "/cards/request",
-            get(cards::request_page).post(cards::request),
-        )
-        .route("/cards/{id}", get(cards::profile))
-        .route("/cards/{id}/preview", get(cards::preview))
-        .route("/cards/{id}/{action}", get(cards::confirm).post(cards::run))
         .route("/persons", get(persons::search).post(persons::create))
         .route("/persons/{id}", get(persons::profile))
         .route("/admin/script", get(script::editor).post(script::save))
@@ -79,6 +59,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/templates/{id}/preview", get(templates::preview))
         .route("/admin/operators", get(admin::operators))
         .route("/admin/audit", get(admin::audit))
+        .merge(temp_cards::router())
         .layer(axum::middleware::from_fn(security_headers))
 }
 

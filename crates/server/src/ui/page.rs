@@ -5,11 +5,11 @@ use askama::Template;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use cardwright_domain::temp_cards::ProcessName;
-use cardwright_domain::Role;
+use cardwright_domain::{DomainError, Role};
 use cardwright_processes::ProcessError;
 
 use super::session::UiSession;
-use crate::http::ApiError;
+use crate::error::ApiError;
 
 /// A page handler's answer: the page, or an error page (or redirect) to show instead.
 pub(crate) type Reply = Result<Response, Response>;
@@ -251,6 +251,17 @@ pub(crate) fn forbidden(session: &UiSession, section: Section) -> Response {
                 .join(", ")
         ),
     )
+}
+
+/// The id a page's path names, read with its type's parser (`CardId`, `PersonId`,
+/// `BatchOrderId`); a value that is not such an id gets the error page (400) with the parser's
+/// message.
+pub(crate) fn path_id<T: std::str::FromStr<Err = DomainError>>(
+    session: &UiSession,
+    id: &str,
+) -> Result<T, Response> {
+    id.parse()
+        .map_err(|e: DomainError| process_error(session, e.into()))
 }
 
 /// A 404 page for a path segment that names nothing.

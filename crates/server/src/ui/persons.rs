@@ -3,16 +3,18 @@
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use cardwright_domain::Person;
+use cardwright_domain::{Person, PersonId};
 use cardwright_processes::persons::{self, NewPerson};
 use cardwright_processes::temp_cards::cards as card_process;
 use serde::Deserialize;
 
-use super::cards::CardRow;
 use super::form::Posted;
-use super::page::{explain, forbidden, process_error, render, render_with, Layout, Reply, Section};
+use super::page::{
+    explain, forbidden, path_id, process_error, render, render_with, Layout, Reply, Section,
+};
 use super::session::{see_other, UiSession};
-use crate::http::AppState;
+use super::temp_cards::CardRow;
+use crate::state::AppState;
 
 /// A person as lists show it.
 pub(crate) struct PersonRow {
@@ -168,7 +170,8 @@ pub(crate) async fn profile(
     if !Section::Persons.open_to(&session.operator.roles) {
         return Err(forbidden(&session, Section::Persons));
     }
-    let person = persons::get(&state.ctx, &session.operator, &id)
+    let id: PersonId = path_id(&session, &id)?;
+    let person = persons::get(&state.ctx, &session.operator, &id.to_string())
         .await
         .map_err(|e| process_error(&session, e))?;
     let cards = card_process::of_person(&state.ctx, person.id)

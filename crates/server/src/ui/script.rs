@@ -12,7 +12,7 @@ use super::form::Posted;
 use super::page::Section;
 use super::page::{explain, forbidden, process_error, render, render_with, when, Layout, Reply};
 use super::session::{see_other, UiSession};
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// One line of the excerpt shown around a refused line.
 struct ExcerptLine {

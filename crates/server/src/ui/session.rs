@@ -21,7 +21,7 @@ use sha2::Sha256;
 
 use super::form::{parse_body, Posted};
 use super::page::{render_with, Reply};
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// How long a session lives without a request.
 pub(crate) const IDLE_TIMEOUT: chrono::Duration = chrono::Duration::minutes(30);

@@ -13,7 +13,7 @@ use super::form::{Form, Posted};
 use super::page::{explain, forbidden, process_error, render, render_with, Layout, Reply};
 use super::page::{png_reply, Section};
 use super::session::{see_other, UiSession};
-use crate::http::AppState;
+use crate::state::AppState;
 
 fn allowed(session: &UiSession) -> Result<(), axum::response::Response> {
     if Section::Templates.open_to(&session.operator.roles) {

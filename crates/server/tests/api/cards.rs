@@ -120,6 +120,11 @@ async fn bad_requests_are_refused_and_change_nothing(db: Db) {
         .post("/api/v1/cards/not-an-id/abort", &app.officer, json!({}))
         .await;
     assert_eq!(bad_id.status, StatusCode::BAD_REQUEST, "{bad_id:?}");
+    assert_eq!(
+        bad_id.body["error"],
+        json!({"code": "bad_request", "message": "card: 'not-an-id' is not a valid id"}),
+        "{bad_id:?}"
+    );
     let no_card = app
         .post(
             "/api/v1/cards/01890a5d-ac96-774b-bcce-b302099a8057/abort",
@@ -281,6 +286,7 @@ async fn assign_withdraw_extend_lock(db: Db) {
         history_processes(&card),
         [
             "TempCardsProcRequest",
+            "TempCardsBoProcIssueMultiple",
             "TempCardsProcAssign",
             "TempCardsProcExtend",
             "TempCardsProcWithdraw",
@@ -333,7 +339,11 @@ async fn second_assignment_to_one_person_is_refused(db: Db) {
     let card = app.card(&second).await;
     assert_eq!(card["state"], "unassigned");
     assert!(card["holder"].is_null());
-    assert_eq!(history_processes(&card), ["TempCardsProcRequest"]);
+    assert_eq!(
+        history_processes(&card),
+        ["TempCardsProcRequest", "TempCardsBoProcIssueMultiple"],
+        "the refused assignment left no event"
+    );
     // Once the first card is withdrawn the person may take the second.
     app.post(
         &format!("/api/v1/cards/{first}/withdraw"),

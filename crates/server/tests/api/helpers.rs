@@ -5,7 +5,11 @@ use std::sync::Arc;
 
 use cardwright::app::{self, Running};
 use cardwright::config::Config;
+use cardwright_cardsdk::SpoolPrinter;
+use cardwright_domain::temp_cards::{OrderState, ProcessName};
 use cardwright_domain::{Role, Roles};
+use cardwright_processes::temp_cards::issue_multiple;
+use cardwright_processes::temp_cards::production::{self, Station};
 use cardwright_processes::{auth, Actor, ManualClock};
 use chrono::TimeZone;
 use reqwest::{Method, StatusCode};
@@ -329,17 +333,58 @@ impl TestApp {
         done.rows_affected()
     }
 
-    /// Puts a card into `unassigned` as production would; the API has no shortcut for it.
+    /// Produces a requested card the way production does: the card goes into a batch order of its
+    /// own, Next queues it, a station with a spool printer prints it, and Complete order closes the
+    /// order. The card ends `unassigned` and in no batch order.
     pub async fn produce(&self, id: &str) {
-        let n = self
-            .sql(&format!(
-                "UPDATE cards SET state = 'unassigned' WHERE id = '{id}' AND state = 'requested'"
-            ))
-            .await;
-        assert_eq!(n, 1, "card {id} was not requested");
+        let ctx = self.ctx();
+        let producer = auth::authenticate(ctx, &self.producer)
+            .await
+            .expect("the production admin is logged in");
+        let order = issue_multiple::create(
+            ctx,
+            &producer,
+            ProcessName::TempCardsBoProcIssueMultiple.as_str(),
+            &[id.to_owned()],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("card {id} cannot be ordered: {e}"));
+        let order = order.record.order.id.to_string();
+        issue_multiple::next(ctx, &producer, &order)
+            .await
+            .expect("Next queues the card");
+        let spool = tempfile::tempdir().expect("spool folder");
+        let station = Station {
+            name: "test-helper".into(),
+            printer: Arc::new(SpoolPrinter::new(spool.path())),
+            encoder: None,
+        };
+        // The server's own stations work the same queue; whichever prints the card, the order
+        // becomes produced.
+        for _ in 0..400 {
+            let view = issue_multiple::get(ctx, &order).await.expect("the order");
+            if view.record.order.state == OrderState::Produced {
+                break;
+            }
+            if !production::produce_one(ctx, &station)
+                .await
+                .expect("the station produces")
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+        }
+        issue_multiple::complete(ctx, &producer, &order)
+            .await
+            .expect("the order is produced and completes");
+        let card = self.card(id).await;
+        assert_eq!(
+            card["state"], "unassigned",
+            "card {id} was not produced: {card}"
+        );
+        assert_eq!(card["batch_order"], Value::Null, "{card}");
     }
 
-    /// A requested card already put into unassigned.
+    /// A requested card, produced into unassigned.
     pub async fn unassigned_card(&self) -> String {
         let card = self.request_cards(1).await.remove(0);
         let id = card["id"].as_str().unwrap().to_owned();

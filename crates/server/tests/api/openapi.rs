@@ -204,6 +204,36 @@ fn every_operation_has_an_id_of_its_own() {
     }
 }
 
+#[test]
+fn every_card_process_of_the_catalog_has_its_operation() {
+    use cardwright_domain::temp_cards::{Input, ProcessScope, CATALOG};
+    let doc = document();
+    for def in CATALOG.iter().filter(|d| d.scope == ProcessScope::Card) {
+        let path = format!("/api/v1/cards/{{id}}/{}", def.action);
+        let op = &doc["paths"][&path]["post"];
+        assert_eq!(op["operationId"], def.action, "{path}: {op}");
+        assert_eq!(op["summary"], def.title, "{path}");
+        let description = op["description"].as_str().expect("a description");
+        assert!(description.contains(def.summary), "{path}: {description}");
+        let role = def.role.expect("a card process has a role");
+        assert!(description.contains(role.as_str()), "{path}: {description}");
+        for state in def.from {
+            assert!(
+                op["responses"]["409"]["description"]
+                    .as_str()
+                    .unwrap()
+                    .contains(state.as_str()),
+                "{path}: {op}"
+            );
+        }
+        let body = &op["requestBody"]["content"]["application/json"]["schema"]["$ref"];
+        match def.input {
+            Input::None => assert!(op.get("requestBody").is_none(), "{path}"),
+            Input::Person => assert_eq!(body, "#/components/schemas/AssignBody", "{path}"),
+        }
+    }
+}
+
 /// The schema a parameter of an operation has, with a `$ref` followed.
 fn parameter_schema<'a>(doc: &'a Value, op: &'a Value, name: &str) -> &'a Value {
     let parameter = op["parameters"]

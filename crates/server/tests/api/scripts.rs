@@ -51,7 +51,7 @@ async fn version(app: &TestApp) -> i64 {
         .unwrap()
 }
 
-/// A card of `template` put into unassigned (as production would).
+/// A card of `template`, produced into unassigned.
 async fn unassigned_of(app: &TestApp, template: &str) -> String {
     let answer = app
         .post(

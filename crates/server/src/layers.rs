@@ -1,15 +1,21 @@
 //! What every answer of the server gets, whichever route made it: the request body is read whole
-//! (within the body limit) before a handler runs, and answers carry headers that keep them out of
-//! caches and stop browsers from guessing their type.
+//! (within the body limit) before a handler runs, answers carry headers that keep them out of
+//! caches and stop browsers from guessing their type, and every request is counted and logged.
+//!
+//! Labels come from fixed sets only (methods, route patterns, status codes), so no request can
+//! make the metrics or the log grow with text of its own choosing.
+
+use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::{CACHE_CONTROL, SET_COOKIE, X_CONTENT_TYPE_OPTIONS};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::{ApiError, BODY_LIMIT};
+use crate::error::ApiError;
+use crate::state::{AppState, BODY_LIMIT};
 
 /// Reads the request body before the handler runs. A handler that needs no body would otherwise
 /// answer with the body still unread; the connection is then closed with data in it, which the
@@ -79,4 +85,34 @@ pub async fn response_headers(req: Request, next: Next) -> Response {
         }
     }
     res
+}
+
+/// The method as a label: the standard methods by name, anything else as `other`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Counts and logs every request by its route pattern (never its query or headers).
+pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = method_label(req.method());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(req).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let status = response.status().as_u16();
+    tracing::info!(%method, %route, status, ms = elapsed * 1000.0, "request");
+    state.metrics.record((method, route, status), elapsed);
+    response
 }

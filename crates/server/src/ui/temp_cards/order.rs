@@ -11,15 +11,16 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use cardwright_domain::temp_cards::{CardState, ItemStatus, OrderAction, OrderState};
+use cardwright_domain::BatchOrderId;
 use cardwright_processes::temp_cards::issue_multiple::{self, OrderView};
 use cardwright_processes::ProcessError;
 use serde::Serialize;
 
 use super::batch_orders::{allowed, reply, PROCESS};
-use super::form::Posted;
-use super::page::{explain, not_found, process_error, when, Layout, Reply, Section};
-use super::session::{see_other, UiSession};
-use crate::http::AppState;
+use crate::state::AppState;
+use crate::ui::form::Posted;
+use crate::ui::page::{explain, not_found, path_id, process_error, when, Layout, Reply, Section};
+use crate::ui::session::{see_other, UiSession};
 
 struct ItemRow {
     card: String,
@@ -71,12 +72,13 @@ struct OrderPage {
 async fn order_page(
     state: &AppState,
     session: &UiSession,
-    id: &str,
+    id: BatchOrderId,
     error: Option<(StatusCode, String)>,
 ) -> Reply {
     let fail = |e: ProcessError| process_error(session, e);
-    let view = issue_multiple::get(&state.ctx, id).await.map_err(fail)?;
-    let attempts = issue_multiple::attempts(&state.ctx, id)
+    let id = id.to_string();
+    let view = issue_multiple::get(&state.ctx, &id).await.map_err(fail)?;
+    let attempts = issue_multiple::attempts(&state.ctx, &id)
         .await
         .map_err(fail)?;
     let OrderView { record, items } = view;
@@ -154,7 +156,8 @@ pub(crate) async fn order(
     Path(id): Path<String>,
 ) -> Reply {
     allowed(&session)?;
-    order_page(&state, &session, &id, None).await
+    let id: BatchOrderId = path_id(&session, &id)?;
+    order_page(&state, &session, id, None).await
 }
 
 #[derive(Serialize)]
@@ -184,7 +187,8 @@ pub(crate) async fn progress(
     Path(id): Path<String>,
 ) -> Reply {
     allowed(&session)?;
-    let view = issue_multiple::get(&state.ctx, &id)
+    let id: BatchOrderId = path_id(&session, &id)?;
+    let view = issue_multiple::get(&state.ctx, &id.to_string())
         .await
         .map_err(|e| process_error(&session, e))?;
     let counts = view.record.counts;
@@ -217,9 +221,10 @@ pub(crate) async fn next(
 ) -> Reply {
     let session = posted.session;
     allowed(&session)?;
-    match issue_multiple::next(&state.ctx, &session.operator, &id).await {
+    let id: BatchOrderId = path_id(&session, &id)?;
+    match issue_multiple::next(&state.ctx, &session.operator, &id.to_string()).await {
         Ok(_) => Ok(see_other(&format!("/batch-orders/{id}"))),
-        Err(e) => order_page(&state, &session, &id, Some(explain(e))).await,
+        Err(e) => order_page(&state, &session, id, Some(explain(e))).await,
     }
 }
 
@@ -231,6 +236,7 @@ pub(crate) async fn repeat(
 ) -> Reply {
     let Posted { session, form } = posted;
     allowed(&session)?;
+    let id: BatchOrderId = path_id(&session, &id)?;
     let chosen = form.all("cards");
     let refused = if chosen.is_empty() {
         (
@@ -238,12 +244,13 @@ pub(crate) async fn repeat(
             "Tick the cards to produce again.".to_owned(),
         )
     } else {
-        match issue_multiple::repeat(&state.ctx, &session.operator, &id, &chosen).await {
+        match issue_multiple::repeat(&state.ctx, &session.operator, &id.to_string(), &chosen).await
+        {
             Ok(_) => return Ok(see_other(&format!("/batch-orders/{id}"))),
             Err(e) => explain(e),
         }
     };
-    order_page(&state, &session, &id, Some(refused)).await
+    order_page(&state, &session, id, Some(refused)).await
 }
 
 /// Complete order or Cancel, as path words.
@@ -272,11 +279,11 @@ struct ConfirmPage {
 async fn confirm_page(
     state: &AppState,
     session: &UiSession,
-    id: &str,
+    id: BatchOrderId,
     action: OrderAction,
     error: Option<(StatusCode, String)>,
 ) -> Reply {
-    let view = issue_multiple::get(&state.ctx, id)
+    let view = issue_multiple::get(&state.ctx, &id.to_string())
         .await
         .map_err(|e| process_error(session, e))?;
     let c = view.record.counts;
@@ -339,7 +346,7 @@ async fn confirm_page(
         &ConfirmPage {
             layout: Layout::new(session, Section::BatchOrders, action.as_str()),
             title: PROCESS.def().title,
-            id: id.to_owned(),
+            id: id.to_string(),
             action: path,
             button,
             danger,
@@ -360,7 +367,8 @@ pub(crate) async fn confirm(
     let Some(action) = closing(&action) else {
         return Err(not_found(&session));
     };
-    confirm_page(&state, &session, &id, action, None).await
+    let id: BatchOrderId = path_id(&session, &id)?;
+    confirm_page(&state, &session, id, action, None).await
 }
 
 /// POST /batch-orders/{id}/complete and /cancel: close the order, then show it.
@@ -374,13 +382,14 @@ pub(crate) async fn close(
     let Some(action) = closing(&action) else {
         return Err(not_found(&session));
     };
+    let id: BatchOrderId = path_id(&session, &id)?;
     let done = if action == OrderAction::Complete {
-        issue_multiple::complete(&state.ctx, &session.operator, &id).await
+        issue_multiple::complete(&state.ctx, &session.operator, &id.to_string()).await
     } else {
-        issue_multiple::cancel(&state.ctx, &session.operator, &id).await
+        issue_multiple::cancel(&state.ctx, &session.operator, &id.to_string()).await
     };
     match done {
         Ok(_) => Ok(see_other(&format!("/batch-orders/{id}"))),
-        Err(e) => confirm_page(&state, &session, &id, action, Some(explain(e))).await,
+        Err(e) => confirm_page(&state, &session, id, action, Some(explain(e))).await,
     }
 }

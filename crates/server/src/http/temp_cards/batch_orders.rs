@@ -1,18 +1,20 @@
 //! Batch orders: the "Issue multiple temporary cards" wizard's buttons.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use cardwright_domain::BatchOrderId;
 use cardwright_processes::temp_cards::issue_multiple;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::ErrorBody;
-use super::extract::{ApiJson, ApiQuery, Auth};
-use super::openapi::{BadId, JsonBody, NeedsLogin};
-use super::schema::{card_ids, optional_whole_number, Id, OrderStateParam, ProcessText};
-use super::views::{BatchOrderList, BatchOrderSummary, BatchOrderView};
-use super::{ApiError, AppState};
+use crate::error::ApiError;
+use crate::error::ErrorBody;
+use crate::http::extract::{ApiJson, ApiQuery, Auth, IdPath};
+use crate::http::openapi::{BadId, JsonBody, NeedsLogin};
+use crate::http::schema::{card_ids, optional_whole_number, Id, OrderStateParam, ProcessText};
+use crate::http::views::{BatchOrderList, BatchOrderSummary, BatchOrderView};
+use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -96,8 +98,9 @@ pub async fn list_orders(
 pub async fn get_order(
     State(state): State<AppState>,
     Auth(_op): Auth,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<BatchOrderId>,
 ) -> Result<Json<BatchOrderView>, ApiError> {
+    let id = id.to_string();
     let view = issue_multiple::get(&state.ctx, &id).await?;
     let attempts = issue_multiple::attempts(&state.ctx, &id).await?;
     Ok(Json(BatchOrderView::new(view, attempts)))
@@ -113,10 +116,10 @@ pub async fn get_order(
 pub async fn next(
     State(state): State<AppState>,
     Auth(op): Auth,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<BatchOrderId>,
 ) -> Result<Json<BatchOrderView>, ApiError> {
     Ok(Json(BatchOrderView::new(
-        issue_multiple::next(&state.ctx, &op, &id).await?,
+        issue_multiple::next(&state.ctx, &op, &id.to_string()).await?,
         Vec::new(),
     )))
 }
@@ -131,11 +134,11 @@ pub async fn next(
 pub async fn repeat(
     State(state): State<AppState>,
     Auth(op): Auth,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<BatchOrderId>,
     ApiJson(body): ApiJson<RepeatBody>,
 ) -> Result<Json<BatchOrderView>, ApiError> {
     Ok(Json(BatchOrderView::new(
-        issue_multiple::repeat(&state.ctx, &op, &id, &body.cards).await?,
+        issue_multiple::repeat(&state.ctx, &op, &id.to_string(), &body.cards).await?,
         Vec::new(),
     )))
 }
@@ -150,10 +153,10 @@ pub async fn repeat(
 pub async fn complete(
     State(state): State<AppState>,
     Auth(op): Auth,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<BatchOrderId>,
 ) -> Result<Json<BatchOrderView>, ApiError> {
     Ok(Json(BatchOrderView::new(
-        issue_multiple::complete(&state.ctx, &op, &id).await?,
+        issue_multiple::complete(&state.ctx, &op, &id.to_string()).await?,
         Vec::new(),
     )))
 }
@@ -168,10 +171,10 @@ pub async fn complete(
 pub async fn cancel(
     State(state): State<AppState>,
     Auth(op): Auth,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<BatchOrderId>,
 ) -> Result<Json<BatchOrderView>, ApiError> {
     Ok(Json(BatchOrderView::new(
-        issue_multiple::cancel(&state.ctx, &op, &id).await?,
+        issue_multiple::cancel(&state.ctx, &op, &id.to_string()).await?,
         Vec::new(),
     )))
 }

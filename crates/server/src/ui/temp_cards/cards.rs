@@ -1,28 +1,28 @@
-//! Cards: Request temporary cards, the card profile with its preview and history, and the
-//! card processes allowed now (assign with a person search, withdraw, extend, lock, abort),
-//! each behind a confirmation page.
+//! Cards: Request temporary cards, the card profile with its preview and history, and the card
+//! processes of the catalog allowed now, each behind a confirmation page (with a person search
+//! for a process that takes a person).
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use cardwright_domain::temp_cards::catalog::ProcessScope;
-use cardwright_domain::temp_cards::{CardState, ProcessDef, CATALOG};
-use cardwright_domain::CardId;
+use cardwright_domain::temp_cards::{CardState, Input, ProcessDef, CATALOG};
+use cardwright_domain::{CardId, PersonId};
 use cardwright_processes::temp_cards::cards::{self, CardProfile};
-use cardwright_processes::temp_cards::{abort, assign, extend, lock, request, withdraw};
+use cardwright_processes::temp_cards::{self, request, ProcessInput};
 use cardwright_processes::{persons, templates, ProcessError};
-use cardwright_storage::audit::Event;
 use cardwright_storage::cards::CardRecord;
 use serde::Deserialize;
 
-use super::form::Posted;
-use super::page::{
-    choices, day, explain, forbidden, not_found, png_reply, process_error, render, render_with,
-    when, Choice, Layout, Reply, Section,
+use crate::state::AppState;
+use crate::ui::admin::EventRow;
+use crate::ui::form::Posted;
+use crate::ui::page::{
+    choices, day, explain, forbidden, not_found, path_id, png_reply, process_error, render,
+    render_with, when, Choice, Layout, Reply, Section,
 };
-use super::persons::PersonRow;
-use super::session::{see_other, UiSession};
-use crate::http::AppState;
+use crate::ui::persons::PersonRow;
+use crate::ui::session::{see_other, UiSession};
 
 /// A card as lists show it.
 pub(crate) struct CardRow {
@@ -63,39 +63,6 @@ impl From<CardRecord> for CardRow {
                 .batch_order
                 .map(|o| o.to_string())
                 .unwrap_or_default(),
-        }
-    }
-}
-
-/// An audit event as the card profile and the audit log show it.
-pub(crate) struct EventRow {
-    pub seq: i64,
-    pub at: String,
-    pub operator: String,
-    pub process: String,
-    pub card: String,
-    pub order: String,
-    pub change: String,
-    pub details: String,
-}
-
-impl From<Event> for EventRow {
-    fn from(e: Event) -> Self {
-        let change = match (&e.old_state, &e.new_state) {
-            (Some(old), Some(new)) => format!("{old} → {new}"),
-            (None, Some(new)) => format!("→ {new}"),
-            (Some(old), None) => format!("{old} →"),
-            (None, None) => String::new(),
-        };
-        Self {
-            seq: e.seq,
-            at: e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
-            operator: e.operator,
-            process: e.process,
-            card: e.card.unwrap_or_default(),
-            order: e.order.unwrap_or_default(),
-            change,
-            details: e.details,
         }
     }
 }
@@ -228,7 +195,8 @@ pub(crate) async fn profile(
     Path(id): Path<String>,
     Query(q): Query<ProfileQuery>,
 ) -> Reply {
-    let profile = cards::profile(&state.ctx, &session.operator, &id)
+    let id: CardId = path_id(&session, &id)?;
+    let profile = cards::profile(&state.ctx, &session.operator, &id.to_string())
         .await
         .map_err(|e| process_error(&session, e))?;
     let CardProfile {
@@ -279,9 +247,9 @@ pub(crate) async fn preview(
     State(state): State<AppState>,
     session: UiSession,
     Path(id): Path<String>,
-    Query(q): Query<super::page::PreviewQuery>,
+    Query(q): Query<crate::ui::page::PreviewQuery>,
 ) -> Reply {
-    let id = CardId::parse(&id).map_err(|e| process_error(&session, e.into()))?;
+    let id = path_id(&session, &id)?;
     let side = cardwright_processes::parse_side(q.side.as_deref().unwrap_or("front"))
         .map_err(|e| process_error(&session, e))?;
     let png = cards::preview(&state.ctx, id, side)
@@ -299,6 +267,8 @@ struct ActionPage {
     title: &'static str,
     to_state: &'static str,
     final_state: bool,
+    /// Whether the process takes a person, chosen on the page from a search.
+    takes_person: bool,
     query: String,
     searched: bool,
     persons: Vec<PersonRow>,
@@ -314,15 +284,12 @@ pub(crate) struct ActionQuery {
 async fn action_page(
     state: &AppState,
     session: &UiSession,
-    id: &str,
-    action: &str,
+    def: &'static ProcessDef,
+    id: CardId,
     query: Option<String>,
     error: Option<(StatusCode, String)>,
 ) -> Reply {
-    let Some(def) = card_process(action) else {
-        return Err(not_found(session));
-    };
-    let profile = cards::profile(&state.ctx, &session.operator, id)
+    let profile = cards::profile(&state.ctx, &session.operator, &id.to_string())
         .await
         .map_err(|e| process_error(session, e))?;
     if error.is_none() && !profile.processes.iter().any(|p| p.name == def.name) {
@@ -345,10 +312,11 @@ async fn action_page(
                 ),
             ),
         };
-        return Err(super::page::error_page(session, status, message));
+        return Err(crate::ui::page::error_page(session, status, message));
     }
     let query = query.unwrap_or_default();
-    let searched = def.action == "assign" && !query.trim().is_empty();
+    let takes_person = def.input == Input::Person;
+    let searched = takes_person && !query.trim().is_empty();
     let persons = if searched {
         persons::search(&state.ctx, &session.operator, Some(query.trim()), None, 20)
             .await
@@ -371,6 +339,7 @@ async fn action_page(
         title: def.title,
         to_state: def.to.as_str(),
         final_state: def.to.is_final(),
+        takes_person,
         query,
         searched,
         persons,
@@ -390,7 +359,11 @@ pub(crate) async fn confirm(
     Path((id, action)): Path<(String, String)>,
     Query(q): Query<ActionQuery>,
 ) -> Reply {
-    action_page(&state, &session, &id, &action, q.q, None).await
+    let Some(def) = card_process(&action) else {
+        return Err(not_found(&session));
+    };
+    let id = path_id(&session, &id)?;
+    action_page(&state, &session, def, id, q.q, None).await
 }
 
 /// POST /cards/{id}/{action}: runs the process, then shows the card.
@@ -403,32 +376,27 @@ pub(crate) async fn run(
     let Some(def) = card_process(&action) else {
         return Err(not_found(&session));
     };
-    let ctx = &state.ctx;
-    let op = &session.operator;
-    let result = match CardId::parse(&id) {
-        Err(e) => Err(ProcessError::from(e)),
-        Ok(card) => match def.action {
-            "abort" => abort::abort(ctx, op, card).await,
-            "assign" => match form.text("person") {
-                Some(person) => match cardwright_domain::PersonId::parse(&person) {
-                    Ok(person) => assign::assign(ctx, op, card, person).await,
-                    Err(e) => Err(e.into()),
-                },
-                None => Err(ProcessError::Invalid(
-                    "Choose the person who gets the card.".into(),
-                )),
-            },
-            "withdraw" => withdraw::withdraw(ctx, op, card).await,
-            "extend" => extend::extend(ctx, op, card).await,
-            "lock" => lock::lock(ctx, op, card).await,
-            _ => return Err(not_found(&session)),
+    let card = path_id(&session, &id)?;
+    let input = match def.input {
+        Input::None => Ok(ProcessInput::None),
+        Input::Person => match form.text("person") {
+            Some(person) => PersonId::parse(&person)
+                .map(ProcessInput::Person)
+                .map_err(ProcessError::from),
+            None => Err(ProcessError::Invalid(
+                "Choose the person who gets the card.".into(),
+            )),
         },
     };
+    let result = match input {
+        Ok(input) => temp_cards::run(&state.ctx, &session.operator, def.name, card, input).await,
+        Err(e) => Err(e),
+    };
     match result {
-        Ok(_) => Ok(see_other(&format!("/cards/{id}?done={}", def.action))),
+        Ok(_) => Ok(see_other(&format!("/cards/{card}?done={}", def.action))),
         Err(e) => {
             let query = form.text("q");
-            action_page(&state, &session, &id, &action, query, Some(explain(e))).await
+            action_page(&state, &session, def, card, query, Some(explain(e))).await
         }
     }
 }

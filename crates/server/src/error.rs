@@ -1,4 +1,6 @@
-//! Errors as the API answers them: `{"error":{"code","message"}}` with the matching status.
+//! Errors as the server answers them, from the API, the request layers and the fallback alike:
+//! `{"error":{"code","message"}}` with the matching status. The web UI shows the same status and
+//! message on its error pages.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -129,6 +131,7 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The answer to a path that names nothing.
 pub async fn not_found() -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,

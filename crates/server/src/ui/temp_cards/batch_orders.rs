@@ -13,13 +13,13 @@ use cardwright_processes::MAX_PAGE;
 use cardwright_processes::{templates, ProcessError};
 use serde::Deserialize;
 
-use super::form::Posted;
-use super::page::{
+use crate::state::AppState;
+use crate::ui::form::Posted;
+use crate::ui::page::{
     choices, explain, forbidden, process_error, render, render_with, when, Choice, Layout, Reply,
     Section,
 };
-use super::session::{see_other, UiSession};
-use crate::http::AppState;
+use crate::ui::session::{see_other, UiSession};
 
 pub(super) const PROCESS: ProcessName = ProcessName::TempCardsBoProcIssueMultiple;
 

@@ -1,0 +1,53 @@
+//! What every handler of the API and of the web UI gets: the process context, the request
+//! counters, the served OpenAPI document and the settings of the HTTP interface.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use cardwright_processes::Context;
+
+/// The largest request body accepted (two layouts of 256 KiB fit with room to spare).
+pub const BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// What every handler gets.
+#[derive(Clone)]
+pub struct AppState {
+    pub ctx: Context,
+    pub metrics: Arc<Metrics>,
+    pub openapi: Arc<String>,
+    /// The bearer token a metrics scraper sends to `/metrics`, when configured.
+    pub metrics_token: Option<Arc<str>>,
+}
+
+/// Settings of the HTTP interface itself.
+#[derive(Debug, Clone, Default)]
+pub struct HttpOptions {
+    /// `metrics_token` from the configuration; empty: only operators' tokens open `/metrics`.
+    pub metrics_token: String,
+}
+
+/// Requests are counted by method, route pattern and status.
+pub type RequestKey = (&'static str, String, u16);
+
+/// Request counters of this server process.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Count and total seconds per key.
+    requests: Mutex<BTreeMap<RequestKey, (u64, f64)>>,
+}
+
+impl Metrics {
+    /// Counts one request that took `seconds`.
+    pub fn record(&self, key: RequestKey, seconds: f64) {
+        if let Ok(mut requests) = self.requests.lock() {
+            let entry = requests.entry(key).or_default();
+            entry.0 += 1;
+            entry.1 += seconds;
+        }
+    }
+
+    /// Count and total seconds per key, as they stand now.
+    pub fn snapshot(&self) -> BTreeMap<RequestKey, (u64, f64)> {
+        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
