@@ -75,9 +75,8 @@ pub async fn create(
     Ok(person)
 }
 
-pub async fn get(ctx: &Context, operator: &Operator, id: &str) -> Result<Person, ProcessError> {
+pub async fn get(ctx: &Context, operator: &Operator, id: PersonId) -> Result<Person, ProcessError> {
     require_any(operator, &[Role::RegistrationOfficer], "Reading persons")?;
-    let id = PersonId::parse(id)?;
     let mut conn = ctx.store.reader().await?;
     persons::get(&mut conn, id)
         .await?

@@ -139,11 +139,10 @@ pub async fn create(
 pub async fn update(
     ctx: &Context,
     operator: &Operator,
-    id: &str,
+    id: TemplateId,
     input: &TemplateInput,
 ) -> Result<CardTemplate, ProcessError> {
     require_any(operator, &[Role::PolicyAdmin], "Editing card templates")?;
-    let id = TemplateId::parse(id)?;
     let mut tx = ctx.store.begin().await?;
     let existing = templates::get(&mut tx, id)
         .await?

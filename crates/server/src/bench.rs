@@ -202,12 +202,12 @@ async fn order(ctx: &Context, backend: &str, total: u32, station_count: u32) -> 
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         phases[0] += phase.elapsed();
         let phase = Instant::now();
-        let ids: Vec<String> = cards.iter().map(|c| c.card.id.to_string()).collect();
+        let ids: Vec<_> = cards.iter().map(|c| c.card.id).collect();
         let order = issue_multiple::create(ctx, &op, "TempCardsBoProcIssueMultiple", &ids)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let id = order.record.order.id.to_string();
-        issue_multiple::next(ctx, &op, &id)
+        let id = order.record.order.id;
+        issue_multiple::next(ctx, &op, id)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         if !analyzed && backend == "PostgreSQL" {
@@ -229,7 +229,7 @@ async fn order(ctx: &Context, backend: &str, total: u32, station_count: u32) -> 
         }
         phases[2] += phase.elapsed();
         let phase = Instant::now();
-        issue_multiple::complete(ctx, &op, &id)
+        issue_multiple::complete(ctx, &op, id)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         phases[3] += phase.elapsed();

@@ -87,11 +87,11 @@ pub async fn run(cards: u32, module: &Path) -> anyhow::Result<()> {
     let requested = request::request(&ctx, &op, DEFAULT_TEMPLATE_NAME, i64::from(cards))
         .await
         .map_err(failed)?;
-    let ids: Vec<String> = requested.iter().map(|c| c.card.id.to_string()).collect();
+    let ids: Vec<_> = requested.iter().map(|c| c.card.id).collect();
     let order = issue_multiple::create(&ctx, &op, "TempCardsBoProcIssueMultiple", &ids)
         .await
         .map_err(failed)?;
-    issue_multiple::next(&ctx, &op, &order.record.order.id.to_string())
+    issue_multiple::next(&ctx, &op, order.record.order.id)
         .await
         .map_err(failed)?;
     let station = Station {
@@ -115,7 +115,7 @@ pub async fn run(cards: u32, module: &Path) -> anyhow::Result<()> {
         raw.card(n)?;
         raw_time += started.elapsed();
     }
-    let done = issue_multiple::get(&ctx, &order.record.order.id.to_string())
+    let done = issue_multiple::get(&ctx, order.record.order.id)
         .await
         .map_err(failed)?;
     let produced = done.record.counts.produced;

@@ -369,14 +369,13 @@ async fn a_registration_officer_neither_sees_nor_reaches_batch_orders() {
         &app.ctx,
         app.op("pat"),
         "TempCardsBoProcIssueMultiple",
-        &[cards[0].0.clone()],
+        &[cardwright_domain::CardId::parse(&cards[0].0).unwrap()],
     )
     .await
     .unwrap()
     .record
     .order
-    .id
-    .to_string();
+    .id;
 
     let mut producer = Browser::new(&app);
     producer.login("pat").await;
@@ -418,7 +417,7 @@ async fn a_registration_officer_neither_sees_nor_reaches_batch_orders() {
             .await;
         assert_eq!(refused.status, StatusCode::FORBIDDEN, "{path}");
     }
-    let view = issue_multiple::get(&app.ctx, &order).await.unwrap();
+    let view = issue_multiple::get(&app.ctx, order).await.unwrap();
     assert_eq!(view.record.order.state.as_str(), "open");
     // The officer's own pages are open to them; the admin pages are not.
     assert_eq!(officer.get("/cards/request").await.status, StatusCode::OK);
@@ -500,7 +499,7 @@ async fn every_page_opens_for_an_operator_with_every_role() {
         &app.ctx,
         app.op("pat"),
         "TempCardsBoProcIssueMultiple",
-        &[cards[0].0.clone()],
+        &[cardwright_domain::CardId::parse(&cards[0].0).unwrap()],
     )
     .await
     .unwrap()

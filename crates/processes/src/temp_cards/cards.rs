@@ -87,9 +87,8 @@ pub struct CardProfile {
 pub async fn profile(
     ctx: &Context,
     operator: &Operator,
-    id: &str,
+    id: CardId,
 ) -> Result<CardProfile, ProcessError> {
-    let id = CardId::parse(id)?;
     let mut conn = ctx.store.reader().await?;
     let record = cards::get(&mut conn, id)
         .await?

@@ -85,11 +85,8 @@ pub(crate) async fn view(conn: &mut Conn, id: BatchOrderId) -> Result<OrderView,
     Ok(OrderView { record, items })
 }
 
-fn parse_order_id(id: &str) -> Result<BatchOrderId, ProcessError> {
-    Ok(BatchOrderId::parse(id)?)
-}
-
-fn parse_cards(cards: &[String]) -> Result<Vec<CardId>, ProcessError> {
+/// Card ids as given (a form's or a request body's list), parsed.
+pub fn parse_cards(cards: &[String]) -> Result<Vec<CardId>, ProcessError> {
     cards
         .iter()
         .map(|c| CardId::parse(c).map_err(ProcessError::from))
@@ -117,7 +114,7 @@ pub async fn create(
     ctx: &Context,
     operator: &Operator,
     process: &str,
-    cards: &[String],
+    card_ids: &[CardId],
 ) -> Result<OrderView, ProcessError> {
     require_process_role(operator, PROCESS)?;
     if process != PROCESS.as_str() {
@@ -125,8 +122,7 @@ pub async fn create(
             "process: batch orders run {PROCESS}, not '{process}'"
         )));
     }
-    let card_ids = parse_cards(cards)?;
-    check_selection(&card_ids)?;
+    check_selection(card_ids)?;
     let now = ctx.now();
     let (millis, random) = ctx.id_parts();
     let order = BatchOrder {
@@ -185,9 +181,12 @@ pub async fn create(
 }
 
 /// Next: every chosen card goes into the production queue.
-pub async fn next(ctx: &Context, operator: &Operator, id: &str) -> Result<OrderView, ProcessError> {
+pub async fn next(
+    ctx: &Context,
+    operator: &Operator,
+    id: BatchOrderId,
+) -> Result<OrderView, ProcessError> {
     require_process_role(operator, PROCESS)?;
-    let id = parse_order_id(id)?;
     let now = ctx.now();
     let mut tx = ctx.store.begin().await?;
     lock_for(&mut tx, ctx, id, OrderAction::Next).await?;
@@ -221,13 +220,11 @@ pub async fn next(ctx: &Context, operator: &Operator, id: &str) -> Result<OrderV
 pub async fn repeat(
     ctx: &Context,
     operator: &Operator,
-    id: &str,
-    cards: &[String],
+    id: BatchOrderId,
+    chosen: &[CardId],
 ) -> Result<OrderView, ProcessError> {
     require_process_role(operator, PROCESS)?;
-    let id = parse_order_id(id)?;
-    let chosen = parse_cards(cards)?;
-    check_selection(&chosen)?;
+    check_selection(chosen)?;
     let now = ctx.now();
     let mut tx = ctx.store.begin().await?;
     let order = lock_for(&mut tx, ctx, id, OrderAction::Repeat).await?;
@@ -235,7 +232,7 @@ pub async fn repeat(
     let actor = Actor::Operator(operator.clone());
     let mut refused = Vec::new();
     let mut repeated = Vec::new();
-    for card_id in &chosen {
+    for card_id in chosen {
         let Some(item) = items.iter().find(|i| i.item.card == *card_id) else {
             refused.push(format!("{card_id} (not in this order)"));
             continue;
@@ -316,7 +313,7 @@ pub async fn repeat(
 pub async fn complete(
     ctx: &Context,
     operator: &Operator,
-    id: &str,
+    id: BatchOrderId,
 ) -> Result<OrderView, ProcessError> {
     close(ctx, operator, id, OrderAction::Complete).await
 }
@@ -326,7 +323,7 @@ pub async fn complete(
 pub async fn cancel(
     ctx: &Context,
     operator: &Operator,
-    id: &str,
+    id: BatchOrderId,
 ) -> Result<OrderView, ProcessError> {
     close(ctx, operator, id, OrderAction::Cancel).await
 }
@@ -334,11 +331,10 @@ pub async fn cancel(
 async fn close(
     ctx: &Context,
     operator: &Operator,
-    id: &str,
+    id: BatchOrderId,
     action: OrderAction,
 ) -> Result<OrderView, ProcessError> {
     require_process_role(operator, PROCESS)?;
-    let id = parse_order_id(id)?;
     let now = ctx.now();
     let mut tx = ctx.store.begin().await?;
     let order = lock_for(&mut tx, ctx, id, action).await?;
@@ -377,8 +373,7 @@ async fn close(
 }
 
 /// One order with its items. Any logged-in operator may read orders.
-pub async fn get(ctx: &Context, id: &str) -> Result<OrderView, ProcessError> {
-    let id = parse_order_id(id)?;
+pub async fn get(ctx: &Context, id: BatchOrderId) -> Result<OrderView, ProcessError> {
     let mut conn = ctx.store.reader().await?;
     view(&mut conn, id).await
 }
@@ -407,8 +402,10 @@ pub async fn list(
 }
 
 /// Every production attempt of an order.
-pub async fn attempts(ctx: &Context, id: &str) -> Result<Vec<batch_orders::Attempt>, ProcessError> {
-    let id = parse_order_id(id)?;
+pub async fn attempts(
+    ctx: &Context,
+    id: BatchOrderId,
+) -> Result<Vec<batch_orders::Attempt>, ProcessError> {
     let mut conn = ctx.store.reader().await?;
     Ok(batch_orders::attempts(&mut conn, id).await?)
 }

@@ -90,7 +90,7 @@ pub async fn get_person(
     Auth(op): Auth,
     IdPath(id): IdPath<PersonId>,
 ) -> Result<Json<PersonDetail>, ApiError> {
-    let person = persons::get(&state.ctx, &op, &id.to_string()).await?;
+    let person = persons::get(&state.ctx, &op, id).await?;
     let cards = cardwright_processes::temp_cards::cards::of_person(&state.ctx, person.id).await?;
     Ok(Json(PersonDetail {
         person: person.into(),

@@ -73,7 +73,7 @@ pub async fn update_template(
     ApiJson(body): ApiJson<TemplateBody>,
 ) -> Result<Json<TemplateView>, ApiError> {
     Ok(Json(
-        templates::update(&state.ctx, &op, &id.to_string(), &body.into())
+        templates::update(&state.ctx, &op, id, &body.into())
             .await?
             .into(),
     ))

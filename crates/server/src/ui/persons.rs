@@ -171,7 +171,7 @@ pub(crate) async fn profile(
         return Err(forbidden(&session, Section::Persons));
     }
     let id: PersonId = path_id(&session, &id)?;
-    let person = persons::get(&state.ctx, &session.operator, &id.to_string())
+    let person = persons::get(&state.ctx, &session.operator, id)
         .await
         .map_err(|e| process_error(&session, e))?;
     let cards = card_process::of_person(&state.ctx, person.id)

@@ -229,7 +229,7 @@ pub(crate) async fn update(
     let result: Result<_, ProcessError> = templates::update(
         &state.ctx,
         &session.operator,
-        &existing.id.to_string(),
+        existing.id,
         &fields.input(front, back),
     )
     .await;

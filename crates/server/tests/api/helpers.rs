@@ -7,7 +7,7 @@ use cardwright::app::{self, Running};
 use cardwright::config::Config;
 use cardwright_cardsdk::SpoolPrinter;
 use cardwright_domain::temp_cards::{OrderState, ProcessName};
-use cardwright_domain::{Role, Roles};
+use cardwright_domain::{CardId, Role, Roles};
 use cardwright_processes::temp_cards::issue_multiple;
 use cardwright_processes::temp_cards::production::{self, Station};
 use cardwright_processes::{auth, Actor, ManualClock};
@@ -345,12 +345,12 @@ impl TestApp {
             ctx,
             &producer,
             ProcessName::TempCardsBoProcIssueMultiple.as_str(),
-            &[id.to_owned()],
+            &[CardId::parse(id).expect("a card id")],
         )
         .await
         .unwrap_or_else(|e| panic!("card {id} cannot be ordered: {e}"));
-        let order = order.record.order.id.to_string();
-        issue_multiple::next(ctx, &producer, &order)
+        let order = order.record.order.id;
+        issue_multiple::next(ctx, &producer, order)
             .await
             .expect("Next queues the card");
         let spool = tempfile::tempdir().expect("spool folder");
@@ -362,7 +362,7 @@ impl TestApp {
         // The server's own stations work the same queue; whichever prints the card, the order
         // becomes produced.
         for _ in 0..400 {
-            let view = issue_multiple::get(ctx, &order).await.expect("the order");
+            let view = issue_multiple::get(ctx, order).await.expect("the order");
             if view.record.order.state == OrderState::Produced {
                 break;
             }
@@ -373,7 +373,7 @@ impl TestApp {
                 tokio::time::sleep(std::time::Duration::from_millis(25)).await;
             }
         }
-        issue_multiple::complete(ctx, &producer, &order)
+        issue_multiple::complete(ctx, &producer, order)
             .await
             .expect("the order is produced and completes");
         let card = self.card(id).await;

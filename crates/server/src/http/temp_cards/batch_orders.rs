@@ -48,7 +48,13 @@ pub async fn create_order(
     Auth(op): Auth,
     ApiJson(body): ApiJson<NewOrderBody>,
 ) -> Result<(StatusCode, Json<BatchOrderView>), ApiError> {
-    let view = issue_multiple::create(&state.ctx, &op, &body.process, &body.cards).await?;
+    let view = issue_multiple::create(
+        &state.ctx,
+        &op,
+        &body.process,
+        &issue_multiple::parse_cards(&body.cards)?,
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(BatchOrderView::new(view, Vec::new())),
@@ -100,9 +106,8 @@ pub async fn get_order(
     Auth(_op): Auth,
     IdPath(id): IdPath<BatchOrderId>,
 ) -> Result<Json<BatchOrderView>, ApiError> {
-    let id = id.to_string();
-    let view = issue_multiple::get(&state.ctx, &id).await?;
-    let attempts = issue_multiple::attempts(&state.ctx, &id).await?;
+    let view = issue_multiple::get(&state.ctx, id).await?;
+    let attempts = issue_multiple::attempts(&state.ctx, id).await?;
     Ok(Json(BatchOrderView::new(view, attempts)))
 }
 
@@ -119,7 +124,7 @@ pub async fn next(
     IdPath(id): IdPath<BatchOrderId>,
 ) -> Result<Json<BatchOrderView>, ApiError> {
     Ok(Json(BatchOrderView::new(
-        issue_multiple::next(&state.ctx, &op, &id.to_string()).await?,
+        issue_multiple::next(&state.ctx, &op, id).await?,
         Vec::new(),
     )))
 }
@@ -138,7 +143,13 @@ pub async fn repeat(
     ApiJson(body): ApiJson<RepeatBody>,
 ) -> Result<Json<BatchOrderView>, ApiError> {
     Ok(Json(BatchOrderView::new(
-        issue_multiple::repeat(&state.ctx, &op, &id.to_string(), &body.cards).await?,
+        issue_multiple::repeat(
+            &state.ctx,
+            &op,
+            id,
+            &issue_multiple::parse_cards(&body.cards)?,
+        )
+        .await?,
         Vec::new(),
     )))
 }
@@ -156,7 +167,7 @@ pub async fn complete(
     IdPath(id): IdPath<BatchOrderId>,
 ) -> Result<Json<BatchOrderView>, ApiError> {
     Ok(Json(BatchOrderView::new(
-        issue_multiple::complete(&state.ctx, &op, &id.to_string()).await?,
+        issue_multiple::complete(&state.ctx, &op, id).await?,
         Vec::new(),
     )))
 }
@@ -174,7 +185,7 @@ pub async fn cancel(
     IdPath(id): IdPath<BatchOrderId>,
 ) -> Result<Json<BatchOrderView>, ApiError> {
     Ok(Json(BatchOrderView::new(
-        issue_multiple::cancel(&state.ctx, &op, &id.to_string()).await?,
+        issue_multiple::cancel(&state.ctx, &op, id).await?,
         Vec::new(),
     )))
 }

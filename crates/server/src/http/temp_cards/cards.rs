@@ -115,11 +115,7 @@ pub async fn get_card(
     Auth(op): Auth,
     IdPath(id): IdPath<CardId>,
 ) -> Result<Json<CardDetail>, ApiError> {
-    Ok(Json(
-        cards::profile(&state.ctx, &op, &id.to_string())
-            .await?
-            .into(),
-    ))
+    Ok(Json(cards::profile(&state.ctx, &op, id).await?.into()))
 }
 
 // The body of every card process whose catalog row takes a person (`Input::Person`).

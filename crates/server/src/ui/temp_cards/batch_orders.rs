@@ -231,8 +231,14 @@ pub(crate) async fn create(State(state): State<AppState>, posted: Posted) -> Rep
             "Tick at least one card to issue.".to_owned(),
         )
     } else {
-        match issue_multiple::create(&state.ctx, &session.operator, PROCESS.as_str(), &chosen).await
-        {
+        let created = match issue_multiple::parse_cards(&chosen) {
+            Ok(cards) => {
+                issue_multiple::create(&state.ctx, &session.operator, PROCESS.as_str(), &cards)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match created {
             Ok(view) => {
                 return Ok(see_other(&format!(
                     "/batch-orders/{}",

@@ -196,7 +196,7 @@ pub(crate) async fn profile(
     Query(q): Query<ProfileQuery>,
 ) -> Reply {
     let id: CardId = path_id(&session, &id)?;
-    let profile = cards::profile(&state.ctx, &session.operator, &id.to_string())
+    let profile = cards::profile(&state.ctx, &session.operator, id)
         .await
         .map_err(|e| process_error(&session, e))?;
     let CardProfile {
@@ -289,7 +289,7 @@ async fn action_page(
     query: Option<String>,
     error: Option<(StatusCode, String)>,
 ) -> Reply {
-    let profile = cards::profile(&state.ctx, &session.operator, &id.to_string())
+    let profile = cards::profile(&state.ctx, &session.operator, id)
         .await
         .map_err(|e| process_error(session, e))?;
     if error.is_none() && !profile.processes.iter().any(|p| p.name == def.name) {

@@ -76,9 +76,8 @@ async fn order_page(
     error: Option<(StatusCode, String)>,
 ) -> Reply {
     let fail = |e: ProcessError| process_error(session, e);
-    let id = id.to_string();
-    let view = issue_multiple::get(&state.ctx, &id).await.map_err(fail)?;
-    let attempts = issue_multiple::attempts(&state.ctx, &id)
+    let view = issue_multiple::get(&state.ctx, id).await.map_err(fail)?;
+    let attempts = issue_multiple::attempts(&state.ctx, id)
         .await
         .map_err(fail)?;
     let OrderView { record, items } = view;
@@ -188,7 +187,7 @@ pub(crate) async fn progress(
 ) -> Reply {
     allowed(&session)?;
     let id: BatchOrderId = path_id(&session, &id)?;
-    let view = issue_multiple::get(&state.ctx, &id.to_string())
+    let view = issue_multiple::get(&state.ctx, id)
         .await
         .map_err(|e| process_error(&session, e))?;
     let counts = view.record.counts;
@@ -222,7 +221,7 @@ pub(crate) async fn next(
     let session = posted.session;
     allowed(&session)?;
     let id: BatchOrderId = path_id(&session, &id)?;
-    match issue_multiple::next(&state.ctx, &session.operator, &id.to_string()).await {
+    match issue_multiple::next(&state.ctx, &session.operator, id).await {
         Ok(_) => Ok(see_other(&format!("/batch-orders/{id}"))),
         Err(e) => order_page(&state, &session, id, Some(explain(e))).await,
     }
@@ -244,8 +243,11 @@ pub(crate) async fn repeat(
             "Tick the cards to produce again.".to_owned(),
         )
     } else {
-        match issue_multiple::repeat(&state.ctx, &session.operator, &id.to_string(), &chosen).await
-        {
+        let repeated = match issue_multiple::parse_cards(&chosen) {
+            Ok(cards) => issue_multiple::repeat(&state.ctx, &session.operator, id, &cards).await,
+            Err(e) => Err(e),
+        };
+        match repeated {
             Ok(_) => return Ok(see_other(&format!("/batch-orders/{id}"))),
             Err(e) => explain(e),
         }
@@ -283,7 +285,7 @@ async fn confirm_page(
     action: OrderAction,
     error: Option<(StatusCode, String)>,
 ) -> Reply {
-    let view = issue_multiple::get(&state.ctx, &id.to_string())
+    let view = issue_multiple::get(&state.ctx, id)
         .await
         .map_err(|e| process_error(session, e))?;
     let c = view.record.counts;
@@ -384,9 +386,9 @@ pub(crate) async fn close(
     };
     let id: BatchOrderId = path_id(&session, &id)?;
     let done = if action == OrderAction::Complete {
-        issue_multiple::complete(&state.ctx, &session.operator, &id.to_string()).await
+        issue_multiple::complete(&state.ctx, &session.operator, id).await
     } else {
-        issue_multiple::cancel(&state.ctx, &session.operator, &id.to_string()).await
+        issue_multiple::cancel(&state.ctx, &session.operator, id).await
     };
     match done {
         Ok(_) => Ok(see_other(&format!("/batch-orders/{id}"))),
