@@ -13,7 +13,7 @@ pub mod production;
 pub mod request;
 pub mod withdraw;
 
-use cardwright_domain::temp_cards::{Card, CardState, ProcessName, ProcessScope};
+use cardwright_domain::temp_cards::{Card, CardState, Input, ProcessName, ProcessScope};
 use cardwright_domain::{CardId, Operator, Person, PersonId};
 use cardwright_storage::audit::{self, NewEvent};
 use cardwright_storage::cards::{self as card_rows, CardRecord};
@@ -39,34 +39,39 @@ pub async fn run(
     card: CardId,
     input: ProcessInput,
 ) -> Result<CardRecord, ProcessError> {
-    if process.def().scope != ProcessScope::Card {
+    let def = process.def();
+    if def.scope != ProcessScope::Card {
         return Err(ProcessError::Invalid(format!(
             "{process} is not started on one card"
         )));
     }
-    match (process, input) {
-        (ProcessName::TempCardsProcAbort, ProcessInput::None) => {
-            abort::abort(ctx, operator, card).await
+    let person = match (def.input, input) {
+        (Input::None, ProcessInput::None) => None,
+        (Input::Person, ProcessInput::Person(person)) => Some(person),
+        (Input::None, given) => {
+            return Err(ProcessError::Invalid(format!(
+                "{process} takes nothing besides the card, not {given:?}"
+            )))
         }
-        (ProcessName::TempCardsProcAssign, ProcessInput::Person(person)) => {
+        (Input::Person, ProcessInput::None) => {
+            return Err(ProcessError::Invalid(format!(
+                "person: {process} needs the person who receives the card"
+            )))
+        }
+    };
+    // Every process has an arm: a new catalog row does not compile until it is dispatched here.
+    match process {
+        ProcessName::TempCardsProcAbort => abort::abort(ctx, operator, card).await,
+        ProcessName::TempCardsProcAssign => {
+            let person = person.expect("checked against the catalog row above");
             assign::assign(ctx, operator, card, person).await
         }
-        (ProcessName::TempCardsProcWithdraw, ProcessInput::None) => {
-            withdraw::withdraw(ctx, operator, card).await
-        }
-        (ProcessName::TempCardsProcExtend, ProcessInput::None) => {
-            extend::extend(ctx, operator, card).await
-        }
-        (ProcessName::TempCardsProcLock, ProcessInput::None) => {
-            lock::lock(ctx, operator, card).await
-        }
-        (process, input) => Err(ProcessError::Invalid(format!(
-            "{process} takes {}, not {input:?}",
-            match process.def().input {
-                cardwright_domain::temp_cards::Input::None => "no input",
-                cardwright_domain::temp_cards::Input::Person => "a person",
-            }
-        ))),
+        ProcessName::TempCardsProcWithdraw => withdraw::withdraw(ctx, operator, card).await,
+        ProcessName::TempCardsProcExtend => extend::extend(ctx, operator, card).await,
+        ProcessName::TempCardsProcLock => lock::lock(ctx, operator, card).await,
+        ProcessName::TempCardsProcRequest
+        | ProcessName::TempCardsBoProcIssueMultiple
+        | ProcessName::TempCardsSysExpire => unreachable!("not card-scoped; refused above"),
     }
 }
 
