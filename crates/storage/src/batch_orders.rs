@@ -80,43 +80,59 @@ pub async fn insert(conn: &mut Conn, order: &BatchOrder, process: &str) -> Resul
     Ok(())
 }
 
-/// Ties a card to an order if it is free and in state requested or failed. Returns false when
-/// another order holds it or its state does not allow production.
-pub async fn take_card(
+/// Ties every card of `cards` that is free and in state requested or failed to the order, in
+/// one statement. Returns how many were taken; the caller compares it with the number asked for.
+pub async fn take_cards(
     conn: &mut Conn,
     order: BatchOrderId,
-    card: CardId,
+    cards: &[CardId],
     now: Timestamp,
-) -> Result<bool, StoreError> {
-    let result = sqlx::query(
-        "UPDATE cards SET batch_order_id = $1, updated_at = $2 WHERE id = $3 \
-         AND batch_order_id IS NULL AND state IN ($4, $5)",
-    )
-    .bind(order.to_string())
-    .bind(to_micros(now))
-    .bind(card.to_string())
-    .bind(CardState::Requested.as_str())
-    .bind(CardState::Failed.as_str())
-    .execute(conn)
-    .await?;
-    Ok(result.rows_affected() == 1)
+) -> Result<u64, StoreError> {
+    let mut taken = 0;
+    for chunk in cards.chunks(500) {
+        let mut q = QueryBuilder::new("UPDATE cards SET batch_order_id = ");
+        let order_arg = q.arg(Arg::Text(order.to_string()));
+        q.push(&order_arg);
+        let now_arg = q.arg(Arg::Int(to_micros(now)));
+        q.push(&format!(
+            ", updated_at = {now_arg} WHERE batch_order_id IS NULL AND state IN ("
+        ));
+        let requested = q.arg(Arg::Text(CardState::Requested.as_str().to_owned()));
+        let failed = q.arg(Arg::Text(CardState::Failed.as_str().to_owned()));
+        q.push(&format!("{requested}, {failed}) AND id IN ("));
+        let ids: Vec<String> = chunk
+            .iter()
+            .map(|c| q.arg(Arg::Text(c.to_string())))
+            .collect();
+        q.push(&ids.join(", "));
+        q.push(")");
+        taken += q.query().execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(taken)
 }
 
-pub async fn insert_item(
+/// Adds the order's items, selected, in the order given.
+pub async fn insert_items(
     conn: &mut Conn,
     order: BatchOrderId,
-    card: CardId,
-    position: u32,
+    cards: &[CardId],
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO batch_order_items (order_id, card_id, position, status, attempts) VALUES ($1, $2, $3, $4, 0)",
-    )
-    .bind(order.to_string())
-    .bind(card.to_string())
-    .bind(i64::from(position))
-    .bind(ItemStatus::Selected.as_str())
-    .execute(conn)
-    .await?;
+    for (start, chunk) in (0..).step_by(500).zip(cards.chunks(500)) {
+        let mut q = QueryBuilder::new(
+            "INSERT INTO batch_order_items (order_id, card_id, position, status, attempts) VALUES ",
+        );
+        let order_arg = q.arg(Arg::Text(order.to_string()));
+        let status = q.arg(Arg::Text(ItemStatus::Selected.as_str().to_owned()));
+        for (i, card) in chunk.iter().enumerate() {
+            let card_arg = q.arg(Arg::Text(card.to_string()));
+            let position = q.arg(Arg::Int(start + i64::try_from(i).unwrap_or(i64::MAX)));
+            q.push(if i == 0 { "(" } else { ", (" });
+            q.push(&format!(
+                "{order_arg}, {card_arg}, {position}, {status}, 0)"
+            ));
+        }
+        q.query().execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

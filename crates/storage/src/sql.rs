@@ -28,6 +28,8 @@ pub(crate) fn opt_from_micros(micros: Option<i64>) -> Result<Option<Timestamp>, 
 pub(crate) enum Arg {
     Text(String),
     Int(i64),
+    /// Text or NULL.
+    OptText(Option<String>),
 }
 
 /// Builds a query whose `WHERE` clause depends on the filters given.
@@ -61,6 +63,7 @@ impl QueryBuilder {
             query = match arg {
                 Arg::Text(s) => query.bind(s.as_str()),
                 Arg::Int(n) => query.bind(*n),
+                Arg::OptText(s) => query.bind(s.clone()),
             };
         }
         query

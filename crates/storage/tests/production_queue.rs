@@ -153,14 +153,15 @@ async fn queued_order(store: &Store, n: u32) -> (BatchOrderId, Vec<CardId>) {
             updated_at: at(0),
         };
         cards::insert(&mut tx, &card).await.unwrap();
-        assert!(batch_orders::take_card(&mut tx, order.id, card.id, at(0))
-            .await
-            .unwrap());
-        batch_orders::insert_item(&mut tx, order.id, card.id, position)
-            .await
-            .unwrap();
         ids.push(card.id);
     }
+    let taken = batch_orders::take_cards(&mut tx, order.id, &ids, at(0))
+        .await
+        .unwrap();
+    assert_eq!(taken, u64::from(n));
+    batch_orders::insert_items(&mut tx, order.id, &ids)
+        .await
+        .unwrap();
     batch_orders::move_items(
         &mut tx,
         order.id,

@@ -135,23 +135,17 @@ pub async fn create(
     let mut tx = ctx.store.begin().await?;
     batch_orders::insert(&mut tx, &order, PROCESS.as_str()).await?;
     let mut refused = Vec::new();
-    for (position, card) in card_ids.iter().enumerate() {
-        if batch_orders::take_card(&mut tx, order.id, *card, now).await? {
-            batch_orders::insert_item(
-                &mut tx,
-                order.id,
-                *card,
-                u32::try_from(position).unwrap_or(u32::MAX),
-            )
-            .await?;
-        } else {
-            refused.push(match cards::get(&mut tx, *card).await? {
-                None => format!("{card} (no such card)"),
+    let taken = batch_orders::take_cards(&mut tx, order.id, card_ids, now).await?;
+    if taken != card_ids.len() as u64 {
+        for card in card_ids {
+            match cards::get(&mut tx, *card).await? {
+                None => refused.push(format!("{card} (no such card)")),
+                Some(r) if r.card.batch_order == Some(order.id) => {}
                 Some(r) if r.card.batch_order.is_some() => {
-                    format!("{} (in another open batch order)", r.card.serial)
+                    refused.push(format!("{} (in another open batch order)", r.card.serial));
                 }
-                Some(r) => format!("{} (state {})", r.card.serial, r.card.state),
-            });
+                Some(r) => refused.push(format!("{} (state {})", r.card.serial, r.card.state)),
+            }
         }
     }
     if !refused.is_empty() {
@@ -160,6 +154,7 @@ pub async fn create(
             refused.join(", ")
         )));
     }
+    batch_orders::insert_items(&mut tx, order.id, card_ids).await?;
     let view = view(&mut tx, order.id).await?;
     let serials: Vec<&str> = view.items.iter().map(|i| i.serial.as_str()).collect();
     let actor = Actor::Operator(operator.clone());

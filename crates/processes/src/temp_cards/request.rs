@@ -31,6 +31,7 @@ pub async fn request(
     }
     let first = templates::reserve_serial_numbers(&mut tx, template.id, amount.get()).await?;
     let mut created = Vec::with_capacity(amount.get() as usize);
+    let mut events = Vec::with_capacity(amount.get() as usize);
     // Ids sort by creation time, but not within one millisecond: sorting them first makes
     // id order (the order lists use) follow serial order.
     let mut ids: Vec<CardId> = (0..amount.get())
@@ -64,30 +65,26 @@ pub async fn request(
                 e.into()
             }
         })?;
-        audit::append(
-            &mut tx,
-            &ctx.audit_key,
-            NewEvent {
-                at: now,
-                operator: operator.username.as_str().to_owned(),
-                process: process.as_str().to_owned(),
-                card: Some(card.id.to_string()),
-                order: None,
-                old_state: None,
-                new_state: Some(CardState::Requested.as_str().to_owned()),
-                details: serde_json::json!({
-                    "serial": card.serial.as_str(),
-                    "template": template.name.as_str(),
-                }),
-            },
-        )
-        .await?;
+        events.push(NewEvent {
+            at: now,
+            operator: operator.username.as_str().to_owned(),
+            process: process.as_str().to_owned(),
+            card: Some(card.id.to_string()),
+            order: None,
+            old_state: None,
+            new_state: Some(CardState::Requested.as_str().to_owned()),
+            details: serde_json::json!({
+                "serial": card.serial.as_str(),
+                "template": template.name.as_str(),
+            }),
+        });
         created.push(CardRecord {
             card,
             template_name: template.name.as_str().to_owned(),
             holder: None,
         });
     }
+    audit::append_all(&mut tx, &ctx.audit_key, events).await?;
     Store::commit(tx).await?;
     Ok(created)
 }
