@@ -211,23 +211,36 @@ pub async fn lock(
 }
 
 /// The order, locked against changes of its state (Next, Cancel, Complete, Repeat production)
-/// but not against other stations recording their cards of it at the same time.
+/// but not against other stations recording their cards of it at the same time, with what
+/// [`in_progress`] tells, read in the same statement.
 pub async fn lock_shared(
     conn: &mut Conn,
     dialect: Dialect,
     id: BatchOrderId,
-) -> Result<Option<BatchOrder>, StoreError> {
+) -> Result<Option<(BatchOrder, u64, u64)>, StoreError> {
     let row = sqlx::query(&format!(
-        "SELECT b.id, b.process, b.state, b.operator_id, b.created_at, b.updated_at, '' AS username \
+        "SELECT b.id, b.process, b.state, b.operator_id, b.created_at, b.updated_at, '' AS username, \
+         (SELECT COUNT(*) FROM (SELECT 1 FROM batch_order_items \
+         WHERE order_id = $1 AND status = $2 LIMIT 1) q) AS queued, \
+         (SELECT COUNT(*) FROM (SELECT 1 FROM batch_order_items \
+         WHERE order_id = $1 AND status = $3 LIMIT 64) p) AS producing \
          FROM batch_orders b WHERE b.id = $1{}",
         dialect.for_share()
     ))
     .bind(id.to_string())
+    .bind(ItemStatus::Queued.as_str())
+    .bind(ItemStatus::Producing.as_str())
     .fetch_optional(conn)
     .await?;
-    row.as_ref()
-        .map(|r| order(r).map(|(o, _, _)| o))
-        .transpose()
+    let Some(row) = row else { return Ok(None) };
+    let count = |name: &str| -> Result<u64, StoreError> {
+        Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or(0))
+    };
+    Ok(Some((
+        order(&row)?.0,
+        count("queued")?,
+        count("producing")?,
+    )))
 }
 
 /// Orders, newest first, optionally in one state.
@@ -429,6 +442,9 @@ pub struct Claim {
     pub back_layout: Option<String>,
     /// The username of the operator who made the order.
     pub operator: String,
+    /// The version in force of the option script named at the claim (`None`: none saved, or not
+    /// asked for), read in the claim's statement so the options cost no query of their own.
+    pub script_version: Option<i64>,
 }
 
 /// Takes the oldest queued item of a producing order for `station`, marks it producing and
@@ -439,6 +455,7 @@ pub async fn claim_next(
     dialect: Dialect,
     station: &str,
     now: Timestamp,
+    option_script: &str,
 ) -> Result<Option<Claim>, StoreError> {
     let lock = match dialect {
         Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
@@ -451,15 +468,18 @@ pub async fn claim_next(
          WHERE status = $1 AND order_id IN (SELECT id FROM batch_orders WHERE state = $2) \
          ORDER BY status, queued_at, position LIMIT 1{lock}) \
          SELECT next.order_id, next.card_id, next.attempts, c.serial, t.name AS template, \
-         t.front_svg, t.back_svg, o.username AS operator FROM next \
+         t.front_svg, t.back_svg, o.username AS operator, \
+         (SELECT MAX(version) FROM scripts WHERE name = $3) AS script_version FROM next \
          JOIN batch_orders b ON b.id = next.order_id JOIN cards c ON c.id = next.card_id \
          JOIN operators o ON o.id = b.operator_id JOIN card_templates t ON t.id = c.template_id"
     ))
     .bind(ItemStatus::Queued.as_str())
     .bind(OrderState::Producing.as_str())
+    .bind(option_script)
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else { return Ok(None) };
+    let script_version: Option<i64> = row.try_get("script_version")?;
     let order = BatchOrderId::parse(&row.try_get::<String, _>("order_id")?)?;
     let card = CardId::parse(&row.try_get::<String, _>("card_id")?)?;
     let attempt = u32::try_from(row.try_get::<i64, _>("attempts")? + 1).unwrap_or(u32::MAX);
@@ -494,6 +514,7 @@ pub async fn claim_next(
         front_layout,
         back_layout,
         operator,
+        script_version,
     }))
 }
 
@@ -587,6 +608,7 @@ pub async fn interrupted(
                 front_layout: row.try_get("front_svg")?,
                 back_layout: row.try_get("back_svg")?,
                 operator: row.try_get("operator")?,
+                script_version: None,
             })
         })
         .collect()

@@ -186,9 +186,15 @@ async fn queued_order(store: &Store, n: u32) -> (BatchOrderId, Vec<CardId>) {
 
 async fn claim(store: &Store, station: &str, now: Timestamp) -> Option<Claim> {
     let mut tx = store.begin().await.unwrap();
-    let claim = batch_orders::claim_next(&mut tx, store.dialect(), station, now)
-        .await
-        .unwrap();
+    let claim = batch_orders::claim_next(
+        &mut tx,
+        store.dialect(),
+        station,
+        now,
+        "TempCardsScriptOptions",
+    )
+    .await
+    .unwrap();
     Store::commit(tx).await.unwrap();
     claim
 }

@@ -80,8 +80,9 @@ impl ScriptRuntime {
     async fn compiled(
         &self,
         conn: &mut Conn,
+        version: Option<i64>,
     ) -> Result<Option<(i64, CompiledScript)>, ProcessError> {
-        let Some(version) = scripts::current_version(&mut *conn, SCRIPT_NAME).await? else {
+        let Some(version) = version else {
             return Ok(None);
         };
         if let Some(script) = self.cached(version) {
@@ -110,7 +111,22 @@ impl ScriptRuntime {
         process: &str,
         operator: &str,
     ) -> Result<RunOptions, ProcessError> {
-        let Some((version, script)) = self.compiled(conn).await? else {
+        let version = scripts::current_version(&mut *conn, SCRIPT_NAME).await?;
+        self.for_run_at(conn, version, template, process, operator)
+            .await
+    }
+
+    /// [`Self::for_run`] when the caller read the number of the version in force already
+    /// (`None`: no script saved), in the same transaction.
+    pub async fn for_run_at(
+        &self,
+        conn: &mut Conn,
+        version: Option<i64>,
+        template: &str,
+        process: &str,
+        operator: &str,
+    ) -> Result<RunOptions, ProcessError> {
+        let Some((version, script)) = self.compiled(conn, version).await? else {
             return Ok(RunOptions {
                 options: ScriptOptions::default(),
                 version: 0,

@@ -129,8 +129,14 @@ async fn claim_in(
     station: &str,
 ) -> Result<Option<Attempt>, ProcessError> {
     let now = ctx.now();
-    let Some(claim) =
-        batch_orders::claim_next(&mut *conn, ctx.store.dialect(), station, now).await?
+    let Some(claim) = batch_orders::claim_next(
+        &mut *conn,
+        ctx.store.dialect(),
+        station,
+        now,
+        cardwright_domain::temp_cards::OPTION_SCRIPT,
+    )
+    .await?
     else {
         return Ok(None);
     };
@@ -320,9 +326,12 @@ async fn record(
         encoding,
     } = outcome;
     // Lock order: the batch order, then the items, then the card, then the audit head.
-    let order = batch_orders::lock_shared(&mut *tx, ctx.store.dialect(), claim.order)
-        .await?
-        .ok_or_else(|| ProcessError::Internal(format!("batch order {} vanished", claim.order)))?;
+    let (order, queued, producing) =
+        batch_orders::lock_shared(&mut *tx, ctx.store.dialect(), claim.order)
+            .await?
+            .ok_or_else(|| {
+                ProcessError::Internal(format!("batch order {} vanished", claim.order))
+            })?;
     if !batch_orders::finish(&mut *tx, claim, status, error, now).await? {
         let next = match next {
             Some(station) => claim_in(ctx, tx, station).await?,
@@ -334,7 +343,8 @@ async fn record(
             recheck: false,
         });
     }
-    let (queued, producing) = batch_orders::in_progress(&mut *tx, claim.order).await?;
+    // Counted before this item was finished, which was one of those producing.
+    let producing = producing.saturating_sub(1);
     let settled = settle(order.state, queued + producing);
     let settled = settled != order.state
         && batch_orders::set_state(&mut *tx, claim.order, order.state, settled, now).await?;
@@ -344,20 +354,7 @@ async fn record(
     };
     let before = load_for_update(&mut *tx, ctx, claim.card).await?;
     let actor = Actor::System("production");
-    let mut serials = Vec::new();
-    // Certificates of an attempt that failed after encoding are on the chip: recorded revoked.
-    for record in issued {
-        let mut record = record.clone();
-        if status != ItemStatus::Produced {
-            record.revoked = true;
-            record.revoked_at = Some(now);
-        }
-        certificates::insert(&mut *tx, &record).await?;
-        serials.push(record.serial);
-    }
-    if let Some(sealed) = puk_sealed {
-        certificates::set_sealed_puk(&mut *tx, claim.card, sealed).await?;
-    }
+    let serials = record_certificates(tx, claim, status, issued, puk_sealed, now).await?;
     if PROCESS.def().from.contains(&before.state) {
         let after = Card {
             encoded: before.encoded || (encoding && status == ItemStatus::Produced),
@@ -412,6 +409,33 @@ async fn record(
         next,
         recheck: !settled && queued == 0 && producing > 0 && order.state == OrderState::Producing,
     })
+}
+
+/// The certificates an attempt put on the chip (revoked when the card failed) and, for a produced
+/// card, its sealed PUK. Returns the certificates' serials.
+async fn record_certificates(
+    tx: &mut Conn,
+    claim: &Claim,
+    status: ItemStatus,
+    issued: &[CertificateRecord],
+    puk_sealed: Option<&str>,
+    now: Timestamp,
+) -> Result<Vec<String>, ProcessError> {
+    let mut serials = Vec::new();
+    // Certificates of an attempt that failed after encoding are on the chip: recorded revoked.
+    for record in issued {
+        let mut record = record.clone();
+        if status != ItemStatus::Produced {
+            record.revoked = true;
+            record.revoked_at = Some(now);
+        }
+        certificates::insert(&mut *tx, &record).await?;
+        serials.push(record.serial);
+    }
+    if let Some(sealed) = puk_sealed {
+        certificates::set_sealed_puk(&mut *tx, claim.card, sealed).await?;
+    }
+    Ok(serials)
 }
 
 /// The audit event of an order whose cards are all done.
