@@ -18,17 +18,20 @@ use time::OffsetDateTime;
 pub enum PkiError {
     #[error("certificate authority files in {dir}: {message}")]
     Files { dir: String, message: String },
-    #[error("the public key from the card is not usable: {0}")]
-    PublicKey(String),
+    #[error("the public key from the card is not usable")]
+    PublicKey(#[source] rcgen::Error),
     #[error("signing failed: {0}")]
     Signing(String),
+    /// rcgen refused to build or sign.
+    #[error("signing failed")]
+    Rcgen(#[source] rcgen::Error),
     #[error("time out of range: {0}")]
     Time(i64),
 }
 
 #[allow(clippy::needless_pass_by_value, reason = "used as map_err(sign_err)")]
 fn sign_err(e: rcgen::Error) -> PkiError {
-    PkiError::Signing(e.to_string())
+    PkiError::Rcgen(e)
 }
 
 fn at(unix_seconds: i64) -> Result<OffsetDateTime, PkiError> {
@@ -175,8 +178,7 @@ impl CertificateAuthority {
         serial: &[u8],
         now: i64,
     ) -> Result<Vec<u8>, PkiError> {
-        let public_key = SubjectPublicKeyInfo::from_der(spki_der)
-            .map_err(|e| PkiError::PublicKey(e.to_string()))?;
+        let public_key = SubjectPublicKeyInfo::from_der(spki_der).map_err(PkiError::PublicKey)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
         params

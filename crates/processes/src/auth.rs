@@ -79,8 +79,8 @@ async fn hash_password(ctx: &Context, password: String) -> Result<String, Proces
     let mut salt = [0u8; 16];
     ctx.entropy.fill(&mut salt);
     hashing(move || {
-        let salt =
-            SaltString::encode_b64(&salt).map_err(|e| ProcessError::Internal(e.to_string()))?;
+        let salt = SaltString::encode_b64(&salt)
+            .map_err(|e| ProcessError::failed("salting the password", e))?;
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())

@@ -87,7 +87,7 @@ pub async fn crl(ctx: &Context) -> Result<Vec<u8>, ProcessError> {
     let der = pki
         .ca
         .crl(&list, u64::try_from(number).unwrap_or(0), now.timestamp())
-        .map_err(|e| ProcessError::Internal(e.to_string()))?;
+        .map_err(|e| ProcessError::failed("signing the revocation list", e))?;
     certificates::record_crl(
         &mut tx,
         &certificates::IssuedCrl {

@@ -242,7 +242,7 @@ pub const PREVIEW_WIDTH: u32 = 640;
 pub(crate) async fn render_png(artwork: CardArtwork, side: Side) -> Result<Vec<u8>, ProcessError> {
     tokio::task::spawn_blocking(move || artwork.png(side, PREVIEW_WIDTH))
         .await
-        .map_err(|e| ProcessError::Internal(e.to_string()))?
+        .map_err(|e| ProcessError::failed("rendering the preview stopped", e))?
         .map_err(|e| match e {
             // A layout over the renderer's limits is the administrator's to fix, not a fault.
             LayoutError::Budget(_)
