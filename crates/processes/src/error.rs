@@ -60,21 +60,6 @@ impl ProcessError {
     }
 }
 
-/// An error and its causes, one after the other: `outer: cause: root cause`.
-pub fn report(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        let next = e.to_string();
-        if !text.ends_with(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        cause = e.source();
-    }
-    text
-}
-
 impl From<DomainError> for ProcessError {
     fn from(e: DomainError) -> Self {
         match e {

@@ -16,10 +16,11 @@ pub mod services;
 pub mod temp_cards;
 pub mod templates;
 
+pub use cardwright_station::reason as report;
 pub use context::{
     Clock, Context, Entropy, LoginPolicy, ManualClock, OsEntropy, Settings, SystemClock,
 };
-pub use error::{report, ProcessError};
+pub use error::ProcessError;
 pub use paging::{page_limit, DEFAULT_PAGE, MAX_PAGE};
 pub use templates::parse_side;
 

@@ -103,7 +103,8 @@ pub enum ProductionError {
     Stopped(#[source] tokio::task::JoinError),
 }
 
-/// The reason of a failure as recorded and shown: the error and its causes, `outer: cause`.
+/// An error and its causes, one after the other (`outer: cause: root cause`), as a failure's
+/// reason is recorded and shown; a cause that its outer error already prints is not repeated.
 pub fn reason(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();

@@ -171,6 +171,23 @@ fn event(row: &AnyRow) -> Result<Event, StoreError> {
 const SELECT: &str = "SELECT seq, at, operator, process, card_id, order_id, old_state, new_state, \
     details, prev_hash, hash, mac FROM audit_events";
 
+/// Whether the head (event `seq`, hash `hash`) carries a valid signature, or the log is empty.
+/// An append signs only over a trusted head; otherwise it says so in the log.
+fn head_trusted(key: &AuditKey, seq: i64, hash: &str, signature: Option<&str>) -> bool {
+    let trusted = match signature {
+        Some(signature) => key.verifies(Signed::Head, seq, hash, signature),
+        None => seq == 0,
+    };
+    if !trusted {
+        tracing::error!(
+            seq,
+            "the audit log's head carries no valid signature (changed outside Cardwright, signed \
+             with another key, or not adopted yet): appending without signing; run `cardwright audit verify`"
+        );
+    }
+    trusted
+}
+
 /// Appends several events in one go, as [`append`] would one after the other: one bump of the
 /// head for all of them, their rows in a few multi-row INSERTs, the head's new hash once. For a
 /// process that changes many cards in one transaction (a request of a thousand cards).
@@ -195,17 +212,7 @@ pub async fn append_all(
     let first = last - count + 1;
     let mut prev_hash: String = head.try_get("hash")?;
     let prev_signature: Option<String> = head.try_get("signature")?;
-    let trusted = match &prev_signature {
-        Some(signature) => key.verifies(Signed::Head, first - 1, &prev_hash, signature),
-        None => first == 1,
-    };
-    if !trusted {
-        tracing::error!(
-            seq = first - 1,
-            "the audit log's head carries no valid signature (changed outside Cardwright, signed \
-             with another key, or not adopted yet): appending without signing; run `cardwright audit verify`"
-        );
-    }
+    let trusted = head_trusted(key, first - 1, &prev_hash, prev_signature.as_deref());
     let mut sealed = Vec::with_capacity(events.len());
     for (seq, new) in (first..).zip(events) {
         let mut event = Event {
@@ -281,17 +288,7 @@ pub async fn append(conn: &mut Conn, key: &AuditKey, new: NewEvent) -> Result<i6
     let seq: i64 = head.try_get("seq")?;
     let prev_hash: String = head.try_get("hash")?;
     let prev_signature: Option<String> = head.try_get("signature")?;
-    let trusted = match &prev_signature {
-        Some(signature) => key.verifies(Signed::Head, seq - 1, &prev_hash, signature),
-        None => seq == 1,
-    };
-    if !trusted {
-        tracing::error!(
-            seq = seq - 1,
-            "the audit log's head carries no valid signature (changed outside Cardwright, signed \
-             with another key, or not adopted yet): appending without signing; run `cardwright audit verify`"
-        );
-    }
+    let trusted = head_trusted(key, seq - 1, &prev_hash, prev_signature.as_deref());
     let mut event = Event {
         seq,
         at: new.at,
