@@ -15,6 +15,7 @@ on_both_databases!(
     cancel_during_production_stops_after_the_card_in_hand,
     rejected_card_is_produced_again,
     buttons_in_the_wrong_state_change_nothing,
+    stations_side_by_side_produce_each_card_once_and_settle_the_order,
 );
 
 fn ids(cards: &[Value]) -> Vec<String> {
@@ -329,6 +330,71 @@ async fn cancel_during_production_stops_after_the_card_in_hand(db: Db) {
         };
         assert_eq!(card_now["state"], expected, "{card_now}");
         assert!(card_now["batch_order"].is_null());
+    }
+}
+
+/// Several stations work one order at once, each recording its card in the transaction that
+/// claims its next: every card is produced exactly once, and the order becomes produced even when
+/// its last cards finish in two printers at the same moment.
+async fn stations_side_by_side_produce_each_card_once_and_settle_the_order(db: Db) {
+    use cardwright_cardsdk::SimulatedPrinter;
+    use cardwright_processes::temp_cards::production::{self, Station};
+    use std::sync::Arc;
+
+    // Several rounds, so that orders also end with their last cards in different printers.
+    for round in 0..3 {
+        let mut app = spawn_app_with(db.clone(), |c| c.stations.clear()).await;
+        let cards = ids(&app.request_cards(24).await);
+        let order = app.order(&cards).await;
+        let id = order.body["id"].as_str().unwrap().to_owned();
+        let next = app
+            .post(
+                &format!("/api/v1/batch-orders/{id}/next"),
+                &app.producer,
+                json!({}),
+            )
+            .await;
+        assert_eq!(next.status, StatusCode::OK, "{next:?}");
+        let workers: Vec<_> = (0..3)
+            .map(|n| {
+                let ctx = app.ctx().clone();
+                let station = Station {
+                    name: format!("side-{n}"),
+                    printer: Arc::new(SimulatedPrinter::discarding(0, std::time::Duration::ZERO)),
+                    encoder: None,
+                };
+                tokio::spawn(async move {
+                    production::produce_while_queued(&ctx, &station, || false).await
+                })
+            })
+            .collect();
+        let mut worked = 0;
+        for worker in workers {
+            worked += worker.await.unwrap().unwrap();
+        }
+        assert_eq!(worked, 24, "round {round}: every card was worked on once");
+        let order = app
+            .get(&format!("/api/v1/batch-orders/{id}"), &app.producer)
+            .await
+            .body;
+        assert!(
+            settled(&order),
+            "round {round}: every card is done, yet the order is {} ({})",
+            order["state"],
+            order["counts"]
+        );
+        assert_eq!(
+            items_with(&order, "produced").len(),
+            24,
+            "{}",
+            order["counts"]
+        );
+        for card in &cards {
+            assert_eq!(app.card(card).await["state"], "unassigned");
+        }
+        let attempts = order["attempts"].as_array().map_or(0, Vec::len);
+        assert_eq!(attempts, 24, "one attempt per card: {}", order["counts"]);
+        app.stop().await;
     }
 }
 

@@ -539,6 +539,53 @@ async fn encoded_cards_on_softhsm() {
     );
     assert!(subject.contains("Alan Turing"), "{subject}");
 
+    // A chip that refuses the holder's certificates (here: its token is gone from under the
+    // encoder) leaves the card as it was, and the answer names the chip's own error.
+    let before = client.get(&format!("/api/v1/cards/{third}")).await;
+    let (ok, text) = run(
+        "softhsm2-util",
+        &["--delete-token", "--token", "TMP-000003"],
+        conf,
+    );
+    assert!(ok, "{text}");
+    let (status, refused) = client
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/cards/{third}/assign"),
+            Some(json!({"person": other["id"]})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CONFLICT, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(
+        message
+            .contains("could not be written to card TMP-000003; the card is unchanged: chip error"),
+        "{message}"
+    );
+    let after = client.get(&format!("/api/v1/cards/{third}")).await;
+    assert_eq!(after["state"], "unassigned", "{after}");
+    assert!(after["holder"].is_null(), "{after}");
+    assert_eq!(after["history"], before["history"], "no step was recorded");
+    let issued = |card: &serde_json::Value| card["certificates"].as_array().unwrap().len();
+    let valid = |card: &serde_json::Value| {
+        card["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["status"] == "valid")
+            .count()
+    };
+    assert_eq!(
+        issued(&after),
+        issued(&before) + 2,
+        "the certificates issued for the chip are recorded: {after}"
+    );
+    assert_eq!(
+        valid(&after),
+        valid(&before),
+        "none of them is valid: {after}"
+    );
+
     // No PIN anywhere but on its letter: not in the database, the log, the spooled cards, their
     // previews and descriptions, or the CA's files. The letters themselves are the server
     // user's alone. Dropping the server waits until its process has exited.
