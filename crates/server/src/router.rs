@@ -41,3 +41,66 @@ pub fn router(ctx: Context, options: &HttpOptions) -> Router {
         ))
         .with_state(state)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    /// The Rust files below `dir`, in the workspace's `crates` folder.
+    fn sources(dir: &str) -> Vec<(PathBuf, String)> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir);
+        let mut folders = vec![root];
+        let mut files = Vec::new();
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(&folder).unwrap().map(Result::unwrap) {
+                let path = entry.path();
+                if path.is_dir() {
+                    folders.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    files.push((path, text));
+                }
+            }
+        }
+        assert!(!files.is_empty(), "no sources below {dir}");
+        files
+    }
+
+    fn none_uses(dir: &str, forbidden: &[&str]) {
+        for (path, text) in sources(dir) {
+            for word in forbidden {
+                assert!(
+                    !text.contains(word),
+                    "{} uses {word}, against the direction of the layers",
+                    path.display()
+                );
+            }
+        }
+    }
+
+    /// The modules that lean on each other in one direction only: the UI and the API meet in
+    /// this module, the processes' services know nothing of the context or the processes, and
+    /// the domain's error knows nothing of the catalog.
+    #[test]
+    fn modules_depend_one_way() {
+        none_uses("server/src/ui", &["crate::http"]);
+        none_uses("server/src/http", &["crate::ui"]);
+        none_uses(
+            "processes/src/services",
+            &[
+                "crate::Context",
+                "crate::context",
+                "crate::temp_cards",
+                "crate::pki",
+            ],
+        );
+        let error = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../domain/src/error.rs"),
+        )
+        .unwrap();
+        assert!(
+            !error.contains("temp_cards"),
+            "the domain's error names the catalog"
+        );
+    }
+}

@@ -171,6 +171,30 @@ fn event(row: &AnyRow) -> Result<Event, StoreError> {
 const SELECT: &str = "SELECT seq, at, operator, process, card_id, order_id, old_state, new_state, \
     details, prev_hash, hash, mac FROM audit_events";
 
+impl Event {
+    /// Event `seq` of `new`, linked to the previous event's hash: its own hash, and its MAC when
+    /// the head it follows is trusted.
+    fn chained(seq: i64, new: NewEvent, prev_hash: String, key: &AuditKey, trusted: bool) -> Self {
+        let mut event = Event {
+            seq,
+            at: new.at,
+            operator: new.operator,
+            process: new.process,
+            card: new.card,
+            order: new.order,
+            old_state: new.old_state,
+            new_state: new.new_state,
+            details: new.details.to_string(),
+            prev_hash,
+            hash: String::new(),
+            mac: None,
+        };
+        event.hash = event.expected_hash();
+        event.mac = trusted.then(|| key.sign(Signed::Event, seq, &event.hash));
+        event
+    }
+}
+
 /// Whether the head (event `seq`, hash `hash`) carries a valid signature, or the log is empty.
 /// An append signs only over a trusted head; otherwise it says so in the log.
 fn head_trusted(key: &AuditKey, seq: i64, hash: &str, signature: Option<&str>) -> bool {
@@ -215,22 +239,7 @@ pub async fn append_all(
     let trusted = head_trusted(key, first - 1, &prev_hash, prev_signature.as_deref());
     let mut sealed = Vec::with_capacity(events.len());
     for (seq, new) in (first..).zip(events) {
-        let mut event = Event {
-            seq,
-            at: new.at,
-            operator: new.operator,
-            process: new.process,
-            card: new.card,
-            order: new.order,
-            old_state: new.old_state,
-            new_state: new.new_state,
-            details: new.details.to_string(),
-            prev_hash: std::mem::take(&mut prev_hash),
-            hash: String::new(),
-            mac: None,
-        };
-        event.hash = event.expected_hash();
-        event.mac = trusted.then(|| key.sign(Signed::Event, seq, &event.hash));
+        let event = Event::chained(seq, new, std::mem::take(&mut prev_hash), key, trusted);
         prev_hash.clone_from(&event.hash);
         sealed.push(event);
     }
@@ -289,22 +298,7 @@ pub async fn append(conn: &mut Conn, key: &AuditKey, new: NewEvent) -> Result<i6
     let prev_hash: String = head.try_get("hash")?;
     let prev_signature: Option<String> = head.try_get("signature")?;
     let trusted = head_trusted(key, seq - 1, &prev_hash, prev_signature.as_deref());
-    let mut event = Event {
-        seq,
-        at: new.at,
-        operator: new.operator,
-        process: new.process,
-        card: new.card,
-        order: new.order,
-        old_state: new.old_state,
-        new_state: new.new_state,
-        details: new.details.to_string(),
-        prev_hash,
-        hash: String::new(),
-        mac: None,
-    };
-    event.hash = event.expected_hash();
-    event.mac = trusted.then(|| key.sign(Signed::Event, seq, &event.hash));
+    let event = Event::chained(seq, new, prev_hash, key, trusted);
     let signature = trusted.then(|| key.sign(Signed::Head, seq, &event.hash));
     // On PostgreSQL the event and the head's new hash go in one statement: the head stays locked
     // until commit, and every round trip while it is held delays every other appender.

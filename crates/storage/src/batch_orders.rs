@@ -220,11 +220,7 @@ pub async fn lock_shared(
 ) -> Result<Option<(BatchOrder, u64, u64)>, StoreError> {
     let row = sqlx::query(&format!(
         "SELECT b.id, b.process, b.state, b.operator_id, b.created_at, b.updated_at, '' AS username, \
-         (SELECT COUNT(*) FROM (SELECT 1 FROM batch_order_items \
-         WHERE order_id = $1 AND status = $2 LIMIT 1) q) AS queued, \
-         (SELECT COUNT(*) FROM (SELECT 1 FROM batch_order_items \
-         WHERE order_id = $1 AND status = $3 LIMIT 64) p) AS producing \
-         FROM batch_orders b WHERE b.id = $1{}",
+         {IN_PROGRESS} FROM batch_orders b WHERE b.id = $1{}",
         dialect.for_share()
     ))
     .bind(id.to_string())
@@ -233,14 +229,8 @@ pub async fn lock_shared(
     .fetch_optional(conn)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let count = |name: &str| -> Result<u64, StoreError> {
-        Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or(0))
-    };
-    Ok(Some((
-        order(&row)?.0,
-        count("queued")?,
-        count("producing")?,
-    )))
+    let (queued, producing) = progress(&row)?;
+    Ok(Some((order(&row)?.0, queued, producing)))
 }
 
 /// Orders, newest first, optionally in one state.
@@ -374,38 +364,32 @@ pub async fn requeue(
     Ok(result.rows_affected() == 1)
 }
 
-/// Items of an order still waiting or in a printer.
-/// Whether any item of the order is still queued (0 or 1), and how many are in a printer (at
-/// most 64 are counted). Enough to tell whether the order is done or nearly so, without counting
-/// a large order's whole queue for every card.
-pub async fn in_progress(conn: &mut Conn, order: BatchOrderId) -> Result<(u64, u64), StoreError> {
-    let row = sqlx::query(
-        "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM batch_order_items \
-         WHERE order_id = $1 AND status = $2 LIMIT 1) q) AS queued, \
-         (SELECT COUNT(*) FROM (SELECT 1 FROM batch_order_items \
-         WHERE order_id = $1 AND status = $3 LIMIT 64) p) AS producing",
-    )
-    .bind(order.to_string())
-    .bind(ItemStatus::Queued.as_str())
-    .bind(ItemStatus::Producing.as_str())
-    .fetch_one(conn)
-    .await?;
+/// The columns `queued` (0 or 1) and `producing` (at most 64) of order `$1`, with `$2` the queued
+/// and `$3` the producing status.
+const IN_PROGRESS: &str = "(SELECT COUNT(*) FROM (SELECT 1 FROM batch_order_items \
+     WHERE order_id = $1 AND status = $2 LIMIT 1) q) AS queued, \
+     (SELECT COUNT(*) FROM (SELECT 1 FROM batch_order_items \
+     WHERE order_id = $1 AND status = $3 LIMIT 64) p) AS producing";
+
+/// The `queued` and `producing` columns of [`IN_PROGRESS`].
+fn progress(row: &AnyRow) -> Result<(u64, u64), StoreError> {
     let count = |name: &str| -> Result<u64, StoreError> {
         Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or(0))
     };
     Ok((count("queued")?, count("producing")?))
 }
 
-pub async fn unfinished(conn: &mut Conn, order: BatchOrderId) -> Result<u64, StoreError> {
-    let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM batch_order_items WHERE order_id = $1 AND status IN ($2, $3)",
-    )
-    .bind(order.to_string())
-    .bind(ItemStatus::Queued.as_str())
-    .bind(ItemStatus::Producing.as_str())
-    .fetch_one(conn)
-    .await?;
-    Ok(u64::try_from(n).unwrap_or(0))
+/// Whether any item of the order is still queued (0 or 1), and how many are in a printer (at
+/// most 64 are counted). Enough to tell whether the order is done or nearly so, without counting
+/// a large order's whole queue for every card.
+pub async fn in_progress(conn: &mut Conn, order: BatchOrderId) -> Result<(u64, u64), StoreError> {
+    let row = sqlx::query(&format!("SELECT {IN_PROGRESS}"))
+        .bind(order.to_string())
+        .bind(ItemStatus::Queued.as_str())
+        .bind(ItemStatus::Producing.as_str())
+        .fetch_one(conn)
+        .await?;
+    progress(&row)
 }
 
 /// Frees an order's cards for other orders, except those whose item is in `keep`.

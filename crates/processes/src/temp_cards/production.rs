@@ -332,11 +332,12 @@ async fn record(
             .ok_or_else(|| {
                 ProcessError::Internal(format!("batch order {} vanished", claim.order))
             })?;
-    if !batch_orders::finish(&mut *tx, claim, status, error, now).await? {
-        let next = match next {
-            Some(station) => claim_in(ctx, tx, station).await?,
-            None => None,
-        };
+    let current = batch_orders::finish(&mut *tx, claim, status, error, now).await?;
+    let next = match next {
+        Some(station) => claim_in(ctx, tx, station).await?,
+        None => None,
+    };
+    if !current {
         return Ok(RecordResult {
             current: false,
             next,
@@ -348,10 +349,6 @@ async fn record(
     let settled = settle(order.state, queued + producing);
     let settled = settled != order.state
         && batch_orders::set_state(&mut *tx, claim.order, order.state, settled, now).await?;
-    let next = match next {
-        Some(station) => claim_in(ctx, tx, station).await?,
-        None => None,
-    };
     let before = load_for_update(&mut *tx, ctx, claim.card).await?;
     let actor = Actor::System("production");
     let serials = record_certificates(tx, claim, status, issued, puk_sealed, now).await?;
