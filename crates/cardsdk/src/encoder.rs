@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::context::Pkcs11;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, CertificateType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
@@ -19,8 +19,9 @@ use cryptoki::types::AuthPin;
 /// Why a card could not be encoded.
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
-    #[error("PKCS#11 module {module}: {message}")]
-    Module { module: String, message: String },
+    /// The PKCS#11 module could not be loaded or initialised.
+    #[error("the encoder's PKCS#11 module is not usable")]
+    Module(#[source] cardwright_pki::PkiError),
     #[error("no card in the encoder (no free token)")]
     NoToken,
     #[error("no card labelled {0} in the encoder")]
@@ -82,42 +83,23 @@ pub struct Pkcs11Encoder {
     module: PathBuf,
 }
 
-type Loaded = Result<Arc<Mutex<Pkcs11>>, EncodeError>;
-
-/// The modules this process has loaded, by path.
-fn loaded(module: &Path) -> Loaded {
-    static MODULES: OnceLock<Mutex<HashMap<PathBuf, Loaded>>> = OnceLock::new();
+/// The modules this encoder has used, by path, each behind a lock of its own: the encoder
+/// makes one call at a time per module. Loading and initialising is left to
+/// [`cardwright_pki::pkcs11::module`], the one place in the process that does it.
+fn loaded(module: &Path) -> Result<Arc<Mutex<Pkcs11>>, EncodeError> {
+    static MODULES: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<Pkcs11>>>>> = OnceLock::new();
     let mut modules = MODULES
         .get_or_init(|| Mutex::new(HashMap::new()))
         .lock()
         .map_err(|_| EncodeError::Chip("encoder registry lock poisoned".into()))?;
-    modules
-        .entry(module.to_owned())
-        .or_insert_with(|| {
-            let module_err = |message: String| EncodeError::Module {
-                module: module.display().to_string(),
-                message,
-            };
-            let pkcs11 = Pkcs11::new(module).map_err(|e| module_err(e.to_string()))?;
-            match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-                // Another part of the process initialised the module first: its state is shared.
-                Ok(())
-                | Err(cryptoki::error::Error::Pkcs11(
-                    cryptoki::error::RvError::CryptokiAlreadyInitialized,
-                    _,
-                )) => Ok(Arc::new(Mutex::new(pkcs11))),
-                Err(e) => Err(module_err(e.to_string())),
-            }
-        })
-        .as_ref()
-        .map(Arc::clone)
-        .map_err(|e| match e {
-            EncodeError::Module { module, message } => EncodeError::Module {
-                module: module.clone(),
-                message: message.clone(),
-            },
-            other => EncodeError::Chip(other.to_string()),
-        })
+    if let Some(context) = modules.get(module) {
+        return Ok(Arc::clone(context));
+    }
+    let context = Arc::new(Mutex::new(
+        cardwright_pki::pkcs11::module(module).map_err(EncodeError::Module)?,
+    ));
+    modules.insert(module.to_owned(), Arc::clone(&context));
+    Ok(context)
 }
 
 const P256_PARAMS: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];

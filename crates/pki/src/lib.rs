@@ -2,22 +2,24 @@
 //!
 //! It issues certificates from [`Profile`]s for key pairs generated on cards (the card gives its
 //! public key; the private key never leaves it) and signs revocation lists. Time and serial
-//! numbers are passed in, so issuing is deterministic for a given input.
+//! numbers are passed in, so issuing is deterministic for a given input. Where the authority's key
+//! is kept (sealed in the database, or on a PKCS#11 token) is the key custody's business: this
+//! crate signs with a [`CaKey`] it is given.
 
-use std::path::Path;
+pub mod import;
+pub mod pkcs11;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
     DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
-    RevocationReason, RevokedCertParams, SanType, SerialNumber, SubjectPublicKeyInfo,
+    PublicKeyData, RevocationReason, RevokedCertParams, SanType, SerialNumber, SigningKey,
+    SubjectPublicKeyInfo,
 };
 use time::OffsetDateTime;
 
 /// What went wrong in the certificate authority.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
-    #[error("certificate authority files in {dir}: {message}")]
-    Files { dir: String, message: String },
     #[error("the public key from the card is not usable")]
     PublicKey(#[source] rcgen::Error),
     #[error("signing failed: {0}")]
@@ -27,6 +29,24 @@ pub enum PkiError {
     Rcgen(#[source] rcgen::Error),
     #[error("time out of range: {0}")]
     Time(i64),
+    /// An existing CA's files were refused; the message names the problem.
+    #[error("the CA cannot be imported: {0}")]
+    Import(String),
+    /// The PKCS#12 file's password is wrong: its integrity check does not match.
+    #[error(
+        "the CA cannot be imported: wrong password for the PKCS#12 file (or the file was altered)"
+    )]
+    WrongPassword,
+    /// A PKCS#11 module or token refused a call; `what` says which and where.
+    #[error("{what}")]
+    Token {
+        what: String,
+        #[source]
+        source: cryptoki::error::Error,
+    },
+    /// A PKCS#11 token is not as expected: no such token, a key missing or there twice.
+    #[error("{0}")]
+    TokenState(String),
 }
 
 #[allow(clippy::needless_pass_by_value, reason = "used as map_err(sign_err)")]
@@ -95,9 +115,66 @@ pub struct Revoked {
     pub revoked_at: i64,
 }
 
+/// The key a certificate authority signs with.
+pub enum CaKey {
+    /// A key in this process's memory (opened from its sealed copy).
+    Local(Box<KeyPair>),
+    /// A key that never leaves its PKCS#11 token.
+    Token(pkcs11::TokenSigner),
+}
+
+impl CaKey {
+    /// A new EC P-256 key in memory.
+    pub fn generate() -> Result<Self, PkiError> {
+        Ok(Self::Local(Box::new(
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(sign_err)?,
+        )))
+    }
+
+    /// A key from its PKCS#8 DER (EC P-256, P-384 or RSA).
+    pub fn from_pkcs8(der: &[u8]) -> Result<Self, PkiError> {
+        KeyPair::try_from(der)
+            .map(|key| Self::Local(Box::new(key)))
+            .map_err(|e| PkiError::Signing(format!("CA key: {e}")))
+    }
+
+    /// The PKCS#8 DER of a key held in memory, to seal it; `None` for a key on a token.
+    pub fn pkcs8_der(&self) -> Option<Vec<u8>> {
+        match self {
+            Self::Local(key) => Some(key.serialize_der()),
+            Self::Token(_) => None,
+        }
+    }
+}
+
+impl PublicKeyData for CaKey {
+    fn der_bytes(&self) -> &[u8] {
+        match self {
+            Self::Local(key) => key.der_bytes(),
+            Self::Token(key) => key.der_bytes(),
+        }
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        match self {
+            Self::Local(key) => key.algorithm(),
+            Self::Token(key) => key.algorithm(),
+        }
+    }
+}
+
+impl SigningKey for CaKey {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        match self {
+            Self::Local(key) => key.sign(msg),
+            Self::Token(key) => key.sign(msg),
+        }
+    }
+}
+
 /// The certificate authority: its certificate and signing key.
 pub struct CertificateAuthority {
-    issuer: Issuer<'static, KeyPair>,
+    issuer: Issuer<'static, CaKey>,
     certificate_pem: String,
 }
 
@@ -108,13 +185,16 @@ impl std::fmt::Debug for CertificateAuthority {
     }
 }
 
-const CERT_FILE: &str = "ca.pem";
-const KEY_FILE: &str = "ca-key.pem";
-
 impl CertificateAuthority {
-    /// A new authority named `name` with a fresh EC P-256 key, valid from `now` for `years`.
-    pub fn create(name: &str, now: i64, years: u32) -> Result<Self, PkiError> {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(sign_err)?;
+    /// A new self-signed authority named `name` for `key`, valid from `now` for `years`, with
+    /// certificate serial `serial` (each certificate of the same authority gets its own).
+    pub fn create(
+        name: &str,
+        key: CaKey,
+        serial: u64,
+        now: i64,
+        years: u32,
+    ) -> Result<Self, PkiError> {
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
         params.distinguished_name.push(DnType::CommonName, name);
@@ -122,7 +202,7 @@ impl CertificateAuthority {
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         params.not_before = at(now)?;
         params.not_after = at(now + i64::from(years) * 365 * 86_400)?;
-        params.serial_number = Some(SerialNumber::from_slice(&[1]));
+        params.serial_number = Some(SerialNumber::from(serial));
         params.key_identifier_method = KeyIdMethod::Sha256;
         let certificate = params.self_signed(&key).map_err(sign_err)?;
         Ok(Self {
@@ -131,36 +211,31 @@ impl CertificateAuthority {
         })
     }
 
-    /// The authority from its certificate and key (PEM).
-    pub fn from_pem(certificate_pem: &str, key_pem: &str) -> Result<Self, PkiError> {
-        let key =
-            KeyPair::from_pem(key_pem).map_err(|e| PkiError::Signing(format!("CA key: {e}")))?;
+    /// The authority from its certificate (PEM) and its key.
+    pub fn from_pem(certificate_pem: &str, key: CaKey) -> Result<Self, PkiError> {
         let issuer = Issuer::from_ca_cert_pem(certificate_pem, key)
             .map_err(|e| PkiError::Signing(format!("CA certificate: {e}")))?;
-        Ok(Self {
+        let ca = Self {
             issuer,
             certificate_pem: certificate_pem.to_owned(),
-        })
+        };
+        let info = ca.info()?;
+        if info.public_key != ca.issuer.key().subject_public_key_info() {
+            return Err(PkiError::Signing(
+                "the CA key does not belong to the CA certificate".into(),
+            ));
+        }
+        Ok(ca)
     }
 
-    /// Loads the authority from `dir`, creating it there on first use (the key file readable by
-    /// the owner only).
-    pub fn load_or_create(dir: &Path, name: &str, now: i64) -> Result<Self, PkiError> {
-        let files = |e: std::io::Error| PkiError::Files {
-            dir: dir.display().to_string(),
-            message: e.to_string(),
-        };
-        let (cert_path, key_path) = (dir.join(CERT_FILE), dir.join(KEY_FILE));
-        if cert_path.exists() && key_path.exists() {
-            let cert = std::fs::read_to_string(&cert_path).map_err(files)?;
-            let key = std::fs::read_to_string(&key_path).map_err(files)?;
-            return Self::from_pem(&cert, &key);
-        }
-        std::fs::create_dir_all(dir).map_err(files)?;
-        let ca = Self::create(name, now, 20)?;
-        write_private(&key_path, ca.issuer.key().serialize_pem().as_bytes()).map_err(files)?;
-        std::fs::write(&cert_path, &ca.certificate_pem).map_err(files)?;
-        Ok(ca)
+    /// The authority's key.
+    pub fn key(&self) -> &CaKey {
+        self.issuer.key()
+    }
+
+    /// What an operator checks about the authority's certificate.
+    pub fn info(&self) -> Result<CaInfo, PkiError> {
+        CaInfo::of_pem(&self.certificate_pem)
     }
 
     /// The authority's certificate (PEM), as published at `/pki/ca.pem`.
@@ -241,37 +316,31 @@ impl CertificateAuthority {
     }
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)?;
-        file.write_all(bytes)
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::write(path, bytes)
-    }
-}
-
 /// AES-256-GCM for secrets kept at rest (the PUK): the master key stays outside the database.
 pub mod sealing {
-    use aes_gcm::aead::{Aead, KeyInit};
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
     use aes_gcm::{Aes256Gcm, Key, Nonce};
 
     /// Encrypts `plaintext` under `key` with the 12-byte `nonce` (never reuse a nonce with a
     /// key); returns nonce followed by ciphertext and tag.
     pub fn seal(key: &[u8; 32], nonce: [u8; 12], plaintext: &[u8]) -> Vec<u8> {
+        seal_bound(key, nonce, b"", plaintext)
+    }
+
+    /// As [`seal`], bound to `aad` (what the secret is, such as a key's name), which opening
+    /// must name again: a sealed value copied to another place does not open there.
+    pub fn seal_bound(key: &[u8; 32], nonce: [u8; 12], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
         let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key));
         let mut out = nonce.to_vec();
         out.extend(
             cipher
-                .encrypt(Nonce::from_slice(&nonce), plaintext)
+                .encrypt(
+                    Nonce::from_slice(&nonce),
+                    Payload {
+                        msg: plaintext,
+                        aad,
+                    },
+                )
                 .unwrap_or_default(),
         );
         out
@@ -279,12 +348,23 @@ pub mod sealing {
 
     /// Decrypts what [`seal`] made; `None` when the key is wrong or the data was changed.
     pub fn open(key: &[u8; 32], sealed: &[u8]) -> Option<Vec<u8>> {
+        open_bound(key, b"", sealed)
+    }
+
+    /// Decrypts what [`seal_bound`] made with the same `aad`.
+    pub fn open_bound(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
         if sealed.len() < 12 + 16 {
             return None;
         }
         let (nonce, ciphertext) = sealed.split_at(12);
         Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key))
-            .decrypt(Nonce::from_slice(nonce), ciphertext)
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad,
+                },
+            )
             .ok()
     }
 
@@ -303,6 +383,12 @@ pub mod sealing {
             let mut tampered = sealed.clone();
             tampered[15] ^= 1;
             assert_eq!(super::open(&key, &tampered), None);
+            let bound = super::seal_bound(&key, [2; 12], b"master-1", b"secret");
+            assert_eq!(
+                super::open_bound(&key, b"master-1", &bound).as_deref(),
+                Some(&b"secret"[..])
+            );
+            assert_eq!(super::open_bound(&key, b"master-2", &bound), None);
         }
     }
 }
@@ -331,6 +417,46 @@ pub fn certificate_pem(der: &[u8]) -> String {
     out
 }
 
+/// What an operator checks about a CA certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaInfo {
+    /// The subject, as openssl prints it (`CN=Cardwright Card CA`).
+    pub subject: String,
+    /// SHA-256 of the certificate's DER, colon-separated upper-case hex, as `openssl x509
+    /// -fingerprint -sha256` prints it.
+    pub fingerprint: String,
+    /// Unix seconds.
+    pub not_before: i64,
+    /// Unix seconds.
+    pub not_after: i64,
+    /// DER SubjectPublicKeyInfo.
+    pub public_key: Vec<u8>,
+}
+
+impl CaInfo {
+    /// Reads a certificate (PEM).
+    pub fn of_pem(certificate_pem: &str) -> Result<Self, PkiError> {
+        use sha2::{Digest as _, Sha256};
+        use x509_parser::prelude::FromDer as _;
+        let (_, pem) = x509_parser::pem::parse_x509_pem(certificate_pem.as_bytes())
+            .map_err(|e| PkiError::Signing(format!("CA certificate is not PEM: {e}")))?;
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&pem.contents)
+            .map_err(|e| PkiError::Signing(format!("CA certificate does not parse: {e}")))?;
+        let fingerprint = Sha256::digest(&pem.contents)
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        Ok(Self {
+            subject: cert.subject().to_string(),
+            fingerprint,
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+            public_key: cert.public_key().raw.to_vec(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::process::Command;
@@ -357,6 +483,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::too_many_lines, reason = "one authority's life, step by step")]
     fn issued_certificates_verify_and_revocations_are_listed() {
         if !cardwright_testkit::require_programs(
             &["openssl"],
@@ -365,20 +492,28 @@ mod tests {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
-        let ca = CertificateAuthority::load_or_create(
-            &dir.path().join("pki"),
+        let ca = CertificateAuthority::create(
             "Cardwright Test CA",
+            CaKey::generate().unwrap(),
+            1,
             NOW,
+            20,
         )
         .unwrap();
-        let again =
-            CertificateAuthority::load_or_create(&dir.path().join("pki"), "ignored", NOW + 10)
-                .unwrap();
-        assert_eq!(
+        let sealed_copy = ca.key().pkcs8_der().unwrap();
+        let again = CertificateAuthority::from_pem(
             ca.certificate_pem(),
-            again.certificate_pem(),
-            "the authority is created once"
+            CaKey::from_pkcs8(&sealed_copy).unwrap(),
+        )
+        .unwrap();
+        assert!(
+            CertificateAuthority::from_pem(ca.certificate_pem(), CaKey::generate().unwrap())
+                .is_err(),
+            "a key that is not the certificate's is refused"
         );
+        let info = again.info().unwrap();
+        assert_eq!(info.subject, "CN=Cardwright Test CA");
+        assert_eq!(info.not_before, NOW);
         let card_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let profiles = builtin_profiles(30);
         let subject = Subject {
@@ -463,7 +598,7 @@ mod tests {
 
     #[test]
     fn signature_profile_is_non_repudiation_only() {
-        let ca = CertificateAuthority::create("CA", NOW, 1).unwrap();
+        let ca = CertificateAuthority::create("CA", CaKey::generate().unwrap(), 1, NOW, 1).unwrap();
         let card_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let der = ca
             .issue(

@@ -70,3 +70,12 @@ impl From<DomainError> for ProcessError {
         }
     }
 }
+
+impl From<crate::keys::KeyError> for ProcessError {
+    fn from(e: crate::keys::KeyError) -> Self {
+        match e {
+            crate::keys::KeyError::Store(e) => ProcessError::Store(e),
+            other => ProcessError::failed("the key store", other),
+        }
+    }
+}

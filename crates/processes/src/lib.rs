@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 mod context;
 mod error;
+pub mod keys;
 mod paging;
 pub mod persons;
 pub mod pki;

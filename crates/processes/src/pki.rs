@@ -37,9 +37,15 @@ pub(crate) fn pki(ctx: &Context) -> Result<&Arc<Pki>, ProcessError> {
         .ok_or_else(|| ProcessError::Internal("no certificate authority is configured".into()))
 }
 
-/// The CA certificate (PEM).
+/// The CA certificate (PEM), followed by older CA certificates that still verify what they
+/// issued (after a renewal), so a relying party trusts both.
 pub fn ca_pem(ctx: &Context) -> Result<String, ProcessError> {
-    Ok(pki(ctx)?.ca.certificate_pem().to_owned())
+    let pki = pki(ctx)?;
+    let mut pem = pki.ca.certificate_pem().to_owned();
+    for previous in &pki.previous_certificates {
+        pem.push_str(previous);
+    }
+    Ok(pem)
 }
 
 /// A revocation list is signed again when the revocations change or when it is this old (it

@@ -7,13 +7,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use cardwright_cardsdk::encoder::Pkcs11Encoder;
 use cardwright_cardsdk::{IppPrinter, Printer, SimulatedPrinter, SpoolPrinter};
-use cardwright_pki::{builtin_profiles, CertificateAuthority};
+use cardwright_pki::builtin_profiles;
+use cardwright_processes::keys::KeySet;
 use cardwright_processes::services::pki::Pki;
 use cardwright_processes::temp_cards::production::{self, Station};
-use cardwright_processes::{
-    audit, scripts, temp_cards, templates, Clock, Context, Entropy as _, OsEntropy,
-};
-use cardwright_storage::audit::AuditKey;
+use cardwright_processes::{audit, scripts, temp_cards, templates, Clock, Context};
 use cardwright_storage::{redact_url, Store};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -65,75 +63,21 @@ fn create_private_file(path: &std::path::Path) -> anyhow::Result<()> {
     }
 }
 
-/// The certificate authority (created in the data folder on first start), its profiles and the
-/// key that seals PUKs.
-fn pki(config: &Config, now: i64, stations: &[Station]) -> anyhow::Result<Pki> {
-    let dir = config.data_dir.join("pki");
-    create_private_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let ca = CertificateAuthority::load_or_create(&dir, &config.pki.ca_name, now)
-        .context("opening the certificate authority")?;
-    let master_key = master_key(config, &dir)?;
+/// The certificate authority with the installation's keys, its profiles, and the encoder that
+/// writes holder certificates at the desk.
+fn pki(config: &Config, set: KeySet, stations: &[Station]) -> Pki {
     let desk_encoder = stations.iter().find_map(|s| s.encoder.clone());
-    Ok(Pki::new(
-        ca,
+    Pki::new(
+        set.ca,
+        set.previous_certificates,
         builtin_profiles(config.pki.certificate_days),
-        master_key,
+        set.master,
         desk_encoder,
-    ))
+    )
 }
 
-/// The PUK sealing key: from the configuration (`pki.master_key`, e.g. CARDWRIGHT_PKI_MASTER_KEY)
-/// or a key file created once in the data folder.
-fn master_key(config: &Config, dir: &std::path::Path) -> anyhow::Result<[u8; 32]> {
-    let hex_key = if config.pki.master_key.is_empty() {
-        let path = dir.join("master.key");
-        if !path.exists() {
-            let mut key = [0u8; 32];
-            OsEntropy.fill(&mut key);
-            write_secret(&path, hex::encode(key).as_bytes())
-                .with_context(|| format!("writing {}", path.display()))?;
-        }
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?
-    } else {
-        config.pki.master_key.clone()
-    };
-    let bytes = hex::decode(hex_key.trim()).context("pki.master_key: not hex")?;
-    bytes
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("pki.master_key: must be 32 bytes (64 hex digits)"))
-}
-
-/// The audit key for checking the log only: from the configured master key or the existing key
-/// file, never creating one.
-pub fn existing_audit_key(config: &Config) -> anyhow::Result<AuditKey> {
-    let hex_key = if config.pki.master_key.is_empty() {
-        let path = config.data_dir.join("pki").join("master.key");
-        std::fs::read_to_string(&path).with_context(|| {
-            format!(
-                "reading the master key {} (set pki.master_key to the server's key)",
-                path.display()
-            )
-        })?
-    } else {
-        config.pki.master_key.clone()
-    };
-    let bytes: [u8; 32] = hex::decode(hex_key.trim())
-        .context("pki.master_key: not hex")?
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("pki.master_key: must be 32 bytes (64 hex digits)"))?;
-    Ok(AuditKey::derive(&bytes))
-}
-
-/// The key that signs the audit log, derived from the master key (which [`pki`] creates when
-/// missing), so it is kept wherever the master key is and never in the database.
-fn audit_key(config: &Config) -> anyhow::Result<AuditKey> {
-    Ok(AuditKey::derive(&master_key(
-        config,
-        &config.data_dir.join("pki"),
-    )?))
-}
-
-fn write_secret(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes a secret to a new file readable by the server's user only.
+pub(crate) fn write_secret(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt as _;
@@ -147,9 +91,10 @@ fn write_secret(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Opens the store and builds the processes' context.
 pub async fn context(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Context> {
     let store = open_store(config).await?;
-    let now = clock.now().timestamp();
-    let pki = pki(config, now, &stations(config))?;
-    let ctx = Context::new(store, clock, config.settings()?, audit_key(config)?).with_pki(pki);
+    let set = crate::keys::open_or_create(config, &store, clock.now()).await?;
+    let audit = set.audit.clone();
+    let pki = pki(config, set, &stations(config));
+    let ctx = Context::new(store, clock, config.settings()?, audit).with_pki(pki);
     templates::ensure_default(&ctx)
         .await
         .context("creating the default card template")?;

@@ -9,13 +9,15 @@ use cardwright_cardsdk::SimulatedPrinter;
 use cardwright_domain::temp_cards::{Card, CardState, Serial};
 use cardwright_domain::template::DEFAULT_TEMPLATE_NAME;
 use cardwright_domain::{CardId, Role, SerialPrefix};
+use cardwright_processes::keys::{self, Custody, Kek, NewSet};
+use cardwright_processes::services::pki::Pki;
 use cardwright_processes::temp_cards::cards::{search, CardQuery};
 use cardwright_processes::temp_cards::production::{self, Station};
 use cardwright_processes::temp_cards::{issue_multiple, request};
 use cardwright_processes::{
-    audit, auth, scripts, templates, Actor, Context, Entropy as _, OsEntropy, Settings, SystemClock,
+    audit, auth, scripts, templates, Actor, Context, OsEntropy, Settings, SystemClock,
 };
-use cardwright_storage::audit::{AuditKey, NewEvent};
+use cardwright_storage::audit::NewEvent;
 use cardwright_storage::{cards, Store};
 use clap::Subcommand;
 
@@ -51,6 +53,14 @@ pub enum BenchCommand {
     Encode {
         #[arg(long, default_value_t = 20)]
         cards: u32,
+        #[arg(long, default_value = "/usr/lib/softhsm/libsofthsm2.so")]
+        module: std::path::PathBuf,
+    },
+    /// Issue N certificates with the CA's key in the database key store and on a PKCS#11 token
+    /// (a fresh SoftHSM2 token by default), in the same run; reports certificates per second.
+    Pki {
+        #[arg(long, default_value_t = 2000)]
+        certificates: u32,
         #[arg(long, default_value = "/usr/lib/softhsm/libsofthsm2.so")]
         module: std::path::PathBuf,
     },
@@ -123,17 +133,39 @@ impl Scratch {
 }
 
 pub(crate) async fn context(url: &str) -> anyhow::Result<Context> {
+    context_with(url, None).await
+}
+
+/// A scratch context whose keys are in the database key store under a KEK of its own (nothing
+/// outlives the run), with `desk_encoder` writing holder certificates.
+pub(crate) async fn context_with(
+    url: &str,
+    desk_encoder: Option<Arc<cardwright_cardsdk::encoder::Pkcs11Encoder>>,
+) -> anyhow::Result<Context> {
     let store = Store::connect(url).await?;
     store.migrate().await?;
-    // A scratch database gets a key of its own; nothing outlives the run.
-    let mut master_key = [0u8; 32];
-    OsEntropy.fill(&mut master_key);
-    let ctx = Context::new(
-        store,
-        Arc::new(SystemClock),
-        Settings::default(),
-        AuditKey::derive(&master_key),
+    let custody = Custody::Database(Kek::generate(&OsEntropy));
+    let now = chrono::Utc::now();
+    let new = NewSet {
+        ca_name: "Bench CA",
+        ca: None,
+        master_key: None,
+        recorded_by: None,
+    };
+    keys::create(&store, &custody, &new, now, &OsEntropy).await?;
+    let set = {
+        let mut conn = store.reader().await?;
+        keys::open(&mut conn, &custody, now).await?
+    };
+    let audit = set.audit.clone();
+    let pki = Pki::new(
+        set.ca,
+        set.previous_certificates,
+        cardwright_pki::builtin_profiles(365),
+        set.master,
+        desk_encoder,
     );
+    let ctx = Context::new(store, Arc::new(SystemClock), Settings::default(), audit).with_pki(pki);
     templates::ensure_default(&ctx).await?;
     scripts::ensure_default(&ctx).await?;
     Ok(ctx)
@@ -147,6 +179,13 @@ pub async fn run(command: &BenchCommand, database_url: Option<&str>) -> anyhow::
     if let BenchCommand::Encode { cards, module } = command {
         return crate::bench_encode::run(*cards, module).await;
     }
+    if let BenchCommand::Pki {
+        certificates,
+        module,
+    } = command
+    {
+        return crate::bench_pki::run(*certificates, module).await;
+    }
     let scratch = scratch(database_url).await?;
     let ctx = context(&scratch.url).await?;
     let backend = if scratch.pg_schema.is_some() {
@@ -157,7 +196,7 @@ pub async fn run(command: &BenchCommand, database_url: Option<&str>) -> anyhow::
     let outcome = match command {
         BenchCommand::Order { cards, stations } => order(&ctx, backend, *cards, *stations).await,
         BenchCommand::List { cards, rounds } => list(&ctx, backend, *cards, *rounds).await,
-        BenchCommand::Render { .. } | BenchCommand::Encode { .. } => {
+        BenchCommand::Render { .. } | BenchCommand::Encode { .. } | BenchCommand::Pki { .. } => {
             unreachable!("run without a database")
         }
         BenchCommand::Options { runs } => options(&ctx, backend, *runs).await,

@@ -11,13 +11,11 @@ use cardwright_cardsdk::SimulatedPrinter;
 use cardwright_domain::temp_cards::OPTION_SCRIPT as SCRIPT_NAME;
 use cardwright_domain::template::DEFAULT_TEMPLATE_NAME;
 use cardwright_domain::Role;
-use cardwright_pki::{builtin_profiles, CertificateAuthority};
-use cardwright_processes::services::pki::Pki;
 use cardwright_processes::temp_cards::production::{self, Station};
 use cardwright_processes::temp_cards::{issue_multiple, request};
-use cardwright_processes::{auth, scripts, Actor, Entropy as _, OsEntropy};
+use cardwright_processes::{auth, scripts, Actor};
 use cardwright_storage::Store;
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::context::Pkcs11;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, CertificateType, ObjectClass};
 use cryptoki::session::UserType;
@@ -52,17 +50,12 @@ pub async fn run(cards: u32, module: &Path) -> anyhow::Result<()> {
     )?;
     std::env::set_var("SOFTHSM2_CONF", &conf);
 
-    let ctx = crate::bench::context(&Store::sqlite_url(&scratch.path().join("bench.db"))).await?;
-    let now = chrono::Utc::now().timestamp();
     let encoder = Arc::new(Pkcs11Encoder::new(module));
-    let mut master_key = [0u8; 32];
-    OsEntropy.fill(&mut master_key);
-    let ctx = ctx.with_pki(Pki::new(
-        CertificateAuthority::create("Bench CA", now, 1)?,
-        builtin_profiles(365),
-        master_key,
+    let ctx = crate::bench::context_with(
+        &Store::sqlite_url(&scratch.path().join("bench.db")),
         Some(Arc::clone(&encoder)),
-    ));
+    )
+    .await?;
     let op = auth::add_operator(
         &ctx,
         &Actor::System("bench"),
@@ -140,16 +133,9 @@ struct RawWork {
 
 impl RawWork {
     fn new(module: &Path) -> anyhow::Result<Self> {
-        // Whichever of the two handles initialises the module first, the other shares its state.
-        let pkcs11 = Pkcs11::new(module).context("loading the module")?;
-        match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-            Ok(())
-            | Err(cryptoki::error::Error::Pkcs11(
-                cryptoki::error::RvError::CryptokiAlreadyInitialized,
-                _,
-            )) => {}
-            Err(e) => return Err(e.into()),
-        }
+        // The module the encoder loaded, from the process's one registry.
+        let pkcs11 = cardwright_pki::pkcs11::module(module)
+            .map_err(|e| anyhow::anyhow!("{}", cardwright_processes::report(&e)))?;
         Ok(Self { pkcs11 })
     }
 

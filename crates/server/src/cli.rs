@@ -54,7 +54,11 @@ pub enum Command {
     /// Work with the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Apply pending database migrations and exit.
+    /// The installation's keys: the certificate authority, the PUK master key, the audit key.
+    #[command(subcommand)]
+    Pki(PkiCommand),
+    /// Apply pending database migrations, move the keys of a data folder from before key stores
+    /// into the key store (once), and exit.
     Migrate,
     /// Print the REST API's OpenAPI document (JSON).
     Openapi,
@@ -81,6 +85,47 @@ pub enum OperatorCommand {
     },
     /// List operators and their roles.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Create the installation's keys (before the first server starts): a new CA, or an
+    /// existing one imported from PEM files or a PKCS#12 file. Refused once keys exist.
+    ///
+    /// Example: cardwright pki init --import-cert ca.pem --import-key ca-key.pem
+    Init {
+        /// The new CA's name [default: pki.ca_name].
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["import_cert", "import_pkcs12"])]
+        ca_name: Option<String>,
+        /// An existing CA certificate (PEM); with --import-key.
+        #[arg(long, value_name = "FILE", requires = "import_key")]
+        import_cert: Option<PathBuf>,
+        /// The existing CA's private key (PEM: PKCS#8, SEC1 or PKCS#1).
+        #[arg(long, value_name = "FILE", requires = "import_cert")]
+        import_key: Option<PathBuf>,
+        /// An existing CA as a PKCS#12 file; its password is read from standard input.
+        #[arg(long, value_name = "FILE", conflicts_with = "import_cert")]
+        import_pkcs12: Option<PathBuf>,
+    },
+    /// Print the key store, the CA certificates (fingerprint, validity) and the master keys.
+    Show,
+    /// Make a new PUK master key and re-seal every PUK under it, one transaction per batch. A
+    /// rotation that was interrupted is resumed instead of starting another.
+    RotateMasterKey {
+        /// Cards per transaction.
+        #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+        batch_size: i64,
+        /// Stop after this many batches (run again to go on), to spread the work.
+        #[arg(long, value_name = "N")]
+        batches: Option<u64>,
+    },
+    /// Give the CA a new certificate for the same key, or with --new-key a new key; the old
+    /// certificate stays published until it expires, so what it issued still verifies. Servers
+    /// take the new CA at their next start.
+    RenewCa {
+        #[arg(long)]
+        new_key: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,8 +169,15 @@ pub async fn run_admin(cli: &Cli, config: &Config) -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let store = crate::app::open_store(config).await?;
+            crate::keys::open_or_create(config, &store, chrono::Utc::now()).await?;
             println!("database is up to date");
             store.close().await;
+        }
+        Command::Pki(command) => {
+            let store = crate::app::open_store(config).await?;
+            let result = crate::pki_cli::run(command, config, &store).await;
+            store.close().await;
+            result?;
         }
         Command::Operator(OperatorCommand::Add {
             username, roles, ..
@@ -168,11 +220,12 @@ pub async fn run_admin(cli: &Cli, config: &Config) -> anyhow::Result<()> {
         Command::Audit(AuditCommand::Verify) => {
             // A verification only reads: the database is opened read-only, no migration runs
             // and no file (key, CA, data folder) is created.
-            let key = crate::app::existing_audit_key(config)?;
+            crate::keys::require_some_key(config)?;
             let url = config.effective_database_url();
             let store = Store::connect_read_only(&url)
                 .await
                 .with_context(|| format!("opening {} read-only", redact_url(&url)))?;
+            let key = crate::keys::existing_audit_key(config, &store).await?;
             let result = {
                 let mut conn = store.reader().await?;
                 cardwright_storage::audit::verify(&mut conn, &key)

@@ -35,17 +35,53 @@ pub struct Config {
     pub metrics_token: String,
 }
 
-/// The built-in certificate authority.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// The built-in certificate authority and where the installation's keys are kept.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct PkiConfig {
-    /// The CA's name (its certificate's common name).
+    /// The CA's name (its certificate's common name), used when the keys are created.
     pub ca_name: String,
     /// How long card certificates are valid, in days.
     pub certificate_days: u32,
-    /// The 32-byte key (64 hex digits) that seals PUKs and from which the audit log's key is
-    /// derived; empty: a key file in the data folder.
+    /// Where the CA key, the PUK master keys and the audit key are kept: `database` (sealed under
+    /// the key-encryption key) or `pkcs11` (generated on a token).
+    pub key_store: KeyStoreKind,
+    /// The key-encryption key (64 hex digits) every server of the installation is given, e.g.
+    /// from CARDWRIGHT_PKI_KEK. Empty: `kek_file`, else a file created once in the data folder.
+    pub kek: String,
+    /// A file holding the key-encryption key (64 hex digits).
+    pub kek_file: String,
+    /// The PKCS#11 module of the token (key store `pkcs11`).
+    pub pkcs11_module: String,
+    /// The label of the token the keys are kept on.
+    pub token_label: String,
+    /// The token's user PIN; give it in the environment, CARDWRIGHT_PKI_PIN.
+    pub pin: String,
+    /// The PUK master key (64 hex digits) of an installation from before key stores: moved into
+    /// the key store once, when the keys are created.
     pub master_key: String,
+}
+
+/// Where the installation's keys are kept.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStoreKind {
+    #[default]
+    Database,
+    Pkcs11,
+}
+
+impl std::fmt::Debug for PkiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PkiConfig")
+            .field("ca_name", &self.ca_name)
+            .field("certificate_days", &self.certificate_days)
+            .field("key_store", &self.key_store)
+            .field("kek_file", &self.kek_file)
+            .field("pkcs11_module", &self.pkcs11_module)
+            .field("token_label", &self.token_label)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for PkiConfig {
@@ -53,6 +89,12 @@ impl Default for PkiConfig {
         Self {
             ca_name: "Cardwright Card CA".into(),
             certificate_days: 365,
+            key_store: KeyStoreKind::Database,
+            kek: String::new(),
+            kek_file: String::new(),
+            pkcs11_module: String::new(),
+            token_label: String::new(),
+            pin: String::new(),
             master_key: String::new(),
         }
     }
@@ -242,6 +284,17 @@ impl Config {
                     DAY,
                 )?;
             }
+        }
+        if self.pki.key_store == KeyStoreKind::Pkcs11
+            && (self.pki.pkcs11_module.is_empty() || self.pki.token_label.is_empty())
+        {
+            bail!(
+                "pki.key_store = \"pkcs11\" needs pki.pkcs11_module and pki.token_label (and the \
+                 token's PIN in CARDWRIGHT_PKI_PIN)"
+            );
+        }
+        if !self.pki.kek.is_empty() && !self.pki.kek_file.is_empty() {
+            bail!("pki.kek and pki.kek_file: give the key-encryption key one way, not both");
         }
         if self.login.max_failures == 0 {
             bail!("login.max_failures: must be at least 1");

@@ -4,12 +4,15 @@
 pub mod app;
 pub mod bench;
 mod bench_encode;
+mod bench_pki;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;
 pub mod http;
+pub mod keys;
 mod layers;
+mod pki_cli;
 pub mod router;
 pub mod state;
 pub mod ui;

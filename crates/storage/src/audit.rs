@@ -21,11 +21,25 @@ use crate::{from_micros, to_micros, Conn, StoreError};
 /// The hash before the first event.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The key that signs the audit log. It must not live in the database the log is in: the server
-/// derives it from the PKI master key (see [`AuditKey::derive`]), so servers sharing a database,
-/// which share that key already, sign alike.
+/// The key that signs the audit log. It must not live readable in the database the log is in:
+/// it is kept in the installation's key store (sealed under the key-encryption key, or on a
+/// PKCS#11 token), so servers sharing a database sign alike.
 #[derive(Clone)]
-pub struct AuditKey([u8; 32]);
+pub struct AuditKey(KeyMaterial);
+
+#[derive(Clone)]
+enum KeyMaterial {
+    /// The key's bytes, in this process's memory.
+    Local([u8; 32]),
+    /// A key that never leaves its token; the token computes each MAC.
+    External(std::sync::Arc<dyn ExternalMac>),
+}
+
+/// HMAC-SHA-256 computed where the key is kept (a PKCS#11 token).
+pub trait ExternalMac: Send + Sync {
+    /// The HMAC-SHA-256 of `message`, or why the token could not compute it.
+    fn hmac_sha256(&self, message: &[u8]) -> Result<[u8; 32], String>;
+}
 
 impl std::fmt::Debug for AuditKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -45,34 +59,65 @@ enum Signed {
 }
 
 impl AuditKey {
-    /// The audit key belonging to a master key: HMAC-SHA-256(master key, "cardwright audit log v1").
+    /// The audit key of an installation from before key stores: HMAC-SHA-256(master key,
+    /// "cardwright audit log v1"). Moving such an installation into a key store keeps this key,
+    /// so its log still verifies.
     pub fn derive(master_key: &[u8; 32]) -> Self {
-        let mut mac = Hmac::<Sha256>::new_from_slice(master_key).expect("HMAC takes 32-byte keys");
-        mac.update(KEY_LABEL);
-        Self(mac.finalize().into_bytes().into())
+        Self(KeyMaterial::Local(Self::derived_bytes(master_key)))
     }
 
-    fn mac(&self, what: Signed, seq: i64, hash: &str) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes 32-byte keys");
+    /// The bytes of [`AuditKey::derive`]'s key, to move it into a key store.
+    pub fn derived_bytes(master_key: &[u8; 32]) -> [u8; 32] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(master_key).expect("HMAC takes 32-byte keys");
+        mac.update(KEY_LABEL);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// A key from its 32 bytes.
+    pub fn from_bytes(key: [u8; 32]) -> Self {
+        Self(KeyMaterial::Local(key))
+    }
+
+    /// A key kept on a token.
+    pub fn external(key: std::sync::Arc<dyn ExternalMac>) -> Self {
+        Self(KeyMaterial::External(key))
+    }
+
+    /// The MAC of `what` at `seq` with `hash`.
+    fn mac(&self, what: Signed, seq: i64, hash: &str) -> Result<[u8; 32], StoreError> {
         let label: &[u8] = match what {
             Signed::Event => b"event\0",
             Signed::Head => b"head\0",
         };
-        mac.update(label);
-        mac.update(seq.to_string().as_bytes());
-        mac.update(b"\0");
-        mac.update(hash.as_bytes());
-        mac
+        let message = [label, seq.to_string().as_bytes(), b"\0", hash.as_bytes()].concat();
+        match &self.0 {
+            KeyMaterial::Local(key) => {
+                let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes 32-byte keys");
+                mac.update(&message);
+                Ok(mac.finalize().into_bytes().into())
+            }
+            KeyMaterial::External(key) => key
+                .hmac_sha256(&message)
+                .map_err(|e| StoreError::Key(format!("signing the audit log: {e}"))),
+        }
     }
 
     /// The hex MAC of an event, or signature of the head, at `seq` with `hash`.
-    fn sign(&self, what: Signed, seq: i64, hash: &str) -> String {
-        hex::encode(self.mac(what, seq, hash).finalize().into_bytes())
+    fn sign(&self, what: Signed, seq: i64, hash: &str) -> Result<String, StoreError> {
+        Ok(hex::encode(self.mac(what, seq, hash)?))
     }
 
     /// Whether `mac` (hex) is the MAC or signature of `seq` and `hash`, compared in constant time.
     fn verifies(&self, what: Signed, seq: i64, hash: &str, mac: &str) -> bool {
-        hex::decode(mac).is_ok_and(|bytes| self.mac(what, seq, hash).verify_slice(&bytes).is_ok())
+        let (Ok(given), Ok(expected)) = (hex::decode(mac), self.mac(what, seq, hash)) else {
+            return false;
+        };
+        given.len() == expected.len()
+            && given
+                .iter()
+                .zip(expected)
+                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+                == 0
     }
 }
 
@@ -174,7 +219,13 @@ const SELECT: &str = "SELECT seq, at, operator, process, card_id, order_id, old_
 impl Event {
     /// Event `seq` of `new`, linked to the previous event's hash: its own hash, and its MAC when
     /// the head it follows is trusted.
-    fn chained(seq: i64, new: NewEvent, prev_hash: String, key: &AuditKey, trusted: bool) -> Self {
+    fn chained(
+        seq: i64,
+        new: NewEvent,
+        prev_hash: String,
+        key: &AuditKey,
+        trusted: bool,
+    ) -> Result<Self, StoreError> {
         let mut event = Event {
             seq,
             at: new.at,
@@ -190,8 +241,12 @@ impl Event {
             mac: None,
         };
         event.hash = event.expected_hash();
-        event.mac = trusted.then(|| key.sign(Signed::Event, seq, &event.hash));
-        event
+        event.mac = if trusted {
+            Some(key.sign(Signed::Event, seq, &event.hash)?)
+        } else {
+            None
+        };
+        Ok(event)
     }
 }
 
@@ -239,7 +294,7 @@ pub async fn append_all(
     let trusted = head_trusted(key, first - 1, &prev_hash, prev_signature.as_deref());
     let mut sealed = Vec::with_capacity(events.len());
     for (seq, new) in (first..).zip(events) {
-        let event = Event::chained(seq, new, std::mem::take(&mut prev_hash), key, trusted);
+        let event = Event::chained(seq, new, std::mem::take(&mut prev_hash), key, trusted)?;
         prev_hash.clone_from(&event.hash);
         sealed.push(event);
     }
@@ -270,7 +325,9 @@ pub async fn append_all(
         }
         q.query().execute(&mut *conn).await?;
     }
-    let signature = trusted.then(|| key.sign(Signed::Head, last, &prev_hash));
+    let signature = trusted
+        .then(|| key.sign(Signed::Head, last, &prev_hash))
+        .transpose()?;
     sqlx::query("UPDATE audit_head SET hash = $1, signature = $2 WHERE id = 1")
         .bind(&prev_hash)
         .bind(signature)
@@ -298,8 +355,10 @@ pub async fn append(conn: &mut Conn, key: &AuditKey, new: NewEvent) -> Result<i6
     let prev_hash: String = head.try_get("hash")?;
     let prev_signature: Option<String> = head.try_get("signature")?;
     let trusted = head_trusted(key, seq - 1, &prev_hash, prev_signature.as_deref());
-    let event = Event::chained(seq, new, prev_hash, key, trusted);
-    let signature = trusted.then(|| key.sign(Signed::Head, seq, &event.hash));
+    let event = Event::chained(seq, new, prev_hash, key, trusted)?;
+    let signature = trusted
+        .then(|| key.sign(Signed::Head, seq, &event.hash))
+        .transpose()?;
     // On PostgreSQL the event and the head's new hash go in one statement: the head stays locked
     // until commit, and every round trip while it is held delays every other appender.
     let postgres = conn.backend_name() == "PostgreSQL";
@@ -373,7 +432,7 @@ pub async fn adopt(conn: &mut Conn, key: &AuditKey) -> Result<Adoption, StoreErr
         return Ok(Adoption::Refused { seq });
     }
     sqlx::query("UPDATE audit_head SET signature = $1 WHERE id = 1")
-        .bind(key.sign(Signed::Head, seq, &hash))
+        .bind(key.sign(Signed::Head, seq, &hash)?)
         .execute(conn)
         .await?;
     Ok(Adoption::Adopted { seq })
@@ -574,22 +633,30 @@ mod tests {
         let key = AuditKey::derive(&[7; 32]);
         let shown = format!("{key:?}");
         assert_eq!(shown, "AuditKey(..)");
-        assert!(!shown.contains(&hex::encode(key.0)));
+        let super::KeyMaterial::Local(bytes) = key.0 else {
+            unreachable!()
+        };
+        assert!(!shown.contains(&hex::encode(bytes)));
     }
 
     #[test]
     fn the_key_depends_on_the_master_key() {
+        let mac = |key: &AuditKey| key.sign(Signed::Event, 1, super::GENESIS).unwrap();
         let a = AuditKey::derive(&[7; 32]);
-        assert_eq!(a.0, AuditKey::derive(&[7; 32]).0);
-        assert_ne!(a.0, AuditKey::derive(&[8; 32]).0);
-        assert_ne!(a.0, [7; 32], "the master key itself is not used");
+        assert_eq!(mac(&a), mac(&AuditKey::derive(&[7; 32])));
+        assert_ne!(mac(&a), mac(&AuditKey::derive(&[8; 32])));
+        assert_ne!(
+            mac(&a),
+            mac(&AuditKey::from_bytes([7; 32])),
+            "the master key itself is not used"
+        );
     }
 
     #[test]
     fn an_event_mac_is_no_head_signature() {
         let key = AuditKey::derive(&[7; 32]);
         let hash = super::GENESIS;
-        let mac = key.sign(Signed::Event, 5, hash);
+        let mac = key.sign(Signed::Event, 5, hash).unwrap();
         assert!(key.verifies(Signed::Event, 5, hash, &mac));
         assert!(!key.verifies(Signed::Head, 5, hash, &mac));
         assert!(!key.verifies(Signed::Event, 6, hash, &mac));

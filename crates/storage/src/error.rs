@@ -8,6 +8,9 @@ pub enum StoreError {
     /// A stored value does not parse back into its domain type.
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
+    /// The key store could not compute a signature.
+    #[error("key store: {0}")]
+    Key(String),
     #[error("migration {version} ({name}) failed: {source}")]
     Migration {
         version: i64,

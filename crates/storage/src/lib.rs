@@ -9,6 +9,7 @@ pub mod batch_orders;
 pub mod cards;
 pub mod certificates;
 mod error;
+pub mod keys;
 mod migrations;
 pub mod operators;
 pub mod persons;

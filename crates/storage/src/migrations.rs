@@ -46,6 +46,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "crl_number",
         sql: include_str!("../migrations/0007_crl_number.sql"),
     },
+    Migration {
+        version: 8,
+        name: "key_store",
+        sql: include_str!("../migrations/0008_key_store.sql"),
+    },
 ];
 
 /// An arbitrary constant naming Cardwright's migration lock on PostgreSQL.

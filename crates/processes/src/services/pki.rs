@@ -3,12 +3,14 @@
 
 use std::sync::Arc;
 
-use base64::Engine as _;
 use cardwright_cardsdk::encoder::{CardCertificate, CardKey, KeyKind, KeySpec, Pkcs11Encoder};
 use cardwright_domain::temp_cards::Card;
 use cardwright_domain::{Person, Timestamp};
 use cardwright_pki::{CertificateAuthority, KeyAlgorithm, Profile, Subject};
 use cardwright_storage::certificates::{CertificateKind, CertificateRecord};
+use cardwright_storage::Conn;
+
+use crate::keys::{KeyError, MasterKeys};
 
 /// Why the certificate authority did not give a certificate.
 #[derive(Debug, thiserror::Error)]
@@ -21,11 +23,13 @@ pub enum PkiError {
     Parse(#[source] cardwright_pki::PkiError),
 }
 
-/// The built-in certificate authority, its profiles and the key that seals PUKs.
+/// The built-in certificate authority, its profiles and the keys that seal PUKs.
 pub struct Pki {
     pub ca: CertificateAuthority,
+    /// Older CA certificates that still verify what they issued, published with the current.
+    pub previous_certificates: Vec<String>,
     pub profiles: Vec<Profile>,
-    master_key: [u8; 32],
+    master: Arc<MasterKeys>,
     /// The encoder that writes holder certificates at the desk (the first station's).
     pub desk_encoder: Option<Arc<Pkcs11Encoder>>,
 }
@@ -41,14 +45,16 @@ impl std::fmt::Debug for Pki {
 impl Pki {
     pub fn new(
         ca: CertificateAuthority,
+        previous_certificates: Vec<String>,
         profiles: Vec<Profile>,
-        master_key: [u8; 32],
+        master: Arc<MasterKeys>,
         desk_encoder: Option<Arc<Pkcs11Encoder>>,
     ) -> Self {
         Self {
             ca,
+            previous_certificates,
             profiles,
-            master_key,
+            master,
             desk_encoder,
         }
     }
@@ -77,21 +83,23 @@ impl Pki {
             .collect()
     }
 
-    /// Seals a PUK for storage (AES-256-GCM under the master key).
-    pub fn seal_puk(&self, nonce: [u8; 12], puk: &str) -> String {
-        base64::engine::general_purpose::STANDARD.encode(cardwright_pki::sealing::seal(
-            &self.master_key,
-            nonce,
-            puk.as_bytes(),
-        ))
+    /// Seals a PUK for storage (AES-256-GCM under the current master key).
+    pub async fn seal_puk(
+        &self,
+        conn: &mut Conn,
+        nonce: [u8; 12],
+        puk: &str,
+    ) -> Result<String, KeyError> {
+        self.master.seal(conn, nonce, puk).await
     }
 
-    /// Opens a sealed PUK.
-    pub fn open_puk(&self, sealed: &str) -> Option<String> {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(sealed)
-            .ok()?;
-        String::from_utf8(cardwright_pki::sealing::open(&self.master_key, &bytes)?).ok()
+    /// Opens a sealed PUK; `None` when it does not open.
+    pub async fn open_puk(
+        &self,
+        conn: &mut Conn,
+        sealed: &str,
+    ) -> Result<Option<String>, KeyError> {
+        self.master.open(conn, sealed).await
     }
 
     /// Issues a certificate for a key on a card and the record to store for it. A holder's

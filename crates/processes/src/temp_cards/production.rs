@@ -199,14 +199,15 @@ async fn prepare_encoding(
         .await?
         .ok_or_else(|| ProcessError::Internal(format!("card {} vanished", attempt.claim.serial)))?
         .card;
-    let old_puk = certificates::sealed_puk(&mut *conn, card.id)
-        .await?
-        .and_then(|sealed| pki.open_puk(&sealed));
+    let old_puk = match certificates::sealed_puk(&mut *conn, card.id).await? {
+        Some(sealed) => pki.open_puk(&mut *conn, &sealed).await?,
+        None => None,
+    };
     let pin = random_digits(ctx, run.options.pin_length);
     let puk = random_digits(ctx, run.options.puk_length);
     let mut nonce = [0u8; 12];
     ctx.entropy.fill(&mut nonce);
-    attempt.puk_sealed = Some(pki.seal_puk(nonce, &puk));
+    attempt.puk_sealed = Some(pki.seal_puk(&mut *conn, nonce, &puk).await?);
     attempt.job.encoding = Some(Encoding {
         pin,
         puk,

@@ -10,10 +10,10 @@ use serde_json::json;
 use crate::helpers::PASSWORD;
 use crate::server_processes::{Client, Server};
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+pub(crate) const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
 /// A SoftHSM2 configuration with its own token folder.
-fn softhsm(dir: &Path) -> PathBuf {
+pub(crate) fn softhsm(dir: &Path) -> PathBuf {
     let tokens = dir.join("tokens");
     std::fs::create_dir_all(&tokens).unwrap();
     let conf = dir.join("softhsm2.conf");
@@ -28,7 +28,7 @@ fn softhsm(dir: &Path) -> PathBuf {
     conf
 }
 
-fn run(program: &str, args: &[&str], conf: &Path) -> (bool, String) {
+pub(crate) fn run(program: &str, args: &[&str], conf: &Path) -> (bool, String) {
     let out = Command::new(program)
         .args(args)
         .env("SOFTHSM2_CONF", conf)
@@ -44,7 +44,7 @@ fn run(program: &str, args: &[&str], conf: &Path) -> (bool, String) {
     )
 }
 
-fn pkcs11_tool(conf: &Path, args: &[&str]) -> (bool, String) {
+pub(crate) fn pkcs11_tool(conf: &Path, args: &[&str]) -> (bool, String) {
     let mut all = vec!["--module", MODULE];
     all.extend_from_slice(args);
     run("pkcs11-tool", &all, conf)
@@ -62,7 +62,7 @@ fn pdf_text(path: &Path) -> String {
 }
 
 /// The PIN printed on a PIN letter.
-fn pin_from_letter(path: &Path) -> String {
+pub(crate) fn pin_from_letter(path: &Path) -> String {
     let text = pdf_text(path);
     text.split_whitespace()
         .find(|w| w.len() >= 4 && w.chars().all(|c| c.is_ascii_digit()))
@@ -70,7 +70,7 @@ fn pin_from_letter(path: &Path) -> String {
         .to_owned()
 }
 
-fn cert_pem_from_card(conf: &Path, serial: &str, label: &str, out: &Path) -> String {
+pub(crate) fn cert_pem_from_card(conf: &Path, serial: &str, label: &str, out: &Path) -> String {
     let der = out.with_extension("der");
     let (ok, text) = pkcs11_tool(
         conf,

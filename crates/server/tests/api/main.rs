@@ -11,6 +11,7 @@ mod cli;
 mod concurrency;
 mod encoding;
 mod hardening;
+mod key_custody;
 mod masterdata;
 mod openapi;
 mod pki;

@@ -1,0 +1,133 @@
+//! `cardwright bench pki`: certificates issued per second by the built-in CA with its key in the
+//! database key store (opened into memory) and on a PKCS#11 token (SoftHSM2), in the same run.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use cardwright_pki::pkcs11::Token;
+use cardwright_pki::{builtin_profiles, CertificateAuthority, Subject};
+use cardwright_processes::keys::{self, Custody, Kek, NewSet};
+use cardwright_processes::{Entropy as _, OsEntropy};
+use cardwright_storage::Store;
+use cryptoki::session::UserType;
+use cryptoki::types::AuthPin;
+
+const TOKEN_LABEL: &str = "bench-pki";
+const PIN: &str = "123456";
+
+/// A fresh SoftHSM2 token in `dir` for the CA's keys.
+fn softhsm_token(module: &Path, dir: &Path) -> anyhow::Result<()> {
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(&tokens)?;
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )?;
+    // SoftHSM2 reads its configuration when the module is first initialised, just below.
+    std::env::set_var("SOFTHSM2_CONF", &conf);
+    let pkcs11 = cardwright_pki::pkcs11::module(module)
+        .map_err(|e| anyhow::anyhow!("{}", cardwright_processes::report(&e)))?;
+    let slot = pkcs11
+        .get_slots_with_token()?
+        .into_iter()
+        .find(|s| {
+            pkcs11
+                .get_token_info(*s)
+                .is_ok_and(|i| !i.token_initialized())
+        })
+        .context("the module offers no free token")?;
+    let so_pin = AuthPin::from("12345678".to_owned());
+    pkcs11.init_token(slot, &so_pin, TOKEN_LABEL)?;
+    let session = pkcs11.open_rw_session(slot)?;
+    session.login(UserType::So, Some(&so_pin))?;
+    session.init_pin(&AuthPin::from(PIN.to_owned()))?;
+    session.logout()?;
+    Ok(())
+}
+
+/// The CA of a new key set in `custody`, on a scratch SQLite database in `dir`.
+async fn authority(dir: &Path, custody: &Custody) -> anyhow::Result<CertificateAuthority> {
+    let store = Store::connect(&Store::sqlite_url(&dir.join("bench.db"))).await?;
+    store.migrate().await?;
+    let now = chrono::Utc::now();
+    let new = NewSet {
+        ca_name: "Bench CA",
+        ca: None,
+        master_key: None,
+        recorded_by: None,
+    };
+    keys::create(&store, custody, &new, now, &OsEntropy).await?;
+    let set = {
+        let mut conn = store.reader().await?;
+        keys::open(&mut conn, custody, now).await?
+    };
+    store.close().await;
+    Ok(set.ca)
+}
+
+/// Issues `count` certificates for one card key; certificates per second.
+fn issue(ca: &CertificateAuthority, count: u32) -> anyhow::Result<f64> {
+    let card_key = CertificateAuthority::create(
+        "card",
+        cardwright_pki::CaKey::generate()?,
+        1,
+        chrono::Utc::now().timestamp(),
+        1,
+    )?;
+    let spki = cardwright_pki::CaInfo::of_pem(card_key.certificate_pem())?.public_key;
+    let profile = &builtin_profiles(365)[0];
+    let now = chrono::Utc::now().timestamp();
+    let started = Instant::now();
+    for n in 0..count {
+        let mut serial = [0u8; 16];
+        OsEntropy.fill(&mut serial);
+        serial[0] = 0x40;
+        ca.issue(
+            &spki,
+            &Subject {
+                common_name: format!("TMP-{n:06}"),
+                email: None,
+            },
+            profile,
+            &serial,
+            now,
+        )?;
+    }
+    Ok(f64::from(count) / started.elapsed().as_secs_f64())
+}
+
+pub async fn run(certificates: u32, module: &Path) -> anyhow::Result<()> {
+    let certificates = certificates.max(1);
+    let scratch = tempfile::tempdir()?;
+    let database = scratch.path().join("database");
+    let token_dir = scratch.path().join("token");
+    std::fs::create_dir_all(&database)?;
+    std::fs::create_dir_all(&token_dir)?;
+    softhsm_token(module, &token_dir)?;
+    let in_database = authority(&database, &Custody::Database(Kek::generate(&OsEntropy))).await?;
+    let token = Token::open(module, TOKEN_LABEL, PIN)
+        .map_err(|e| anyhow::anyhow!("{}", cardwright_processes::report(&e)))?;
+    let on_token = authority(&token_dir, &Custody::Token(Arc::new(token))).await?;
+    // Warm both up, then measure them one after the other, twice, and keep each one's better run.
+    issue(&in_database, 20)?;
+    issue(&on_token, 20)?;
+    let mut database_rate: f64 = 0.0;
+    let mut token_rate: f64 = 0.0;
+    for _ in 0..2 {
+        database_rate = database_rate.max(issue(&in_database, certificates)?);
+        token_rate = token_rate.max(issue(&on_token, certificates)?);
+    }
+    println!("bench pki: {certificates} certificates per key store (EC P-256, best of 2 runs, one thread)");
+    println!("  key store database (sealed in the database, signing in memory): {database_rate:.0} certificates/s");
+    println!(
+        "  key store pkcs11 ({}): {token_rate:.0} certificates/s",
+        module.display()
+    );
+    Ok(())
+}
