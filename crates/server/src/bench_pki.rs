@@ -1,15 +1,25 @@
 //! `cardwright bench pki`: certificates issued per second by the built-in CA with its key in the
-//! database key store (opened into memory) and on a PKCS#11 token (SoftHSM2), in the same run.
+//! database key store (opened into memory) and on a PKCS#11 token (SoftHSM2), in the same run; each
+//! certificate is signed and recorded in a transaction of its own, as production records them.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use cardwright_cardsdk::encoder::CardKey;
+use cardwright_domain::temp_cards::Card;
+use cardwright_domain::template::DEFAULT_TEMPLATE_NAME;
+use cardwright_domain::Role;
 use cardwright_pki::pkcs11::Token;
 use cardwright_pki::{builtin_profiles, CertificateAuthority, Subject};
 use cardwright_processes::keys::{self, Custody, Kek, NewSet};
-use cardwright_processes::{Entropy as _, OsEntropy};
+use cardwright_processes::services::pki::Pki;
+use cardwright_processes::temp_cards::request;
+use cardwright_processes::{
+    auth, scripts, templates, Actor, Context, Entropy as _, OsEntropy, Settings, SystemClock,
+};
+use cardwright_storage::certificates::{self, CertificateKind};
 use cardwright_storage::Store;
 use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
@@ -51,8 +61,9 @@ fn softhsm_token(module: &Path, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The CA of a new key set in `custody`, on a scratch SQLite database in `dir`.
-async fn authority(dir: &Path, custody: &Custody) -> anyhow::Result<CertificateAuthority> {
+/// A scratch installation in `dir` whose keys are in `custody`, with one requested card to
+/// issue certificates for.
+async fn installation(dir: &Path, custody: &Custody) -> anyhow::Result<(Context, Card)> {
     let store = Store::connect(&Store::sqlite_url(&dir.join("bench.db"))).await?;
     store.migrate().await?;
     let now = chrono::Utc::now();
@@ -67,12 +78,42 @@ async fn authority(dir: &Path, custody: &Custody) -> anyhow::Result<CertificateA
         let mut conn = store.reader().await?;
         keys::open(&mut conn, custody, now).await?
     };
-    store.close().await;
-    Ok(set.ca)
+    let audit = set.audit.clone();
+    let pki = Pki::new(
+        set.ca,
+        set.previous_certificates,
+        builtin_profiles(365),
+        set.master,
+        None,
+    );
+    let ctx = Context::new(store, Arc::new(SystemClock), Settings::default(), audit).with_pki(pki);
+    templates::ensure_default(&ctx).await?;
+    scripts::ensure_default(&ctx).await?;
+    let op = auth::add_operator(
+        &ctx,
+        &Actor::System("bench"),
+        "bench",
+        Role::ALL.into_iter().collect(),
+        "bench-password",
+    )
+    .await
+    .map_err(failed)?;
+    let card = request::request(&ctx, &op, DEFAULT_TEMPLATE_NAME, 1)
+        .await
+        .map_err(failed)?
+        .remove(0)
+        .card;
+    Ok((ctx, card))
 }
 
-/// Issues `count` certificates for one card key; certificates per second.
-fn issue(ca: &CertificateAuthority, count: u32) -> anyhow::Result<f64> {
+fn failed(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+/// Issues `count` certificates for the card's key through the CA service, each recorded in a
+/// transaction of its own as production records them; certificates per second.
+async fn issue(ctx: &Context, card: &Card, count: u32) -> anyhow::Result<f64> {
+    let pki = ctx.pki.clone().context("no CA")?;
     let card_key = CertificateAuthority::create(
         "card",
         cardwright_pki::CaKey::generate()?,
@@ -80,24 +121,31 @@ fn issue(ca: &CertificateAuthority, count: u32) -> anyhow::Result<f64> {
         chrono::Utc::now().timestamp(),
         1,
     )?;
-    let spki = cardwright_pki::CaInfo::of_pem(card_key.certificate_pem())?.public_key;
-    let profile = &builtin_profiles(365)[0];
-    let now = chrono::Utc::now().timestamp();
+    let key = CardKey {
+        profile: "authentication".into(),
+        id: vec![1],
+        spki: cardwright_pki::CaInfo::of_pem(card_key.certificate_pem())?.public_key,
+    };
+    let subject = Subject {
+        common_name: card.serial.to_string(),
+        email: None,
+    };
     let started = Instant::now();
-    for n in 0..count {
+    for _ in 0..count {
         let mut serial = [0u8; 16];
         OsEntropy.fill(&mut serial);
-        serial[0] = 0x40;
-        ca.issue(
-            &spki,
-            &Subject {
-                common_name: format!("TMP-{n:06}"),
-                email: None,
-            },
-            profile,
-            &serial,
-            now,
+        let (_, record) = pki.issue(
+            card,
+            &key,
+            CertificateKind::Card,
+            &subject,
+            None,
+            cardwright_processes::pki::new_serial(serial),
+            chrono::Utc::now(),
         )?;
+        let mut tx = ctx.store.begin().await?;
+        certificates::insert(&mut tx, &record).await?;
+        Store::commit(tx).await?;
     }
     Ok(f64::from(count) / started.elapsed().as_secs_f64())
 }
@@ -110,23 +158,29 @@ pub async fn run(certificates: u32, module: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(&database)?;
     std::fs::create_dir_all(&token_dir)?;
     softhsm_token(module, &token_dir)?;
-    let in_database = authority(&database, &Custody::Database(Kek::generate(&OsEntropy))).await?;
+    let (in_database, database_card) =
+        installation(&database, &Custody::Database(Kek::generate(&OsEntropy))).await?;
     let token = Token::open(module, TOKEN_LABEL, PIN)
         .map_err(|e| anyhow::anyhow!("{}", cardwright_processes::report(&e)))?;
-    let on_token = authority(&token_dir, &Custody::Token(Arc::new(token))).await?;
+    let (on_token, token_card) = installation(&token_dir, &Custody::Token(Arc::new(token))).await?;
     // Warm both up, then measure them one after the other, twice, and keep each one's better run.
-    issue(&in_database, 20)?;
-    issue(&on_token, 20)?;
+    issue(&in_database, &database_card, 20).await?;
+    issue(&on_token, &token_card, 20).await?;
     let mut database_rate: f64 = 0.0;
     let mut token_rate: f64 = 0.0;
     for _ in 0..2 {
-        database_rate = database_rate.max(issue(&in_database, certificates)?);
-        token_rate = token_rate.max(issue(&on_token, certificates)?);
+        database_rate = database_rate.max(issue(&in_database, &database_card, certificates).await?);
+        token_rate = token_rate.max(issue(&on_token, &token_card, certificates).await?);
     }
-    println!("bench pki: {certificates} certificates per key store (EC P-256, best of 2 runs, one thread)");
+    in_database.store.close().await;
+    on_token.store.close().await;
+    println!(
+        "bench pki: {certificates} certificates per key store, each signed by the CA and recorded in \
+         its own transaction on SQLite (EC P-256, best of 2 runs, one thread)"
+    );
     println!("  key store database (sealed in the database, signing in memory): {database_rate:.0} certificates/s");
     println!(
-        "  key store pkcs11 ({}): {token_rate:.0} certificates/s",
+        "  key store pkcs11 ({}, signing on the token): {token_rate:.0} certificates/s",
         module.display()
     );
     Ok(())
