@@ -381,23 +381,24 @@ pub async fn create(
         Ok::<bool, KeyError>(true)
     }
     .await;
-    match result {
-        Ok(true) => {
-            Store::commit(tx).await?;
-            Ok(true)
-        }
-        other => {
-            drop(tx);
-            if let Custody::Token(token) = custody {
-                for label in made {
-                    if let Err(e) = token.destroy(&label) {
-                        tracing::warn!(label, error = %crate::report(&e), "could not remove a key made on the token");
-                    }
+    let result = match result {
+        Ok(true) => Store::commit(tx)
+            .await
+            .map(|()| true)
+            .map_err(KeyError::from),
+        other => other,
+    };
+    if !matches!(result, Ok(true)) {
+        // Lost to another server, or failed: nothing of this attempt may stay on the token.
+        if let Custody::Token(token) = custody {
+            for label in made {
+                if let Err(e) = token.destroy(&label) {
+                    tracing::warn!(label, error = %crate::report(&e), "could not remove a key made on the token");
                 }
             }
-            other
         }
     }
+    result
 }
 
 fn open_audit_key(custody: &Custody, row: Option<&StoredKey>) -> Result<AuditKey, KeyError> {

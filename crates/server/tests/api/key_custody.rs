@@ -785,7 +785,10 @@ async fn keys_on_a_softhsm_token() {
 /// second `init` is refused. `pki renew-ca --new-key` then gives a new CA certificate, published
 /// before the old one, which still verifies what it issued.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[allow(clippy::too_many_lines, reason = "one installation's ceremony, step by step")]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one installation's ceremony, step by step"
+)]
 async fn an_existing_ca_is_taken_over_and_renewed() {
     if !cardwright_testkit::require_programs(&["openssl"], INSTALL) {
         return;
