@@ -143,9 +143,18 @@ pub async fn create(
                 let path = default_kek_file(config);
                 crate::app::create_private_dir(&legacy_dir(config))
                     .with_context(|| format!("creating {}", legacy_dir(config).display()))?;
-                crate::app::write_secret(&path, kek.to_hex().as_bytes())
-                    .with_context(|| format!("writing {}", path.display()))?;
-                (Custody::Database(kek), Some(path))
+                match write_once(&path, kek.to_hex().as_bytes()) {
+                    Ok(()) => (Custody::Database(kek), Some(path)),
+                    // A server of the same data folder starting at the same moment wrote it
+                    // first: both use that one.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let kek = configured_kek(config)?.with_context(|| {
+                            format!("reading the key-encryption key {}", path.display())
+                        })?;
+                        (Custody::Database(kek), None)
+                    }
+                    Err(e) => return Err(e).with_context(|| format!("writing {}", path.display())),
+                }
             }
         }
     };
@@ -167,20 +176,11 @@ pub async fn create(
     let created = keys::create(store, &custody, &new, now, &OsEntropy)
         .await
         .map_err(refused);
-    let created = match created {
-        Ok(created) => created,
-        Err(e) => {
-            if let Some(path) = &made_kek_file {
-                let _ = std::fs::remove_file(path);
-            }
-            return Err(e);
-        }
-    };
-    if !created {
+    if !matches!(created, Ok(true)) {
         if let Some(path) = &made_kek_file {
-            let _ = std::fs::remove_file(path);
+            discard_unused_kek(store, &custody, path, now).await;
         }
-        return Ok(false);
+        return created;
     }
     if legacy_ca.is_some() || legacy.master_key.is_some() {
         let dir = legacy_dir(config);
@@ -201,6 +201,32 @@ pub async fn create(
         );
     }
     Ok(true)
+}
+
+/// Writes a secret file whole or not at all: another process never reads it half written, and
+/// when the file exists already nothing is written (`AlreadyExists`).
+fn write_once(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut nonce = [0u8; 8];
+    cardwright_processes::Entropy::fill(&OsEntropy, &mut nonce);
+    let temporary = path.with_extension(format!("{}.tmp", hex::encode(nonce)));
+    crate::app::write_secret(&temporary, bytes)?;
+    // A hard link appears at once with its whole content, and fails when the name is taken.
+    let linked = std::fs::hard_link(&temporary, path);
+    let _ = std::fs::remove_file(&temporary);
+    linked
+}
+
+/// Removes the key-encryption key file this start wrote when the keys it was written for were
+/// not made: unless another server of the same data folder read it and made the keys with it,
+/// which then open with it.
+async fn discard_unused_kek(store: &Store, custody: &Custody, path: &Path, now: Timestamp) {
+    let used = match store.reader().await {
+        Ok(mut conn) => keys::open(&mut conn, custody, now).await.is_ok(),
+        Err(_) => true,
+    };
+    if !used {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// This server's way into the key store, for keys that exist.

@@ -493,6 +493,35 @@ async fn servers_started_at_once_make_one_ca(db: Db) {
     assert!(shown.contains("master key 1: current"), "{shown}");
 }
 
+/// Servers of one data folder (the single-server default, no key-encryption key given) started
+/// at the same moment share the key file one of them writes, and the keys open with it later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_of_one_data_folder_share_its_key_file() {
+    let install = Install::new(&Db::Sqlite).await;
+    let config = install.config("one", false, "");
+    let servers: Vec<Server> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ["one-1", "one-2", "one-3"]
+            .into_iter()
+            .map(|log| scope.spawn(|| install.start(&config, log)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut published = Vec::new();
+    for server in &servers {
+        published.push(text_of(server, "/pki/ca.pem").await);
+    }
+    assert!(published.iter().all(|pem| *pem == published[0]));
+    drop(servers);
+    let key_files: Vec<PathBuf> = files(&install.data("one").join("pki"));
+    assert_eq!(
+        key_files,
+        [install.data("one").join("pki").join("kek")],
+        "one key file, no leftovers"
+    );
+    let (ok, shown) = install.cli(&config, &["pki", "show"], "", &[]);
+    assert!(ok && shown.contains("opens every key"), "{shown}");
+}
+
 /// A server given another key-encryption key than the installation's exits non-zero and says
 /// why, and creates nothing: no second CA, no key file, no data folder of its own.
 async fn a_wrong_key_encryption_key_is_refused_and_creates_nothing(db: Db) {
