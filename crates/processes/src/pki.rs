@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use cardwright_domain::Timestamp;
 use cardwright_pki::Revoked;
 use cardwright_storage::certificates;
 use cardwright_storage::Store;
@@ -42,8 +43,8 @@ pub(crate) fn pki(ctx: &Context) -> Result<&Arc<Pki>, ProcessError> {
 pub fn ca_pem(ctx: &Context) -> Result<String, ProcessError> {
     let pki = pki(ctx)?;
     let mut pem = pki.ca.certificate_pem().to_owned();
-    for previous in &pki.previous_certificates {
-        pem.push_str(previous);
+    for previous in &pki.previous {
+        pem.push_str(previous.ca.certificate_pem());
     }
     Ok(pem)
 }
@@ -51,6 +52,52 @@ pub fn ca_pem(ctx: &Context) -> Result<String, ProcessError> {
 /// A revocation list is signed again when the revocations change or when it is this old (it
 /// is valid for a week); until then every request gets the same list.
 const CRL_REISSUE_AFTER_SECS: i64 = 3600;
+
+/// The revocation list (DER) of the earlier CA numbered `version` (before a `pki renew-ca`),
+/// signed with that CA's key, so certificates it issued can still be checked: it lists every
+/// revoked certificate, and takes its number from the same counter as the current list.
+pub async fn previous_crl(ctx: &Context, version: i64) -> Result<Vec<u8>, ProcessError> {
+    let pki = pki(ctx)?;
+    let previous = pki
+        .previous
+        .iter()
+        .find(|p| p.version == version)
+        .ok_or_else(|| {
+            ProcessError::NotFound(format!(
+                "no earlier CA {version} whose certificate is still valid (see `cardwright pki show`)"
+            ))
+        })?;
+    let revoked = {
+        let mut conn = ctx.store.reader().await?;
+        certificates::revoked(&mut conn).await?
+    };
+    let list = revoked_list(&revoked)?;
+    let mut tx = ctx.store.begin().await?;
+    let number = certificates::next_crl_number(&mut tx).await?;
+    let der = previous
+        .ca
+        .crl(
+            &list,
+            u64::try_from(number).unwrap_or(0),
+            ctx.now().timestamp(),
+        )
+        .map_err(|e| ProcessError::failed("signing the revocation list", e))?;
+    Store::commit(tx).await?;
+    Ok(der)
+}
+
+fn revoked_list(revoked: &[(String, Timestamp)]) -> Result<Vec<Revoked>, ProcessError> {
+    revoked
+        .iter()
+        .map(|(serial, at)| {
+            Ok(Revoked {
+                serial: hex::decode(serial)
+                    .map_err(|e| ProcessError::Internal(format!("stored serial {serial}: {e}")))?,
+                revoked_at: at.timestamp(),
+            })
+        })
+        .collect()
+}
 
 /// The current revocation list (DER): every revoked certificate. Each list signed gets the next
 /// number of a stored counter, so numbers only grow (RFC 5280), across servers too; a list whose
@@ -78,16 +125,7 @@ pub async fn crl(ctx: &Context) -> Result<Vec<u8>, ProcessError> {
         return hex::decode(&issued.der)
             .map_err(|e| ProcessError::Internal(format!("stored revocation list: {e}")));
     }
-    let list = revoked
-        .iter()
-        .map(|(serial, at)| {
-            Ok(Revoked {
-                serial: hex::decode(serial)
-                    .map_err(|e| ProcessError::Internal(format!("stored serial {serial}: {e}")))?,
-                revoked_at: at.timestamp(),
-            })
-        })
-        .collect::<Result<Vec<_>, ProcessError>>()?;
+    let list = revoked_list(&revoked)?;
     let mut tx = ctx.store.begin().await?;
     let number = certificates::next_crl_number(&mut tx).await?;
     let der = pki

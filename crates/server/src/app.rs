@@ -69,7 +69,7 @@ fn pki(config: &Config, set: KeySet, stations: &[Station]) -> Pki {
     let desk_encoder = stations.iter().find_map(|s| s.encoder.clone());
     Pki::new(
         set.ca,
-        set.previous_certificates,
+        set.previous,
         builtin_profiles(config.pki.certificate_days),
         set.master,
         desk_encoder,

@@ -160,7 +160,7 @@ pub(crate) async fn context_with(
     let audit = set.audit.clone();
     let pki = Pki::new(
         set.ca,
-        set.previous_certificates,
+        set.previous,
         cardwright_pki::builtin_profiles(365),
         set.master,
         desk_encoder,

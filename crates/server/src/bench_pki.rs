@@ -81,7 +81,7 @@ async fn installation(dir: &Path, custody: &Custody) -> anyhow::Result<(Context,
     let audit = set.audit.clone();
     let pki = Pki::new(
         set.ca,
-        set.previous_certificates,
+        set.previous,
         builtin_profiles(365),
         set.master,
         None,

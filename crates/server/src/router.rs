@@ -30,6 +30,7 @@ pub fn router(ctx: Context, options: &HttpOptions) -> Router {
         .route("/healthz", get(http::metrics::healthz))
         .route("/pki/ca.pem", get(http::pki::ca_pem))
         .route("/pki/crl", get(http::pki::crl))
+        .route("/pki/crl/{version}", get(http::pki::previous_crl))
         .route("/metrics", get(http::metrics::metrics))
         .fallback(error::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))

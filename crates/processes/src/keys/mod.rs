@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+pub use crate::services::pki::PreviousCa;
 use base64::Engine as _;
 use cardwright_domain::Timestamp;
 use cardwright_pki::pkcs11::{SecretKind, Token};
@@ -253,8 +254,9 @@ impl ExternalMac for TokenMac {
 pub struct KeySet {
     /// The authority that issues now.
     pub ca: CertificateAuthority,
-    /// Older CA certificates that still verify what they issued (published with the current).
-    pub previous_certificates: Vec<String>,
+    /// Older CAs whose certificates have not expired: published with the current one, and each
+    /// signs a revocation list of its own, so what it issued can still be checked.
+    pub previous: Vec<PreviousCa>,
     pub master: Arc<MasterKeys>,
     pub audit: AuditKey,
     pub custody: Custody,
@@ -453,15 +455,19 @@ pub async fn open(conn: &mut Conn, custody: &Custody, now: Timestamp) -> Result<
         current.certificate.as_deref().unwrap_or_default(),
         custody.open_ca_key(current)?,
     )?;
-    let previous_certificates = cas
-        .by_ref()
-        .filter(|r| r.state != KeyState::Current)
-        .filter_map(|r| r.certificate.clone())
-        .filter(|pem| CaInfo::of_pem(pem).is_ok_and(|info| info.not_after > now.timestamp()))
-        .collect();
+    let mut previous = Vec::new();
+    for row in cas.by_ref().filter(|r| r.state != KeyState::Current) {
+        let pem = row.certificate.as_deref().unwrap_or_default();
+        if CaInfo::of_pem(pem).is_ok_and(|info| info.not_after > now.timestamp()) {
+            previous.push(PreviousCa {
+                version: row.version,
+                ca: CertificateAuthority::from_pem(pem, custody.open_ca_key(row)?)?,
+            });
+        }
+    }
     Ok(KeySet {
         ca,
-        previous_certificates,
+        previous,
         master,
         audit,
         custody: custody.clone(),

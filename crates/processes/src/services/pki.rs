@@ -23,11 +23,17 @@ pub enum PkiError {
     Parse(#[source] cardwright_pki::PkiError),
 }
 
+/// An earlier CA of the installation (before `pki renew-ca`), numbered as `pki show` numbers it.
+pub struct PreviousCa {
+    pub version: i64,
+    pub ca: CertificateAuthority,
+}
+
 /// The built-in certificate authority, its profiles and the keys that seal PUKs.
 pub struct Pki {
     pub ca: CertificateAuthority,
-    /// Older CA certificates that still verify what they issued, published with the current.
-    pub previous_certificates: Vec<String>,
+    /// Older CAs whose certificates have not expired, newest first.
+    pub previous: Vec<PreviousCa>,
     pub profiles: Vec<Profile>,
     master: Arc<MasterKeys>,
     /// The encoder that writes holder certificates at the desk (the first station's).
@@ -45,14 +51,14 @@ impl std::fmt::Debug for Pki {
 impl Pki {
     pub fn new(
         ca: CertificateAuthority,
-        previous_certificates: Vec<String>,
+        previous: Vec<PreviousCa>,
         profiles: Vec<Profile>,
         master: Arc<MasterKeys>,
         desk_encoder: Option<Arc<Pkcs11Encoder>>,
     ) -> Self {
         Self {
             ca,
-            previous_certificates,
+            previous,
             profiles,
             master,
             desk_encoder,

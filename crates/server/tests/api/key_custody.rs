@@ -636,8 +636,10 @@ async fn text_of(server: &Server, path: &str) -> String {
 
 /// `pki rotate-master-key` re-seals every PUK under a new master key, one batch per
 /// transaction; stopped after one batch it is resumed by the next run; a card produced again
-/// afterwards still opens with the PUK sealed under the new key.
+/// afterwards still opens with the PUK sealed under the new key. Then the CA is renewed with a new
+/// key: the old CA stays published and revokes what it issued on a list of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines, reason = "one installation's keys over time, step by step")]
 async fn master_key_rotation_reseals_every_puk_and_resumes() {
     if !have_softhsm() {
         return;
@@ -701,6 +703,60 @@ async fn master_key_rotation_reseals_every_puk_and_resumes() {
             && processes.contains(&"PkiMasterKeyRotated"),
         "{processes:?}"
     );
+
+    // A CA renewed with a new key: what the old one issued still chains to it, and the old CA
+    // signs a revocation list of its own that names the card's revoked certificate.
+    let old_ca = text_of(&server, "/pki/ca.pem").await;
+    let (ok, renewed) = install.cli(&config, &["pki", "renew-ca", "--new-key"], "", &[]);
+    assert!(ok, "{renewed}");
+    drop(server);
+    let server = install.start(&config, "rot-renewed");
+    let client = Client::login_as(&server.base, "admin").await;
+    let bundle = text_of(&server, "/pki/ca.pem").await;
+    assert!(
+        bundle.matches("BEGIN CERTIFICATE").count() == 2 && bundle.ends_with(&old_ca),
+        "{bundle}"
+    );
+    client
+        .post(&format!("/api/v1/cards/{}/lock", cards[0]), json!({}))
+        .await;
+    let serial = client.get(&format!("/api/v1/cards/{}", cards[0])).await["serial"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = install.dir.path();
+    let (old_ca_path, crl_path, cert) = (
+        dir.join("old-ca.pem"),
+        dir.join("old.crl"),
+        dir.join("old-card.pem"),
+    );
+    std::fs::write(&old_ca_path, &old_ca).unwrap();
+    crate::encoding::cert_pem_from_card(&install.softhsm, &serial, "authentication", &cert);
+    let old_list = bytes(format!("{}/pki/crl/1", server.base)).await;
+    let listed = crl_text(dir, "old-crl", &old_list, &old_ca_path, &install.softhsm);
+    assert!(!revoked_serials(&listed).is_empty(), "{listed}");
+    std::fs::write(&crl_path, &old_list).unwrap();
+    let (ok, checked) = run(
+        "openssl",
+        &[
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            old_ca_path.to_str().unwrap(),
+            "-CRLfile",
+            crl_path.to_str().unwrap(),
+            cert.to_str().unwrap(),
+        ],
+        &install.softhsm,
+    );
+    assert!(
+        !ok && checked.contains("revoked"),
+        "the old CA's list revokes the card: {checked}"
+    );
+    let missing = reqwest::get(format!("{}/pki/crl/9", server.base))
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), reqwest::StatusCode::NOT_FOUND);
 }
 
 /// With `key_store = "pkcs11"` the keys are generated on a SoftHSM2 token: pkcs11-tool shows the
