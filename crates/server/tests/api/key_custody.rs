@@ -639,7 +639,10 @@ async fn text_of(server: &Server, path: &str) -> String {
 /// afterwards still opens with the PUK sealed under the new key. Then the CA is renewed with a new
 /// key: the old CA stays published and revokes what it issued on a list of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[allow(clippy::too_many_lines, reason = "one installation's keys over time, step by step")]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one installation's keys over time, step by step"
+)]
 async fn master_key_rotation_reseals_every_puk_and_resumes() {
     if !have_softhsm() {
         return;
