@@ -12,6 +12,7 @@ use cardwright_processes::keys::KeySet;
 use cardwright_processes::services::pki::Pki;
 use cardwright_processes::temp_cards::production::{self, Station};
 use cardwright_processes::{audit, scripts, temp_cards, templates, Clock, Context};
+use cardwright_storage::audit::AuditKey;
 use cardwright_storage::{redact_url, Store};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -65,15 +66,9 @@ fn create_private_file(path: &std::path::Path) -> anyhow::Result<()> {
 
 /// The certificate authority with the installation's keys, its profiles, and the encoder that
 /// writes holder certificates at the desk.
-fn pki(config: &Config, set: KeySet, stations: &[Station]) -> Pki {
+fn pki(config: &Config, set: KeySet, stations: &[Station]) -> (Pki, AuditKey) {
     let desk_encoder = stations.iter().find_map(|s| s.encoder.clone());
-    Pki::new(
-        set.ca,
-        set.previous,
-        builtin_profiles(config.pki.certificate_days),
-        set.master,
-        desk_encoder,
-    )
+    set.into_pki(builtin_profiles(config.pki.certificate_days), desk_encoder)
 }
 
 /// Writes a secret to a new file readable by the server's user only.
@@ -92,8 +87,7 @@ pub(crate) fn write_secret(path: &std::path::Path, bytes: &[u8]) -> std::io::Res
 pub async fn context(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Context> {
     let store = open_store(config).await?;
     let set = crate::keys::open_or_create(config, &store, clock.now()).await?;
-    let audit = set.audit.clone();
-    let pki = pki(config, set, &stations(config));
+    let (pki, audit) = pki(config, set, &stations(config));
     let ctx = Context::new(store, clock, config.settings()?, audit).with_pki(pki);
     templates::ensure_default(&ctx)
         .await

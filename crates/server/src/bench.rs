@@ -10,7 +10,6 @@ use cardwright_domain::temp_cards::{Card, CardState, Serial};
 use cardwright_domain::template::DEFAULT_TEMPLATE_NAME;
 use cardwright_domain::{CardId, Role, SerialPrefix};
 use cardwright_processes::keys::{self, Custody, Kek, NewSet};
-use cardwright_processes::services::pki::Pki;
 use cardwright_processes::temp_cards::cards::{search, CardQuery};
 use cardwright_processes::temp_cards::production::{self, Station};
 use cardwright_processes::temp_cards::{issue_multiple, request};
@@ -142,9 +141,22 @@ pub(crate) async fn context_with(
     url: &str,
     desk_encoder: Option<Arc<cardwright_cardsdk::encoder::Pkcs11Encoder>>,
 ) -> anyhow::Result<Context> {
+    context_in(
+        url,
+        &Custody::Database(Kek::generate(&OsEntropy)),
+        desk_encoder,
+    )
+    .await
+}
+
+/// A scratch context on `url` whose new keys are kept in `custody`.
+pub(crate) async fn context_in(
+    url: &str,
+    custody: &Custody,
+    desk_encoder: Option<Arc<cardwright_cardsdk::encoder::Pkcs11Encoder>>,
+) -> anyhow::Result<Context> {
     let store = Store::connect(url).await?;
     store.migrate().await?;
-    let custody = Custody::Database(Kek::generate(&OsEntropy));
     let now = chrono::Utc::now();
     let new = NewSet {
         ca_name: "Bench CA",
@@ -152,19 +164,12 @@ pub(crate) async fn context_with(
         master_key: None,
         recorded_by: None,
     };
-    keys::create(&store, &custody, &new, now, &OsEntropy).await?;
+    keys::create(&store, custody, &new, now, &OsEntropy).await?;
     let set = {
         let mut conn = store.reader().await?;
-        keys::open(&mut conn, &custody, now).await?
+        keys::open(&mut conn, custody, now).await?
     };
-    let audit = set.audit.clone();
-    let pki = Pki::new(
-        set.ca,
-        set.previous,
-        cardwright_pki::builtin_profiles(365),
-        set.master,
-        desk_encoder,
-    );
+    let (pki, audit) = set.into_pki(cardwright_pki::builtin_profiles(365), desk_encoder);
     let ctx = Context::new(store, Arc::new(SystemClock), Settings::default(), audit).with_pki(pki);
     templates::ensure_default(&ctx).await?;
     scripts::ensure_default(&ctx).await?;

@@ -28,19 +28,13 @@ fn failed(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
-/// Produces `cards` encoded cards through a station's whole production attempt (claim, token,
-/// PUK as SO PIN, PIN, key, certificate from the built-in CA written to the card, PIN letter
-/// rendered, PUK sealed, outcome with certificates and audit event committed) on a scratch
-/// SQLite database, alternating card by card with the raw PKCS#11 calls such a card needs, so
-/// both meet the same number of tokens. Printing is left out (the printer discards its jobs).
-pub async fn run(cards: u32, module: &Path) -> anyhow::Result<()> {
-    let cards = cards.max(1);
-    let scratch = tempfile::tempdir()?;
-    // Always a token folder of its own, whatever SOFTHSM2_CONF says, so that the run leaves no
-    // token behind anywhere. The module reads it when it is first initialised, below.
-    let tokens = scratch.path().join("tokens");
+/// Points SoftHSM2 at a token folder of its own in `dir`, whatever SOFTHSM2_CONF says, so that a
+/// run leaves no token behind anywhere. The module reads it when it is first initialised, so this
+/// comes before any PKCS#11 call.
+pub(crate) fn scratch_softhsm(dir: &Path) -> anyhow::Result<()> {
+    let tokens = dir.join("tokens");
     std::fs::create_dir_all(&tokens)?;
-    let conf = scratch.path().join("softhsm2.conf");
+    let conf = dir.join("softhsm2.conf");
     std::fs::write(
         &conf,
         format!(
@@ -49,6 +43,18 @@ pub async fn run(cards: u32, module: &Path) -> anyhow::Result<()> {
         ),
     )?;
     std::env::set_var("SOFTHSM2_CONF", &conf);
+    Ok(())
+}
+
+/// Produces `cards` encoded cards through a station's whole production attempt (claim, token,
+/// PUK as SO PIN, PIN, key, certificate from the built-in CA written to the card, PIN letter
+/// rendered, PUK sealed, outcome with certificates and audit event committed) on a scratch
+/// SQLite database, alternating card by card with the raw PKCS#11 calls such a card needs, so
+/// both meet the same number of tokens. Printing is left out (the printer discards its jobs).
+pub async fn run(cards: u32, module: &Path) -> anyhow::Result<()> {
+    let cards = cards.max(1);
+    let scratch = tempfile::tempdir()?;
+    scratch_softhsm(scratch.path())?;
 
     let encoder = Arc::new(Pkcs11Encoder::new(module));
     let ctx = crate::bench::context_with(

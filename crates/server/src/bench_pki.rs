@@ -12,13 +12,10 @@ use cardwright_domain::temp_cards::Card;
 use cardwright_domain::template::DEFAULT_TEMPLATE_NAME;
 use cardwright_domain::Role;
 use cardwright_pki::pkcs11::Token;
-use cardwright_pki::{builtin_profiles, CertificateAuthority, Subject};
-use cardwright_processes::keys::{self, Custody, Kek, NewSet};
-use cardwright_processes::services::pki::Pki;
+use cardwright_pki::{CertificateAuthority, Subject};
+use cardwright_processes::keys::{Custody, Kek};
 use cardwright_processes::temp_cards::request;
-use cardwright_processes::{
-    auth, scripts, templates, Actor, Context, Entropy as _, OsEntropy, Settings, SystemClock,
-};
+use cardwright_processes::{auth, Actor, Context, Entropy as _, OsEntropy};
 use cardwright_storage::certificates::{self, CertificateKind};
 use cardwright_storage::Store;
 use cryptoki::session::UserType;
@@ -29,18 +26,7 @@ const PIN: &str = "123456";
 
 /// A fresh SoftHSM2 token in `dir` for the CA's keys.
 fn softhsm_token(module: &Path, dir: &Path) -> anyhow::Result<()> {
-    let tokens = dir.join("tokens");
-    std::fs::create_dir_all(&tokens)?;
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )?;
-    // SoftHSM2 reads its configuration when the module is first initialised, just below.
-    std::env::set_var("SOFTHSM2_CONF", &conf);
+    crate::bench_encode::scratch_softhsm(dir)?;
     let pkcs11 = cardwright_pki::pkcs11::module(module)
         .map_err(|e| anyhow::anyhow!("{}", cardwright_processes::report(&e)))?;
     let slot = pkcs11
@@ -64,31 +50,8 @@ fn softhsm_token(module: &Path, dir: &Path) -> anyhow::Result<()> {
 /// A scratch installation in `dir` whose keys are in `custody`, with one requested card to
 /// issue certificates for.
 async fn installation(dir: &Path, custody: &Custody) -> anyhow::Result<(Context, Card)> {
-    let store = Store::connect(&Store::sqlite_url(&dir.join("bench.db"))).await?;
-    store.migrate().await?;
-    let now = chrono::Utc::now();
-    let new = NewSet {
-        ca_name: "Bench CA",
-        ca: None,
-        master_key: None,
-        recorded_by: None,
-    };
-    keys::create(&store, custody, &new, now, &OsEntropy).await?;
-    let set = {
-        let mut conn = store.reader().await?;
-        keys::open(&mut conn, custody, now).await?
-    };
-    let audit = set.audit.clone();
-    let pki = Pki::new(
-        set.ca,
-        set.previous,
-        builtin_profiles(365),
-        set.master,
-        None,
-    );
-    let ctx = Context::new(store, Arc::new(SystemClock), Settings::default(), audit).with_pki(pki);
-    templates::ensure_default(&ctx).await?;
-    scripts::ensure_default(&ctx).await?;
+    let ctx =
+        crate::bench::context_in(&Store::sqlite_url(&dir.join("bench.db")), custody, None).await?;
     let op = auth::add_operator(
         &ctx,
         &Actor::System("bench"),

@@ -26,7 +26,7 @@ fn default_kek_file(config: &Config) -> PathBuf {
 }
 
 /// The key store's error in words an operator acts on.
-fn refused(e: KeyError) -> anyhow::Error {
+pub(crate) fn refused(e: KeyError) -> anyhow::Error {
     match e {
         KeyError::Refused(message) => anyhow::anyhow!(message),
         other => anyhow::Error::new(other),

@@ -5,14 +5,14 @@ use std::path::Path;
 
 use anyhow::{bail, Context as _};
 use cardwright_pki::import::{self, ImportedCa};
-use cardwright_processes::keys::{self, KeyError};
+use cardwright_processes::keys;
 use cardwright_processes::OsEntropy;
 use cardwright_storage::keys::KeyState;
 use cardwright_storage::Store;
 
 use crate::cli::PkiCommand;
 use crate::config::Config;
-use crate::keys::Creation;
+use crate::keys::{refused, Creation};
 
 /// Who the audit log names for a step taken on the command line.
 const ACTOR: &str = "cli";
@@ -33,13 +33,6 @@ fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
 fn text(path: &Path) -> anyhow::Result<String> {
     String::from_utf8(read_file(path)?)
         .map_err(|_| anyhow::anyhow!("{}: not a PEM text file", path.display()))
-}
-
-fn refused(e: KeyError) -> anyhow::Error {
-    match e {
-        KeyError::Refused(message) => anyhow::anyhow!(message),
-        other => anyhow::Error::new(other),
-    }
 }
 
 fn date(unix: i64) -> String {

@@ -67,15 +67,10 @@ pub async fn renew_ca(
     keys::insert(
         &mut tx,
         &StoredKey {
-            name,
-            purpose: Purpose::Ca,
-            version,
-            store: set.custody.store_name().to_owned(),
-            sealed,
-            token_label: label,
             certificate: Some(ca.certificate_pem().to_owned()),
-            state: KeyState::Current,
-            created_at: now,
+            ..set
+                .custody
+                .row(&name, Purpose::Ca, version, (sealed, label), now)
         },
     )
     .await?;

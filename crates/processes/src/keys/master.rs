@@ -184,17 +184,8 @@ async fn start_rotation(
         .await?;
         keys::insert(
             &mut tx,
-            &StoredKey {
-                name,
-                purpose: Purpose::Master,
-                version,
-                store: set.custody.store_name().to_owned(),
-                sealed,
-                token_label: label,
-                certificate: None,
-                state: KeyState::Current,
-                created_at: now,
-            },
+            &set.custody
+                .row(&name, Purpose::Master, version, (sealed, label), now),
         )
         .await?;
         audit_log::append(

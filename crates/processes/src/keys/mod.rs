@@ -162,6 +162,28 @@ impl Custody {
         }
     }
 
+    /// The row of a new current key in this key store: its sealed copy or its token label.
+    fn row(
+        &self,
+        name: &str,
+        purpose: Purpose,
+        version: i64,
+        (sealed, token_label): (Option<String>, Option<String>),
+        now: Timestamp,
+    ) -> StoredKey {
+        StoredKey {
+            name: name.to_owned(),
+            purpose,
+            version,
+            store: self.store_name().to_owned(),
+            sealed,
+            token_label,
+            certificate: None,
+            state: KeyState::Current,
+            created_at: now,
+        }
+    }
+
     /// Opens a stored secret (32 bytes) kept in the database; `None` for a key on the token.
     fn open_secret(&self, row: &StoredKey) -> Result<Option<[u8; 32]>, KeyError> {
         match self {
@@ -270,6 +292,25 @@ impl std::fmt::Debug for KeySet {
     }
 }
 
+impl KeySet {
+    /// The certificate authority service with `profiles` and the desk's encoder, and the audit
+    /// key for the context.
+    pub fn into_pki(
+        self,
+        profiles: Vec<cardwright_pki::Profile>,
+        desk_encoder: Option<Arc<cardwright_cardsdk::encoder::Pkcs11Encoder>>,
+    ) -> (crate::services::pki::Pki, AuditKey) {
+        let pki = crate::services::pki::Pki::new(
+            self.ca,
+            self.previous,
+            profiles,
+            self.master,
+            desk_encoder,
+        );
+        (pki, self.audit)
+    }
+}
+
 /// Keys an installation had before key stores (files in the data folder), to move into one.
 pub struct LegacyKeys {
     /// The CA certificate and key (PEM).
@@ -307,17 +348,6 @@ pub async fn create(
     entropy.fill(&mut suffix_bytes);
     let suffix = hex::encode(suffix_bytes);
     let mut tx = store.begin().await?;
-    let row = |name: &str, purpose, sealed, token_label, certificate| StoredKey {
-        name: name.to_owned(),
-        purpose,
-        version: 1,
-        store: custody.store_name().to_owned(),
-        sealed,
-        token_label,
-        certificate,
-        state: KeyState::Current,
-        created_at: now,
-    };
     // The audit key's row is the claim: on PostgreSQL a second server's insert waits here until
     // the first commits, then finds the row; on SQLite the first insert holds the write lock.
     let audit_bytes = new.master_key.as_ref().map(AuditKey::derived_bytes);
@@ -330,7 +360,12 @@ pub async fn create(
     )?;
     let mut made: Vec<String> = label.iter().cloned().collect();
     let result = async {
-        if !keys::insert(&mut tx, &row("audit", Purpose::Audit, sealed, label, None)).await? {
+        if !keys::insert(
+            &mut tx,
+            &custody.row("audit", Purpose::Audit, 1, (sealed, label), now),
+        )
+        .await?
+        {
             return Ok(false);
         }
         let (sealed, label) = custody.new_secret(
@@ -343,7 +378,7 @@ pub async fn create(
         made.extend(label.clone());
         keys::insert(
             &mut tx,
-            &row("master-1", Purpose::Master, sealed, label, None),
+            &custody.row("master-1", Purpose::Master, 1, (sealed, label), now),
         )
         .await?;
         let (key, sealed, label) =
@@ -356,7 +391,10 @@ pub async fn create(
         let certificate = ca.certificate_pem().to_owned();
         keys::insert(
             &mut tx,
-            &row("ca-1", Purpose::Ca, sealed, label, Some(certificate)),
+            &StoredKey {
+                certificate: Some(certificate),
+                ..custody.row("ca-1", Purpose::Ca, 1, (sealed, label), now)
+            },
         )
         .await?;
         if let Some(actor) = new.recorded_by {

@@ -323,6 +323,36 @@ fn wait_for_file(path: &Path) -> PathBuf {
     panic!("{} never appeared", path.display());
 }
 
+/// An EC P-256 CA named `name` made by openssl: its key and certificate (PEM).
+fn openssl_ca(conf: &Path, key: &Path, certificate: &Path, name: &str) {
+    let (ok, text) = run(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            certificate.to_str().unwrap(),
+            "-subj",
+            &format!("/CN={name}"),
+            "-days",
+            "3650",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+        conf,
+    );
+    assert!(ok, "{text}");
+}
+
 /// Every file below `dir`.
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -582,32 +612,12 @@ async fn keys_of_a_data_folder_move_into_the_key_store() {
     let config = install.config("old", false, "");
     let pki = install.data("old").join("pki");
     std::fs::create_dir_all(&pki).unwrap();
-    let (ok, text) = run(
-        "openssl",
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            pki.join("ca-key.pem").to_str().unwrap(),
-            "-out",
-            pki.join("ca.pem").to_str().unwrap(),
-            "-subj",
-            "/CN=Old Card CA",
-            "-days",
-            "3650",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
+    openssl_ca(
         &install.softhsm,
+        &pki.join("ca-key.pem"),
+        &pki.join("ca.pem"),
+        "Old Card CA",
     );
-    assert!(ok, "{text}");
     std::fs::write(pki.join("master.key"), new_kek()).unwrap();
     let old_ca = std::fs::read_to_string(pki.join("ca.pem")).unwrap();
 
@@ -889,27 +899,7 @@ async fn an_existing_ca_is_taken_over_and_renewed() {
         assert!(ok, "{text}");
     };
     let (key, cert, p12) = (dir.join("k.pem"), dir.join("c.pem"), dir.join("ca.p12"));
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        key.to_str().unwrap(),
-        "-out",
-        cert.to_str().unwrap(),
-        "-subj",
-        "/CN=Imported Card CA",
-        "-days",
-        "3650",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
+    openssl_ca(&install.softhsm, &key, &cert, "Imported Card CA");
     openssl(&[
         "pkcs12",
         "-export",
