@@ -78,6 +78,14 @@ id_type!(
     /// A batch order.
     BatchOrderId, "batch_order"
 );
+id_type!(
+    /// A webhook subscription.
+    WebhookId, "webhook"
+);
+id_type!(
+    /// One event's delivery to one webhook subscription.
+    DeliveryId, "delivery"
+);
 
 #[cfg(test)]
 mod tests {

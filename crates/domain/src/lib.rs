@@ -12,7 +12,7 @@ pub mod template;
 pub mod text;
 
 pub use error::DomainError;
-pub use ids::{BatchOrderId, CardId, OperatorId, PersonId, TemplateId};
+pub use ids::{BatchOrderId, CardId, DeliveryId, OperatorId, PersonId, TemplateId, WebhookId};
 pub use operator::{Operator, Role, Roles, Username};
 pub use person::{Email, EmployeeNumber, Person, PersonName, PersonState};
 pub use template::{CardTemplate, SerialPrefix, TemplateKind, TemplateName};

@@ -8,6 +8,7 @@ use cardwright_storage::Store;
 use chrono::Utc;
 use rand::RngCore;
 
+use crate::notify::NotifySettings;
 use crate::services::pki::Pki;
 use crate::services::scripts::ScriptRuntime;
 
@@ -101,6 +102,8 @@ pub struct Context {
     pub pki: Option<Arc<Pki>>,
     /// Signs the audit log.
     pub audit_key: AuditKey,
+    /// How webhooks and mails are sent.
+    pub notify: Arc<NotifySettings>,
 }
 
 impl Context {
@@ -118,7 +121,15 @@ impl Context {
             scripts: Arc::new(ScriptRuntime::default()),
             pki: None,
             audit_key,
+            notify: Arc::new(NotifySettings::default()),
         }
+    }
+
+    /// The same context with these notification settings.
+    #[must_use]
+    pub fn with_notify(mut self, notify: NotifySettings) -> Self {
+        self.notify = Arc::new(notify);
+        self
     }
 
     /// The same context with a certificate authority.

@@ -9,6 +9,7 @@ pub mod auth;
 mod context;
 mod error;
 pub mod keys;
+pub mod notify;
 mod paging;
 pub mod persons;
 pub mod pki;

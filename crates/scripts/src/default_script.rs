@@ -33,6 +33,16 @@ validity_days = 14;
 // How many assigned temporary cards one person may hold at once: 1 to 10.
 max_active_per_person = 1;
 
+// Days before an assignment ends that its holder gets a reminder by mail: 0 to 30 (0: none).
+remind_days_before = 2;
+
+// The desk's mail address: it gets a copy of each reminder, and a notice when a card expires
+// without being returned. "" for none.
+desk_email = "";
+
+// The language of the mails: "en" or "de".
+mail_language = "en";
+
 // Example: visitor cards for one day, extensions by one week.
 //
 // if template == "Visitor" {

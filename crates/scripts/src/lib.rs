@@ -16,6 +16,6 @@ pub use default_script::DEFAULT_SCRIPT;
 pub use engine::{CompiledScript, ScriptEngine, ScriptLimits};
 pub use error::ScriptError;
 pub use options::{
-    ScriptContext, ScriptOptions, CONTEXT_NAMES, MAX_ACTIVE_PER_PERSON, MAX_CERTIFICATES,
-    OPTION_NAMES, PIN_LENGTH, PUK_LENGTH, VALIDITY_DAYS,
+    ScriptContext, ScriptOptions, CONTEXT_NAMES, MAIL_LANGUAGES, MAX_ACTIVE_PER_PERSON,
+    MAX_CERTIFICATES, OPTION_NAMES, PIN_LENGTH, PUK_LENGTH, REMIND_DAYS_BEFORE, VALIDITY_DAYS,
 };

@@ -9,13 +9,16 @@ use rhai::{Array, Dynamic, Scope, INT};
 use crate::error::ScriptError;
 
 /// The names of the options, in the order the default script sets them.
-pub const OPTION_NAMES: [&str; 6] = [
+pub const OPTION_NAMES: [&str; 9] = [
     "pin_length",
     "puk_length",
     "encode",
     "certificates",
     "validity_days",
     "max_active_per_person",
+    "remind_days_before",
+    "desk_email",
+    "mail_language",
 ];
 
 /// The names of the read-only context variables a script can branch on.
@@ -29,6 +32,10 @@ pub const PUK_LENGTH: RangeInclusive<u32> = 8..=16;
 pub const VALIDITY_DAYS: RangeInclusive<u32> = 1..=365;
 /// Allowed number of assigned temporary cards one person may hold at once.
 pub const MAX_ACTIVE_PER_PERSON: RangeInclusive<u32> = 1..=10;
+/// Allowed days before the end of an assignment that its reminder is sent (0: none).
+pub const REMIND_DAYS_BEFORE: RangeInclusive<u32> = 0..=30;
+/// Languages mails can be written in.
+pub const MAIL_LANGUAGES: [&str; 2] = ["en", "de"];
 /// The most certificate profiles one card may carry.
 pub const MAX_CERTIFICATES: usize = 8;
 
@@ -51,6 +58,14 @@ pub struct ScriptOptions {
     pub validity_days: u32,
     /// How many assigned temporary cards one person may hold at once (1..=10).
     pub max_active_per_person: u32,
+    /// Days before an assignment ends that the holder (and the desk) get a reminder (0..=30; 0
+    /// sends none).
+    pub remind_days_before: u32,
+    /// The desk's address: a copy of each reminder, and the notice of a card that expired
+    /// without being returned. Empty: none.
+    pub desk_email: String,
+    /// The language of the mails ("en" or "de").
+    pub mail_language: String,
 }
 
 impl Default for ScriptOptions {
@@ -63,6 +78,9 @@ impl Default for ScriptOptions {
             certificates: vec!["authentication".to_owned()],
             validity_days: 14,
             max_active_per_person: 1,
+            remind_days_before: 2,
+            desk_email: String::new(),
+            mail_language: "en".to_owned(),
         }
     }
 }
@@ -92,7 +110,10 @@ impl ScriptOptions {
             .push(
                 "max_active_per_person",
                 INT::from(self.max_active_per_person),
-            );
+            )
+            .push("remind_days_before", INT::from(self.remind_days_before))
+            .push("desk_email", self.desk_email.clone())
+            .push("mail_language", self.mail_language.clone());
     }
 
     /// Reads and validates the options from the scope a script ran in.
@@ -108,6 +129,10 @@ impl ScriptOptions {
             &MAX_ACTIVE_PER_PERSON,
             "cards",
         )?;
+        let remind_days_before =
+            read_count(scope, "remind_days_before", &REMIND_DAYS_BEFORE, "days")?;
+        let desk_email = read_email(scope, "desk_email")?;
+        let mail_language = read_choice(scope, "mail_language", &MAIL_LANGUAGES)?;
         Ok(Self {
             pin_length,
             puk_length,
@@ -115,6 +140,9 @@ impl ScriptOptions {
             certificates,
             validity_days,
             max_active_per_person,
+            remind_days_before,
+            desk_email,
+            mail_language,
         })
     }
 }
@@ -182,6 +210,50 @@ fn read_bool(scope: &Scope<'_>, option: &str) -> Result<bool, ScriptError> {
             format!("{option} must be true or false, got {}", describe(value)),
         )
     })
+}
+
+fn read_text(scope: &Scope<'_>, option: &str, what: &str) -> Result<String, ScriptError> {
+    let value = option_value(scope, option)?;
+    value
+        .as_immutable_string_ref()
+        .map(|text| text.as_str().to_owned())
+        .map_err(|_| {
+            invalid(
+                option,
+                format!("{option} must be {what}, got {}", describe(value)),
+            )
+        })
+}
+
+/// An email address or the empty text (none).
+fn read_email(scope: &Scope<'_>, option: &str) -> Result<String, ScriptError> {
+    let text = read_text(
+        scope,
+        option,
+        "an email address in quotes, or \"\" for none",
+    )?;
+    match cardwright_domain::Email::parse_optional(&text) {
+        Ok(Some(email)) => Ok(email.as_str().to_owned()),
+        Ok(None) => Ok(String::new()),
+        Err(e) => Err(invalid(option, format!("{option}: {e}"))),
+    }
+}
+
+fn read_choice(scope: &Scope<'_>, option: &str, allowed: &[&str]) -> Result<String, ScriptError> {
+    let quoted: Vec<String> = allowed.iter().map(|a| format!("\"{a}\"")).collect();
+    let what = format!("one of {}", quoted.join(", "));
+    let text = read_text(scope, option, &what)?;
+    if allowed.contains(&text.as_str()) {
+        Ok(text)
+    } else {
+        Err(invalid(
+            option,
+            format!(
+                "{option} must be {what}, got {}",
+                describe(&Dynamic::from(text))
+            ),
+        ))
+    }
 }
 
 fn read_certificates(

@@ -70,6 +70,9 @@ fn the_default_script_gives_the_default_options() {
             certificates: vec!["authentication".to_owned()],
             validity_days: 14,
             max_active_per_person: 1,
+            remind_days_before: 2,
+            desk_email: String::new(),
+            mail_language: "en".to_owned(),
         }
     );
     assert_eq!(options.temp_card_options(), TempCardOptions::default());
@@ -87,6 +90,9 @@ fn the_default_script_sets_every_option_and_explains_it() {
         ),
         ("validity_days = 14;", "1 to 365"),
         ("max_active_per_person = 1;", "1 to 10"),
+        ("remind_days_before = 2;", "0 to 30"),
+        ("desk_email = \"\";", "\"\" for none"),
+        ("mail_language = \"en\";", "\"en\" or \"de\""),
     ] {
         assert!(DEFAULT_SCRIPT.contains(option), "{option}");
         assert!(DEFAULT_SCRIPT.contains(allowed), "{allowed}");
@@ -122,6 +128,9 @@ fn assigned_options_are_returned() {
         certificates = ["authentication", "signature"];
         validity_days = 30;
         max_active_per_person = 2;
+        remind_days_before = 0;
+        desk_email = " desk@example.org ";
+        mail_language = "de";
     "#)
     .unwrap();
     assert_eq!(
@@ -133,6 +142,9 @@ fn assigned_options_are_returned() {
             certificates: vec!["authentication".to_owned(), "signature".to_owned()],
             validity_days: 30,
             max_active_per_person: 2,
+            remind_days_before: 0,
+            desk_email: "desk@example.org".to_owned(),
+            mail_language: "de".to_owned(),
         }
     );
     assert_eq!(
@@ -432,6 +444,10 @@ fn out_of_range_values_are_refused() {
     let message = assert_invalid("max_active_per_person = 0;", "max_active_per_person");
     assert!(message.contains("1 to 10"), "{message}");
     assert_invalid("max_active_per_person = 11;", "max_active_per_person");
+    assert_invalid("remind_days_before = 31;", "remind_days_before");
+    assert_invalid("desk_email = \"desk\";", "desk_email");
+    assert_invalid("desk_email = 7;", "desk_email");
+    assert_invalid("mail_language = \"fr\";", "mail_language");
 }
 
 #[test]

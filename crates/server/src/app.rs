@@ -88,7 +88,9 @@ pub async fn context(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<C
     let store = open_store(config).await?;
     let set = crate::keys::open_or_create(config, &store, clock.now()).await?;
     let (pki, audit) = pki(config, set, &stations(config));
-    let ctx = Context::new(store, clock, config.settings()?, audit).with_pki(pki);
+    let ctx = Context::new(store, clock, config.settings()?, audit)
+        .with_pki(pki)
+        .with_notify(config.notify_settings());
     templates::ensure_default(&ctx)
         .await
         .context("creating the default card template")?;
@@ -181,6 +183,7 @@ pub async fn start(
             watch_rx.clone(),
         )));
     }
+    tasks.extend(crate::notify::start(config, &ctx, &watch_rx).await?);
     tasks.push(tokio::spawn(expiry_job(
         ctx.clone(),
         Duration::from_millis(config.expiry_interval_ms),

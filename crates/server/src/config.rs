@@ -33,6 +33,131 @@ pub struct Config {
     /// The bearer token a metrics scraper sends to `/metrics` (at least 32 characters); empty:
     /// only operators' own tokens open it.
     pub metrics_token: String,
+    /// How events are announced: when, and how failed sends are retried.
+    pub notify: NotifyConfig,
+    /// Mail: expiry reminders and notices. No `host`: no mail is sent.
+    pub smtp: SmtpConfig,
+    pub webhooks: WebhooksConfig,
+}
+
+/// Announcing events by mail and webhook.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// How often the server looks for events to announce, reminders due, and mails and webhook
+    /// deliveries to send, in milliseconds.
+    pub interval_ms: u64,
+    /// The wait before a failed mail or delivery is tried again, in seconds; each further retry
+    /// waits twice as long...
+    pub retry_base_secs: u64,
+    /// ...up to this many seconds.
+    pub retry_max_secs: u64,
+    /// How long after the event a mail or delivery is retried before it is given up (dead).
+    pub give_up_after_secs: u64,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            interval_ms: 1000,
+            retry_base_secs: 5,
+            retry_max_secs: 3600,
+            give_up_after_secs: DAY,
+        }
+    }
+}
+
+/// The SMTP server mails go through.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// The SMTP server's name or address; empty: mails are off.
+    pub host: String,
+    /// Its port; 0: the usual one for `tls` (25 for none, 587 for starttls, 465 for implicit).
+    pub port: u16,
+    /// The sender, e.g. `Security desk <desk@example.com>`.
+    pub from: String,
+    /// Login name, if the server wants one (then with `password`).
+    pub username: String,
+    /// Give it in the environment, CARDWRIGHT_SMTP_PASSWORD.
+    pub password: String,
+    /// `none`, `starttls` (required, not opportunistic) or `implicit` (TLS from the start).
+    pub tls: SmtpTls,
+    /// How long one mail may take to send, in seconds.
+    pub timeout_secs: u64,
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    None,
+    #[default]
+    Starttls,
+    Implicit,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            host: String::new(),
+            port: 0,
+            from: String::new(),
+            username: String::new(),
+            password: String::new(),
+            tls: SmtpTls::Starttls,
+            timeout_secs: 30,
+        }
+    }
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("from", &self.from)
+            .field("username", &self.username)
+            .field(
+                "password",
+                &if self.password.is_empty() { "" } else { "***" },
+            )
+            .field("tls", &self.tls)
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
+}
+
+impl SmtpConfig {
+    /// The port in force.
+    pub fn effective_port(&self) -> u16 {
+        match (self.port, self.tls) {
+            (0, SmtpTls::None) => 25,
+            (0, SmtpTls::Starttls) => 587,
+            (0, SmtpTls::Implicit) => 465,
+            (port, _) => port,
+        }
+    }
+}
+
+/// Webhook deliveries.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// URL prefixes a subscription may point at, e.g. `["https://siem.example.com/hooks/"]`;
+    /// empty: any http or https URL.
+    pub allowed_urls: Vec<String>,
+    /// How long a receiver may take to answer, in seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            allowed_urls: Vec::new(),
+            timeout_secs: 10,
+        }
+    }
 }
 
 /// The built-in certificate authority and where the installation's keys are kept.
@@ -188,6 +313,9 @@ impl Default for Config {
             stations: vec![StationConfig::local()],
             pki: PkiConfig::default(),
             metrics_token: String::new(),
+            notify: NotifyConfig::default(),
+            smtp: SmtpConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -299,7 +427,72 @@ impl Config {
         if self.login.max_failures == 0 {
             bail!("login.max_failures: must be at least 1");
         }
+        self.check_notify()
+    }
+
+    fn check_notify(&self) -> anyhow::Result<()> {
+        let n = &self.notify;
+        in_range("notify.interval_ms", n.interval_ms, 1, 3_600_000)?;
+        in_range("notify.retry_base_secs", n.retry_base_secs, 1, DAY)?;
+        in_range(
+            "notify.retry_max_secs",
+            n.retry_max_secs,
+            n.retry_base_secs,
+            DAY,
+        )?;
+        in_range(
+            "notify.give_up_after_secs",
+            n.give_up_after_secs,
+            1,
+            30 * DAY,
+        )?;
+        let w = &self.webhooks;
+        in_range("webhooks.timeout_secs", w.timeout_secs, 1, 300)?;
+        for prefix in &w.allowed_urls {
+            let url = url::Url::parse(prefix).map_err(|e| {
+                anyhow::anyhow!("webhooks.allowed_urls: '{prefix}' is not a URL ({e})")
+            })?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                bail!("webhooks.allowed_urls: '{prefix}' is not an http or https URL with a host");
+            }
+        }
+        let smtp = &self.smtp;
+        if !smtp.host.is_empty() {
+            in_range("smtp.timeout_secs", smtp.timeout_secs, 1, 600)?;
+            if smtp
+                .from
+                .trim()
+                .parse::<lettre::message::Mailbox>()
+                .is_err()
+            {
+                bail!(
+                    "smtp.from: '{}' is not a sender address like desk@example.com or \
+                     \"Security desk <desk@example.com>\"",
+                    smtp.from
+                );
+            }
+            if smtp.username.is_empty() != smtp.password.is_empty() {
+                bail!("smtp.username and smtp.password: give both (the password in CARDWRIGHT_SMTP_PASSWORD) or neither");
+            }
+        }
         Ok(())
+    }
+
+    /// The processes' notification settings.
+    pub fn notify_settings(&self) -> cardwright_processes::notify::NotifySettings {
+        let (n, w) = (&self.notify, &self.webhooks);
+        // A claimed batch is sent one after another; the lease covers a batch whose receiver
+        // is slow. A server that dies takes back its own claims when it starts again; another
+        // server takes them once the lease has run out.
+        let per_send = w.timeout_secs.max(self.smtp.timeout_secs);
+        cardwright_processes::notify::NotifySettings {
+            mail: !self.smtp.host.is_empty(),
+            allowed_urls: w.allowed_urls.clone(),
+            retry_base: std::time::Duration::from_secs(n.retry_base_secs),
+            retry_max: std::time::Duration::from_secs(n.retry_max_secs),
+            give_up_after: std::time::Duration::from_secs(n.give_up_after_secs),
+            lease: std::time::Duration::from_secs((per_send * 4).max(60)),
+        }
     }
 
     /// Refuses `CARDWRIGHT_*` environment variables that set nothing (a misspelt key would

@@ -12,6 +12,7 @@ pub mod error;
 pub mod http;
 pub mod keys;
 mod layers;
+pub mod notify;
 mod pki_cli;
 pub mod router;
 pub mod state;

@@ -10,12 +10,15 @@ pub mod cards;
 pub mod certificates;
 mod error;
 pub mod keys;
+pub mod mails;
 mod migrations;
 pub mod operators;
+pub mod outbox;
 pub mod persons;
 pub mod scripts;
 mod sql;
 pub mod templates;
+pub mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;

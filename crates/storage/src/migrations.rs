@@ -51,6 +51,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "key_store",
         sql: include_str!("../migrations/0008_key_store.sql"),
     },
+    Migration {
+        version: 9,
+        name: "notifications",
+        sql: include_str!("../migrations/0009_notifications.sql"),
+    },
 ];
 
 /// An arbitrary constant naming Cardwright's migration lock on PostgreSQL.

@@ -8,6 +8,7 @@
 pub mod batch_order;
 pub mod card;
 pub mod catalog;
+pub mod events;
 pub mod options;
 
 pub use batch_order::{BatchOrder, ItemStatus, OrderAction, OrderItem, OrderState};
@@ -15,4 +16,5 @@ pub use card::{Amount, Card, CardState, Serial};
 pub use catalog::{
     card_processes_allowed, Input, ProcessDef, ProcessName, ProcessScope, CATALOG, OPTION_SCRIPT,
 };
+pub use events::{EventType, Language, MailKind};
 pub use options::TempCardOptions;

@@ -59,6 +59,9 @@ impl RunOptions {
             "certificates": o.certificates,
             "validity_days": o.validity_days,
             "max_active_per_person": o.max_active_per_person,
+            "remind_days_before": o.remind_days_before,
+            "desk_email": o.desk_email,
+            "mail_language": o.mail_language,
         });
         if let Some(error) = &self.error {
             value["script_error"] = serde_json::Value::String(error.clone());

@@ -9,6 +9,7 @@ mod audit;
 mod auth;
 mod extract;
 pub(crate) mod metrics;
+pub(crate) mod notify;
 pub(crate) mod openapi;
 mod persons;
 pub(crate) mod pki;
@@ -43,6 +44,16 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(scripts::list_versions))
         .routes(routes!(scripts::restore_version))
         .routes(routes!(audit::list_events))
+        .routes(routes!(notify::create_webhook, notify::list_webhooks))
+        .routes(routes!(notify::get_webhook, notify::delete_webhook))
+        .routes(routes!(notify::list_deliveries))
+        .routes(routes!(notify::resend_delivery))
+        .routes(routes!(notify::list_mail_templates))
+        .routes(routes!(
+            notify::put_mail_template,
+            notify::reset_mail_template
+        ))
+        .routes(routes!(notify::list_mails))
         .merge(temp_cards::routes());
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)
 }

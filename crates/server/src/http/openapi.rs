@@ -30,6 +30,8 @@ use crate::state::AppState;
         (name = "templates", description = "Card templates"),
         (name = "scripts", description = "The option script TempCardsScriptOptions and its versions"),
         (name = "audit", description = "The hash-chained audit log"),
+        (name = "webhooks", description = "Signed webhooks: subscriptions and their deliveries"),
+        (name = "mail", description = "Reminders and notices by mail: their texts and the mail log"),
     )
 )]
 pub struct ApiDoc;

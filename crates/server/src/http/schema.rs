@@ -173,6 +173,31 @@ schema!(
     string("The option script.").enum_values(Some([SCRIPT_NAME]))
 );
 
+schema!(
+    /// A webhook event type (`EventType`).
+    EventTypeText,
+    "EventType",
+    string("An event type a webhook can subscribe to.").enum_values(Some(
+        cardwright_domain::temp_cards::EventType::ALL.map(|t| t.as_str())
+    ))
+);
+
+schema!(
+    /// A mail Cardwright sends (`MailKind`).
+    MailKindText,
+    "MailKind",
+    string("reminder: to the holder (and the desk) before the card's end; assigned: to the holder at assignment; expired: to the desk when an assigned card expired unreturned.")
+        .enum_values(Some(cardwright_domain::temp_cards::MailKind::ALL.map(|k| k.as_str())))
+);
+
+schema!(
+    /// A language mails are written in.
+    LanguageText,
+    "Language",
+    string("A language mails are written in.")
+        .enum_values(Some(cardwright_domain::temp_cards::Language::ALL.map(|l| l.as_str())))
+);
+
 /// An id as a request names it: a UUID in its written form.
 #[derive(Debug, Clone)]
 pub struct Id(pub String);

@@ -13,6 +13,7 @@ mod admin;
 mod assets;
 mod form;
 mod home;
+mod notify;
 mod page;
 mod persons;
 mod script;
@@ -59,6 +60,15 @@ pub fn router() -> Router<AppState> {
         .route("/admin/templates/{id}/preview", get(templates::preview))
         .route("/admin/operators", get(admin::operators))
         .route("/admin/audit", get(admin::audit))
+        .route(
+            "/admin/webhooks",
+            get(notify::webhooks).post(notify::subscribe),
+        )
+        .route("/admin/webhooks/{id}", get(notify::webhook))
+        .route("/admin/webhooks/{id}/delete", post(notify::unsubscribe))
+        .route("/admin/webhooks/{id}/resend", post(notify::resend))
+        .route("/admin/mail", get(notify::mail))
+        .route("/admin/mail/{kind}/{language}", post(notify::save_text))
         .merge(temp_cards::router())
         .layer(axum::middleware::from_fn(security_headers))
 }

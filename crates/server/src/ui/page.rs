@@ -25,12 +25,14 @@ pub(crate) enum Section {
     Script,
     Templates,
     Operators,
+    Webhooks,
+    Mail,
     Audit,
 }
 
 impl Section {
     /// The menu, in order.
-    const MENU: [Section; 8] = [
+    const MENU: [Section; 10] = [
         Section::Home,
         Section::BatchOrders,
         Section::RequestCards,
@@ -38,6 +40,8 @@ impl Section {
         Section::Script,
         Section::Templates,
         Section::Operators,
+        Section::Webhooks,
+        Section::Mail,
         Section::Audit,
     ];
 
@@ -50,6 +54,8 @@ impl Section {
             Section::Script => "Option script",
             Section::Templates => "Card templates",
             Section::Operators => "Operators",
+            Section::Webhooks => "Webhooks",
+            Section::Mail => "Mail",
             Section::Audit => "Audit log",
         }
     }
@@ -63,6 +69,8 @@ impl Section {
             Section::Script => "/admin/script",
             Section::Templates => "/admin/templates",
             Section::Operators => "/admin/operators",
+            Section::Webhooks => "/admin/webhooks",
+            Section::Mail => "/admin/mail",
             Section::Audit => "/admin/audit",
         }
     }
@@ -71,7 +79,12 @@ impl Section {
     fn is_admin(self) -> bool {
         matches!(
             self,
-            Section::Script | Section::Templates | Section::Operators | Section::Audit
+            Section::Script
+                | Section::Templates
+                | Section::Operators
+                | Section::Webhooks
+                | Section::Mail
+                | Section::Audit
         )
     }
 
@@ -84,7 +97,11 @@ impl Section {
             Section::BatchOrders => of(ProcessName::TempCardsBoProcIssueMultiple),
             Section::RequestCards => of(ProcessName::TempCardsProcRequest),
             Section::Persons => vec![Role::RegistrationOfficer],
-            Section::Script | Section::Templates | Section::Operators => vec![Role::PolicyAdmin],
+            Section::Script
+            | Section::Templates
+            | Section::Operators
+            | Section::Webhooks
+            | Section::Mail => vec![Role::PolicyAdmin],
             Section::Audit => vec![Role::ServiceAdmin, Role::PolicyAdmin],
         }
     }

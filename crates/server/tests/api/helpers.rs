@@ -187,6 +187,10 @@ pub async fn spawn_app_with(db: Db, adjust: impl FnOnce(&mut Config)) -> TestApp
             ..cardwright::config::LoginConfig::default()
         },
         station_poll_ms: 20,
+        notify: cardwright::config::NotifyConfig {
+            interval_ms: 50,
+            ..cardwright::config::NotifyConfig::default()
+        },
         ..Config::default()
     };
     adjust(&mut config);

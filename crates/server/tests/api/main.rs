@@ -17,3 +17,4 @@ mod openapi;
 mod pki;
 mod scripts;
 mod server_processes;
+mod webhooks;

@@ -1,0 +1,239 @@
+//! The background jobs that tell people and systems: one turns audit events into deliveries and
+//! mails, decides reminders and sends mails; the other delivers to webhook receivers, each
+//! subscription on its own so a slow receiver holds up only itself.
+
+pub mod smtp;
+pub mod webhook;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use cardwright_domain::WebhookId;
+use cardwright_processes::notify::{self, mails, webhooks};
+use cardwright_processes::Context;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+
+/// Mails claimed at once.
+const MAIL_BATCH: i64 = 20;
+
+/// Starts both jobs, after taking back what this server held when it last stopped.
+pub async fn start(
+    config: &Config,
+    ctx: &Context,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mailer = if config.smtp.host.is_empty() {
+        None
+    } else {
+        Some(smtp::Mailer::new(&config.smtp)?)
+    };
+    let every = Duration::from_millis(config.notify.interval_ms);
+    let timeout = Duration::from_secs(config.webhooks.timeout_secs);
+    let claimer = claimer_name(config, ctx)?;
+    let released = notify::release_claims(ctx, &claimer)
+        .await
+        .context("taking back unsent mails and deliveries")?;
+    if released > 0 {
+        tracing::warn!(
+            released,
+            "mails and webhook deliveries claimed before the last stop are sent again"
+        );
+    }
+    let woken = Arc::new(Notify::new());
+    Ok(vec![
+        tokio::spawn(announce_job(
+            ctx.clone(),
+            mailer,
+            claimer.clone(),
+            every,
+            woken.clone(),
+            stop.clone(),
+        )),
+        tokio::spawn(deliver_job(
+            ctx.clone(),
+            claimer,
+            timeout,
+            every,
+            woken,
+            stop.clone(),
+        )),
+    ])
+}
+
+/// The name this server's senders claim under, kept in the data folder so that a server that
+/// died knows its own claims when it starts again; servers with data folders of their own have
+/// names of their own.
+fn claimer_name(config: &Config, ctx: &Context) -> anyhow::Result<String> {
+    let path = config.data_dir.join("notify-id");
+    if let Ok(name) = std::fs::read_to_string(&path) {
+        let name = name.trim();
+        if name.starts_with("server-") && name.len() == 23 {
+            return Ok(name.to_owned());
+        }
+        anyhow::bail!("{} is not a sender name; remove it", path.display());
+    }
+    crate::app::create_private_dir(&config.data_dir)
+        .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
+    let mut random = [0u8; 8];
+    ctx.entropy.fill(&mut random);
+    let name = format!("server-{}", hex::encode(random));
+    match crate::app::write_secret(&path, name.as_bytes()) {
+        Ok(()) => Ok(name),
+        // Another server of this data folder wrote it first.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Ok(std::fs::read_to_string(&path)?.trim().to_owned())
+        }
+        Err(e) => Err(e).with_context(|| format!("writing {}", path.display())),
+    }
+}
+
+/// Fans out new events, writes due reminders and sends due mails, every `every`.
+async fn announce_job(
+    ctx: Context,
+    mailer: Option<smtp::Mailer>,
+    claimer: String,
+    every: Duration,
+    woken: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        match fan_out(&ctx).await {
+            Ok(0) => {}
+            Ok(_) => woken.notify_one(),
+            Err(e) => tracing::error!(error = %e, "announcing events failed"),
+        }
+        match mails::queue_reminders(&ctx).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(reminders = n, "expiry reminders due"),
+            Err(e) => tracing::error!(error = %e, "deciding reminders failed"),
+        }
+        if let Some(mailer) = &mailer {
+            if let Err(e) = send_mails(&ctx, mailer, &claimer, &stop).await {
+                tracing::error!(error = %e, "sending mails failed");
+            }
+        }
+    }
+}
+
+/// Fans out until caught up (at most a few batches a turn). Returns the events read.
+async fn fan_out(ctx: &Context) -> Result<usize, cardwright_processes::ProcessError> {
+    let mut total = 0;
+    for _ in 0..20 {
+        let n = notify::fan_out(ctx, notify::FAN_OUT_BATCH).await?;
+        total += n;
+        if n < notify::FAN_OUT_BATCH as usize {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+async fn send_mails(
+    ctx: &Context,
+    mailer: &smtp::Mailer,
+    claimer: &str,
+    stop: &watch::Receiver<bool>,
+) -> Result<(), cardwright_processes::ProcessError> {
+    for _ in 0..10 {
+        let claimed = mails::claim(ctx, claimer, MAIL_BATCH).await?;
+        let full = i64::try_from(claimed.len()).unwrap_or(0) == MAIL_BATCH;
+        for mail in &claimed {
+            if *stop.borrow() {
+                // The lease runs out and another turn (or server) sends it.
+                return Ok(());
+            }
+            match mailer.send(mail).await {
+                smtp::Sent::Accepted => {
+                    mails::sent(ctx, mail, claimer).await?;
+                    tracing::info!(mail = %mail.id, kind = %mail.kind, "mail sent");
+                }
+                smtp::Sent::Retry(error) => {
+                    tracing::warn!(mail = %mail.id, %error, "mail not sent, will retry");
+                    mails::failed(ctx, mail, claimer, &error, false).await?;
+                }
+                smtp::Sent::Refused(error) => {
+                    tracing::error!(mail = %mail.id, %error, "mail refused, given up");
+                    mails::failed(ctx, mail, claimer, &error, true).await?;
+                }
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Delivers to every subscription at once, each in its own task, whenever woken or every `every`.
+async fn deliver_job(
+    ctx: Context,
+    claimer: String,
+    timeout: Duration,
+    every: Duration,
+    woken: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut senders: HashMap<WebhookId, webhook::Sender> = HashMap::new();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = woken.notified() => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        let subscriptions = match webhooks::all(&ctx).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "reading webhook subscriptions failed");
+                continue;
+            }
+        };
+        senders.retain(|id, _| subscriptions.iter().any(|w| w.id == *id));
+        let mut running = JoinSet::new();
+        for webhook in subscriptions {
+            let mut sender = match senders.remove(&webhook.id) {
+                Some(s) => s,
+                None => match webhook::Sender::new(timeout) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "building the webhook client failed");
+                        continue;
+                    }
+                },
+            };
+            let (ctx, claimer, stop) = (ctx.clone(), claimer.clone(), stop.clone());
+            running.spawn(async move {
+                let stopped = || *stop.borrow();
+                let result = sender.run(&ctx, &webhook, &claimer, &stopped).await;
+                (webhook, sender, result)
+            });
+        }
+        let mut busy = false;
+        while let Some(done) = running.join_next().await {
+            let Ok((webhook, sender, result)) = done else {
+                continue;
+            };
+            match result {
+                Ok(n) => busy |= n > 0,
+                Err(e) => {
+                    tracing::error!(webhook = %webhook.id, error = %e, "webhook delivery failed");
+                }
+            }
+            senders.insert(webhook.id, sender);
+        }
+        if busy {
+            // More may be due already (a full run stops after a bounded number of batches).
+            woken.notify_one();
+        }
+    }
+}
