@@ -12,6 +12,7 @@ mod concurrency;
 mod encoding;
 mod hardening;
 mod key_custody;
+mod mail;
 mod masterdata;
 mod openapi;
 mod pki;

@@ -530,3 +530,69 @@ async fn a_dead_delivery_can_be_resent(db: Db) {
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{unknown:?}");
 }
+
+#[tokio::test]
+async fn a_server_killed_mid_delivery_loses_nothing() {
+    use crate::mail::{add_operator, setup, start};
+    use crate::server_processes::Client;
+    let receiver = Receiver::start().await;
+    receiver.state.delay_ms.store(20, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let (database_url, _schema) = crate::helpers::fresh_database(&Db::Sqlite).await;
+    let config = setup(dir.path(), "server", &database_url, None);
+    add_operator(&config);
+    let server = start(&config, dir.path(), "first.log");
+    let client = Client::login_as(&server.base, "desk").await;
+    let created = client
+        .post(
+            "/api/v1/webhooks",
+            json!({"url": receiver.url(), "events": ["card.requested"]}),
+        )
+        .await;
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let cards = client
+        .post(
+            "/api/v1/temporary-cards",
+            json!({"template": "Temporary card", "amount": 80}),
+        )
+        .await;
+    let cards: HashSet<String> = cards["cards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    receiver
+        .wait_until("some deliveries", |r| r.len() >= 10)
+        .await;
+    drop(server); // SIGKILL, deliveries in flight
+    let before = receiver.received().len();
+    assert!(
+        before < 80,
+        "the kill came mid-delivery ({before} of 80 arrived)"
+    );
+
+    let _server = start(&config, dir.path(), "second.log");
+    let received = receiver
+        .wait_until("every card once more", |r| {
+            r.iter()
+                .map(|d| d.json()["data"]["card_id"].as_str().unwrap().to_owned())
+                .collect::<HashSet<_>>()
+                .len()
+                == 80
+        })
+        .await;
+    let arrived: HashSet<String> = received
+        .iter()
+        .map(|d| d.json()["data"]["card_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(arrived, cards, "every event arrived");
+    assert!(received.iter().all(|r| verify(&secret, r)));
+    // At least once: a delivery the kill interrupted may come twice, with the same webhook-id.
+    let ids: HashSet<&str> = received.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids.len(), 80, "one webhook-id per event");
+    assert!(
+        received.len() <= 80 + 100,
+        "only the claimed batch may come twice"
+    );
+}
