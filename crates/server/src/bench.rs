@@ -70,6 +70,23 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10_000)]
         events: u32,
     },
+    /// Write N card events with subscriptions on loopback receivers and let the server's
+    /// notification jobs deliver them; reports deliveries per second and how long after its
+    /// event each delivery arrived (p50, p99).
+    Webhooks {
+        /// Events written (card.requested, in requests of 100 cards).
+        #[arg(long, default_value_t = 10_000)]
+        events: u32,
+        /// Subscriptions, each with a receiver of its own.
+        #[arg(long, default_value_t = 3)]
+        subscribers: u32,
+        /// Events written per second; 0: as fast as requests go.
+        #[arg(long, default_value_t = 0)]
+        rate: u32,
+        /// The notification jobs' poll interval (`notify.interval_ms`).
+        #[arg(long, default_value_t = 250)]
+        interval_ms: u64,
+    },
     /// Store N cards, then time the first page of "cards in state requested".
     List {
         /// Cards stored before the search is timed.
@@ -206,6 +223,23 @@ pub async fn run(command: &BenchCommand, database_url: Option<&str>) -> anyhow::
         }
         BenchCommand::Options { runs } => options(&ctx, backend, *runs).await,
         BenchCommand::Audit { events } => audit_log(&ctx, backend, *events).await,
+        BenchCommand::Webhooks {
+            events,
+            subscribers,
+            rate,
+            interval_ms,
+        } => {
+            crate::bench_webhooks::run(
+                &ctx,
+                scratch._dir.path(),
+                backend,
+                *events,
+                *subscribers,
+                *rate,
+                *interval_ms,
+            )
+            .await
+        }
     };
     ctx.store.close().await;
     scratch.drop_schema().await?;

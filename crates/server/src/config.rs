@@ -44,8 +44,8 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct NotifyConfig {
-    /// How often the server looks for events to announce, reminders due, and mails and webhook
-    /// deliveries to send, in milliseconds.
+    /// How often the server looks for events to announce and mails and webhook deliveries to
+    /// send, in milliseconds; reminders due are looked for every 20 turns.
     pub interval_ms: u64,
     /// The wait before a failed mail or delivery is tried again, in seconds; each further retry
     /// waits twice as long...
@@ -59,7 +59,7 @@ pub struct NotifyConfig {
 impl Default for NotifyConfig {
     fn default() -> Self {
         Self {
-            interval_ms: 1000,
+            interval_ms: 250,
             retry_base_secs: 5,
             retry_max_secs: 3600,
             give_up_after_secs: DAY,

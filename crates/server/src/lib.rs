@@ -5,6 +5,7 @@ pub mod app;
 pub mod bench;
 mod bench_encode;
 mod bench_pki;
+mod bench_webhooks;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -14,6 +14,17 @@ pub async fn lock_cursor(conn: &mut Conn) -> Result<i64, StoreError> {
     )
 }
 
+/// Whether events were written after the cursor: one read, no lock, for the fan-out to skip
+/// its transaction when there is nothing to do.
+pub async fn behind(conn: &mut Conn) -> Result<bool, StoreError> {
+    let behind: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_head h, notify_cursor c WHERE h.id = 1 AND c.id = 1 AND h.seq > c.seq",
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(behind > 0)
+}
+
 /// Moves the cursor to `seq`.
 pub async fn set_cursor(conn: &mut Conn, seq: i64) -> Result<(), StoreError> {
     sqlx::query("UPDATE notify_cursor SET seq = $1 WHERE id = 1")

@@ -97,6 +97,9 @@ pub const FAN_OUT_BATCH: u32 = 500;
 /// the cursor past them, in one transaction. Returns how many events it read: fewer than `limit`
 /// means it caught up.
 pub async fn fan_out(ctx: &Context, limit: u32) -> Result<usize, ProcessError> {
+    if !outbox::behind(&mut *ctx.store.reader().await?).await? {
+        return Ok(0);
+    }
     let mut tx = ctx.store.begin().await?;
     let cursor = outbox::lock_cursor(&mut tx).await?;
     let filter = EventFilter {

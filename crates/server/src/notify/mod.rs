@@ -92,7 +92,11 @@ fn claimer_name(config: &Config, ctx: &Context) -> anyhow::Result<String> {
     }
 }
 
-/// Fans out new events, writes due reminders and sends due mails, every `every`.
+/// Reminders are looked for on every this many turns: they are due to the hour, not the second.
+const REMINDER_TURNS: u32 = 20;
+
+/// Fans out new events and sends due mails every `every`, and writes due reminders every
+/// [`REMINDER_TURNS`] turns.
 async fn announce_job(
     ctx: Context,
     mailer: Option<smtp::Mailer>,
@@ -103,6 +107,7 @@ async fn announce_job(
 ) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut turn = 0u32;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -113,11 +118,14 @@ async fn announce_job(
             Ok(_) => woken.notify_one(),
             Err(e) => tracing::error!(error = %e, "announcing events failed"),
         }
-        match mails::queue_reminders(&ctx).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(reminders = n, "expiry reminders due"),
-            Err(e) => tracing::error!(error = %e, "deciding reminders failed"),
+        if turn % REMINDER_TURNS == 0 {
+            match mails::queue_reminders(&ctx).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(reminders = n, "expiry reminders due"),
+                Err(e) => tracing::error!(error = %e, "deciding reminders failed"),
+            }
         }
+        turn = turn.wrapping_add(1);
         if let Some(mailer) = &mailer {
             if let Err(e) = send_mails(&ctx, mailer, &claimer, &stop).await {
                 tracing::error!(error = %e, "sending mails failed");
