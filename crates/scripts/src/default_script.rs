@@ -9,6 +9,7 @@ pub const DEFAULT_SCRIPT: &str = r#"// Options of the temporary card processes.
 // This script runs every time a temporary card process runs. It can read:
 //   template  - name of the card template, e.g. "Temporary card"
 //   process   - the process being run, e.g. "TempCardsProcAssign" or "TempCardsProcExtend"
+//               ("TempCardsSysRemind" when reminders are decided)
 //   operator  - username of the operator running the process
 // An option the script does not set keeps the value shown below.
 // Variables of your own must have names starting with an underscore: let _days = 7;

@@ -555,6 +555,14 @@ async fn every_page_opens_for_an_operator_with_every_role() {
         ),
         ("/admin/operators".to_owned(), vec!["ada", "rita"]),
         (
+            "/admin/webhooks".to_owned(),
+            vec!["Subscribe a URL", "card.assigned", "csrf"],
+        ),
+        (
+            "/admin/mail".to_owned(),
+            vec!["Reminder before the card", "{{valid_until}}", "csrf"],
+        ),
+        (
             format!("/admin/audit?card={card}"),
             vec!["TempCardsProcRequest"],
         ),

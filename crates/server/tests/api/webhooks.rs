@@ -86,6 +86,12 @@ impl Receiver {
         let state = Arc::new(ReceiverState::default());
         let app = axum::Router::new()
             .route("/hook", axum::routing::post(receive))
+            .route(
+                "/moved",
+                axum::routing::post(|| async {
+                    (AxumStatus::TEMPORARY_REDIRECT, [("location", "/hook")])
+                }),
+            )
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -158,6 +164,7 @@ pub(crate) async fn subscribe(app: &TestApp, url: &str, events: &[&str]) -> Valu
 }
 
 on_both_databases!(
+    redirects_are_not_followed,
     deliveries_are_signed_and_carry_the_event,
     subscriptions_are_checked_and_kept_to_policy_admins,
     a_receiver_that_was_down_gets_everything_in_order_per_card,
@@ -595,4 +602,24 @@ async fn a_server_killed_mid_delivery_loses_nothing() {
         received.len() <= 80 + 100,
         "only the claimed batch may come twice"
     );
+}
+
+async fn redirects_are_not_followed(db: Db) {
+    let app = spawn_app(db).await;
+    let receiver = Receiver::start().await;
+    let created = subscribe(&app, &format!("http://{}/moved", receiver.addr), &["card.requested"]).await;
+    let hook = created["id"].as_str().unwrap();
+    app.request_cards(1).await;
+    let mut delivery = Value::Null;
+    for _ in 0..400 {
+        delivery = app.get(&format!("/api/v1/webhooks/{hook}/deliveries"), &app.policy).await.body["deliveries"][0].clone();
+        if delivery["attempts"].as_i64() >= Some(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(delivery["state"], "pending", "{delivery}");
+    assert_eq!(delivery["last_status"], 307, "{delivery}");
+    assert!(delivery["last_error"].as_str().unwrap().contains("redirects are not followed"), "{delivery}");
+    assert!(receiver.received().is_empty(), "the redirect's target got nothing");
 }
