@@ -101,7 +101,7 @@ pub enum BenchCommand {
 /// A scratch database: a fresh SQLite file, or a fresh schema on the given PostgreSQL server.
 struct Scratch {
     url: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     pg_schema: Option<(String, String)>,
 }
 
@@ -110,7 +110,7 @@ async fn scratch(database_url: Option<&str>) -> anyhow::Result<Scratch> {
     match database_url {
         None => Ok(Scratch {
             url: Store::sqlite_url(&dir.path().join("bench.db")),
-            _dir: dir,
+            dir,
             pg_schema: None,
         }),
         Some(url) if url.starts_with("postgres") => {
@@ -125,7 +125,7 @@ async fn scratch(database_url: Option<&str>) -> anyhow::Result<Scratch> {
             let sep = if url.contains('?') { '&' } else { '?' };
             Ok(Scratch {
                 url: format!("{url}{sep}options=-c%20search_path%3D{schema}"),
-                _dir: dir,
+                dir,
                 pg_schema: Some((url.to_owned(), schema)),
             })
         }
@@ -231,7 +231,7 @@ pub async fn run(command: &BenchCommand, database_url: Option<&str>) -> anyhow::
         } => {
             crate::bench_webhooks::run(
                 &ctx,
-                scratch._dir.path(),
+                scratch.dir.path(),
                 backend,
                 *events,
                 *subscribers,

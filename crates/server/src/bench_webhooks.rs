@@ -58,10 +58,15 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
-    let rank = (p / 100.0 * (sorted.len() - 1) as f64).round();
-    // The rank is within the slice: p is at most 100.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    sorted[(rank as usize).min(sorted.len() - 1)]
+    // Nearest rank: a test's few hundred thousand deliveries fit f64 exactly, and p is at most
+    // 100, so the rank is within the slice.
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let rank = (p / 100.0 * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
 }
 
 /// Writes `events` card.requested events (requests of 100 cards), at `rate` events a second (0:
@@ -124,7 +129,7 @@ pub(crate) async fn run(
         }
     }
     let writing = started.elapsed();
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let deadline = Instant::now() + Duration::from_mins(10);
     loop {
         let arrived: usize = all
             .iter()

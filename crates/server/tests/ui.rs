@@ -491,6 +491,10 @@ async fn a_refused_script_shows_its_message_at_its_line() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one table of every page and what it shows"
+)]
 async fn every_page_opens_for_an_operator_with_every_role() {
     let app = UiApp::start(Vec::new()).await;
     let cards = app.request_cards(3).await;

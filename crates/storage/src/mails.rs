@@ -135,9 +135,9 @@ pub async fn claim(
     .bind(limit)
     .fetch_all(conn)
     .await?;
-    let mut claimed = rows.iter().map(mail).collect::<Result<Vec<_>, _>>()?;
-    claimed.sort_by(|a, b| (a.next_attempt_at, &a.id).cmp(&(b.next_attempt_at, &b.id)));
-    Ok(claimed)
+    let mut taken = rows.iter().map(mail).collect::<Result<Vec<_>, _>>()?;
+    taken.sort_by(|a, b| (a.next_attempt_at, &a.id).cmp(&(b.next_attempt_at, &b.id)));
+    Ok(taken)
 }
 
 /// Records a mail the SMTP server accepted; false when this claim was no longer the mail's.

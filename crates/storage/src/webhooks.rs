@@ -240,9 +240,9 @@ pub async fn claim(
         .bind(limit)
         .fetch_all(conn)
         .await?;
-    let mut claimed = rows.iter().map(delivery).collect::<Result<Vec<_>, _>>()?;
-    claimed.sort_by_key(|d| d.event_seq);
-    Ok(claimed)
+    let mut taken = rows.iter().map(delivery).collect::<Result<Vec<_>, _>>()?;
+    taken.sort_by_key(|d| d.event_seq);
+    Ok(taken)
 }
 
 /// Records deliveries the receiver accepted. Only this claimer's claims count.

@@ -112,27 +112,25 @@ pub async fn texts(ctx: &Context, operator: &Operator) -> Result<Vec<MailText>, 
 }
 
 fn text_of(stored: &[StoredTemplate], kind: MailKind, language: Language) -> MailText {
-    match stored
+    let changed = stored
         .iter()
-        .find(|t| t.kind == kind.as_str() && t.language == language.as_str())
-    {
-        Some(t) => MailText {
+        .find(|t| t.kind == kind.as_str() && t.language == language.as_str());
+    if let Some(t) = changed {
+        return MailText {
             kind,
             language,
             subject: t.subject.clone(),
             body: t.body.clone(),
             changed: Some((t.updated_by.clone(), t.updated_at)),
-        },
-        None => {
-            let (subject, body) = builtin(kind, language);
-            MailText {
-                kind,
-                language,
-                subject: subject.to_owned(),
-                body: body.to_owned(),
-                changed: None,
-            }
-        }
+        };
+    }
+    let (subject, body) = builtin(kind, language);
+    MailText {
+        kind,
+        language,
+        subject: subject.to_owned(),
+        body: body.to_owned(),
+        changed: None,
     }
 }
 
@@ -261,6 +259,10 @@ pub async fn reset_text(
     Ok(text_of(&[], kind, language))
 }
 
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "used as map_err's function, which hands the error over"
+)]
 fn not_found(e: cardwright_domain::DomainError) -> ProcessError {
     ProcessError::NotFound(e.to_string())
 }
@@ -569,7 +571,7 @@ pub async fn queue_reminders(ctx: &Context) -> Result<usize, ProcessError> {
 pub async fn claim(ctx: &Context, claimer: &str, limit: i64) -> Result<Vec<Mail>, ProcessError> {
     let now = ctx.now();
     let mut tx = ctx.store.begin().await?;
-    let claimed = rows::claim(
+    let taken = rows::claim(
         &mut tx,
         ctx.store.dialect(),
         now,
@@ -579,7 +581,7 @@ pub async fn claim(ctx: &Context, claimer: &str, limit: i64) -> Result<Vec<Mail>
     )
     .await?;
     Store::commit(tx).await?;
-    Ok(claimed)
+    Ok(taken)
 }
 
 /// Records a mail the SMTP server accepted.

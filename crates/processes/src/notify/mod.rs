@@ -45,9 +45,9 @@ impl Default for NotifySettings {
             mail: false,
             allowed_urls: Vec::new(),
             retry_base: Duration::from_secs(5),
-            retry_max: Duration::from_secs(3600),
-            give_up_after: Duration::from_secs(24 * 3600),
-            lease: Duration::from_secs(120),
+            retry_max: Duration::from_hours(1),
+            give_up_after: Duration::from_hours(24),
+            lease: Duration::from_mins(2),
         }
     }
 }
@@ -127,7 +127,7 @@ pub async fn fan_out(ctx: &Context, limit: u32) -> Result<usize, ProcessError> {
             .filter(|w| w.since_seq < event.seq && w.events.iter().any(|e| e == kind.as_str()))
             .collect();
         if !subscribed.is_empty() {
-            let serial = event.card.as_ref().and_then(|c| serials.get(c)).cloned();
+            let serial = event.card.as_ref().and_then(|c| serials.get(c));
             let payload = payload(event, *kind, serial).to_string();
             let ordering_key = match (&event.card, &event.order) {
                 (Some(card), _) => card.clone(),
@@ -178,7 +178,7 @@ async fn serials(
 
 /// The JSON body a webhook receives: `type`, `timestamp` and `data`, as the Standard Webhooks
 /// convention has it.
-fn payload(event: &Event, kind: EventType, serial: Option<String>) -> serde_json::Value {
+fn payload(event: &Event, kind: EventType, serial: Option<&String>) -> serde_json::Value {
     let mut details: serde_json::Value =
         serde_json::from_str(&event.details).unwrap_or(serde_json::Value::Null);
     // The options a process ran with and its certificates are the audit log's business.
@@ -210,7 +210,7 @@ mod tests {
     fn retries_double_up_to_the_most_and_stop_at_the_end() {
         let s = NotifySettings {
             retry_base: Duration::from_secs(5),
-            retry_max: Duration::from_secs(60),
+            retry_max: Duration::from_mins(1),
             ..NotifySettings::default()
         };
         let now = chrono::Utc::now();

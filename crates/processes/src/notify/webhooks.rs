@@ -326,7 +326,7 @@ pub async fn claim(
 ) -> Result<Vec<Delivery>, ProcessError> {
     let now = ctx.now();
     let mut tx = ctx.store.begin().await?;
-    let claimed = rows::claim(
+    let taken = rows::claim(
         &mut tx,
         ctx.store.dialect(),
         webhook,
@@ -337,7 +337,7 @@ pub async fn claim(
     )
     .await?;
     Store::commit(tx).await?;
-    Ok(claimed)
+    Ok(taken)
 }
 
 /// What became of one delivery attempt.

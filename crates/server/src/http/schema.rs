@@ -178,7 +178,7 @@ schema!(
     EventTypeText,
     "EventType",
     string("An event type a webhook can subscribe to.").enum_values(Some(
-        cardwright_domain::temp_cards::EventType::ALL.map(|t| t.as_str())
+        cardwright_domain::temp_cards::EventType::ALL.map(cardwright_domain::temp_cards::EventType::as_str)
     ))
 );
 
@@ -187,7 +187,7 @@ schema!(
     MailKindText,
     "MailKind",
     string("reminder: to the holder (and the desk) before the card's end; assigned: to the holder at assignment; expired: to the desk when an assigned card expired unreturned.")
-        .enum_values(Some(cardwright_domain::temp_cards::MailKind::ALL.map(|k| k.as_str())))
+        .enum_values(Some(cardwright_domain::temp_cards::MailKind::ALL.map(cardwright_domain::temp_cards::MailKind::as_str)))
 );
 
 schema!(
@@ -195,7 +195,7 @@ schema!(
     LanguageText,
     "Language",
     string("A language mails are written in.")
-        .enum_values(Some(cardwright_domain::temp_cards::Language::ALL.map(|l| l.as_str())))
+        .enum_values(Some(cardwright_domain::temp_cards::Language::ALL.map(cardwright_domain::temp_cards::Language::as_str)))
 );
 
 /// An id as a request names it: a UUID in its written form.

@@ -118,7 +118,7 @@ async fn announce_job(
             Ok(_) => woken.notify_one(),
             Err(e) => tracing::error!(error = %e, "announcing events failed"),
         }
-        if turn % REMINDER_TURNS == 0 {
+        if turn.is_multiple_of(REMINDER_TURNS) {
             match mails::queue_reminders(&ctx).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(reminders = n, "expiry reminders due"),
@@ -154,9 +154,9 @@ async fn send_mails(
     stop: &watch::Receiver<bool>,
 ) -> Result<(), cardwright_processes::ProcessError> {
     for _ in 0..10 {
-        let claimed = mails::claim(ctx, claimer, MAIL_BATCH).await?;
-        let full = i64::try_from(claimed.len()).unwrap_or(0) == MAIL_BATCH;
-        for mail in &claimed {
+        let taken = mails::claim(ctx, claimer, MAIL_BATCH).await?;
+        let full = i64::try_from(taken.len()).unwrap_or(0) == MAIL_BATCH;
+        for mail in &taken {
             if *stop.borrow() {
                 // The lease runs out and another turn (or server) sends it.
                 return Ok(());

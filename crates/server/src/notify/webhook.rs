@@ -55,14 +55,14 @@ impl Sender {
         let mut delivered = 0;
         // Bounded, so one busy subscription gives the others and the fan-out their turn.
         for _ in 0..50 {
-            let claimed = webhooks::claim(ctx, webhook.id, claimer, BATCH).await?;
-            if claimed.is_empty() {
+            let taken = webhooks::claim(ctx, webhook.id, claimer, BATCH).await?;
+            if taken.is_empty() {
                 break;
             }
-            let full = i64::try_from(claimed.len()).unwrap_or(0) == BATCH;
-            let mut outcomes: Vec<(&Delivery, Attempt)> = Vec::with_capacity(claimed.len());
+            let full = i64::try_from(taken.len()).unwrap_or(0) == BATCH;
+            let mut outcomes: Vec<(&Delivery, Attempt)> = Vec::with_capacity(taken.len());
             let mut failed_keys: Vec<&str> = Vec::new();
-            for d in &claimed {
+            for d in &taken {
                 // A card whose earlier event failed waits: its events arrive in order.
                 if stop() || failed_keys.contains(&d.ordering_key.as_str()) {
                     outcomes.push((d, Attempt::NotTried));

@@ -344,7 +344,7 @@ async fn mail_page(
             .map(|m| {
                 let mut to = m.recipients.join(", ");
                 if !m.copy_to.is_empty() {
-                    to.push_str(&format!(" (copy: {})", m.copy_to.join(", ")));
+                    to = format!("{to} (copy: {})", m.copy_to.join(", "));
                 }
                 MailRow {
                     note: match (&m.sent_at, &m.last_error) {

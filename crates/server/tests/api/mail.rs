@@ -393,9 +393,9 @@ pub(crate) fn setup(dir: &Path, name: &str, database_url: &str, smtp_port: Optio
         "ab".repeat(32),
     );
     if let Some(port) = smtp_port {
-        text.push_str(&format!(
-            "[smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nfrom = \"desk@example.org\"\n"
-        ));
+        text = format!(
+            "{text}[smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nfrom = \"desk@example.org\"\n"
+        );
     }
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();

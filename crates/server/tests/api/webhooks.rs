@@ -173,12 +173,12 @@ on_both_databases!(
 
 async fn deliveries_are_signed_and_carry_the_event(db: Db) {
     let app = spawn_app(db).await;
-    let receiver = Receiver::start().await;
-    let created = subscribe(&app, &receiver.url(), &["card.requested", "card.assigned"]).await;
+    let inbox = Receiver::start().await;
+    let created = subscribe(&app, &inbox.url(), &["card.requested", "card.assigned"]).await;
     let secret = created["secret"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("whsec_"), "{created}");
     let cards = app.request_cards(2).await;
-    let received = receiver
+    let received = inbox
         .wait_until("two card.requested", |r| r.len() >= 2)
         .await;
     assert_eq!(received.len(), 2);
@@ -218,7 +218,7 @@ async fn deliveries_are_signed_and_carry_the_event(db: Db) {
         )
         .await;
     assert_eq!(assigned.status, StatusCode::OK, "{assigned:?}");
-    let received = receiver.wait_until("card.assigned", |r| r.len() >= 3).await;
+    let received = inbox.wait_until("card.assigned", |r| r.len() >= 3).await;
     let assigned = received[2].json();
     assert_eq!(assigned["type"], "card.assigned", "{assigned}");
     assert_eq!(
@@ -236,12 +236,17 @@ async fn deliveries_are_signed_and_carry_the_event(db: Db) {
     );
     assert!(verify(&secret, &received[2]));
 
-    // The deliveries are listed with their state; the secret is never shown again.
-    let hook = created["id"].as_str().unwrap();
+    listed_without_the_secret(&app, created["id"].as_str().unwrap(), &secret).await;
+}
+
+/// The deliveries are listed with their state; the secret is never shown again, and is kept
+/// sealed.
+async fn listed_without_the_secret(app: &TestApp, hook: &str, secret: &str) {
+    use sqlx::Connection as _;
     let list = app.get("/api/v1/webhooks", &app.policy).await;
     assert_eq!(list.status, StatusCode::OK);
-    assert_eq!(list.body["webhooks"][0]["delivered"], 3, "{:?}", list);
-    assert!(!list.body.to_string().contains(&secret));
+    assert_eq!(list.body["webhooks"][0]["delivered"], 3, "{list:?}");
+    assert!(!list.body.to_string().contains(secret));
     let deliveries = app
         .get(&format!("/api/v1/webhooks/{hook}/deliveries"), &app.policy)
         .await;
@@ -266,7 +271,6 @@ async fn deliveries_are_signed_and_carry_the_event(db: Db) {
     );
     let sealed: Vec<String> = {
         sqlx::any::install_default_drivers();
-        use sqlx::Connection as _;
         let mut conn = sqlx::AnyConnection::connect(&app.database_url)
             .await
             .unwrap();
@@ -402,7 +406,7 @@ fn per_card(received: &[Received]) -> HashMap<String, Vec<i64>> {
 
 async fn a_receiver_that_was_down_gets_everything_in_order_per_card(db: Db) {
     let app = spawn_app(db).await;
-    let receiver = Receiver::start().await;
+    let inbox = Receiver::start().await;
     let all = [
         "card.requested",
         "card.produced",
@@ -412,8 +416,8 @@ async fn a_receiver_that_was_down_gets_everything_in_order_per_card(db: Db) {
         "card.locked",
         "batch_order.completed",
     ];
-    subscribe(&app, &receiver.url(), &all).await;
-    receiver.state.down.store(true, Ordering::SeqCst);
+    subscribe(&app, &inbox.url(), &all).await;
+    inbox.state.down.store(true, Ordering::SeqCst);
     let first = app.unassigned_card().await;
     let second = app.unassigned_card().await;
     for (n, id) in [&first, &second].into_iter().enumerate() {
@@ -433,22 +437,22 @@ async fn a_receiver_that_was_down_gets_everything_in_order_per_card(db: Db) {
     // Each card: requested, produced, assigned, extended, withdrawn, locked; and two orders.
     let expected = 2 * 6 + 2;
     for _ in 0..400 {
-        if receiver.state.refused.load(Ordering::SeqCst) >= 2 {
+        if inbox.state.refused.load(Ordering::SeqCst) >= 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(
-        receiver.state.refused.load(Ordering::SeqCst) >= 2,
+        inbox.state.refused.load(Ordering::SeqCst) >= 2,
         "the server tried while the receiver was down"
     );
-    assert!(receiver.received().is_empty());
+    assert!(inbox.received().is_empty());
     // The receiver comes back; the clock moves past the retries' backoff (the test's clock, no
     // waiting for it).
-    receiver.state.down.store(false, Ordering::SeqCst);
+    inbox.state.down.store(false, Ordering::SeqCst);
     for _ in 0..6 {
         app.clock.advance(chrono::Duration::minutes(10));
-        let got = per_card(&receiver.received())
+        let got = per_card(&inbox.received())
             .values()
             .map(Vec::len)
             .sum::<usize>();
@@ -457,7 +461,7 @@ async fn a_receiver_that_was_down_gets_everything_in_order_per_card(db: Db) {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let received = receiver
+    let received = inbox
         .wait_until("every event", |r| {
             per_card(r).values().map(Vec::len).sum::<usize>() == expected
         })
@@ -498,10 +502,10 @@ async fn a_receiver_that_was_down_gets_everything_in_order_per_card(db: Db) {
 
 async fn a_dead_delivery_can_be_resent(db: Db) {
     let app = spawn_app_with(db, |c| c.notify.give_up_after_secs = 60).await;
-    let receiver = Receiver::start().await;
-    let created = subscribe(&app, &receiver.url(), &["card.requested"]).await;
+    let inbox = Receiver::start().await;
+    let created = subscribe(&app, &inbox.url(), &["card.requested"]).await;
     let hook = created["id"].as_str().unwrap().to_owned();
-    receiver.state.down.store(true, Ordering::SeqCst);
+    inbox.state.down.store(true, Ordering::SeqCst);
     app.request_cards(1).await;
     let path = format!("/api/v1/webhooks/{hook}/deliveries");
     let mut delivery = Value::Null;
@@ -517,14 +521,14 @@ async fn a_dead_delivery_can_be_resent(db: Db) {
     assert_eq!(delivery["state"], "dead", "{delivery}");
     assert_eq!(delivery["last_status"], 503, "{delivery}");
     assert!(delivery["attempts"].as_i64().unwrap() >= 1, "{delivery}");
-    receiver.state.down.store(false, Ordering::SeqCst);
+    inbox.state.down.store(false, Ordering::SeqCst);
     let id = delivery["id"].as_str().unwrap();
     let resent = app
         .post(&format!("{path}/{id}/resend"), &app.policy, json!({}))
         .await;
     assert_eq!(resent.status, StatusCode::OK, "{resent:?}");
     assert_eq!(resent.body["state"], "pending");
-    let received = receiver
+    let received = inbox
         .wait_until("the resent delivery", |r| !r.is_empty())
         .await;
     assert_eq!(received[0].id, id, "the same webhook-id as before");
@@ -542,8 +546,8 @@ async fn a_dead_delivery_can_be_resent(db: Db) {
 async fn a_server_killed_mid_delivery_loses_nothing() {
     use crate::mail::{add_operator, setup, start};
     use crate::server_processes::Client;
-    let receiver = Receiver::start().await;
-    receiver.state.delay_ms.store(20, Ordering::SeqCst);
+    let inbox = Receiver::start().await;
+    inbox.state.delay_ms.store(20, Ordering::SeqCst);
     let dir = tempfile::tempdir().unwrap();
     let (database_url, _schema) = crate::helpers::fresh_database(&Db::Sqlite).await;
     let config = setup(dir.path(), "server", &database_url, None);
@@ -553,7 +557,7 @@ async fn a_server_killed_mid_delivery_loses_nothing() {
     let created = client
         .post(
             "/api/v1/webhooks",
-            json!({"url": receiver.url(), "events": ["card.requested"]}),
+            json!({"url": inbox.url(), "events": ["card.requested"]}),
         )
         .await;
     let secret = created["secret"].as_str().unwrap().to_owned();
@@ -569,18 +573,16 @@ async fn a_server_killed_mid_delivery_loses_nothing() {
         .iter()
         .map(|c| c["id"].as_str().unwrap().to_owned())
         .collect();
-    receiver
-        .wait_until("some deliveries", |r| r.len() >= 10)
-        .await;
+    inbox.wait_until("some deliveries", |r| r.len() >= 10).await;
     drop(server); // SIGKILL, deliveries in flight
-    let before = receiver.received().len();
+    let before = inbox.received().len();
     assert!(
         before < 80,
         "the kill came mid-delivery ({before} of 80 arrived)"
     );
 
     let _server = start(&config, dir.path(), "second.log");
-    let received = receiver
+    let received = inbox
         .wait_until("every card once more", |r| {
             r.iter()
                 .map(|d| d.json()["data"]["card_id"].as_str().unwrap().to_owned())
@@ -606,13 +608,22 @@ async fn a_server_killed_mid_delivery_loses_nothing() {
 
 async fn redirects_are_not_followed(db: Db) {
     let app = spawn_app(db).await;
-    let receiver = Receiver::start().await;
-    let created = subscribe(&app, &format!("http://{}/moved", receiver.addr), &["card.requested"]).await;
+    let inbox = Receiver::start().await;
+    let created = subscribe(
+        &app,
+        &format!("http://{}/moved", inbox.addr),
+        &["card.requested"],
+    )
+    .await;
     let hook = created["id"].as_str().unwrap();
     app.request_cards(1).await;
     let mut delivery = Value::Null;
     for _ in 0..400 {
-        delivery = app.get(&format!("/api/v1/webhooks/{hook}/deliveries"), &app.policy).await.body["deliveries"][0].clone();
+        delivery = app
+            .get(&format!("/api/v1/webhooks/{hook}/deliveries"), &app.policy)
+            .await
+            .body["deliveries"][0]
+            .clone();
         if delivery["attempts"].as_i64() >= Some(1) {
             break;
         }
@@ -620,6 +631,15 @@ async fn redirects_are_not_followed(db: Db) {
     }
     assert_eq!(delivery["state"], "pending", "{delivery}");
     assert_eq!(delivery["last_status"], 307, "{delivery}");
-    assert!(delivery["last_error"].as_str().unwrap().contains("redirects are not followed"), "{delivery}");
-    assert!(receiver.received().is_empty(), "the redirect's target got nothing");
+    assert!(
+        delivery["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("redirects are not followed"),
+        "{delivery}"
+    );
+    assert!(
+        inbox.received().is_empty(),
+        "the redirect's target got nothing"
+    );
 }

@@ -539,12 +539,17 @@ async fn admin_walk(w: &Walk<'_>) -> anyhow::Result<()> {
     // A webhook subscription: the secret is shown once, then its deliveries page.
     w.click("nav a[href=\"/admin/webhooks\"]").await?;
     w.fill("#url", "http://127.0.0.1:9/cardwright").await?;
-    w.click("input[name=events][value=\"card.assigned\"]").await?;
+    w.click("input[name=events][value=\"card.assigned\"]")
+        .await?;
     w.click("input[name=events][value=\"card.locked\"]").await?;
     w.shot("admin-08-webhook-form").await?;
-    w.click("form[action=\"/admin/webhooks\"] button[type=submit]").await?;
+    w.click("form[action=\"/admin/webhooks\"] button[type=submit]")
+        .await?;
     let secret = w.text("#secret").await?;
-    ensure!(secret.starts_with("whsec_"), "the secret is shown: {secret}");
+    ensure!(
+        secret.starts_with("whsec_"),
+        "the secret is shown: {secret}"
+    );
     w.shot("admin-09-webhook-secret").await?;
     w.click("#created a").await?;
     w.until_text("p.lead", |t| t.contains("card.assigned, card.locked"))
@@ -553,12 +558,17 @@ async fn admin_walk(w: &Walk<'_>) -> anyhow::Result<()> {
 
     // A mail text with an unknown placeholder is refused with the placeholder named.
     w.click("nav a[href=\"/admin/mail\"]").await?;
-    w.fill("#subject-reminder-en", "Card {{serial}} for {{name}}").await?;
+    w.fill("#subject-reminder-en", "Card {{serial}} for {{name}}")
+        .await?;
     w.click("#reminder-en button.primary").await?;
     w.until_text("#reminder-en .alert.error", |t| t.contains("{{name}}"))
         .await?;
     w.shot("admin-11-mail-refused").await?;
-    w.fill("#subject-reminder-en", "Card {{serial}} ends on {{valid_until}}").await?;
+    w.fill(
+        "#subject-reminder-en",
+        "Card {{serial}} ends on {{valid_until}}",
+    )
+    .await?;
     w.click("#reminder-en button.primary").await?;
     w.until_text("#reminder-en .alert.success", |t| t.contains("Saved"))
         .await?;
