@@ -45,6 +45,16 @@ async fn openapi_describes_every_api_route() {
         ("/api/v1/scripts/{name}/versions", "get"),
         ("/api/v1/scripts/{name}/versions/{version}/restore", "post"),
         ("/api/v1/audit", "get"),
+        ("/api/v1/webhooks", "get"),
+        ("/api/v1/webhooks", "post"),
+        ("/api/v1/webhooks/{id}", "get"),
+        ("/api/v1/webhooks/{id}", "delete"),
+        ("/api/v1/webhooks/{id}/deliveries", "get"),
+        ("/api/v1/webhooks/{id}/deliveries/{delivery}/resend", "post"),
+        ("/api/v1/mail-templates", "get"),
+        ("/api/v1/mail-templates/{kind}/{language}", "put"),
+        ("/api/v1/mail-templates/{kind}/{language}", "delete"),
+        ("/api/v1/mails", "get"),
     ];
     for (path, method) in expected {
         assert!(
@@ -54,7 +64,7 @@ async fn openapi_describes_every_api_route() {
     }
     assert_eq!(
         paths.len(),
-        26,
+        33,
         "unexpected paths: {:?}",
         paths.keys().collect::<Vec<_>>()
     );
