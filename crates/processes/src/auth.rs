@@ -20,9 +20,11 @@ pub struct Session {
     pub token: String,
     pub expires_at: Timestamp,
     pub operator: Operator,
+    /// The operator logged in with a one-time password and must change it before anything else.
+    pub must_change_password: bool,
 }
 
-fn hash_token(token: &str) -> String {
+pub(crate) fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
@@ -75,7 +77,7 @@ async fn hashing<T: Send + 'static>(
         .map_err(|_| ProcessError::Internal("a password hash was not computed".into()))?
 }
 
-async fn hash_password(ctx: &Context, password: String) -> Result<String, ProcessError> {
+pub(crate) async fn hash_password(ctx: &Context, password: String) -> Result<String, ProcessError> {
     let mut salt = [0u8; 16];
     ctx.entropy.fill(&mut salt);
     hashing(move || {
@@ -89,7 +91,7 @@ async fn hash_password(ctx: &Context, password: String) -> Result<String, Proces
     .await
 }
 
-async fn verify_password(hash: String, password: String) -> Result<bool, ProcessError> {
+pub(crate) async fn verify_password(hash: String, password: String) -> Result<bool, ProcessError> {
     hashing(move || {
         let parsed = PasswordHash::new(&hash)
             .map_err(|e| ProcessError::Internal(format!("stored password hash is invalid: {e}")))?;
@@ -212,9 +214,9 @@ pub async fn login(ctx: &Context, username: &str, password: &str) -> Result<Sess
     };
     let hash = found
         .as_ref()
-        .map_or_else(|| DECOY_HASH.to_owned(), |(_, hash)| hash.clone());
+        .map_or_else(|| DECOY_HASH.to_owned(), |(_, hash, _)| hash.clone());
     let password_ok = verify_password(hash, password.to_owned()).await?;
-    let Some((operator, _)) = found.filter(|_| password_ok) else {
+    let Some((operator, _, must_change_password)) = found.filter(|_| password_ok) else {
         tracing::warn!(username = ?key, failures, "failed login");
         return Err(ProcessError::Unauthenticated(BAD_LOGIN.into()));
     };
@@ -232,11 +234,30 @@ pub async fn login(ctx: &Context, username: &str, password: &str) -> Result<Sess
         token,
         expires_at,
         operator,
+        must_change_password,
     })
 }
 
-/// The operator a bearer token belongs to, if the token is known and unexpired.
+/// The operator a bearer token belongs to, if the token is known and unexpired and the
+/// operator enabled. An operator whose password is a one-time password is refused until they
+/// changed it ([`authenticate_session`] lets them).
 pub async fn authenticate(ctx: &Context, token: &str) -> Result<Operator, ProcessError> {
+    let (operator, must_change) = authenticate_session(ctx, token).await?;
+    if must_change {
+        return Err(ProcessError::Forbidden(format!(
+            "{} logged in with a one-time password: change it first (POST /api/v1/auth/password)",
+            operator.username
+        )));
+    }
+    Ok(operator)
+}
+
+/// The operator a token belongs to, and whether they must change their one-time password before
+/// anything else.
+pub async fn authenticate_session(
+    ctx: &Context,
+    token: &str,
+) -> Result<(Operator, bool), ProcessError> {
     let mut conn = ctx.store.reader().await?;
     operators::session_operator(&mut conn, &hash_token(token), ctx.now())
         .await?

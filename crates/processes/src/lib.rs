@@ -10,6 +10,7 @@ mod context;
 mod error;
 pub mod keys;
 pub mod notify;
+pub mod operators;
 mod paging;
 pub mod persons;
 pub mod pki;

@@ -1,12 +1,8 @@
 //! The `cardwright` command line.
 
-use std::io::Read as _;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
-use cardwright_domain::{Role, Roles};
-use cardwright_processes::{auth, Actor, SystemClock};
 use cardwright_storage::{redact_url, Store};
 use clap::{Args, Parser, Subcommand};
 
@@ -83,8 +79,25 @@ pub enum OperatorCommand {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
-    /// List operators and their roles.
+    /// List operators: roles, enabled or disabled, one-time password, lockout.
     List,
+    /// Set an operator's roles (replacing the ones it had).
+    ///
+    /// Example: cardwright operator roles alice --role policy-admin --role service-admin
+    Roles {
+        username: String,
+        #[arg(long = "role", value_name = "ROLE", required = true, num_args = 1..)]
+        roles: Vec<String>,
+    },
+    /// Disable an operator: it cannot log in and its sessions end.
+    Disable { username: String },
+    /// Enable a disabled operator again.
+    Enable { username: String },
+    /// Give an operator a one-time password (printed once) to change at the next login; its
+    /// sessions end and any lockout is lifted.
+    ResetPassword { username: String },
+    /// Lift a lockout after failed logins.
+    Unlock { username: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,44 +192,7 @@ pub async fn run_admin(cli: &Cli, config: &Config) -> anyhow::Result<()> {
             store.close().await;
             result?;
         }
-        Command::Operator(OperatorCommand::Add {
-            username, roles, ..
-        }) => {
-            let roles: Roles = roles
-                .iter()
-                .flat_map(|r| r.split(','))
-                .map(str::parse::<Role>)
-                .collect::<Result<_, _>>()
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let mut password = String::new();
-            std::io::stdin()
-                .read_to_string(&mut password)
-                .context("reading the password from standard input")?;
-            let password = password.lines().next().unwrap_or_default().to_owned();
-            if password.is_empty() {
-                bail!("no password on standard input");
-            }
-            let ctx = crate::app::context(config, Arc::new(SystemClock)).await?;
-            let op = auth::add_operator(&ctx, &Actor::System("cli"), username, roles, &password)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!(
-                "added operator {} with roles {}",
-                op.username,
-                op.roles.to_list()
-            );
-            ctx.store.close().await;
-        }
-        Command::Operator(OperatorCommand::List) => {
-            let ctx = crate::app::context(config, Arc::new(SystemClock)).await?;
-            for op in auth::list_operators(&ctx)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-            {
-                println!("{}\t{}", op.username, op.roles.to_list());
-            }
-            ctx.store.close().await;
-        }
+        Command::Operator(command) => crate::operator_cli::run(command, config).await?,
         Command::Audit(AuditCommand::Verify) => {
             // A verification only reads: the database is opened read-only, no migration runs
             // and no file (key, CA, data folder) is created.

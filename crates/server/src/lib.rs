@@ -14,6 +14,7 @@ pub mod http;
 pub mod keys;
 mod layers;
 pub mod notify;
+mod operator_cli;
 mod pki_cli;
 pub mod router;
 pub mod state;

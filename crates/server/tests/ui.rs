@@ -557,7 +557,14 @@ async fn every_page_opens_for_an_operator_with_every_role() {
             format!("/admin/templates/{template}"),
             vec!["Temporary card"],
         ),
-        ("/admin/operators".to_owned(), vec!["ada", "rita"]),
+        (
+            "/admin/operators".to_owned(),
+            vec!["ada", "rita", "Reset password", "csrf"],
+        ),
+        (
+            "/account/password".to_owned(),
+            vec!["Current password", "csrf"],
+        ),
         (
             "/admin/webhooks".to_owned(),
             vec!["Subscribe a URL", "card.assigned", "csrf"],

@@ -56,6 +56,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "notifications",
         sql: include_str!("../migrations/0009_notifications.sql"),
     },
+    Migration {
+        version: 10,
+        name: "operator_accounts",
+        sql: include_str!("../migrations/0010_operator_accounts.sql"),
+    },
 ];
 
 /// An arbitrary constant naming Cardwright's migration lock on PostgreSQL.

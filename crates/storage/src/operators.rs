@@ -36,18 +36,27 @@ pub async fn insert(
     Ok(())
 }
 
-/// An operator and its password hash, by username.
+/// An operator, its password hash and whether that is a one-time password, by username;
+/// disabled operators are not found.
 pub async fn get_with_hash(
     conn: &mut Conn,
     username: &Username,
-) -> Result<Option<(Operator, String)>, StoreError> {
-    let row =
-        sqlx::query("SELECT id, username, roles, password_hash FROM operators WHERE username = $1")
-            .bind(username.as_str())
-            .fetch_optional(conn)
-            .await?;
-    row.map(|row| Ok((operator(&row)?, row.try_get("password_hash")?)))
-        .transpose()
+) -> Result<Option<(Operator, String, bool)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT id, username, roles, password_hash, must_change_password FROM operators \
+         WHERE username = $1 AND enabled = 1",
+    )
+    .bind(username.as_str())
+    .fetch_optional(conn)
+    .await?;
+    row.map(|row| {
+        Ok((
+            operator(&row)?,
+            row.try_get("password_hash")?,
+            row.try_get::<i64, _>("must_change_password")? != 0,
+        ))
+    })
+    .transpose()
 }
 
 pub async fn list(conn: &mut Conn) -> Result<Vec<Operator>, StoreError> {
@@ -55,6 +64,143 @@ pub async fn list(conn: &mut Conn) -> Result<Vec<Operator>, StoreError> {
         .fetch_all(conn)
         .await?;
     rows.iter().map(operator).collect()
+}
+
+/// An operator as administrators see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub operator: Operator,
+    pub enabled: bool,
+    /// The password is a one-time password a policy-admin set.
+    pub must_change_password: bool,
+    /// Until when failed logins lock the username out, if they do now.
+    pub locked_until: Option<Timestamp>,
+    pub created_at: Timestamp,
+}
+
+const ACCOUNT: &str = "SELECT o.id, o.username, o.roles, o.enabled, o.must_change_password, \
+    o.created_at, t.locked_until FROM operators o LEFT JOIN login_throttle t ON t.username = o.username";
+
+fn account(row: &AnyRow, now: Timestamp) -> Result<Account, StoreError> {
+    let locked_until = opt_from_micros(row.try_get("locked_until")?)?.filter(|t| *t > now);
+    Ok(Account {
+        operator: operator(row)?,
+        enabled: row.try_get::<i64, _>("enabled")? != 0,
+        must_change_password: row.try_get::<i64, _>("must_change_password")? != 0,
+        locked_until,
+        created_at: crate::from_micros(row.try_get("created_at")?)?,
+    })
+}
+
+/// Every operator with its state, by username.
+pub async fn accounts(conn: &mut Conn, now: Timestamp) -> Result<Vec<Account>, StoreError> {
+    let rows = sqlx::query(&format!("{ACCOUNT} ORDER BY o.username"))
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(|r| account(r, now)).collect()
+}
+
+/// One operator with its state; on PostgreSQL the row stays locked until the transaction ends.
+pub async fn account_for_update(
+    conn: &mut Conn,
+    dialect: crate::Dialect,
+    username: &Username,
+    now: Timestamp,
+) -> Result<Option<Account>, StoreError> {
+    let lock = match dialect {
+        crate::Dialect::Postgres => " FOR UPDATE OF o",
+        crate::Dialect::Sqlite => "",
+    };
+    let row = sqlx::query(&format!("{ACCOUNT} WHERE o.username = $1{lock}"))
+        .bind(username.as_str())
+        .fetch_optional(conn)
+        .await?;
+    row.map(|r| account(&r, now)).transpose()
+}
+
+/// Locks every enabled operator's row (PostgreSQL; SQLite's transaction holds the database) and
+/// returns the usernames of those holding `role`: changes that could take the last holder away
+/// take turns.
+pub async fn enabled_with_role_for_update(
+    conn: &mut Conn,
+    dialect: crate::Dialect,
+    role: cardwright_domain::Role,
+) -> Result<Vec<String>, StoreError> {
+    let lock = match dialect {
+        crate::Dialect::Postgres => " FOR UPDATE",
+        crate::Dialect::Sqlite => "",
+    };
+    let rows = sqlx::query(&format!(
+        "SELECT id, username, roles FROM operators WHERE enabled = 1 ORDER BY username{lock}"
+    ))
+    .fetch_all(conn)
+    .await?;
+    let mut holders = Vec::new();
+    for row in &rows {
+        let op = operator(row)?;
+        if op.roles.contains(role) {
+            holders.push(op.username.as_str().to_owned());
+        }
+    }
+    Ok(holders)
+}
+
+pub async fn set_roles(conn: &mut Conn, id: OperatorId, roles: &Roles) -> Result<(), StoreError> {
+    sqlx::query("UPDATE operators SET roles = $1 WHERE id = $2")
+        .bind(roles.to_list())
+        .bind(id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_enabled(conn: &mut Conn, id: OperatorId, enabled: bool) -> Result<(), StoreError> {
+    sqlx::query("UPDATE operators SET enabled = $1 WHERE id = $2")
+        .bind(i64::from(enabled))
+        .bind(id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Sets a new password hash; `one_time` makes it a password the operator must change.
+pub async fn set_password(
+    conn: &mut Conn,
+    id: OperatorId,
+    hash: &str,
+    one_time: bool,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE operators SET password_hash = $1, must_change_password = $2 WHERE id = $3")
+        .bind(hash)
+        .bind(i64::from(one_time))
+        .bind(id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The password hash of an operator.
+pub async fn password_hash(conn: &mut Conn, id: OperatorId) -> Result<Option<String>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT password_hash FROM operators WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+/// Ends every session of an operator but `keep` (a token hash), if given.
+pub async fn end_sessions(
+    conn: &mut Conn,
+    id: OperatorId,
+    keep: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM sessions WHERE operator_id = $1 AND token_hash <> $2")
+        .bind(id.to_string())
+        .bind(keep.unwrap_or(""))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Records a login session under the hash of its token.
@@ -77,21 +223,30 @@ pub async fn insert_session(
     Ok(())
 }
 
-/// The operator behind an unexpired session token hash.
+/// The enabled operator behind an unexpired session token hash, and whether its password is a
+/// one-time password still to change.
 pub async fn session_operator(
     conn: &mut Conn,
     token_hash: &str,
     now: Timestamp,
-) -> Result<Option<Operator>, StoreError> {
+) -> Result<Option<(Operator, bool)>, StoreError> {
     let row = sqlx::query(
-        "SELECT o.id, o.username, o.roles FROM sessions s JOIN operators o ON o.id = s.operator_id \
-         WHERE s.token_hash = $1 AND s.expires_at > $2",
+        "SELECT o.id, o.username, o.roles, o.must_change_password FROM sessions s \
+         JOIN operators o ON o.id = s.operator_id \
+         WHERE s.token_hash = $1 AND s.expires_at > $2 AND o.enabled = 1",
     )
     .bind(token_hash)
     .bind(to_micros(now))
     .fetch_optional(conn)
     .await?;
-    row.as_ref().map(operator).transpose()
+    row.as_ref()
+        .map(|r| {
+            Ok((
+                operator(r)?,
+                r.try_get::<i64, _>("must_change_password")? != 0,
+            ))
+        })
+        .transpose()
 }
 
 /// Sets an unexpired session's expiry to `until`, unless the session was created at or before

@@ -28,6 +28,9 @@ pub struct LoginAnswer {
     pub expires_at: DateTime<Utc>,
     pub username: String,
     pub roles: Vec<String>,
+    /// The password was a one-time password: change it (`POST /api/v1/auth/password`) before
+    /// anything else.
+    pub must_change_password: bool,
 }
 
 /// Log in; answers a bearer token. Repeated failures lock the username out for a while (429).
@@ -50,6 +53,7 @@ pub async fn login(
             .iter()
             .map(|r| r.as_str().to_owned())
             .collect(),
+        must_change_password: session.must_change_password,
     }))
 }
 
@@ -58,7 +62,8 @@ pub async fn login(
     responses((status = 204, description = "Logged out."), NeedsLogin))]
 pub async fn logout(State(state): State<AppState>, parts: Parts) -> Result<StatusCode, ApiError> {
     let token = bearer(&parts).ok_or_else(|| ApiError::unauthorized("no bearer token sent"))?;
-    auth::authenticate(&state.ctx, token).await?;
+    // An operator with a one-time password still to change may log out.
+    auth::authenticate_session(&state.ctx, token).await?;
     auth::logout(&state.ctx, token).await?;
     Ok(StatusCode::NO_CONTENT)
 }

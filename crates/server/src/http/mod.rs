@@ -11,6 +11,7 @@ mod extract;
 pub(crate) mod metrics;
 pub(crate) mod notify;
 pub(crate) mod openapi;
+mod operators;
 mod persons;
 pub(crate) mod pki;
 mod schema;
@@ -32,6 +33,14 @@ pub fn api() -> OpenApiRouter<AppState> {
     let v1 = OpenApiRouter::new()
         .routes(routes!(auth::login))
         .routes(routes!(auth::logout))
+        .routes(routes!(operators::change_password))
+        .routes(routes!(
+            operators::list_operators,
+            operators::create_operator
+        ))
+        .routes(routes!(operators::get_operator, operators::update_operator))
+        .routes(routes!(operators::reset_password))
+        .routes(routes!(operators::unlock_operator))
         .routes(routes!(persons::list_persons, persons::create_person))
         .routes(routes!(persons::get_person))
         .routes(routes!(

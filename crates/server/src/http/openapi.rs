@@ -27,6 +27,7 @@ use crate::state::AppState;
         (name = "cards", description = "Temporary cards and their processes"),
         (name = "batch orders", description = "Issue multiple temporary cards: produce cards in batch orders"),
         (name = "persons", description = "Card holders"),
+        (name = "operators", description = "Operator administration: roles, disabling, password resets, lockouts"),
         (name = "templates", description = "Card templates"),
         (name = "scripts", description = "The option script TempCardsScriptOptions and its versions"),
         (name = "audit", description = "The hash-chained audit log"),

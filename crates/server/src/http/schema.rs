@@ -96,6 +96,22 @@ schema!(
 );
 
 schema!(
+    /// An operator's username (`Username`).
+    UsernameText,
+    "Username",
+    string("2 to 64 letters, digits, '.', '_', '-' or '@' once surrounding spaces are trimmed; compared without case.")
+        .pattern(Some(trimmed("[A-Za-z0-9._@-]{2,64}")))
+        .examples(["alice"])
+);
+
+schema!(
+    /// A role (`Role`).
+    RoleText,
+    "Role",
+    string("An operator's role.").enum_values(Some(cardwright_domain::Role::ALL.map(cardwright_domain::Role::as_str)))
+);
+
+schema!(
     /// An employee number (`EmployeeNumber`).
     EmployeeNumberText,
     "EmployeeNumber",

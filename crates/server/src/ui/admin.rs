@@ -2,12 +2,11 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use cardwright_domain::Role;
-use cardwright_processes::{audit, auth};
+use cardwright_processes::audit;
 use cardwright_storage::audit::Event;
 use serde::Deserialize;
 
-use super::page::{explain, forbidden, process_error, render, Layout, Reply, Section};
+use super::page::{explain, forbidden, render, Layout, Reply, Section};
 use super::session::UiSession;
 use crate::state::AppState;
 
@@ -42,38 +41,6 @@ impl From<Event> for EventRow {
             details: e.details,
         }
     }
-}
-
-struct OperatorRow {
-    username: String,
-    roles: Vec<&'static str>,
-}
-
-#[derive(Template)]
-#[template(path = "operators.html")]
-struct OperatorsPage {
-    layout: Layout,
-    operators: Vec<OperatorRow>,
-}
-
-/// GET /admin/operators: every operator and their roles.
-pub(crate) async fn operators(State(state): State<AppState>, session: UiSession) -> Reply {
-    if !Section::Operators.open_to(&session.operator.roles) {
-        return Err(forbidden(&session, Section::Operators));
-    }
-    let list = auth::list_operators(&state.ctx)
-        .await
-        .map_err(|e| process_error(&session, e))?;
-    Ok(render(&OperatorsPage {
-        layout: Layout::new(&session, Section::Operators, "Operators"),
-        operators: list
-            .into_iter()
-            .map(|o| OperatorRow {
-                username: o.username.as_str().to_owned(),
-                roles: o.roles.iter().map(Role::as_str).collect(),
-            })
-            .collect(),
-    }))
 }
 
 #[derive(Template)]

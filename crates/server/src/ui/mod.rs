@@ -14,6 +14,7 @@ mod assets;
 mod form;
 mod home;
 mod notify;
+mod operators;
 mod page;
 mod persons;
 mod script;
@@ -58,7 +59,15 @@ pub fn router() -> Router<AppState> {
             get(templates::edit_form).post(templates::update),
         )
         .route("/admin/templates/{id}/preview", get(templates::preview))
-        .route("/admin/operators", get(admin::operators))
+        .route(
+            "/admin/operators",
+            get(operators::list).post(operators::create),
+        )
+        .route("/admin/operators/{username}", post(operators::act))
+        .route(
+            "/account/password",
+            get(operators::password_form).post(operators::change_password),
+        )
         .route("/admin/audit", get(admin::audit))
         .route(
             "/admin/webhooks",

@@ -39,7 +39,7 @@ const LOGIN_LABEL: &[u8] = b"cardwright ui login";
 /// the login page.
 pub(crate) struct UiSession {
     pub operator: Operator,
-    token: String,
+    pub(crate) token: String,
 }
 
 impl UiSession {
@@ -172,11 +172,15 @@ impl FromRequestParts<AppState> for UiSession {
         let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(to_login(parts, false));
         };
-        let operator = match auth::authenticate(&state.ctx, &token).await {
-            Ok(operator) => operator,
+        let (operator, must_change) = match auth::authenticate_session(&state.ctx, &token).await {
+            Ok(found) => found,
             Err(ProcessError::Unauthenticated(_)) => return Err(to_login(parts, true)),
             Err(e) => return Err(internal(e)),
         };
+        // A one-time password is changed before anything else is done.
+        if must_change && !matches!(parts.uri.path(), "/account/password" | "/logout") {
+            return Err(see_other("/account/password?first=1"));
+        }
         slide(&state.ctx, &token).await.map_err(internal)?;
         Ok(Self { operator, token })
     }
@@ -235,7 +239,7 @@ pub(crate) async fn login_page(
 ) -> Response {
     let next = safe_next(q.next.as_deref());
     if let Some(token) = cookie(&headers, SESSION_COOKIE) {
-        if auth::authenticate(&state.ctx, &token).await.is_ok() {
+        if auth::authenticate_session(&state.ctx, &token).await.is_ok() {
             return see_other(&next);
         }
     }

@@ -15,6 +15,7 @@ mod key_custody;
 mod mail;
 mod masterdata;
 mod openapi;
+mod operators;
 mod pki;
 mod scripts;
 mod server_processes;

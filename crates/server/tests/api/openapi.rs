@@ -55,6 +55,13 @@ async fn openapi_describes_every_api_route() {
         ("/api/v1/mail-templates/{kind}/{language}", "put"),
         ("/api/v1/mail-templates/{kind}/{language}", "delete"),
         ("/api/v1/mails", "get"),
+        ("/api/v1/auth/password", "post"),
+        ("/api/v1/operators", "get"),
+        ("/api/v1/operators", "post"),
+        ("/api/v1/operators/{username}", "get"),
+        ("/api/v1/operators/{username}", "patch"),
+        ("/api/v1/operators/{username}/reset-password", "post"),
+        ("/api/v1/operators/{username}/unlock", "post"),
     ];
     for (path, method) in expected {
         assert!(
@@ -64,7 +71,7 @@ async fn openapi_describes_every_api_route() {
     }
     assert_eq!(
         paths.len(),
-        33,
+        38,
         "unexpected paths: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

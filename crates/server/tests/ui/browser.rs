@@ -573,6 +573,34 @@ async fn admin_walk(w: &Walk<'_>) -> anyhow::Result<()> {
     w.until_text("#reminder-en .alert.success", |t| t.contains("Saved"))
         .await?;
     w.shot("admin-12-mail-saved").await?;
+
+    // A new operator gets a one-time password and must choose a password of their own first.
+    w.click("nav a[href=\"/admin/operators\"]").await?;
+    w.fill("#username", "nina").await?;
+    w.click("form[action=\"/admin/operators\"] input[value=\"registration-officer\"]")
+        .await?;
+    w.click("#add-operator").await?;
+    let one_time = w.text("#one-time-password").await?;
+    ensure!(
+        one_time.len() == 24,
+        "a one-time password is shown: {one_time}"
+    );
+    w.shot("admin-13-operator-added").await?;
+    w.click("#logout").await?;
+    w.open("/login").await?;
+    w.fill("#username", "nina").await?;
+    w.fill("#password", &one_time).await?;
+    w.click("#login").await?;
+    w.until_text("main", |t| t.contains("one-time password"))
+        .await?;
+    w.shot("admin-14-first-password").await?;
+    w.fill("#old_password", &one_time).await?;
+    w.fill("#new_password", "nina's own secret").await?;
+    w.fill("#repeat_password", "nina's own secret").await?;
+    w.click("#change-password").await?;
+    w.wait_for("#changed").await?;
+    w.open("/persons").await?;
+    w.until_text("h1", |t| t.contains("Persons")).await?;
     Ok(())
 }
 
