@@ -12,6 +12,7 @@ on_both_databases!(
     an_operator_added_with_a_one_time_password_changes_it_first,
     roles_and_disabling_take_effect_at_once,
     the_last_policy_admin_stays,
+    two_admins_disabling_each_other_at_once_leave_one,
     a_locked_out_operator_is_let_in_again,
     only_policy_admins_administer,
 );
@@ -239,6 +240,71 @@ async fn the_last_policy_admin_stays(db: Db) {
         )
         .await;
     assert_eq!(last.status, StatusCode::CONFLICT, "{last:?}");
+}
+
+async fn two_admins_disabling_each_other_at_once_leave_one(db: Db) {
+    let app = spawn_app(db).await;
+    let added = app
+        .post(
+            "/api/v1/operators",
+            &app.policy,
+            json!({"username": "second", "roles": ["policy-admin"], "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{added:?}");
+    let (_, session) = login(&app, "second", PASSWORD).await;
+    let second = session["token"].as_str().unwrap().to_owned();
+    let disable = |token: String, whom: &'static str| {
+        let app = &app;
+        async move {
+            app.call(
+                Method::PATCH,
+                &format!("/api/v1/operators/{whom}"),
+                Some(&token),
+                Some(json!({"enabled": false})),
+            )
+            .await
+            .status
+        }
+    };
+    let (a, b) = tokio::join!(
+        disable(app.policy.clone(), "second"),
+        disable(second.clone(), "policy")
+    );
+    // One wins; the other is refused as the last policy-admin, or finds its session ended.
+    let statuses = [a, b];
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| matches!(
+            *s,
+            StatusCode::OK | StatusCode::CONFLICT | StatusCode::UNAUTHORIZED
+        )),
+        "{statuses:?}"
+    );
+    let survivor = if a == StatusCode::OK {
+        app.policy.clone()
+    } else {
+        second
+    };
+    let list = app.get("/api/v1/operators", &survivor).await;
+    let enabled_admins = list.body["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| {
+            o["enabled"] == true
+                && o["roles"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r == "policy-admin")
+        })
+        .count();
+    assert_eq!(enabled_admins, 1, "{list:?}");
 }
 
 async fn a_locked_out_operator_is_let_in_again(db: Db) {
