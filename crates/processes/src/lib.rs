@@ -13,6 +13,7 @@ pub mod notify;
 pub mod operators;
 mod paging;
 pub mod persons;
+pub mod persons_import;
 pub mod pki;
 pub mod scripts;
 pub mod services;

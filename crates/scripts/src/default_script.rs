@@ -44,6 +44,10 @@ desk_email = "";
 // The language of the mails: "en" or "de".
 mail_language = "en";
 
+// What happens to the assigned temporary cards of a person who is deactivated (left the
+// directory): "withdraw", "lock" or "keep".
+on_person_deactivated = "lock";
+
 // Example: visitor cards for one day, extensions by one week.
 //
 // if template == "Visitor" {

@@ -563,7 +563,7 @@ mod tests {
         assert_eq!(limits.max_operations, 1);
         assert_eq!(limits.max_string_bytes, 1);
         assert_eq!(limits.max_time, Duration::from_millis(1));
-        assert_eq!(limits.max_variables, 12);
+        assert_eq!(limits.max_variables, 13);
         assert!(matches!(
             engine.compile("loop {}"),
             Err(ScriptError::Limit { .. })

@@ -9,7 +9,7 @@ use rhai::{Array, Dynamic, Scope, INT};
 use crate::error::ScriptError;
 
 /// The names of the options, in the order the default script sets them.
-pub const OPTION_NAMES: [&str; 9] = [
+pub const OPTION_NAMES: [&str; 10] = [
     "pin_length",
     "puk_length",
     "encode",
@@ -19,6 +19,7 @@ pub const OPTION_NAMES: [&str; 9] = [
     "remind_days_before",
     "desk_email",
     "mail_language",
+    "on_person_deactivated",
 ];
 
 /// The names of the read-only context variables a script can branch on.
@@ -36,6 +37,8 @@ pub const MAX_ACTIVE_PER_PERSON: RangeInclusive<u32> = 1..=10;
 pub const REMIND_DAYS_BEFORE: RangeInclusive<u32> = 0..=30;
 /// Languages mails can be written in.
 pub const MAIL_LANGUAGES: [&str; 2] = ["en", "de"];
+/// What happens to the assigned temporary cards of a person who is deactivated.
+pub const ON_PERSON_DEACTIVATED: [&str; 3] = ["withdraw", "lock", "keep"];
 /// The most certificate profiles one card may carry.
 pub const MAX_CERTIFICATES: usize = 8;
 
@@ -66,6 +69,9 @@ pub struct ScriptOptions {
     pub desk_email: String,
     /// The language of the mails ("en" or "de").
     pub mail_language: String,
+    /// What happens to an assigned temporary card when its holder is deactivated (left the
+    /// directory): "withdraw", "lock" or "keep".
+    pub on_person_deactivated: String,
 }
 
 impl Default for ScriptOptions {
@@ -81,6 +87,7 @@ impl Default for ScriptOptions {
             remind_days_before: 2,
             desk_email: String::new(),
             mail_language: "en".to_owned(),
+            on_person_deactivated: "lock".to_owned(),
         }
     }
 }
@@ -113,7 +120,8 @@ impl ScriptOptions {
             )
             .push("remind_days_before", INT::from(self.remind_days_before))
             .push("desk_email", self.desk_email.clone())
-            .push("mail_language", self.mail_language.clone());
+            .push("mail_language", self.mail_language.clone())
+            .push("on_person_deactivated", self.on_person_deactivated.clone());
     }
 
     /// Reads and validates the options from the scope a script ran in.
@@ -133,6 +141,8 @@ impl ScriptOptions {
             read_count(scope, "remind_days_before", &REMIND_DAYS_BEFORE, "days")?;
         let desk_email = read_email(scope, "desk_email")?;
         let mail_language = read_choice(scope, "mail_language", &MAIL_LANGUAGES)?;
+        let on_person_deactivated =
+            read_choice(scope, "on_person_deactivated", &ON_PERSON_DEACTIVATED)?;
         Ok(Self {
             pin_length,
             puk_length,
@@ -143,6 +153,7 @@ impl ScriptOptions {
             remind_days_before,
             desk_email,
             mail_language,
+            on_person_deactivated,
         })
     }
 }

@@ -73,6 +73,7 @@ fn the_default_script_gives_the_default_options() {
             remind_days_before: 2,
             desk_email: String::new(),
             mail_language: "en".to_owned(),
+            on_person_deactivated: "lock".to_owned(),
         }
     );
     assert_eq!(options.temp_card_options(), TempCardOptions::default());
@@ -131,6 +132,7 @@ fn assigned_options_are_returned() {
         remind_days_before = 0;
         desk_email = " desk@example.org ";
         mail_language = "de";
+        on_person_deactivated = "withdraw";
     "#)
     .unwrap();
     assert_eq!(
@@ -145,6 +147,7 @@ fn assigned_options_are_returned() {
             remind_days_before: 0,
             desk_email: "desk@example.org".to_owned(),
             mail_language: "de".to_owned(),
+            on_person_deactivated: "withdraw".to_owned(),
         }
     );
     assert_eq!(
@@ -448,6 +451,10 @@ fn out_of_range_values_are_refused() {
     assert_invalid("desk_email = \"desk\";", "desk_email");
     assert_invalid("desk_email = 7;", "desk_email");
     assert_invalid("mail_language = \"fr\";", "mail_language");
+    assert_invalid(
+        "on_person_deactivated = \"delete\";",
+        "on_person_deactivated",
+    );
 }
 
 #[test]

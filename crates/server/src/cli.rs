@@ -47,6 +47,9 @@ pub enum Command {
     /// Manage operator accounts.
     #[command(subcommand)]
     Operator(OperatorCommand),
+    /// Persons from the organisation: import a CSV file.
+    #[command(subcommand)]
+    Persons(PersonsCommand),
     /// Work with the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -62,6 +65,27 @@ pub enum Command {
     /// on the server given by --database-url); nothing existing is touched.
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PersonsCommand {
+    /// Import persons from a CSV file with a header row (employee_number, given_name,
+    /// family_name, optional email and state), matched by employee number. A bad row stops the
+    /// import unless --skip-bad-rows; nothing is half-applied.
+    ///
+    /// Example: cardwright persons import staff.csv --dry-run
+    Import {
+        file: PathBuf,
+        /// Only report what would happen.
+        #[arg(long)]
+        dry_run: bool,
+        /// Import the good rows even when some are bad.
+        #[arg(long)]
+        skip_bad_rows: bool,
+        /// Deactivate active persons the file does not name.
+        #[arg(long)]
+        deactivate_missing: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -193,6 +217,19 @@ pub async fn run_admin(cli: &Cli, config: &Config) -> anyhow::Result<()> {
             result?;
         }
         Command::Operator(command) => crate::operator_cli::run(command, config).await?,
+        Command::Persons(PersonsCommand::Import {
+            file,
+            dry_run,
+            skip_bad_rows,
+            deactivate_missing,
+        }) => {
+            let options = cardwright_processes::persons_import::ImportOptions {
+                dry_run: *dry_run,
+                skip_bad_rows: *skip_bad_rows,
+                deactivate_missing: *deactivate_missing,
+            };
+            crate::operator_cli::import_persons(file, options, config).await?;
+        }
         Command::Audit(AuditCommand::Verify) => {
             // A verification only reads: the database is opened read-only, no migration runs
             // and no file (key, CA, data folder) is created.

@@ -1,5 +1,6 @@
 //! `cardwright operator ...`: operator administration on the server's machine, with the same
-//! rules as the API (the last enabled policy-admin stays, every change is audited).
+//! rules as the API (the last enabled policy-admin stays, every change is audited); and
+//! `cardwright persons import`.
 
 use std::io::Read as _;
 use std::sync::Arc;
@@ -115,4 +116,59 @@ pub(crate) async fn run(command: &OperatorCommand, config: &Config) -> anyhow::R
     .await;
     ctx.store.close().await;
     outcome.map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// `persons import FILE`: as the API's import, by the command line (named `cli` in the audit
+/// log, with the registration officer's role the import and the card processes need).
+pub(crate) async fn import_persons(
+    file: &std::path::Path,
+    options: cardwright_processes::persons_import::ImportOptions,
+    config: &Config,
+) -> anyhow::Result<()> {
+    use cardwright_processes::persons_import;
+    let size = std::fs::metadata(file)
+        .with_context(|| format!("reading {}", file.display()))?
+        .len();
+    if size > persons_import::MAX_BYTES as u64 {
+        bail!(
+            "{}: the file has more than {} bytes",
+            file.display(),
+            persons_import::MAX_BYTES
+        );
+    }
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading {} (UTF-8 text)", file.display()))?;
+    let ctx = crate::app::context(config, Arc::new(SystemClock)).await?;
+    let operator = cardwright_domain::Operator {
+        id: cardwright_domain::OperatorId::new(0, [0; 10]),
+        username: cardwright_domain::Username::parse("cli").expect("a valid username"),
+        roles: [cardwright_domain::Role::RegistrationOfficer]
+            .into_iter()
+            .collect(),
+    };
+    let result = persons_import::import(&ctx, &operator, &text, options).await;
+    ctx.store.close().await;
+    let report = result.map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    for bad in &report.bad_rows {
+        eprintln!("{}:{}: {}", file.display(), bad.line, bad.message);
+    }
+    let verb = if report.applied { "" } else { "would be " };
+    println!(
+        "{} {verb}created, {} {verb}updated, {} {verb}deactivated, {} unchanged, {} bad rows",
+        report.created.len(),
+        report.updated.len(),
+        report.deactivated.len(),
+        report.unchanged,
+        report.bad_rows.len()
+    );
+    for card in &report.cards {
+        println!("card {}: {}", card.serial, card.outcome);
+    }
+    if !report.applied && !report.dry_run {
+        bail!(
+            "nothing imported: {} bad rows (fix them, or import the others with --skip-bad-rows)",
+            report.bad_rows.len()
+        );
+    }
+    Ok(())
 }

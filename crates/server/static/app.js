@@ -101,4 +101,17 @@
     area.addEventListener("input", update);
     area.addEventListener("scroll", function () { gutter.scrollTop = area.scrollTop; });
   });
+
+  // A file picked for a text area (the persons import) is read into it.
+  document.querySelectorAll("input[type=file][data-fill]").forEach(function (input) {
+    var area = document.getElementById(input.getAttribute("data-fill"));
+    if (!area || !window.FileReader) { return; }
+    input.addEventListener("change", function () {
+      var file = input.files && input.files[0];
+      if (!file) { return; }
+      var reader = new FileReader();
+      reader.onload = function () { area.value = String(reader.result); };
+      reader.readAsText(file);
+    });
+  });
 }());

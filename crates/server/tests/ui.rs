@@ -562,6 +562,10 @@ async fn every_page_opens_for_an_operator_with_every_role() {
             vec!["ada", "rita", "Reset password", "csrf"],
         ),
         (
+            "/persons/import".to_owned(),
+            vec!["employee_number", "Check (dry run)", "csrf"],
+        ),
+        (
             "/account/password".to_owned(),
             vec!["Current password", "csrf"],
         ),

@@ -40,6 +40,31 @@ pub async fn insert(conn: &mut Conn, person: &Person, now: Timestamp) -> Result<
     Ok(())
 }
 
+/// Every person, by employee number (for an import to compare against).
+pub async fn all(conn: &mut Conn) -> Result<Vec<Person>, StoreError> {
+    let rows = sqlx::query(&format!("{SELECT} ORDER BY employee_number"))
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(person).collect()
+}
+
+/// Writes a person's names, email and state.
+pub async fn update(conn: &mut Conn, person: &Person, now: Timestamp) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE persons SET given_name = $1, family_name = $2, email = $3, state = $4, \
+         updated_at = $5 WHERE id = $6",
+    )
+    .bind(person.given_name.as_str())
+    .bind(person.family_name.as_str())
+    .bind(person.email.as_ref().map(|e| e.as_str().to_owned()))
+    .bind(person.state.as_str())
+    .bind(to_micros(now))
+    .bind(person.id.to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 pub async fn get(conn: &mut Conn, id: PersonId) -> Result<Option<Person>, StoreError> {
     let row = sqlx::query(&format!("{SELECT} WHERE id = $1"))
         .bind(id.to_string())

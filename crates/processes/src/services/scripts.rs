@@ -62,6 +62,7 @@ impl RunOptions {
             "remind_days_before": o.remind_days_before,
             "desk_email": o.desk_email,
             "mail_language": o.mail_language,
+            "on_person_deactivated": o.on_person_deactivated,
         });
         if let Some(error) = &self.error {
             value["script_error"] = serde_json::Value::String(error.clone());

@@ -13,6 +13,7 @@ pub(crate) mod notify;
 pub(crate) mod openapi;
 mod operators;
 mod persons;
+mod persons_import;
 pub(crate) mod pki;
 mod schema;
 mod scripts;
@@ -43,6 +44,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(operators::unlock_operator))
         .routes(routes!(persons::list_persons, persons::create_person))
         .routes(routes!(persons::get_person))
+        .routes(routes!(persons_import::import_persons))
         .routes(routes!(
             templates::list_templates,
             templates::create_template

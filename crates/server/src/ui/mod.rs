@@ -17,6 +17,7 @@ mod notify;
 mod operators;
 mod page;
 mod persons;
+mod persons_import;
 mod script;
 mod session;
 mod temp_cards;
@@ -46,6 +47,10 @@ pub fn router() -> Router<AppState> {
         .route("/logout", post(session::logout))
         .route("/static/{file}", get(assets::serve))
         .route("/persons", get(persons::search).post(persons::create))
+        .route(
+            "/persons/import",
+            get(persons_import::form).post(persons_import::import),
+        )
         .route("/persons/{id}", get(persons::profile))
         .route("/admin/script", get(script::editor).post(script::save))
         .route("/admin/script/restore", post(script::restore))

@@ -16,6 +16,7 @@ mod mail;
 mod masterdata;
 mod openapi;
 mod operators;
+mod persons_import;
 mod pki;
 mod scripts;
 mod server_processes;

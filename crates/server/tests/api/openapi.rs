@@ -62,6 +62,7 @@ async fn openapi_describes_every_api_route() {
         ("/api/v1/operators/{username}", "patch"),
         ("/api/v1/operators/{username}/reset-password", "post"),
         ("/api/v1/operators/{username}/unlock", "post"),
+        ("/api/v1/persons/import", "post"),
     ];
     for (path, method) in expected {
         assert!(
@@ -71,7 +72,7 @@ async fn openapi_describes_every_api_route() {
     }
     assert_eq!(
         paths.len(),
-        38,
+        39,
         "unexpected paths: {:?}",
         paths.keys().collect::<Vec<_>>()
     );
