@@ -269,7 +269,7 @@ pub async fn change_own_password(
     let (operator, _) = crate::auth::authenticate_session(ctx, token).await?;
     check_new_password(new)?;
     if old == new {
-        return Err(ProcessError::Invalid(
+        return Err(ProcessError::Unprocessable(
             "new_password: choose a password other than the current one".into(),
         ));
     }
@@ -298,7 +298,7 @@ pub async fn change_own_password(
             .ok_or_else(|| unknown(operator.username.as_str()))?
     };
     if old.len() > 1024 || !verify_password(current, old.to_owned()).await? {
-        return Err(ProcessError::Invalid(
+        return Err(ProcessError::Forbidden(
             "old_password: that is not your current password".into(),
         ));
     }

@@ -137,6 +137,8 @@ fn read_row(record: &csv::StringRecord, c: &Columns) -> Result<Row, String> {
 struct FileRows {
     good: Vec<Row>,
     bad: Vec<BadRow>,
+    /// Employee numbers (lower case) of bad rows: those persons are not missing.
+    named_by_bad: HashSet<String>,
 }
 
 /// Reads the file.
@@ -191,7 +193,11 @@ fn read(text: &str) -> Result<FileRows, ProcessError> {
             Err(message) => bad.push(BadRow { line, message }),
         }
     }
-    Ok(FileRows { good, bad })
+    Ok(FileRows {
+        good,
+        bad,
+        named_by_bad: HashSet::new(),
+    })
 }
 
 /// Imports persons from CSV text. Needs registration-officer.
@@ -203,6 +209,19 @@ pub async fn import(
 ) -> Result<ImportReport, ProcessError> {
     require_any(operator, &[Role::RegistrationOfficer], "Importing persons")?;
     let rows = read(text)?;
+    apply(ctx, operator, rows, options, "import").await
+}
+
+/// Compares the rows with the stored persons and, unless it is a dry run or bad rows stop it,
+/// writes the changes in one transaction with their audit events (`source` names where the
+/// rows came from), then handles the cards of the persons deactivated.
+async fn apply(
+    ctx: &Context,
+    operator: &Operator,
+    rows: FileRows,
+    options: ImportOptions,
+    source: &str,
+) -> Result<ImportReport, ProcessError> {
     let now = ctx.now();
     let mut tx = ctx.store.begin().await?;
     let existing = persons::all(&mut tx).await?;
@@ -211,7 +230,14 @@ pub async fn import(
         bad_rows: rows.bad,
         ..ImportReport::default()
     };
-    let writes = plan(ctx, &existing, rows.good, options, &mut report);
+    let writes = plan(
+        ctx,
+        &existing,
+        rows.good,
+        &rows.named_by_bad,
+        options,
+        &mut report,
+    );
     if options.dry_run || (!report.bad_rows.is_empty() && !options.skip_bad_rows) {
         return Ok(report);
     }
@@ -240,14 +266,18 @@ pub async fn import(
             serde_json::json!({
                 "person": person.id.to_string(),
                 "employee_number": number,
-                "source": "import",
+                "source": source,
             }),
         ));
     }
     events.push(NewEvent::admin(
         now,
         operator.username.as_str().to_owned(),
-        "PersonsImport",
+        if source == "directory" {
+            "PersonsSync"
+        } else {
+            "PersonsImport"
+        },
         serde_json::json!({
             "created": report.created.len(),
             "updated": report.updated.len(),
@@ -263,11 +293,104 @@ pub async fn import(
     Ok(report)
 }
 
+/// One person as the directory gives it: attribute values by their role, and where it came
+/// from (its DN) for messages.
+#[derive(Debug, Clone, Default)]
+pub struct DirectoryEntry {
+    pub origin: String,
+    pub employee_number: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub email: Option<String>,
+}
+
+/// Brings the persons in line with the directory: entries are matched by employee number,
+/// persons the directory no longer has are deactivated (never deleted) and their cards handled
+/// as `on_person_deactivated` says. An entry that cannot be read is reported and leaves its
+/// person as it was. One audit event (`PersonsSync`) carries the counts.
+pub async fn sync(
+    ctx: &Context,
+    operator: &Operator,
+    entries: Vec<DirectoryEntry>,
+) -> Result<ImportReport, ProcessError> {
+    let mut rows = FileRows {
+        good: Vec::new(),
+        bad: Vec::new(),
+        named_by_bad: HashSet::new(),
+    };
+    let mut seen = HashSet::new();
+    for (n, entry) in entries.into_iter().enumerate() {
+        let line = u64::try_from(n + 1).unwrap_or(u64::MAX);
+        let number = entry.employee_number.clone().unwrap_or_default();
+        let read = (|| {
+            Ok::<Row, String>(Row {
+                employee_number: EmployeeNumber::parse(&number).map_err(|e| e.to_string())?,
+                given_name: PersonName::parse(
+                    "given_name",
+                    entry.given_name.as_deref().unwrap_or_default(),
+                )
+                .map_err(|e| e.to_string())?,
+                family_name: PersonName::parse(
+                    "family_name",
+                    entry.family_name.as_deref().unwrap_or_default(),
+                )
+                .map_err(|e| e.to_string())?,
+                email: entry
+                    .email
+                    .as_deref()
+                    .map(Email::parse_optional)
+                    .transpose()
+                    .map_err(|e| e.to_string())?
+                    .flatten(),
+                state: PersonState::Active,
+            })
+        })();
+        match read {
+            Ok(row) if !seen.insert(row.employee_number.as_str().to_ascii_lowercase()) => {
+                rows.bad.push(BadRow {
+                    line,
+                    message: format!(
+                        "{}: employee number {} is given by another entry too",
+                        entry.origin,
+                        row.employee_number.as_str()
+                    ),
+                });
+            }
+            Ok(row) => rows.good.push(row),
+            Err(message) => {
+                if !number.trim().is_empty() {
+                    rows.named_by_bad.insert(number.trim().to_ascii_lowercase());
+                }
+                rows.bad.push(BadRow {
+                    line,
+                    message: format!("{}: {message}", entry.origin),
+                });
+            }
+        }
+    }
+    // A directory that answers with nobody is a wrong base or filter far more often than an
+    // organisation that let everyone go.
+    if rows.good.is_empty() && rows.bad.is_empty() {
+        return Err(ProcessError::Conflict(
+            "the directory gave no person; nothing changed (check directory.base_dn and \
+             directory.filter)"
+                .into(),
+        ));
+    }
+    let options = ImportOptions {
+        dry_run: false,
+        skip_bad_rows: true,
+        deactivate_missing: true,
+    };
+    apply(ctx, operator, rows, options, "directory").await
+}
+
 /// What the import writes (each person, and whether it is new), counted into `report`.
 fn plan(
     ctx: &Context,
     existing: &[Person],
     rows: Vec<Row>,
+    named_by_bad: &HashSet<String>,
     options: ImportOptions,
     report: &mut ImportReport,
 ) -> Vec<(Person, bool)> {
@@ -323,7 +446,10 @@ fn plan(
     if options.deactivate_missing {
         for person in existing {
             let key = person.employee_number.as_str().to_ascii_lowercase();
-            if person.state == PersonState::Active && !named.contains(&key) {
+            if person.state == PersonState::Active
+                && !named.contains(&key)
+                && !named_by_bad.contains(&key)
+            {
                 report
                     .deactivated
                     .push(person.employee_number.as_str().to_owned());
@@ -385,4 +511,14 @@ pub async fn handle_cards_of(
         }
     }
     Ok(actions)
+}
+
+/// The last directory sync: when, and its counts, as its audit event recorded them.
+pub async fn last_sync(
+    ctx: &Context,
+) -> Result<Option<(cardwright_domain::Timestamp, serde_json::Value)>, ProcessError> {
+    let mut conn = ctx.store.reader().await?;
+    Ok(audit::last_of(&mut conn, "PersonsSync")
+        .await?
+        .map(|e| (e.at, serde_json::from_str(&e.details).unwrap_or_default())))
 }

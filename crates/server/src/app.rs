@@ -184,6 +184,13 @@ pub async fn start(
         )));
     }
     tasks.extend(crate::notify::start(config, &ctx, &watch_rx).await?);
+    if !config.directory.url.is_empty() && config.directory.sync_interval_secs > 0 {
+        tasks.push(tokio::spawn(crate::directory::sync_job(
+            ctx.clone(),
+            config.directory.clone(),
+            watch_rx.clone(),
+        )));
+    }
     tasks.push(tokio::spawn(expiry_job(
         ctx.clone(),
         Duration::from_millis(config.expiry_interval_ms),

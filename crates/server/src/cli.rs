@@ -86,6 +86,8 @@ pub enum PersonsCommand {
         #[arg(long)]
         deactivate_missing: bool,
     },
+    /// Synchronise persons with the LDAP directory of `[directory]` once.
+    Sync,
 }
 
 #[derive(Debug, Subcommand)]
@@ -229,6 +231,33 @@ pub async fn run_admin(cli: &Cli, config: &Config) -> anyhow::Result<()> {
                 deactivate_missing: *deactivate_missing,
             };
             crate::operator_cli::import_persons(file, options, config).await?;
+        }
+        Command::Persons(PersonsCommand::Sync) => {
+            if config.directory.url.is_empty() {
+                bail!("no directory is configured: set directory.url, base_dn and bind_dn");
+            }
+            let ctx = crate::app::context(
+                config,
+                std::sync::Arc::new(cardwright_processes::SystemClock),
+            )
+            .await?;
+            let result = crate::directory::sync(&ctx, &config.directory).await;
+            ctx.store.close().await;
+            let report = result?;
+            for bad in &report.bad_rows {
+                eprintln!("{}", bad.message);
+            }
+            println!(
+                "{} created, {} updated, {} deactivated, {} unchanged, {} entries not read",
+                report.created.len(),
+                report.updated.len(),
+                report.deactivated.len(),
+                report.unchanged,
+                report.bad_rows.len()
+            );
+            for card in &report.cards {
+                println!("card {}: {}", card.serial, card.outcome);
+            }
         }
         Command::Audit(AuditCommand::Verify) => {
             // A verification only reads: the database is opened read-only, no migration runs

@@ -38,6 +38,86 @@ pub struct Config {
     /// Mail: expiry reminders and notices. No `host`: no mail is sent.
     pub smtp: SmtpConfig,
     pub webhooks: WebhooksConfig,
+    /// Persons from an LDAP directory. No `url`: no sync.
+    pub directory: DirectoryConfig,
+}
+
+/// The LDAP directory persons are synchronised from.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DirectoryConfig {
+    /// `ldap://HOST:PORT`; empty: no directory.
+    pub url: String,
+    /// The DN to bind as; empty: an anonymous bind.
+    pub bind_dn: String,
+    /// Give it in the environment, CARDWRIGHT_DIRECTORY_BIND_PASSWORD.
+    pub bind_password: String,
+    /// Where persons are searched (the whole subtree).
+    pub base_dn: String,
+    pub filter: String,
+    /// The attribute holding each value.
+    pub attributes: DirectoryAttributes,
+    /// How often `serve` synchronises, in seconds; 0: only `cardwright persons sync`.
+    pub sync_interval_secs: u64,
+    /// How long one sync may take, in seconds.
+    pub timeout_secs: u64,
+}
+
+/// Which directory attribute holds what (inetOrgPerson's by default).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DirectoryAttributes {
+    pub employee_number: String,
+    pub given_name: String,
+    pub family_name: String,
+    pub email: String,
+}
+
+impl Default for DirectoryAttributes {
+    fn default() -> Self {
+        Self {
+            employee_number: "employeeNumber".into(),
+            given_name: "givenName".into(),
+            family_name: "sn".into(),
+            email: "mail".into(),
+        }
+    }
+}
+
+impl Default for DirectoryConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            bind_dn: String::new(),
+            bind_password: String::new(),
+            base_dn: String::new(),
+            filter: "(objectClass=inetOrgPerson)".into(),
+            attributes: DirectoryAttributes::default(),
+            sync_interval_secs: 3600,
+            timeout_secs: 120,
+        }
+    }
+}
+
+impl std::fmt::Debug for DirectoryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectoryConfig")
+            .field("url", &self.url)
+            .field("bind_dn", &self.bind_dn)
+            .field(
+                "bind_password",
+                &if self.bind_password.is_empty() {
+                    ""
+                } else {
+                    "***"
+                },
+            )
+            .field("base_dn", &self.base_dn)
+            .field("filter", &self.filter)
+            .field("attributes", &self.attributes)
+            .field("sync_interval_secs", &self.sync_interval_secs)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Announcing events by mail and webhook.
@@ -316,6 +396,7 @@ impl Default for Config {
             notify: NotifyConfig::default(),
             smtp: SmtpConfig::default(),
             webhooks: WebhooksConfig::default(),
+            directory: DirectoryConfig::default(),
         }
     }
 }
@@ -427,7 +508,33 @@ impl Config {
         if self.login.max_failures == 0 {
             bail!("login.max_failures: must be at least 1");
         }
+        self.check_directory()?;
         self.check_notify()
+    }
+
+    fn check_directory(&self) -> anyhow::Result<()> {
+        let d = &self.directory;
+        if d.url.is_empty() {
+            return Ok(());
+        }
+        if !d.url.starts_with("ldap://") {
+            bail!("directory.url: use ldap://HOST:PORT, not '{}'", d.url);
+        }
+        if d.base_dn.trim().is_empty() {
+            bail!(
+                "directory.base_dn: name where the persons are, e.g. ou=people,dc=example,dc=org"
+            );
+        }
+        if d.sync_interval_secs != 0 {
+            in_range(
+                "directory.sync_interval_secs",
+                d.sync_interval_secs,
+                60,
+                30 * DAY,
+            )?;
+        }
+        in_range("directory.timeout_secs", d.timeout_secs, 1, 3600)?;
+        Ok(())
     }
 
     fn check_notify(&self) -> anyhow::Result<()> {

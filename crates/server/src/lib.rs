@@ -9,6 +9,7 @@ mod bench_webhooks;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod directory;
 pub mod error;
 pub mod http;
 pub mod keys;

@@ -474,6 +474,17 @@ pub async fn list(
     rows.iter().map(event).collect()
 }
 
+/// The newest event of a process (or admin change), if any.
+pub async fn last_of(conn: &mut Conn, process: &str) -> Result<Option<Event>, StoreError> {
+    let row = sqlx::query(&format!(
+        "{SELECT} WHERE process = $1 ORDER BY seq DESC LIMIT 1"
+    ))
+    .bind(process)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(event).transpose()
+}
+
 /// The outcome of checking the whole chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verification {

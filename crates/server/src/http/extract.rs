@@ -39,18 +39,35 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 position: None,
             });
         }
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
+        if !req.headers().contains_key(CONTENT_TYPE) {
+            return Err(ApiError::bad_request(
+                "send the body as JSON with Content-Type: application/json",
+            ));
+        }
+        let too_large = || ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!(
+                "the request body is larger than {} MiB",
+                crate::state::BODY_LIMIT / (1024 * 1024)
+            ),
+            position: None,
+        };
+        let bytes = match axum::body::Bytes::from_request(req, state).await {
+            Ok(bytes) => bytes,
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(ApiError {
-                    status: StatusCode::PAYLOAD_TOO_LARGE,
-                    message: format!(
-                        "the request body is larger than {} MiB",
-                        crate::state::BODY_LIMIT / (1024 * 1024)
-                    ),
-                    position: None,
-                })
+                return Err(too_large())
             }
+            Err(rejection) => return Err(ApiError::bad_request(rejection.body_text())),
+        };
+        // Every body is an object: serde would also read a struct from an array of its fields
+        // in order, which the document does not admit.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(ApiError::bad_request(
+                "the body must be a JSON object, not an array",
+            ));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
+            Ok(axum::Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(ApiError::bad_request(json_message(&rejection))),
         }
     }

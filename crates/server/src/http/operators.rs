@@ -63,9 +63,9 @@ pub struct NewOperatorBody {
     /// At least one.
     #[schema(value_type = Vec<RoleText>, min_items = 1)]
     pub roles: Vec<String>,
-    /// At least 8 characters. Without it, a one-time password is made and answered: the
+    /// 8 to 256 characters. Without it, a one-time password is made and answered: the
     /// operator must change it at the first login.
-    #[schema(min_length = 8, max_length = 1024)]
+    #[schema(min_length = 8, max_length = 256)]
     pub password: Option<String>,
 }
 
@@ -99,9 +99,10 @@ pub struct PasswordReset {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChangeBody {
-    #[schema(max_length = 1024)]
+    #[schema(max_length = 256)]
     pub old_password: String,
-    #[schema(min_length = 8, max_length = 1024)]
+    /// 8 to 256 characters.
+    #[schema(min_length = 8, max_length = 256)]
     pub new_password: String,
 }
 
@@ -238,8 +239,10 @@ pub async fn unlock_operator(
 #[utoipa::path(post, path = "/auth/password", tag = "auth", request_body = PasswordChangeBody,
     security(("bearer" = [])),
     responses((status = 204, description = "Changed."),
-        (status = 400, description = "The current password is wrong, or the new one is too short, too long or the same.", body = ErrorBody),
+        (status = 400, description = "The new password is too short or too long.", body = ErrorBody),
         JsonBody, NeedsLogin,
+        (status = 403, description = "The current password is wrong (it counts as a failed login).", body = ErrorBody),
+        (status = 422, description = "The new password is the current one.", body = ErrorBody),
         (status = 429, description = "Too many wrong passwords for this username; try again later.", body = ErrorBody)))]
 pub async fn change_password(
     State(state): State<AppState>,

@@ -283,7 +283,12 @@ pub(crate) async fn change_password(State(state): State<AppState>, posted: Poste
     };
     match result {
         Ok(()) => Ok(see_other("/account/password?changed=1")),
-        Err(e @ (ProcessError::Invalid(_) | ProcessError::Throttled(_))) => {
+        Err(
+            e @ (ProcessError::Invalid(_)
+            | ProcessError::Unprocessable(_)
+            | ProcessError::Forbidden(_)
+            | ProcessError::Throttled(_)),
+        ) => {
             let (status, message) = explain(e);
             Err(render_with(
                 status,

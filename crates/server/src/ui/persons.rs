@@ -55,6 +55,8 @@ struct PersonsPage {
     next_href: Option<String>,
     new: NewPersonFields,
     error: Option<String>,
+    /// The last directory sync, as a sentence.
+    last_sync: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -95,6 +97,16 @@ async fn persons_page(
         Some((status, message)) => (status, Some(message)),
         None => (StatusCode::OK, None),
     };
+    let last_sync = cardwright_processes::persons_import::last_sync(&state.ctx)
+        .await
+        .map_err(|e| process_error(session, e))?
+        .map(|(at, c)| {
+            format!(
+                "Last directory sync {}: {} created, {} updated, {} deactivated, {} unchanged, {} entries not read.",
+                super::page::when(at),
+                c["created"], c["updated"], c["deactivated"], c["unchanged"], c["bad_rows"]
+            )
+        });
     let page = PersonsPage {
         layout: Layout::new(session, Section::Persons, "Persons"),
         query,
@@ -102,6 +114,7 @@ async fn persons_page(
         next_href,
         new,
         error,
+        last_sync,
     };
     if status == StatusCode::OK {
         Ok(render(&page))

@@ -9,6 +9,7 @@ mod card_sdk;
 mod cards;
 mod cli;
 mod concurrency;
+mod directory;
 mod encoding;
 mod hardening;
 mod key_custody;

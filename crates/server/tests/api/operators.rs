@@ -78,7 +78,7 @@ async fn an_operator_added_with_a_one_time_password_changes_it_first(db: Db) {
             json!({"old_password": "not it at all", "new_password": "a new secret"}),
         )
         .await;
-    assert_eq!(wrong.status, StatusCode::BAD_REQUEST, "{wrong:?}");
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN, "{wrong:?}");
     let changed = app
         .post(
             "/api/v1/auth/password",

@@ -1,0 +1,274 @@
+//! Persons from OpenLDAP's slapd, started by each test on a loopback port with a generated
+//! directory of 1,000 people: create, update, deactivate (with the cards of who left), a second
+//! sync that changes nothing, and a wrong bind password that changes nothing.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use cardwright::config::DirectoryConfig;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{spawn_app, Db, TestApp};
+use crate::on_both_databases;
+
+const SLAPD: &str = "/usr/sbin/slapd";
+const SLAPADD: &str = "/usr/sbin/slapadd";
+const BASE: &str = "dc=example,dc=org";
+const ADMIN: &str = "cn=admin,dc=example,dc=org";
+const SECRET: &str = "directory secret";
+
+/// A slapd of its own, in a temporary folder.
+struct Slapd {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn person_ldif(n: usize, family: &str) -> String {
+    format!(
+        "dn: uid=p{n},ou=people,{BASE}\nobjectClass: inetOrgPerson\nuid: p{n}\ncn: Person {n}\n\
+         givenName: Given{n}\nsn: {family}\nmail: p{n}@example.org\nemployeeNumber: E-{n}\n\n"
+    )
+}
+
+impl Slapd {
+    /// A directory with people 1 to `people` (employee numbers E-1 ...).
+    fn start(people: usize) -> Option<Self> {
+        if !cardwright_testkit::require_file(
+            Path::new(SLAPD),
+            "install Debian's slapd (scripts/test does)",
+        ) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db");
+        std::fs::create_dir_all(&db).unwrap();
+        let conf = dir.path().join("slapd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "include /etc/ldap/schema/core.schema\ninclude /etc/ldap/schema/cosine.schema\n\
+                 include /etc/ldap/schema/inetorgperson.schema\nmodulepath /usr/lib/ldap\n\
+                 moduleload back_mdb\npidfile {}\ndatabase mdb\nsuffix \"{BASE}\"\n\
+                 rootdn \"{ADMIN}\"\nrootpw \"{SECRET}\"\ndirectory {}\nmaxsize 104857600\n",
+                dir.path().join("slapd.pid").display(),
+                db.display()
+            ),
+        )
+        .unwrap();
+        let mut ldif = format!(
+            "dn: {BASE}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n\
+             dn: ou=people,{BASE}\nobjectClass: organizationalUnit\nou: people\n\n"
+        );
+        for n in 1..=people {
+            ldif.push_str(&person_ldif(n, &format!("Family{n}")));
+        }
+        let ldif_path = dir.path().join("people.ldif");
+        std::fs::write(&ldif_path, ldif).unwrap();
+        let added = Command::new(SLAPADD)
+            .arg("-f")
+            .arg(&conf)
+            .arg("-l")
+            .arg(&ldif_path)
+            .output()
+            .expect("slapadd runs");
+        assert!(
+            added.status.success(),
+            "slapadd: {}",
+            String::from_utf8_lossy(&added.stderr)
+        );
+        let port = free_port();
+        let child = Command::new(SLAPD)
+            .arg("-f")
+            .arg(&conf)
+            .arg("-h")
+            .arg(format!("ldap://127.0.0.1:{port}/"))
+            .args(["-d", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("slapd starts");
+        // Dropping the guard kills and reaps slapd, also when it never answers.
+        let slapd = Self {
+            child,
+            port,
+            _dir: dir,
+        };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(slapd);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("slapd did not answer on port {port}");
+    }
+
+    fn config(&self, password: &str) -> DirectoryConfig {
+        DirectoryConfig {
+            url: format!("ldap://127.0.0.1:{}", self.port),
+            bind_dn: ADMIN.into(),
+            bind_password: password.into(),
+            base_dn: format!("ou=people,{BASE}"),
+            ..DirectoryConfig::default()
+        }
+    }
+
+    /// Changes the directory as its administrators would.
+    async fn change(&self, family_of_7: &str, remove: usize) {
+        let (conn, mut ldap) =
+            ldap3::LdapConnAsync::new(&format!("ldap://127.0.0.1:{}", self.port))
+                .await
+                .unwrap();
+        ldap3::drive!(conn);
+        ldap.simple_bind(ADMIN, SECRET)
+            .await
+            .unwrap()
+            .success()
+            .unwrap();
+        let sn: std::collections::HashSet<&str> = [family_of_7].into_iter().collect();
+        ldap.modify(
+            &format!("uid=p7,ou=people,{BASE}"),
+            vec![ldap3::Mod::Replace("sn", sn)],
+        )
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+        ldap.delete(&format!("uid=p{remove},ou=people,{BASE}"))
+            .await
+            .unwrap()
+            .success()
+            .unwrap();
+        ldap.unbind().await.unwrap();
+    }
+}
+
+on_both_databases!(a_directory_of_a_thousand_people_is_synchronised);
+
+async fn count(app: &TestApp, state: &str) -> usize {
+    let mut total = 0;
+    let mut cursor = String::new();
+    for _ in 0..100 {
+        let page = app
+            .get(&format!("/api/v1/persons?limit=500{cursor}"), &app.officer)
+            .await;
+        let persons = page.body["persons"].as_array().unwrap();
+        total += persons.iter().filter(|p| p["state"] == state).count();
+        match page.body["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => return total,
+        }
+    }
+    total
+}
+
+async fn a_directory_of_a_thousand_people_is_synchronised(db: Db) {
+    let Some(slapd) = Slapd::start(1000) else {
+        return;
+    };
+    let app = spawn_app(db).await;
+    // Before the first sync: E-5 with another name, and E-9999 (not in the directory) holding
+    // a card.
+    let renamed = app
+        .post(
+            "/api/v1/persons",
+            &app.officer,
+            json!({"employee_number": "E-5", "given_name": "Old", "family_name": "Name"}),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::CREATED);
+    let leaver = app.person("E-9999").await;
+    let card = app.unassigned_card().await;
+    app.post(
+        &format!("/api/v1/cards/{card}/assign"),
+        &app.officer,
+        json!({"person": leaver}),
+    )
+    .await;
+
+    let first = cardwright::directory::sync(app.ctx(), &slapd.config(SECRET))
+        .await
+        .expect("the first sync");
+    assert_eq!(first.created.len(), 999, "{:?}", first.bad_rows);
+    assert_eq!(first.updated, ["E-5"]);
+    assert_eq!(first.deactivated, ["E-9999"]);
+    assert!(first.bad_rows.is_empty(), "{:?}", first.bad_rows);
+    assert_eq!(first.cards.len(), 1);
+    assert_eq!(
+        first.cards[0].outcome, "locked",
+        "on_person_deactivated is lock by default"
+    );
+    assert_eq!(app.card(&card).await["state"], "locked");
+    assert_eq!(count(&app, "active").await, 1000);
+    assert_eq!(count(&app, "inactive").await, 1);
+
+    let second = cardwright::directory::sync(app.ctx(), &slapd.config(SECRET))
+        .await
+        .expect("the second sync");
+    assert_eq!(
+        (
+            second.created.len(),
+            second.updated.len(),
+            second.deactivated.len(),
+            second.unchanged
+        ),
+        (0, 0, 0, 1000),
+        "a second sync changes nothing"
+    );
+
+    slapd.change("Married", 8).await;
+    let third = cardwright::directory::sync(app.ctx(), &slapd.config(SECRET))
+        .await
+        .expect("the third sync");
+    assert_eq!(third.updated, ["E-7"]);
+    assert_eq!(third.deactivated, ["E-8"]);
+    let found = app.get("/api/v1/persons?q=married", &app.officer).await;
+    assert_eq!(
+        found.body["persons"][0]["employee_number"], "E-7",
+        "{found:?}"
+    );
+
+    let (at, counts) = cardwright_processes::persons_import::last_sync(app.ctx())
+        .await
+        .unwrap()
+        .expect("each sync is an audit event");
+    assert_eq!(
+        (counts["updated"].as_u64(), counts["deactivated"].as_u64()),
+        (Some(1), Some(1)),
+        "{counts}"
+    );
+
+    // A wrong bind password is a clear error and changes nothing.
+    let err = cardwright::directory::sync(app.ctx(), &slapd.config("wrong"))
+        .await
+        .expect_err("a wrong password is refused");
+    let text = format!("{err:#}");
+    assert!(text.contains("binding to the directory"), "{text}");
+    assert!(
+        text.contains("49") || text.to_lowercase().contains("invalid credentials"),
+        "{text}"
+    );
+    assert_eq!(count(&app, "active").await, 999);
+    let (still, _) = cardwright_processes::persons_import::last_sync(app.ctx())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(still, at, "a failed sync records nothing");
+}
