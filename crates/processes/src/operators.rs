@@ -39,6 +39,31 @@ fn role_names(roles: &Roles) -> Vec<&'static str> {
     roles.iter().map(Role::as_str).collect()
 }
 
+/// The most characters of a password given here.
+pub const MAX_PASSWORD_CHARS: usize = 256;
+
+fn check_password(field: &str, password: &str) -> Result<(), ProcessError> {
+    if password.chars().count() > MAX_PASSWORD_CHARS {
+        return Err(ProcessError::Invalid(format!(
+            "{field}: a password has at most {MAX_PASSWORD_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses an administrator's change to their own account: they would lock themselves out
+/// with one click. Their own password has a page of its own; another policy-admin does the rest.
+fn not_oneself(actor: &Actor, username: &str, what: &str) -> Result<(), ProcessError> {
+    if let Actor::Operator(op) = actor {
+        if op.username.as_str().eq_ignore_ascii_case(username.trim()) {
+            return Err(ProcessError::Conflict(format!(
+                "you cannot {what} your own account; ask another policy-admin"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A one-time password: 24 random hex digits.
 fn one_time_password(ctx: &Context) -> String {
     let mut raw = [0u8; 12];
@@ -108,6 +133,7 @@ pub async fn create(
     let roles = parse_roles(roles)?;
     let (password, one_time) = match password {
         Some(p) => {
+            check_password("password", p)?;
             check_new_password(p)?;
             (p.to_owned(), false)
         }
@@ -184,6 +210,12 @@ pub async fn update(
             "{name} is the last enabled policy-admin; give another operator that role first"
         )));
     }
+    if enabled != before.enabled {
+        not_oneself(actor, &name, "disable or enable")?;
+    }
+    if roles.as_ref().is_some_and(|r| *r != before.operator.roles) {
+        not_oneself(actor, &name, "change the roles of")?;
+    }
     let mut details = serde_json::json!({"operator": name});
     if let Some(roles) = &roles {
         if *roles != before.operator.roles {
@@ -214,6 +246,7 @@ pub async fn reset_password(
     username: &str,
 ) -> Result<(Account, String), ProcessError> {
     may_administer(actor)?;
+    not_oneself(actor, username, "reset the password of")?;
     let password = one_time_password(ctx);
     let hash = hash_password(ctx, password.clone()).await?;
     let mut tx = ctx.store.begin().await?;
@@ -267,6 +300,8 @@ pub async fn change_own_password(
     new: &str,
 ) -> Result<Operator, ProcessError> {
     let (operator, _) = crate::auth::authenticate_session(ctx, token).await?;
+    check_password("old_password", old)?;
+    check_password("new_password", new)?;
     check_new_password(new)?;
     if old == new {
         return Err(ProcessError::Unprocessable(

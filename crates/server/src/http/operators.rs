@@ -178,7 +178,7 @@ pub async fn get_operator(
         JsonBody, NeedsLogin,
         (status = 403, description = "Needs the role policy-admin.", body = ErrorBody),
         (status = 404, description = "No such operator.", body = ErrorBody),
-        (status = 409, description = "The change would leave no enabled policy-admin.", body = ErrorBody)))]
+        (status = 409, description = "The change would leave no enabled policy-admin, or disables or changes the roles of the caller's own account.", body = ErrorBody)))]
 pub async fn update_operator(
     State(state): State<AppState>,
     Auth(op): Auth,
@@ -202,7 +202,8 @@ pub async fn update_operator(
     params(("username" = UsernameText, Path, description = "the operator's username")), security(("bearer" = [])),
     responses((status = 200, description = "The one-time password.", body = PasswordReset), NeedsLogin,
         (status = 403, description = "Needs the role policy-admin.", body = ErrorBody),
-        (status = 404, description = "No such operator.", body = ErrorBody)))]
+        (status = 404, description = "No such operator.", body = ErrorBody),
+        (status = 409, description = "It is the caller's own account: their password has `POST /auth/password`.", body = ErrorBody)))]
 pub async fn reset_password(
     State(state): State<AppState>,
     Auth(op): Auth,

@@ -225,12 +225,27 @@ async fn the_last_policy_admin_stays(db: Db) {
     );
     let policy_before = app.get("/api/v1/operators/policy", &app.policy).await;
     assert_eq!(policy_before.body["enabled"], true);
-    assert_eq!(
-        patch(&app, "policy", json!({"enabled": false}))
-            .await
-            .status,
-        StatusCode::OK
-    );
+    // Nobody disables, demotes or resets themselves; another policy-admin does.
+    let own = patch(&app, "policy", json!({"enabled": false})).await;
+    assert_eq!(own.status, StatusCode::CONFLICT, "{own:?}");
+    assert!(own.body.to_string().contains("your own account"), "{own:?}");
+    let reset_own = app
+        .post(
+            "/api/v1/operators/policy/reset-password",
+            &app.policy,
+            json!({}),
+        )
+        .await;
+    assert_eq!(reset_own.status, StatusCode::CONFLICT, "{reset_own:?}");
+    let by_other = app
+        .call(
+            Method::PATCH,
+            "/api/v1/operators/policy",
+            Some(&app.auditor),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(by_other.status, StatusCode::OK, "{by_other:?}");
     let last = app
         .call(
             Method::PATCH,
