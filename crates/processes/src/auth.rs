@@ -159,12 +159,6 @@ pub async fn add_operator(
     Ok(operator)
 }
 
-/// Lists operators (policy administrators' view).
-pub async fn list_operators(ctx: &Context) -> Result<Vec<Operator>, ProcessError> {
-    let mut conn = ctx.store.reader().await?;
-    Ok(operators::list(&mut conn).await?)
-}
-
 const BAD_LOGIN: &str = "invalid username or password";
 
 /// Checks a username and password and opens a session. Every attempt is counted before its
@@ -178,33 +172,8 @@ pub async fn login(ctx: &Context, username: &str, password: &str) -> Result<Sess
     if key.is_empty() || key.len() > 128 || key.contains('\0') || password.len() > 1024 {
         return Err(ProcessError::Unauthenticated(BAD_LOGIN.into()));
     }
+    let failures = reserve_attempt(ctx, &key).await?;
     let now = ctx.now();
-    let attempt = {
-        let mut tx = ctx.store.begin().await?;
-        let attempt = operators::reserve_attempt(
-            &mut tx,
-            &key,
-            policy.max_failures,
-            now,
-            now + policy.lockout,
-        )
-        .await?;
-        Store::commit(tx).await?;
-        attempt
-    };
-    let failures = match attempt {
-        Attempt::Allowed { failures } => failures,
-        Attempt::Locked { until } => {
-            tracing::warn!(username = ?key, "login refused: locked out");
-            return Err(ProcessError::Throttled(match until {
-                Some(until) => format!(
-                    "too many failed logins for this username; try again after {}",
-                    until.format("%H:%M:%S UTC")
-                ),
-                None => "too many failed logins for this username; try again later".into(),
-            }));
-        }
-    };
     let found = {
         let mut conn = ctx.store.reader().await?;
         match Username::parse(&key) {
@@ -236,6 +205,31 @@ pub async fn login(ctx: &Context, username: &str, password: &str) -> Result<Sess
         operator,
         must_change_password,
     })
+}
+
+/// Counts a password check for `key` (a lower-case username) before it is made, and refuses it
+/// while the username is locked out; returns the failures in a row so far.
+pub(crate) async fn reserve_attempt(ctx: &Context, key: &str) -> Result<u32, ProcessError> {
+    let policy = ctx.settings.login;
+    let now = ctx.now();
+    let mut tx = ctx.store.begin().await?;
+    let attempt =
+        operators::reserve_attempt(&mut tx, key, policy.max_failures, now, now + policy.lockout)
+            .await?;
+    Store::commit(tx).await?;
+    match attempt {
+        Attempt::Allowed { failures } => Ok(failures),
+        Attempt::Locked { until } => {
+            tracing::warn!(username = ?key, "password check refused: locked out");
+            Err(ProcessError::Throttled(match until {
+                Some(until) => format!(
+                    "too many failed logins for this username; try again after {}",
+                    until.format("%H:%M:%S UTC")
+                ),
+                None => "too many failed logins for this username; try again later".into(),
+            }))
+        }
+    }
 }
 
 /// The operator a bearer token belongs to, if the token is known and unexpired and the

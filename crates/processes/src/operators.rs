@@ -6,7 +6,7 @@
 use cardwright_domain::operator::check_new_password;
 use cardwright_domain::{Operator, OperatorId, Role, Roles, Username};
 use cardwright_storage::audit::{self, NewEvent};
-use cardwright_storage::operators::{self as rows, Account, Attempt};
+use cardwright_storage::operators::{self as rows, Account};
 use cardwright_storage::{Conn, Store};
 
 use crate::auth::{hash_password, hash_token, verify_password};
@@ -308,24 +308,8 @@ pub async fn change_own_password(
             "new_password: choose a password other than the current one".into(),
         ));
     }
-    let policy = ctx.settings.login;
     let key = operator.username.as_str().to_owned();
-    let now = ctx.now();
-    let mut tx = ctx.store.begin().await?;
-    let attempt = rows::reserve_attempt(
-        &mut tx,
-        &key,
-        policy.max_failures,
-        now,
-        now + policy.lockout,
-    )
-    .await?;
-    Store::commit(tx).await?;
-    if let Attempt::Locked { .. } = attempt {
-        return Err(ProcessError::Throttled(
-            "too many wrong passwords for this username; try again later".into(),
-        ));
-    }
+    crate::auth::reserve_attempt(ctx, &key).await?;
     let current = {
         let mut conn = ctx.store.reader().await?;
         rows::password_hash(&mut conn, operator.id)

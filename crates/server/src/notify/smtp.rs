@@ -59,8 +59,8 @@ impl Mailer {
         };
         match self.transport.send(message).await {
             Ok(_) => Sent::Accepted,
-            Err(e) if e.is_permanent() => Sent::Refused(error_chain(&e)),
-            Err(e) => Sent::Retry(error_chain(&e)),
+            Err(e) if e.is_permanent() => Sent::Refused(cardwright_processes::report(&e)),
+            Err(e) => Sent::Retry(cardwright_processes::report(&e)),
         }
     }
 
@@ -86,15 +86,4 @@ impl Mailer {
             .body(mail.body.clone())
             .map_err(|e| format!("the mail could not be built: {e}"))
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -128,19 +128,8 @@ impl Sender {
             }
             Err(e) => Attempt::Failed {
                 status: None,
-                error: error_chain(&e),
+                error: cardwright_processes::report(&e),
             },
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

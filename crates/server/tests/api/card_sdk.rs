@@ -1,6 +1,5 @@
 //! Card layouts, print-ready PDFs, previews and IPP printers.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -8,7 +7,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{have_poppler, spawn_app, spawn_app_with, Db, TestApp};
+use crate::helpers::{free_port, have_poppler, spawn_app, spawn_app_with, Db, TestApp};
 use crate::on_both_databases;
 
 on_both_databases!(
@@ -340,14 +339,6 @@ impl Drop for IppEvePrinter {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// An app whose one station prints to an IPP printer on `port`.

@@ -10,7 +10,7 @@ use cardwright::config::DirectoryConfig;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{spawn_app, Db, TestApp};
+use crate::helpers::{free_port, spawn_app, Db, TestApp};
 use crate::on_both_databases;
 
 const SLAPD: &str = "/usr/sbin/slapd";
@@ -31,14 +31,6 @@ impl Drop for Slapd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn person_ldif(n: usize, family: &str) -> String {

@@ -459,3 +459,12 @@ pub fn history_processes(card: &Value) -> Vec<String> {
         .map(|e| e["process"].as_str().unwrap().to_owned())
         .collect()
 }
+
+/// A loopback port free at the moment of asking, for a server a test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

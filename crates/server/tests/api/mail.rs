@@ -4,7 +4,6 @@
 //! PostgreSQL database sending each mail once between them.
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -13,7 +12,7 @@ use cardwright::config::SmtpTls;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{fresh_database, postgres, spawn_app_with, Db, TestApp, PASSWORD};
+use crate::helpers::{free_port, fresh_database, postgres, spawn_app_with, Db, TestApp};
 use crate::on_both_databases;
 use crate::server_processes::{Client, Server};
 
@@ -38,14 +37,6 @@ impl Received {
             .get(&name.to_ascii_lowercase())
             .map_or("", String::as_str)
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn aiosmtpd() -> Option<String> {
@@ -404,28 +395,15 @@ pub(crate) fn setup(dir: &Path, name: &str, database_url: &str, smtp_port: Optio
 
 /// Adds the operator `desk` with every role.
 pub(crate) fn add_operator(config: &Path) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cardwright"))
-        .args(["operator", "add", "desk"])
-        .args([
-            "--role",
+    crate::server_processes::add_operator_with(
+        config,
+        &[
             "production-admin",
-            "--role",
             "registration-officer",
-        ])
-        .args(["--role", "policy-admin", "--role", "service-admin"])
-        .args(["--password-stdin", "--config"])
-        .arg(config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(PASSWORD.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+            "policy-admin",
+            "service-admin",
+        ],
+    );
 }
 
 pub(crate) fn start(config: &Path, dir: &Path, log: &str) -> Server {

@@ -96,16 +96,17 @@ fn setup(dir: &Path, database_url: &str, stations: &[(&str, u64, u64)], name: &s
 }
 
 fn add_operator(config: &Path) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cardwright"))
-        .args([
-            "operator",
-            "add",
-            "desk",
-            "--role",
-            "production-admin",
-            "--role",
-            "registration-officer",
-        ])
+    add_operator_with(config, &["production-admin", "registration-officer"]);
+}
+
+/// Adds the operator `desk` with `roles` through the command line.
+pub(crate) fn add_operator_with(config: &Path, roles: &[&str]) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cardwright"));
+    child.args(["operator", "add", "desk"]);
+    for role in roles {
+        child.args(["--role", role]);
+    }
+    let mut child = child
         .args(["--password-stdin", "--config"])
         .arg(config)
         .stdin(Stdio::piped())
