@@ -367,6 +367,30 @@ pub fn fill(svg: &str, face: &CardFace) -> Result<String, LayoutError> {
     Ok(out)
 }
 
+/// The most pixels an embedded image (a photo, a logo) may have on a side.
+const MAX_EMBEDDED_SIDE: usize = 4096;
+
+/// An embedded image as the renderer may decode it: a PNG or a JPEG by its own first bytes
+/// (whatever its `data:` URL claims), of at most [`MAX_EMBEDDED_SIDE`] pixels a side. Anything
+/// else (another format, a nested SVG, a decompression bomb) is left out of the picture.
+fn embedded_image(data: Arc<Vec<u8>>) -> Option<usvg::ImageKind> {
+    let size = imagesize::blob_size(&data).ok()?;
+    if size.width == 0
+        || size.height == 0
+        || size.width > MAX_EMBEDDED_SIDE
+        || size.height > MAX_EMBEDDED_SIDE
+    {
+        return None;
+    }
+    if data.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some(usvg::ImageKind::PNG(data))
+    } else if data.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some(usvg::ImageKind::JPEG(data))
+    } else {
+        None
+    }
+}
+
 /// Renders layouts with the bundled fonts (DejaVu Sans), never reading files or the network.
 #[derive(Debug)]
 pub struct Renderer {
@@ -386,6 +410,7 @@ impl Renderer {
             ..usvg::Options::default()
         };
         options.image_href_resolver.resolve_string = Box::new(|_, _| None);
+        options.image_href_resolver.resolve_data = Box::new(|_, data, _| embedded_image(data));
         Self { options }
     }
 

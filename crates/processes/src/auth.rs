@@ -92,6 +92,13 @@ pub(crate) async fn hash_password(ctx: &Context, password: String) -> Result<Str
 }
 
 pub(crate) async fn verify_password(hash: String, password: String) -> Result<bool, ProcessError> {
+    // An operator who signs in through the identity provider has no password; the decoy is
+    // checked so that the answer takes as long as for anyone else.
+    let hash = if hash == operators::NO_PASSWORD {
+        DECOY_HASH.to_owned()
+    } else {
+        hash
+    };
     hashing(move || {
         let parsed = PasswordHash::new(&hash)
             .map_err(|e| ProcessError::Internal(format!("stored password hash is invalid: {e}")))?;
@@ -167,6 +174,13 @@ const BAD_LOGIN: &str = "invalid username or password";
 /// whether or not it exists.
 pub async fn login(ctx: &Context, username: &str, password: &str) -> Result<Session, ProcessError> {
     let policy = ctx.settings.login;
+    if !policy.password_login {
+        return Err(ProcessError::Forbidden(
+            "password login is switched off: sign in through the organisation's identity \
+             provider (the login page's single sign-on)"
+                .into(),
+        ));
+    }
     let key = username.trim().to_ascii_lowercase();
     // A NUL is in no username, and PostgreSQL refuses one in the throttle row's key.
     if key.is_empty() || key.len() > 128 || key.contains('\0') || password.len() > 1024 {
@@ -204,6 +218,148 @@ pub async fn login(ctx: &Context, username: &str, password: &str) -> Result<Sess
         expires_at,
         operator,
         must_change_password,
+    })
+}
+
+/// An operator as the organisation's OpenID provider vouches for them at sign-in.
+#[derive(Debug, Clone)]
+pub struct ExternalIdentity {
+    /// The provider's issuer and the ID token's `sub`: what links the operator record.
+    pub subject: String,
+    /// The username for a new operator record (the provider's `preferred_username` or the
+    /// configured claim).
+    pub username: String,
+    /// The roles the provider's claim maps to; empty when none maps.
+    pub roles: Roles,
+    /// The provider's name, for the audit log.
+    pub provider: String,
+}
+
+/// Opens a session for an operator the identity provider signed in. The operator record is
+/// created at the first sign-in; its roles follow the provider's claim at every sign-in (each
+/// change an audit event). Refused when no role maps, when the operator is disabled, and when
+/// the username belongs to an operator who signs in with a password.
+pub async fn sign_in_external(
+    ctx: &Context,
+    who: &ExternalIdentity,
+) -> Result<Session, ProcessError> {
+    let username = Username::parse(&who.username.to_ascii_lowercase()).map_err(|e| {
+        ProcessError::Forbidden(format!(
+            "the identity provider's username '{}' cannot be a Cardwright username: {e}",
+            who.username
+        ))
+    })?;
+    if who.roles.is_empty() {
+        tracing::warn!(%username, provider = %who.provider, "sign-in refused: no role maps");
+        return Err(ProcessError::Forbidden(format!(
+            "{username} has no Cardwright role: none of your groups at {} gives one. Ask your \
+             administrator to add you to a group that does.",
+            who.provider
+        )));
+    }
+    let now = ctx.now();
+    let mut tx = ctx.store.begin().await?;
+    let operator = match operators::by_oidc_subject(&mut tx, &who.subject).await? {
+        Some((_, false)) => {
+            return Err(ProcessError::Forbidden(format!(
+                "{username} is disabled in Cardwright"
+            )));
+        }
+        Some((mut operator, true)) => {
+            if operator.roles != who.roles {
+                operators::set_roles(&mut tx, operator.id, &who.roles).await?;
+                audit::append(
+                    &mut tx,
+                    &ctx.audit_key,
+                    NewEvent::admin(
+                        now,
+                        who.provider.clone(),
+                        "OperatorRoles",
+                        serde_json::json!({
+                            "operator": operator.username.as_str(),
+                            "roles": who.roles.iter().map(cardwright_domain::Role::as_str).collect::<Vec<_>>(),
+                            "was": operator.roles.iter().map(cardwright_domain::Role::as_str).collect::<Vec<_>>(),
+                            "source": "single sign-on",
+                        }),
+                    ),
+                )
+                .await?;
+                operator.roles = who.roles.clone();
+            }
+            operator
+        }
+        None => {
+            let (millis, random) = ctx.id_parts();
+            let operator = Operator {
+                id: OperatorId::new(millis, random),
+                username,
+                roles: who.roles.clone(),
+            };
+            operators::insert_single_sign_on(&mut tx, &operator, &who.subject, now)
+                .await
+                .map_err(|e| {
+                    if e.is_unique_violation() {
+                        ProcessError::Forbidden(format!(
+                            "an operator named {} exists already and signs in with a password; \
+                             the identity provider cannot sign in as them",
+                            operator.username
+                        ))
+                    } else {
+                        e.into()
+                    }
+                })?;
+            audit::append(
+                &mut tx,
+                &ctx.audit_key,
+                NewEvent::admin(
+                    now,
+                    who.provider.clone(),
+                    "OperatorAdd",
+                    serde_json::json!({
+                        "operator": operator.username.as_str(),
+                        "roles": operator.roles.iter().map(cardwright_domain::Role::as_str).collect::<Vec<_>>(),
+                        "source": "single sign-on",
+                    }),
+                ),
+            )
+            .await?;
+            operator
+        }
+    };
+    let mut raw = [0u8; 32];
+    ctx.entropy.fill(&mut raw);
+    let token = hex::encode(raw);
+    let expires_at = now + ctx.settings.login.token_ttl;
+    operators::purge_sessions(&mut tx, now).await?;
+    operators::insert_session(&mut tx, &hash_token(&token), operator.id, now, expires_at).await?;
+    Store::commit(tx).await?;
+    tracing::info!(username = %operator.username, provider = %who.provider, "single sign-on");
+    Ok(Session {
+        token,
+        expires_at,
+        operator,
+        must_change_password: false,
+    })
+}
+
+/// A new bearer token for the operator of a live session (the UI's "API token"), valid for the
+/// login policy's token lifetime. Operators who sign in through the identity provider get
+/// their API tokens this way.
+pub async fn issue_token(ctx: &Context, session_token: &str) -> Result<Session, ProcessError> {
+    let operator = authenticate(ctx, session_token).await?;
+    let now = ctx.now();
+    let mut raw = [0u8; 32];
+    ctx.entropy.fill(&mut raw);
+    let token = hex::encode(raw);
+    let expires_at = now + ctx.settings.login.token_ttl;
+    let mut tx = ctx.store.begin().await?;
+    operators::insert_session(&mut tx, &hash_token(&token), operator.id, now, expires_at).await?;
+    Store::commit(tx).await?;
+    Ok(Session {
+        token,
+        expires_at,
+        operator,
+        must_change_password: false,
     })
 }
 

@@ -70,6 +70,9 @@ pub struct LoginPolicy {
     pub lockout: chrono::Duration,
     /// How long a bearer token stays valid.
     pub token_ttl: chrono::Duration,
+    /// Whether operators may log in with a Cardwright password (off when everyone signs in
+    /// through the identity provider).
+    pub password_login: bool,
 }
 
 impl Default for LoginPolicy {
@@ -78,6 +81,7 @@ impl Default for LoginPolicy {
             max_failures: 5,
             lockout: chrono::Duration::minutes(5),
             token_ttl: chrono::Duration::hours(8),
+            password_login: true,
         }
     }
 }

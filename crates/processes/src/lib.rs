@@ -14,6 +14,7 @@ pub mod operators;
 mod paging;
 pub mod persons;
 pub mod persons_import;
+pub mod photos;
 pub mod pki;
 pub mod scripts;
 pub mod services;

@@ -251,6 +251,12 @@ pub async fn reset_password(
     let hash = hash_password(ctx, password.clone()).await?;
     let mut tx = ctx.store.begin().await?;
     let account = locked_account(&mut tx, ctx, username).await?;
+    if account.single_sign_on {
+        return Err(ProcessError::Conflict(format!(
+            "{} signs in through the identity provider and has no Cardwright password",
+            account.operator.username
+        )));
+    }
     rows::set_password(&mut tx, account.operator.id, &hash, true).await?;
     rows::end_sessions(&mut tx, account.operator.id, None).await?;
     // A reset also lets the operator in at once, however many times someone guessed.
@@ -316,6 +322,12 @@ pub async fn change_own_password(
             .await?
             .ok_or_else(|| unknown(operator.username.as_str()))?
     };
+    if current == rows::NO_PASSWORD {
+        return Err(ProcessError::Conflict(format!(
+            "{} signs in through the identity provider and has no Cardwright password",
+            operator.username
+        )));
+    }
     if old.len() > 1024 || !verify_password(current, old.to_owned()).await? {
         return Err(ProcessError::Forbidden(
             "old_password: that is not your current password".into(),

@@ -13,6 +13,7 @@ use cardwright_domain::{
 };
 use cardwright_storage::audit::{self, NewEvent};
 use cardwright_storage::cards::{self, CardFilter};
+use cardwright_storage::photos::{self, PhotoSource, StoredPhoto};
 use cardwright_storage::{persons, Store};
 
 use crate::{require_any, Context, ProcessError};
@@ -62,6 +63,23 @@ pub struct ImportReport {
     pub unchanged: usize,
     pub bad_rows: Vec<BadRow>,
     pub cards: Vec<CardAction>,
+    /// Employee numbers of persons whose photo the directory set or changed.
+    pub photos_set: Vec<String>,
+    /// Employee numbers of persons whose directory photo is gone.
+    pub photos_removed: Vec<String>,
+}
+
+/// A directory entry's photo, with the entry's line and employee number.
+struct EntryPhoto {
+    line: u64,
+    number: String,
+    bytes: Option<Vec<u8>>,
+}
+
+/// What a sync does to a person's photo.
+enum PhotoChange {
+    Set(crate::photos::Photo),
+    Remove,
 }
 
 /// A row read and checked.
@@ -200,6 +218,20 @@ fn read(text: &str) -> Result<FileRows, ProcessError> {
     })
 }
 
+/// A file's bytes as text: UTF-8 (a byte order mark is allowed), else an error naming the first
+/// line that is not, and how to fix it.
+pub fn decode(bytes: &[u8]) -> Result<&str, ProcessError> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let valid = &bytes[..e.valid_up_to()];
+        let line = valid.split(|b| *b == b'\n').count();
+        ProcessError::Invalid(format!(
+            "line {line}: the file is not UTF-8 text (byte {} is not); save it as UTF-8 (CSV \
+             UTF-8) and import it again",
+            e.valid_up_to() + 1
+        ))
+    })
+}
+
 /// Imports persons from CSV text. Needs registration-officer.
 pub async fn import(
     ctx: &Context,
@@ -209,7 +241,7 @@ pub async fn import(
 ) -> Result<ImportReport, ProcessError> {
     require_any(operator, &[Role::RegistrationOfficer], "Importing persons")?;
     let rows = read(text)?;
-    apply(ctx, operator, rows, options, "import").await
+    apply(ctx, operator, rows, options, "import", HashMap::new()).await
 }
 
 /// Compares the rows with the stored persons and, unless it is a dry run or bad rows stop it,
@@ -221,6 +253,7 @@ async fn apply(
     rows: FileRows,
     options: ImportOptions,
     source: &str,
+    photo_changes: HashMap<String, PhotoChange>,
 ) -> Result<ImportReport, ProcessError> {
     let now = ctx.now();
     let mut tx = ctx.store.begin().await?;
@@ -241,8 +274,19 @@ async fn apply(
     if options.dry_run || (!report.bad_rows.is_empty() && !options.skip_bad_rows) {
         return Ok(report);
     }
-    let mut events = Vec::with_capacity(writes.len() + 1);
+    let mut events = Vec::with_capacity(writes.len() + photo_changes.len() + 1);
     let deactivated: HashSet<&str> = report.deactivated.iter().map(String::as_str).collect();
+    // Each person by employee number (lower case): their id and employee number as written.
+    let people: HashMap<String, (PersonId, String)> = existing
+        .iter()
+        .chain(writes.iter().map(|(p, _)| p))
+        .map(|p| {
+            (
+                p.employee_number.as_str().to_ascii_lowercase(),
+                (p.id, p.employee_number.as_str().to_owned()),
+            )
+        })
+        .collect();
     let mut leaving = Vec::new();
     for (person, new) in &writes {
         if *new {
@@ -270,6 +314,16 @@ async fn apply(
             }),
         ));
     }
+    events.extend(
+        write_photos(
+            &mut tx,
+            &people,
+            photo_changes,
+            (now, operator, source),
+            &mut report,
+        )
+        .await?,
+    );
     events.push(NewEvent::admin(
         now,
         operator.username.as_str().to_owned(),
@@ -284,6 +338,8 @@ async fn apply(
             "deactivated": report.deactivated.len(),
             "unchanged": report.unchanged,
             "bad_rows": report.bad_rows.len(),
+            "photos_set": report.photos_set.len(),
+            "photos_removed": report.photos_removed.len(),
         }),
     ));
     audit::append_all(&mut tx, &ctx.audit_key, events).await?;
@@ -291,6 +347,73 @@ async fn apply(
     report.applied = true;
     report.cards = handle_cards_of(ctx, operator, &leaving).await?;
     Ok(report)
+}
+
+/// Writes the photo changes of a sync (`people` gives each employee number's person), counting
+/// them into `report`; returns their audit events.
+async fn write_photos(
+    tx: &mut cardwright_storage::Tx,
+    people: &HashMap<String, (PersonId, String)>,
+    changes: HashMap<String, PhotoChange>,
+    (now, operator, source): (cardwright_domain::Timestamp, &Operator, &str),
+    report: &mut ImportReport,
+) -> Result<Vec<NewEvent>, ProcessError> {
+    let mut changes: Vec<(String, PhotoChange)> = changes.into_iter().collect();
+    changes.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut events = Vec::with_capacity(changes.len());
+    for (key, change) in changes {
+        let Some((person, number)) = people.get(&key) else {
+            continue;
+        };
+        let person = *person;
+        let (what, details) = match change {
+            PhotoChange::Set(photo) => {
+                photos::put(
+                    tx,
+                    person,
+                    &StoredPhoto {
+                        jpeg: photo.jpeg,
+                        width: photo.width,
+                        height: photo.height,
+                        source: PhotoSource::Directory,
+                        source_sha256: photo.source_sha256,
+                    },
+                    now,
+                )
+                .await?;
+                report.photos_set.push(number.clone());
+                (
+                    "PersonPhotoSet",
+                    serde_json::json!({
+                        "person": person.to_string(),
+                        "employee_number": number,
+                        "source": source,
+                        "width": photo.width,
+                        "height": photo.height,
+                    }),
+                )
+            }
+            PhotoChange::Remove => {
+                photos::delete(tx, person).await?;
+                report.photos_removed.push(number.clone());
+                (
+                    "PersonPhotoRemove",
+                    serde_json::json!({
+                        "person": person.to_string(),
+                        "employee_number": number,
+                        "source": source,
+                    }),
+                )
+            }
+        };
+        events.push(NewEvent::admin(
+            now,
+            operator.username.as_str().to_owned(),
+            what,
+            details,
+        ));
+    }
+    Ok(events)
 }
 
 /// One person as the directory gives it: attribute values by their role, and where it came
@@ -302,6 +425,8 @@ pub struct DirectoryEntry {
     pub given_name: Option<String>,
     pub family_name: Option<String>,
     pub email: Option<String>,
+    /// The photo attribute's bytes (JPEG or PNG), as received.
+    pub photo: Option<Vec<u8>>,
 }
 
 /// Brings the persons in line with the directory: entries are matched by employee number,
@@ -319,6 +444,7 @@ pub async fn sync(
         named_by_bad: HashSet::new(),
     };
     let mut seen = HashSet::new();
+    let mut photo_bytes: Vec<EntryPhoto> = Vec::new();
     for (n, entry) in entries.into_iter().enumerate() {
         let line = u64::try_from(n + 1).unwrap_or(u64::MAX);
         let number = entry.employee_number.clone().unwrap_or_default();
@@ -356,7 +482,14 @@ pub async fn sync(
                     ),
                 });
             }
-            Ok(row) => rows.good.push(row),
+            Ok(row) => {
+                photo_bytes.push(EntryPhoto {
+                    line,
+                    number: row.employee_number.as_str().to_owned(),
+                    bytes: entry.photo,
+                });
+                rows.good.push(row);
+            }
             Err(message) => {
                 if !number.trim().is_empty() {
                     rows.named_by_bad.insert(number.trim().to_ascii_lowercase());
@@ -377,12 +510,73 @@ pub async fn sync(
                 .into(),
         ));
     }
+    let photo_changes = photo_changes(ctx, photo_bytes, &mut rows.bad).await?;
     let options = ImportOptions {
         dry_run: false,
         skip_bad_rows: true,
         deactivate_missing: true,
     };
-    apply(ctx, operator, rows, options, "directory").await
+    apply(ctx, operator, rows, options, "directory", photo_changes).await
+}
+
+/// What the directory's photos change, by employee number (lower case): a photo that is new or
+/// differs from the one the directory gave before is re-encoded (before any write, so no
+/// transaction waits for it); a directory photo that is gone is removed. A photo an operator
+/// uploaded stays. A photo that cannot be read is reported with its entry and changes nothing.
+async fn photo_changes(
+    ctx: &Context,
+    entries: Vec<EntryPhoto>,
+    bad: &mut Vec<BadRow>,
+) -> Result<HashMap<String, PhotoChange>, ProcessError> {
+    let (ids, stored) = {
+        let mut conn = ctx.store.reader().await?;
+        let ids: HashMap<String, String> = persons::all(&mut conn)
+            .await?
+            .into_iter()
+            .map(|p| {
+                (
+                    p.employee_number.as_str().to_ascii_lowercase(),
+                    p.id.to_string(),
+                )
+            })
+            .collect();
+        (ids, photos::sources(&mut conn).await?)
+    };
+    let mut changes = HashMap::new();
+    for EntryPhoto {
+        line,
+        number,
+        bytes,
+    } in entries
+    {
+        let key = number.to_ascii_lowercase();
+        let current = ids.get(&key).and_then(|id| stored.get(id));
+        match (bytes, current) {
+            // An uploaded photo stays; an entry without a photo has nothing to set.
+            (_, Some((PhotoSource::Upload, _))) | (None, None) => {}
+            (None, Some((PhotoSource::Directory, _))) => {
+                changes.insert(key, PhotoChange::Remove);
+            }
+            (Some(bytes), current) => {
+                let hash = crate::photos::source_hash(&bytes);
+                if current.is_some_and(|(_, old)| *old == hash) {
+                    continue;
+                }
+                match crate::photos::normalize_async(bytes).await? {
+                    Ok(photo) => {
+                        changes.insert(key, PhotoChange::Set(photo));
+                    }
+                    Err(message) => bad.push(BadRow {
+                        line,
+                        message: format!(
+                            "employee number {number}: {message}; the photo is left as it was"
+                        ),
+                    }),
+                }
+            }
+        }
+    }
+    Ok(changes)
 }
 
 /// What the import writes (each person, and whether it is new), counted into `report`.

@@ -151,8 +151,9 @@ pub async fn start(
         ctx.clone(),
         &crate::state::HttpOptions {
             metrics_token: config.metrics_token.clone(),
+            oidc: config.oidc.clone(),
         },
-    );
+    )?;
     let mut rx = watch_rx.clone();
     let http = tokio::spawn(async move {
         let served = axum::serve(listener, router)

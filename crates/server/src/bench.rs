@@ -1,6 +1,7 @@
 //! `cardwright bench`: throughput of a whole batch order, of audit appends and the speed of the
 //! card search, on SQLite or PostgreSQL, with numbers a reader can compare against the targets.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -86,6 +87,14 @@ pub enum BenchCommand {
         /// The notification jobs' poll interval (`notify.interval_ms`).
         #[arg(long, default_value_t = 250)]
         interval_ms: u64,
+    },
+    /// Import a CSV file of N persons as `persons import` does: a dry run, the first import
+    /// (every row created), then the file again with a tenth of the rows changed; reports rows
+    /// per second for each.
+    Import {
+        /// Rows in the file.
+        #[arg(long, default_value_t = 10_000)]
+        rows: u32,
     },
     /// Store N cards, then time the first page of "cards in state requested".
     List {
@@ -222,6 +231,7 @@ pub async fn run(command: &BenchCommand, database_url: Option<&str>) -> anyhow::
             unreachable!("run without a database")
         }
         BenchCommand::Options { runs } => options(&ctx, backend, *runs).await,
+        BenchCommand::Import { rows } => import(&ctx, backend, *rows).await,
         BenchCommand::Audit { events } => audit_log(&ctx, backend, *events).await,
         BenchCommand::Webhooks {
             events,
@@ -407,6 +417,68 @@ async fn list(ctx: &Context, backend: &str, total: u32, rounds: u32) -> anyhow::
 
 /// Appends events like a card process's (an assignment with its details), one transaction each,
 /// as the processes do: the head's lock, the event and the head's new hash and signature.
+/// A CSV file of `rows` persons; `changed` gives every tenth a new family name.
+fn persons_csv(rows: u32, changed: bool) -> String {
+    let mut csv = String::from("employee_number,given_name,family_name,email\n");
+    for n in 0..rows {
+        let family = if changed && n % 10 == 0 {
+            format!("Renamed{n}")
+        } else {
+            format!("Family{n}")
+        };
+        let _ = writeln!(csv, "E{n:07},Given{n},{family},p{n}@example.com");
+    }
+    csv
+}
+
+async fn import(ctx: &Context, backend: &str, rows: u32) -> anyhow::Result<()> {
+    use cardwright_processes::persons_import::{self, ImportOptions};
+    let rows = rows.max(1);
+    let operator = cardwright_domain::Operator {
+        id: cardwright_domain::OperatorId::new(0, [0; 10]),
+        username: cardwright_domain::Username::parse("bench").expect("a valid username"),
+        roles: [Role::RegistrationOfficer].into_iter().collect(),
+    };
+    let first = persons_csv(rows, false);
+    let second = persons_csv(rows, true);
+    let dry = ImportOptions {
+        dry_run: true,
+        ..ImportOptions::default()
+    };
+    for (label, text, options) in [
+        ("dry run", &first, dry),
+        ("first import", &first, ImportOptions::default()),
+        (
+            "re-import, a tenth changed",
+            &second,
+            ImportOptions::default(),
+        ),
+    ] {
+        let started = Instant::now();
+        let report = persons_import::import(ctx, &operator, text, options)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let took = started.elapsed();
+        if !report.bad_rows.is_empty() {
+            bail!(
+                "the benchmark's own file has bad rows: {:?}",
+                report.bad_rows
+            );
+        }
+        println!(
+            "CSV import on {backend}, {label}: {rows} rows ({} KiB) in {:.2} s = {:.0} rows/s \
+             ({} created, {} updated, {} unchanged)",
+            text.len() / 1024,
+            took.as_secs_f64(),
+            f64::from(rows) / took.as_secs_f64(),
+            report.created.len(),
+            report.updated.len(),
+            report.unchanged
+        );
+    }
+    Ok(())
+}
+
 async fn audit_log(ctx: &Context, backend: &str, total: u32) -> anyhow::Result<()> {
     let total = total.max(1);
     let started = Instant::now();

@@ -248,11 +248,14 @@ pub async fn run_admin(cli: &Cli, config: &Config) -> anyhow::Result<()> {
                 eprintln!("{}", bad.message);
             }
             println!(
-                "{} created, {} updated, {} deactivated, {} unchanged, {} entries not read",
+                "{} created, {} updated, {} deactivated, {} unchanged, {} photos set, {} photos \
+                 removed, {} entries not read",
                 report.created.len(),
                 report.updated.len(),
                 report.deactivated.len(),
                 report.unchanged,
+                report.photos_set.len(),
+                report.photos_removed.len(),
                 report.bad_rows.len()
             );
             for card in &report.cards {

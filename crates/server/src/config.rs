@@ -40,6 +40,105 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// Persons from an LDAP directory. No `url`: no sync.
     pub directory: DirectoryConfig,
+    /// Operators sign in through the organisation's OpenID provider. No `issuer`: only
+    /// Cardwright passwords.
+    pub oidc: OidcConfig,
+}
+
+/// Single sign-on for operators with OpenID Connect (authorization code flow with PKCE).
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The provider's issuer URL (its discovery document is `ISSUER/.well-known/openid-configuration`).
+    pub issuer: String,
+    pub client_id: String,
+    /// Give it in the environment, CARDWRIGHT_OIDC_CLIENT_SECRET. Empty: a public client
+    /// (PKCE only).
+    pub client_secret: String,
+    /// Cardwright's callback as the provider knows it: `https://HOST/login/oidc/callback`.
+    pub redirect_url: String,
+    /// The provider's name on the login page: "Sign in with NAME".
+    #[serde(alias = "display_name")]
+    pub name: String,
+    /// Scopes asked for; `openid` is always asked for.
+    pub scopes: Vec<String>,
+    /// The claim holding the username of a new operator record.
+    pub username_claim: String,
+    /// The claim whose values map to roles (a string or a list of strings, e.g. `groups`).
+    #[serde(alias = "role_claim", alias = "groups_claim")]
+    pub roles_claim: String,
+    /// Value of the claim → Cardwright roles (a role name or a list of them).
+    pub roles: std::collections::BTreeMap<String, RoleNames>,
+    /// Whether operators may also log in with a Cardwright password (UI and API).
+    pub password_login: bool,
+    /// How long a call to the provider may take, in seconds.
+    pub timeout_secs: u64,
+}
+
+/// One role name or a list of them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum RoleNames {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl RoleNames {
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            RoleNames::One(name) => vec![name.as_str()],
+            RoleNames::Many(names) => names.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        Self {
+            issuer: String::new(),
+            client_id: String::new(),
+            client_secret: String::new(),
+            redirect_url: String::new(),
+            name: "single sign-on".into(),
+            scopes: vec!["openid".into(), "profile".into(), "email".into()],
+            username_claim: "preferred_username".into(),
+            roles_claim: "groups".into(),
+            roles: std::collections::BTreeMap::new(),
+            password_login: true,
+            timeout_secs: 10,
+        }
+    }
+}
+
+impl OidcConfig {
+    /// Whether single sign-on is configured.
+    pub fn enabled(&self) -> bool {
+        !self.issuer.is_empty()
+    }
+}
+
+impl std::fmt::Debug for OidcConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcConfig")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &if self.client_secret.is_empty() {
+                    ""
+                } else {
+                    "***"
+                },
+            )
+            .field("redirect_url", &self.redirect_url)
+            .field("name", &self.name)
+            .field("scopes", &self.scopes)
+            .field("username_claim", &self.username_claim)
+            .field("roles_claim", &self.roles_claim)
+            .field("roles", &self.roles)
+            .field("password_login", &self.password_login)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The LDAP directory persons are synchronised from.
@@ -71,6 +170,8 @@ pub struct DirectoryAttributes {
     pub given_name: String,
     pub family_name: String,
     pub email: String,
+    /// The photo (JPEG or PNG bytes); empty: photos are not read from the directory.
+    pub photo: String,
 }
 
 impl Default for DirectoryAttributes {
@@ -80,6 +181,7 @@ impl Default for DirectoryAttributes {
             given_name: "givenName".into(),
             family_name: "sn".into(),
             email: "mail".into(),
+            photo: "jpegPhoto".into(),
         }
     }
 }
@@ -397,6 +499,7 @@ impl Default for Config {
             smtp: SmtpConfig::default(),
             webhooks: WebhooksConfig::default(),
             directory: DirectoryConfig::default(),
+            oidc: OidcConfig::default(),
         }
     }
 }
@@ -509,7 +612,63 @@ impl Config {
             bail!("login.max_failures: must be at least 1");
         }
         self.check_directory()?;
+        self.check_oidc()?;
         self.check_notify()
+    }
+
+    fn check_oidc(&self) -> anyhow::Result<()> {
+        let o = &self.oidc;
+        if !o.enabled() {
+            if !o.password_login {
+                bail!("oidc.password_login = false needs single sign-on: set oidc.issuer, client_id and redirect_url");
+            }
+            return Ok(());
+        }
+        let issuer = url::Url::parse(&o.issuer)
+            .with_context(|| format!("oidc.issuer: '{}' is not a URL", o.issuer))?;
+        if !matches!(issuer.scheme(), "https" | "http") {
+            bail!("oidc.issuer: use an https:// URL, not '{}'", o.issuer);
+        }
+        if o.client_id.trim().is_empty() {
+            bail!("oidc.client_id: give the client id the provider registered for Cardwright");
+        }
+        let redirect = url::Url::parse(&o.redirect_url).with_context(|| {
+            format!(
+                "oidc.redirect_url: '{}' is not a URL like https://HOST/login/oidc/callback",
+                o.redirect_url
+            )
+        })?;
+        if redirect.path() != "/login/oidc/callback" {
+            bail!(
+                "oidc.redirect_url: the path must be /login/oidc/callback, not '{}'",
+                redirect.path()
+            );
+        }
+        if o.name.trim().is_empty() || o.name.len() > 64 {
+            bail!("oidc.name: give the provider a name of 1 to 64 characters");
+        }
+        if o.username_claim.trim().is_empty() || o.roles_claim.trim().is_empty() {
+            bail!("oidc.username_claim and oidc.roles_claim: name the claims");
+        }
+        if o.roles.is_empty() {
+            bail!(
+                "oidc.roles: map at least one value of the claim '{}' to Cardwright roles, e.g. \
+                 [oidc.roles] \"card-desk\" = [\"registration-officer\"]",
+                o.roles_claim
+            );
+        }
+        for (value, roles) in &o.roles {
+            let names = roles.names();
+            if names.is_empty() {
+                bail!("oidc.roles.{value}: give at least one role");
+            }
+            for name in names {
+                name.parse::<cardwright_domain::Role>()
+                    .map_err(|e| anyhow::anyhow!("oidc.roles.{value}: {e}"))?;
+            }
+        }
+        in_range("oidc.timeout_secs", o.timeout_secs, 1, 300)?;
+        Ok(())
     }
 
     fn check_directory(&self) -> anyhow::Result<()> {
@@ -635,6 +794,7 @@ impl Config {
                 max_failures: self.login.max_failures,
                 lockout: secs(self.login.lockout_secs),
                 token_ttl: secs(self.login.token_ttl_secs),
+                password_login: self.oidc.password_login,
             },
         })
     }
@@ -711,6 +871,47 @@ fn apply_env(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn single_sign_on_settings_are_checked() {
+        let env = |_: &str| None;
+        let dir = tempfile::tempdir().unwrap();
+        let load = |text: &str| {
+            let path = dir.path().join("c.toml");
+            std::fs::write(&path, text).unwrap();
+            Config::load(Some(&path), env)
+        };
+        let good = "[oidc]\nissuer = \"https://id.example.org\"\nclient_id = \"cw\"\n\
+                    redirect_url = \"https://cards.example.org/login/oidc/callback\"\n\
+                    [oidc.roles]\ndesk = \"registration-officer\"\n\
+                    admins = [\"policy-admin\", \"service-admin\"]\n";
+        let config = load(good).unwrap();
+        assert!(config.oidc.enabled());
+        assert_eq!(config.oidc.roles["admins"].names().len(), 2);
+        for (text, names) in [
+            ("[oidc]\npassword_login = false\n", "oidc.password_login"),
+            (
+                &good.replace("/login/oidc/callback", "/callback"),
+                "oidc.redirect_url",
+            ),
+            (
+                &good.replace("registration-officer", "janitor"),
+                "oidc.roles.desk",
+            ),
+            (
+                &good.replace("client_id = \"cw\"", "client_id = \"\""),
+                "oidc.client_id",
+            ),
+            (
+                "[oidc]\nissuer = \"https://id.example.org\"\nclient_id = \"cw\"\n\
+                 redirect_url = \"https://cards.example.org/login/oidc/callback\"\n",
+                "oidc.roles",
+            ),
+        ] {
+            let err = format!("{:#}", load(text).unwrap_err());
+            assert!(err.contains(names), "{text}: {err}");
+        }
+    }
 
     #[test]
     fn defaults_need_no_file() {

@@ -39,20 +39,18 @@ async fn fetch(config: &DirectoryConfig) -> anyhow::Result<Vec<DirectoryEntry>> 
         .success()
         .with_context(|| format!("binding to the directory as '{}'", config.bind_dn))?;
     let a = &config.attributes;
-    let wanted = [
+    let mut wanted = vec![
         a.employee_number.as_str(),
         a.given_name.as_str(),
         a.family_name.as_str(),
         a.email.as_str(),
     ];
+    if !a.photo.is_empty() {
+        wanted.push(a.photo.as_str());
+    }
     let (found, _) = ldap
         .with_timeout(timeout)
-        .search(
-            &config.base_dn,
-            Scope::Subtree,
-            &config.filter,
-            wanted.to_vec(),
-        )
+        .search(&config.base_dn, Scope::Subtree, &config.filter, wanted)
         .await
         .context("searching the directory")?
         .success()
@@ -69,6 +67,19 @@ async fn fetch(config: &DirectoryConfig) -> anyhow::Result<Vec<DirectoryEntry>> 
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .and_then(|(_, v)| v.first().cloned())
     };
+    // A photo is binary, so ldap3 puts it among the binary values; a value that happens to be
+    // UTF-8 is among the text ones.
+    let photo = |entry: &SearchEntry| {
+        if a.photo.is_empty() {
+            return None;
+        }
+        entry
+            .bin_attrs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&a.photo))
+            .and_then(|(_, v)| v.first().cloned())
+            .or_else(|| first(entry, &a.photo).map(String::into_bytes))
+    };
     Ok(found
         .into_iter()
         .map(SearchEntry::construct)
@@ -77,6 +88,7 @@ async fn fetch(config: &DirectoryConfig) -> anyhow::Result<Vec<DirectoryEntry>> 
             given_name: first(&e, &a.given_name),
             family_name: first(&e, &a.family_name),
             email: first(&e, &a.email),
+            photo: photo(&e),
             origin: e.dn,
         })
         .collect())

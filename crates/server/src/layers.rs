@@ -15,22 +15,23 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
-use crate::state::{AppState, BODY_LIMIT};
+use crate::state::{body_limit, AppState};
 
 /// Reads the request body before the handler runs. A handler that needs no body would otherwise
 /// answer with the body still unread; the connection is then closed with data in it, which the
-/// client sees as a reset while it reads the answer. A body over [`BODY_LIMIT`] is refused with
+/// client sees as a reset while it reads the answer. A body over its limit ([`crate::state::body_limit`]) is refused with
 /// 413 before any handler sees it.
 pub async fn read_body(req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
-    let bytes: Bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
+    let limit = body_limit(parts.uri.path());
+    let bytes: Bytes = match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => bytes,
         Err(_) => {
             return ApiError {
                 status: StatusCode::PAYLOAD_TOO_LARGE,
                 message: format!(
                     "the request body is larger than {} MiB",
-                    BODY_LIMIT / (1024 * 1024)
+                    limit / (1024 * 1024)
                 ),
                 position: None,
             }

@@ -15,6 +15,7 @@ pub mod http;
 pub mod keys;
 mod layers;
 pub mod notify;
+pub mod oidc;
 mod operator_cli;
 mod pki_cli;
 pub mod router;

@@ -136,8 +136,9 @@ pub(crate) async fn import_persons(
             persons_import::MAX_BYTES
         );
     }
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("reading {} (UTF-8 text)", file.display()))?;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let text =
+        persons_import::decode(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let ctx = crate::app::context(config, Arc::new(SystemClock)).await?;
     let operator = cardwright_domain::Operator {
         id: cardwright_domain::OperatorId::new(0, [0; 10]),
@@ -146,7 +147,7 @@ pub(crate) async fn import_persons(
             .into_iter()
             .collect(),
     };
-    let result = persons_import::import(&ctx, &operator, &text, options).await;
+    let result = persons_import::import(&ctx, &operator, text, options).await;
     ctx.store.close().await;
     let report = result.map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     for bad in &report.bad_rows {

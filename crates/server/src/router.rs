@@ -8,12 +8,17 @@ use axum::routing::get;
 use axum::Router;
 use cardwright_processes::Context;
 
-use crate::state::{AppState, HttpOptions, Metrics, BODY_LIMIT};
+use crate::state::{AppState, HttpOptions, Metrics, PHOTO_BODY_LIMIT};
 use crate::{error, http, layers, ui};
 
 /// The application's router, ready to serve.
-pub fn router(ctx: Context, options: &HttpOptions) -> Router {
+pub fn router(ctx: Context, options: &HttpOptions) -> anyhow::Result<Router> {
     let (api, spec) = http::api().split_for_parts();
+    let oidc = if options.oidc.enabled() {
+        Some(Arc::new(crate::oidc::Provider::new(&options.oidc)?))
+    } else {
+        None
+    };
     let state = AppState {
         ctx,
         metrics: Arc::new(Metrics::default()),
@@ -24,8 +29,10 @@ pub fn router(ctx: Context, options: &HttpOptions) -> Router {
         metrics_token: Some(options.metrics_token.as_str())
             .filter(|t| !t.is_empty())
             .map(Arc::from),
+        oidc,
     };
-    api.merge(ui::router())
+    Ok(api
+        .merge(ui::router())
         .route("/api/v1/openapi.json", get(http::openapi::serve))
         .route("/healthz", get(http::metrics::healthz))
         .route("/pki/ca.pem", get(http::pki::ca_pem))
@@ -33,14 +40,14 @@ pub fn router(ctx: Context, options: &HttpOptions) -> Router {
         .route("/pki/crl/{version}", get(http::pki::previous_crl))
         .route("/metrics", get(http::metrics::metrics))
         .fallback(error::not_found)
-        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::extract::DefaultBodyLimit::max(PHOTO_BODY_LIMIT))
         .layer(axum::middleware::from_fn(layers::read_body))
         .layer(axum::middleware::from_fn(layers::response_headers))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             layers::observe,
         ))
-        .with_state(state)
+        .with_state(state))
 }
 
 #[cfg(test)]

@@ -9,6 +9,18 @@ use cardwright_processes::Context;
 /// The largest request body accepted (two layouts of 256 KiB fit with room to spare).
 pub const BODY_LIMIT: usize = 2 * 1024 * 1024;
 
+/// The largest body of a photo upload (a photo of at most 8 MiB, and a form's fields around it).
+pub const PHOTO_BODY_LIMIT: usize = cardwright_processes::photos::MAX_BYTES + 64 * 1024;
+
+/// The largest body accepted on `path`.
+pub fn body_limit(path: &str) -> usize {
+    if path.ends_with("/photo") {
+        PHOTO_BODY_LIMIT
+    } else {
+        BODY_LIMIT
+    }
+}
+
 /// What every handler gets.
 #[derive(Clone)]
 pub struct AppState {
@@ -17,6 +29,8 @@ pub struct AppState {
     pub openapi: Arc<String>,
     /// The bearer token a metrics scraper sends to `/metrics`, when configured.
     pub metrics_token: Option<Arc<str>>,
+    /// The OpenID provider operators sign in through, when configured.
+    pub oidc: Option<Arc<crate::oidc::Provider>>,
 }
 
 /// Settings of the HTTP interface itself.
@@ -24,6 +38,8 @@ pub struct AppState {
 pub struct HttpOptions {
     /// `metrics_token` from the configuration; empty: only operators' tokens open `/metrics`.
     pub metrics_token: String,
+    /// `[oidc]` from the configuration.
+    pub oidc: crate::config::OidcConfig,
 }
 
 /// Requests are counted by method, route pattern and status.

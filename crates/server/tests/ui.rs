@@ -34,6 +34,16 @@ pub struct UiApp {
 
 impl UiApp {
     pub async fn start(stations: Vec<StationConfig>) -> Self {
+        Self::start_with(|config| {
+            if !stations.is_empty() {
+                config.stations = stations;
+            }
+        })
+        .await
+    }
+
+    /// A server with its configuration adjusted by `adjust`.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config {
             listen: "127.0.0.1:0".into(),
@@ -41,9 +51,7 @@ impl UiApp {
             station_poll_ms: 20,
             ..Config::default()
         };
-        if !stations.is_empty() {
-            config.stations = stations;
-        }
+        adjust(&mut config);
         let clock = Arc::new(ManualClock::new(
             chrono::Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap(),
         ));
@@ -210,6 +218,44 @@ impl Browser {
             .post(format!("{}{path}", self.base))
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(serde_urlencoded::to_string(form).unwrap());
+        self.send(req).await
+    }
+
+    /// Posts a multipart form (as a browser sends a form with a file): text fields, then one file.
+    pub async fn post_file(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        file: (&str, &str, &[u8]),
+    ) -> Answer {
+        let boundary = "cardwright-test-boundary-7d1f";
+        let mut body = Vec::new();
+        for (name, value) in fields {
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+                )
+                .as_bytes(),
+            );
+        }
+        let (name, media, bytes) = file;
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; \
+                 filename=\"photo\"\r\nContent-Type: {media}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header(
+                CONTENT_TYPE,
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body);
         self.send(req).await
     }
 
@@ -616,5 +662,167 @@ async fn every_page_opens_for_an_operator_with_every_role() {
     let profile = browser.get(done.location.as_deref().unwrap()).await;
     assert!(profile.body.contains("Abort temporary card: done."));
     assert!(profile.body.contains(r#"id="card-state">aborted<"#));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_photo_is_uploaded_from_the_person_page() {
+    let app = UiApp::start(Vec::new()).await;
+    let person = app.person("E-77", "Grace", "Hopper").await;
+    let mut browser = Browser::new(&app);
+    browser.login("rita").await;
+    let page = browser.get(&format!("/persons/{person}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("No photo"), "{}", page.body);
+    let csrf = page.csrf();
+    let mut png = Vec::new();
+    image::RgbImage::from_pixel(900, 1200, image::Rgb([10, 200, 10]))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    // Without the form's token nothing changes.
+    let refused = browser
+        .post_file(
+            &format!("/persons/{person}/photo"),
+            &[("csrf", "00")],
+            ("photo", "image/png", &png),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    // A file that is no picture is refused with a reason.
+    let bad = browser
+        .post_file(
+            &format!("/persons/{person}/photo"),
+            &[("csrf", &csrf)],
+            ("photo", "image/png", b"not a picture"),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        bad.body.contains("neither a JPEG nor a PNG"),
+        "{}",
+        bad.body
+    );
+    let done = browser
+        .post_file(
+            &format!("/persons/{person}/photo"),
+            &[("csrf", &csrf)],
+            ("photo", "image/png", &png),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{done:?}");
+    let page = browser.get(&format!("/persons/{person}")).await;
+    assert!(
+        page.body.contains(&format!("/persons/{person}/photo?v=")),
+        "{}",
+        page.body
+    );
+    let res = reqwest::Client::new()
+        .get(format!("{}/persons/{person}/photo", app.base))
+        .header(
+            "cookie",
+            format!(
+                "cardwright_session={}",
+                browser.cookies["cardwright_session"]
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["content-type"], "image/jpeg");
+    let jpeg = image::load_from_memory(&res.bytes().await.unwrap()).unwrap();
+    assert_eq!((jpeg.width(), jpeg.height()), (600, 800));
+    let removed = browser
+        .post(
+            &format!("/persons/{person}/photo/remove"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::SEE_OTHER);
+    let page = browser.get(&format!("/persons/{person}")).await;
+    assert!(page.body.contains("No photo"));
+    app.stop().await;
+}
+
+/// Single sign-on configured with password login off (the provider is down): no password form,
+/// password logins refused in the UI and the API, and a clear error when the provider cannot be
+/// reached or an answer comes back that belongs to no sign-in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_login_can_be_switched_off() {
+    let app = UiApp::start_with(|config| {
+        let mut roles = std::collections::BTreeMap::new();
+        roles.insert(
+            "desk".to_owned(),
+            cardwright::config::RoleNames::One("registration-officer".into()),
+        );
+        config.oidc = cardwright::config::OidcConfig {
+            issuer: "http://127.0.0.1:9".into(),
+            client_id: "cardwright".into(),
+            redirect_url: "http://127.0.0.1:8080/login/oidc/callback".into(),
+            name: "Corp ID".into(),
+            password_login: false,
+            timeout_secs: 2,
+            roles,
+            ..cardwright::config::OidcConfig::default()
+        };
+    })
+    .await;
+    let mut browser = Browser::new(&app);
+    let page = browser.get("/login").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Sign in with Corp ID"), "{}", page.body);
+    assert!(!page.body.contains(r#"id="password""#), "no password form");
+    let refused = browser
+        .post("/login", &[("username", "rita"), ("password", PASSWORD)])
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        refused.body.contains("Password login is switched off"),
+        "{}",
+        refused.body
+    );
+    let api = reqwest::Client::new()
+        .post(format!("{}/api/v1/auth/login", app.base))
+        .json(&serde_json::json!({"username": "rita", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), StatusCode::FORBIDDEN);
+    // The provider cannot be reached: the login page says so.
+    let down = browser.get("/login/oidc").await;
+    assert_eq!(down.status, StatusCode::BAD_GATEWAY);
+    assert!(
+        down.body.contains("Corp ID cannot be reached"),
+        "{}",
+        down.body
+    );
+    // An answer that belongs to no sign-in under way is refused.
+    let stray = browser.get("/login/oidc/callback?code=abc&state=xyz").await;
+    assert_eq!(stray.status, StatusCode::BAD_REQUEST);
+    assert!(stray.body.contains("sign in again"), "{}", stray.body);
+    app.stop().await;
+}
+
+/// An operator creates an API token from their account page; it works as a bearer token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_token_comes_from_the_account_page() {
+    let app = UiApp::start(Vec::new()).await;
+    let mut browser = Browser::new(&app);
+    browser.login("rita").await;
+    let page = browser.get("/account/password").await;
+    let made = browser
+        .post("/account/token", &[("csrf", &page.csrf())])
+        .await;
+    assert_eq!(made.status, StatusCode::OK, "{made:?}");
+    let marker = r#"<pre class="mono" id="token">"#;
+    let start = made.body.find(marker).expect("the token") + marker.len();
+    let token = &made.body[start..start + 64];
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
+    let persons = reqwest::Client::new()
+        .get(format!("{}/api/v1/persons", app.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(persons.status(), StatusCode::OK);
     app.stop().await;
 }

@@ -15,6 +15,7 @@ mod migrations;
 pub mod operators;
 pub mod outbox;
 pub mod persons;
+pub mod photos;
 pub mod scripts;
 mod sql;
 pub mod templates;

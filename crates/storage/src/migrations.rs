@@ -61,6 +61,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "operator_accounts",
         sql: include_str!("../migrations/0010_operator_accounts.sql"),
     },
+    Migration {
+        version: 11,
+        name: "photos_and_single_sign_on",
+        sql: include_str!("../migrations/0011_photos_and_single_sign_on.sql"),
+    },
 ];
 
 /// An arbitrary constant naming Cardwright's migration lock on PostgreSQL.

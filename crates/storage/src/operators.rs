@@ -76,10 +76,17 @@ pub struct Account {
     /// Until when failed logins lock the username out, if they do now.
     pub locked_until: Option<Timestamp>,
     pub created_at: Timestamp,
+    /// The operator signs in through the organisation's OpenID provider and has no Cardwright
+    /// password.
+    pub single_sign_on: bool,
 }
 
 const ACCOUNT: &str = "SELECT o.id, o.username, o.roles, o.enabled, o.must_change_password, \
-    o.created_at, t.locked_until FROM operators o LEFT JOIN login_throttle t ON t.username = o.username";
+    o.created_at, o.oidc_subject, t.locked_until FROM operators o \
+    LEFT JOIN login_throttle t ON t.username = o.username";
+
+/// The password hash of operators who have no Cardwright password (it matches no password).
+pub const NO_PASSWORD: &str = "!single-sign-on";
 
 fn account(row: &AnyRow, now: Timestamp) -> Result<Account, StoreError> {
     let locked_until = opt_from_micros(row.try_get("locked_until")?)?.filter(|t| *t > now);
@@ -89,7 +96,46 @@ fn account(row: &AnyRow, now: Timestamp) -> Result<Account, StoreError> {
         must_change_password: row.try_get::<i64, _>("must_change_password")? != 0,
         locked_until,
         created_at: crate::from_micros(row.try_get("created_at")?)?,
+        single_sign_on: row.try_get::<Option<String>, _>("oidc_subject")?.is_some(),
     })
+}
+
+/// The operator an OpenID provider's subject (issuer and `sub`) signs in as, and whether it is
+/// enabled.
+pub async fn by_oidc_subject(
+    conn: &mut Conn,
+    subject: &str,
+) -> Result<Option<(Operator, bool)>, StoreError> {
+    let row =
+        sqlx::query("SELECT id, username, roles, enabled FROM operators WHERE oidc_subject = $1")
+            .bind(subject)
+            .fetch_optional(conn)
+            .await?;
+    row.map(|r| Ok((operator(&r)?, r.try_get::<i64, _>("enabled")? != 0)))
+        .transpose()
+}
+
+/// Stores an operator who signs in through an OpenID provider (no password); a taken username
+/// or subject is a unique violation.
+pub async fn insert_single_sign_on(
+    conn: &mut Conn,
+    op: &Operator,
+    subject: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO operators (id, username, password_hash, roles, created_at, oidc_subject) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(op.id.to_string())
+    .bind(op.username.as_str())
+    .bind(NO_PASSWORD)
+    .bind(op.roles.to_list())
+    .bind(to_micros(now))
+    .bind(subject)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Every operator with its state, by username.

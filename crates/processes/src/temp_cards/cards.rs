@@ -130,7 +130,7 @@ pub async fn of_person(
 
 /// A PNG of one side of a card as it prints (or printed), with its holder and validity.
 pub async fn preview(ctx: &Context, id: CardId, side: Side) -> Result<Vec<u8>, ProcessError> {
-    let (record, template) = {
+    let (record, template, photo) = {
         let mut conn = ctx.store.reader().await?;
         let record = cards::get(&mut conn, id)
             .await?
@@ -138,7 +138,14 @@ pub async fn preview(ctx: &Context, id: CardId, side: Side) -> Result<Vec<u8>, P
         let template = templates::get(&mut conn, record.card.template)
             .await?
             .ok_or_else(|| ProcessError::Internal(format!("template of card {id} vanished")))?;
-        (record, template)
+        // The holder's photo fills the layout's photo box.
+        let photo = match &record.holder {
+            Some(holder) => cardwright_storage::photos::get(&mut conn, holder.id)
+                .await?
+                .map(|p| ("image/jpeg".to_owned(), p.jpeg)),
+            None => None,
+        };
+        (record, template, photo)
     };
     let face = CardFace {
         serial: record.card.serial.to_string(),
@@ -149,7 +156,7 @@ pub async fn preview(ctx: &Context, id: CardId, side: Side) -> Result<Vec<u8>, P
             .valid_until
             .map(|t| t.format("%Y-%m-%d").to_string()),
         issue_date: ctx.now().format("%Y-%m-%d").to_string(),
-        photo: None,
+        photo,
     };
     let (front, back) = crate::templates::effective_layouts(&template);
     let artwork = CardArtwork::new(front, back, face);

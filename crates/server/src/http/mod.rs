@@ -44,6 +44,11 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(operators::unlock_operator))
         .routes(routes!(persons::list_persons, persons::create_person))
         .routes(routes!(persons::get_person))
+        .routes(routes!(
+            persons::get_photo,
+            persons::put_photo,
+            persons::delete_photo
+        ))
         .routes(routes!(persons_import::import_persons))
         .routes(routes!(
             templates::list_templates,

@@ -29,6 +29,9 @@ pub struct OperatorView {
     /// Failed logins lock the username out until then.
     pub locked_until: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// It signs in through the organisation's OpenID provider (no Cardwright password); its
+    /// roles follow the provider's claim at every sign-in.
+    pub single_sign_on: bool,
 }
 
 impl From<OperatorAccount> for OperatorView {
@@ -45,6 +48,7 @@ impl From<OperatorAccount> for OperatorView {
             must_change_password: a.must_change_password,
             locked_until: a.locked_until,
             created_at: a.created_at,
+            single_sign_on: a.single_sign_on,
         }
     }
 }

@@ -1,10 +1,14 @@
 //! Persons.
 
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use axum::Json;
 use cardwright_domain::PersonId;
 use cardwright_processes::persons::{self, NewPerson};
+use cardwright_processes::photos;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -92,8 +96,79 @@ pub async fn get_person(
 ) -> Result<Json<PersonDetail>, ApiError> {
     let person = persons::get(&state.ctx, &op, id).await?;
     let cards = cardwright_processes::temp_cards::cards::of_person(&state.ctx, person.id).await?;
+    let has_photo = photos::exists(&state.ctx, person.id).await?;
     Ok(Json(PersonDetail {
         person: person.into(),
+        has_photo,
         cards: cards.into_iter().map(CardView::from).collect(),
     }))
+}
+
+/// A person's photo: the JPEG Cardwright re-encoded from the upload or the directory.
+#[utoipa::path(get, path = "/persons/{id}/photo", tag = "persons", operation_id = "get_person_photo",
+    params(("id" = Id, Path, description = "person id")), security(("bearer" = [])),
+    responses((status = 200, description = "The photo.", content_type = "image/jpeg", body = Vec<u8>),
+        BadId, NeedsLogin,
+        (status = 403, description = "Needs the role registration-officer.", body = ErrorBody),
+        (status = 404, description = "No such person, or the person has no photo.", body = ErrorBody)))]
+pub async fn get_photo(
+    State(state): State<AppState>,
+    Auth(op): Auth,
+    IdPath(id): IdPath<PersonId>,
+) -> Result<impl IntoResponse, ApiError> {
+    let jpeg = photos::get(&state.ctx, &op, id).await?;
+    Ok(([(CONTENT_TYPE, "image/jpeg")], jpeg))
+}
+
+/// Set a person's photo: a JPEG or PNG image of at most 8 MiB and 8,000 pixels a side, sent as
+/// the body with its media type. It is re-encoded as a JPEG of at most 600 × 800 pixels; nothing
+/// else of the file is kept. A photo set here stays when the directory is synced.
+#[utoipa::path(put, path = "/persons/{id}/photo", tag = "persons", operation_id = "put_person_photo",
+    params(("id" = Id, Path, description = "person id")), security(("bearer" = [])),
+    request_body(content(
+        (Vec<u8> = "image/jpeg"),
+        (Vec<u8> = "image/png"),
+    ), description = "The photo's bytes."),
+    responses((status = 204, description = "The photo is set."), BadId, NeedsLogin,
+        (status = 403, description = "Needs the role registration-officer.", body = ErrorBody),
+        (status = 404, description = "No such person.", body = ErrorBody),
+        (status = 413, description = "The body is larger than 8 MiB.", body = ErrorBody),
+        (status = 415, description = "The body is not sent as image/jpeg or image/png.", body = ErrorBody),
+        (status = 422, description = "The image cannot be read, is neither JPEG nor PNG, or is too large; the message says which.", body = ErrorBody)))]
+pub async fn put_photo(
+    State(state): State<AppState>,
+    Auth(op): Auth,
+    IdPath(id): IdPath<PersonId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let media = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase());
+    if !matches!(media.as_deref(), Some("image/jpeg" | "image/png")) {
+        return Err(ApiError {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            message: "send the photo with Content-Type: image/jpeg or image/png".into(),
+            position: None,
+        });
+    }
+    photos::upload(&state.ctx, &op, id, body.to_vec()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Remove a person's photo.
+#[utoipa::path(delete, path = "/persons/{id}/photo", tag = "persons", operation_id = "delete_person_photo",
+    params(("id" = Id, Path, description = "person id")), security(("bearer" = [])),
+    responses((status = 204, description = "The photo is removed."), BadId, NeedsLogin,
+        (status = 403, description = "Needs the role registration-officer.", body = ErrorBody),
+        (status = 404, description = "No such person, or the person has no photo.", body = ErrorBody)))]
+pub async fn delete_photo(
+    State(state): State<AppState>,
+    Auth(op): Auth,
+    IdPath(id): IdPath<PersonId>,
+) -> Result<StatusCode, ApiError> {
+    photos::remove(&state.ctx, &op, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

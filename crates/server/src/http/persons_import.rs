@@ -57,6 +57,11 @@ pub struct ImportReportView {
     pub bad_rows: Vec<BadRowView>,
     /// The assigned temporary cards of deactivated persons and what became of them.
     pub cards: Vec<CardActionView>,
+    /// Employee numbers of persons whose photo the directory set or changed (a CSV file
+    /// carries no photos).
+    pub photos_set: Vec<String>,
+    /// Employee numbers of persons whose directory photo is gone.
+    pub photos_removed: Vec<String>,
 }
 
 impl From<ImportReport> for ImportReportView {
@@ -68,6 +73,8 @@ impl From<ImportReport> for ImportReportView {
             updated: r.updated,
             deactivated: r.deactivated,
             unchanged: r.unchanged,
+            photos_set: r.photos_set,
+            photos_removed: r.photos_removed,
             bad_rows: r
                 .bad_rows
                 .into_iter()
@@ -119,17 +126,14 @@ pub async fn import_persons(
             position: None,
         });
     }
-    let text = String::from_utf8(body.to_vec()).map_err(|_| {
-        ApiError::from(ProcessError::Unprocessable(
-            "the file is not UTF-8 text".into(),
-        ))
-    })?;
+    let text = persons_import::decode(&body)
+        .map_err(|e| ApiError::from(ProcessError::Unprocessable(e.to_string())))?;
     let options = ImportOptions {
         dry_run: q.dry_run.unwrap_or(false),
         skip_bad_rows: q.skip_bad_rows.unwrap_or(false),
         deactivate_missing: q.deactivate_missing.unwrap_or(false),
     };
-    let report = persons_import::import(&state.ctx, &op, &text, options)
+    let report = persons_import::import(&state.ctx, &op, text, options)
         .await
         .map_err(|e| match e {
             ProcessError::Invalid(m) => ApiError::from(ProcessError::Unprocessable(m)),

@@ -238,6 +238,8 @@ pub struct PersonList {
 pub struct PersonDetail {
     #[serde(flatten)]
     pub person: PersonView,
+    /// Whether the person has a photo (`GET /persons/{id}/photo`).
+    pub has_photo: bool,
     pub cards: Vec<CardView>,
 }
 

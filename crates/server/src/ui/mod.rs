@@ -44,6 +44,8 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(home::home))
         .route("/login", get(session::login_page).post(session::login))
+        .route("/login/oidc", get(session::oidc_start))
+        .route("/login/oidc/callback", get(session::oidc_callback))
         .route("/logout", post(session::logout))
         .route("/static/{file}", get(assets::serve))
         .route("/persons", get(persons::search).post(persons::create))
@@ -52,6 +54,11 @@ pub fn router() -> Router<AppState> {
             get(persons_import::form).post(persons_import::import),
         )
         .route("/persons/{id}", get(persons::profile))
+        .route(
+            "/persons/{id}/photo",
+            get(persons::photo).post(persons::upload_photo),
+        )
+        .route("/persons/{id}/photo/remove", post(persons::remove_photo))
         .route("/admin/script", get(script::editor).post(script::save))
         .route("/admin/script/restore", post(script::restore))
         .route(
@@ -73,6 +80,7 @@ pub fn router() -> Router<AppState> {
             "/account/password",
             get(operators::password_form).post(operators::change_password),
         )
+        .route("/account/token", post(operators::api_token))
         .route("/admin/audit", get(admin::audit))
         .route(
             "/admin/webhooks",

@@ -27,6 +27,7 @@ struct OperatorRow {
     enabled: bool,
     state: String,
     locked: bool,
+    single_sign_on: bool,
 }
 
 fn role_boxes(has: impl Fn(Role) -> bool) -> Vec<RoleBox> {
@@ -50,6 +51,9 @@ impl From<OperatorAccount> for OperatorRow {
         if a.must_change_password {
             state.push("one-time password".to_owned());
         }
+        if a.single_sign_on {
+            state.push("single sign-on".to_owned());
+        }
         if let Some(until) = a.locked_until {
             state.push(format!("locked out until {}", when(until)));
         }
@@ -58,6 +62,7 @@ impl From<OperatorAccount> for OperatorRow {
             roles: role_boxes(|r| a.operator.roles.contains(r)),
             enabled: a.enabled,
             locked: a.locked_until.is_some(),
+            single_sign_on: a.single_sign_on,
             state: state.join(", "),
         }
     }
@@ -248,6 +253,8 @@ struct PasswordPage {
     first: bool,
     error: Option<String>,
     changed: bool,
+    /// A new API token (shown once) and until when it is valid.
+    token: Option<(String, String)>,
 }
 
 #[derive(Deserialize)]
@@ -263,6 +270,23 @@ pub(crate) async fn password_form(session: UiSession, Query(q): Query<PasswordQu
         first: q.first.is_some(),
         error: None,
         changed: q.changed.is_some(),
+        token: None,
+    }))
+}
+
+/// POST /account/token: a new API bearer token for the operator, shown once (for operators who
+/// sign in through the identity provider and have no password to log in to the API with).
+pub(crate) async fn api_token(State(state): State<AppState>, posted: Posted) -> Reply {
+    let session = posted.session;
+    let issued = cardwright_processes::auth::issue_token(&state.ctx, &session.token)
+        .await
+        .map_err(|e| process_error(&session, e))?;
+    Ok(render(&PasswordPage {
+        layout: Layout::new(&session, Section::Home, "Account"),
+        first: false,
+        error: None,
+        changed: false,
+        token: Some((issued.token, super::page::when(issued.expires_at))),
     }))
 }
 
@@ -297,6 +321,7 @@ pub(crate) async fn change_password(State(state): State<AppState>, posted: Poste
                     first: false,
                     error: Some(message),
                     changed: false,
+                    token: None,
                 },
             ))
         }

@@ -1,16 +1,21 @@
 //! Persons: search, a new person, and a person's profile with their temporary cards.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use cardwright_domain::{Person, PersonId};
 use cardwright_processes::persons::{self, NewPerson};
 use cardwright_processes::temp_cards::cards as card_process;
+use cardwright_processes::{photos, ProcessError};
 use serde::Deserialize;
 
 use super::form::Posted;
 use super::page::{
-    explain, forbidden, path_id, process_error, render, render_with, Layout, Reply, Section,
+    error_page, explain, forbidden, path_id, process_error, render, render_with, Layout, Reply,
+    Section,
 };
 use super::session::{see_other, UiSession};
 use super::temp_cards::CardRow;
@@ -102,9 +107,10 @@ async fn persons_page(
         .map_err(|e| process_error(session, e))?
         .map(|(at, c)| {
             format!(
-                "Last directory sync {}: {} created, {} updated, {} deactivated, {} unchanged, {} entries not read.",
+                "Last directory sync {}: {} created, {} updated, {} deactivated, {} unchanged, {} photos set, {} entries not read.",
                 super::page::when(at),
-                c["created"], c["updated"], c["deactivated"], c["unchanged"], c["bad_rows"]
+                c["created"], c["updated"], c["deactivated"], c["unchanged"],
+                c.get("photos_set").cloned().unwrap_or(serde_json::Value::from(0)), c["bad_rows"]
             )
         });
     let page = PersonsPage {
@@ -172,6 +178,9 @@ struct PersonPage {
     layout: Layout,
     person: PersonRow,
     cards: Vec<CardRow>,
+    has_photo: bool,
+    /// A cache-busting suffix for the photo's address (the hash of the stored photo).
+    photo_version: String,
 }
 
 /// GET /persons/{id}: a person and their temporary cards.
@@ -190,9 +199,109 @@ pub(crate) async fn profile(
     let cards = card_process::of_person(&state.ctx, person.id)
         .await
         .map_err(|e| process_error(&session, e))?;
+    let photo = match photos::get(&state.ctx, &session.operator, person.id).await {
+        Ok(jpeg) => Some(jpeg),
+        Err(ProcessError::NotFound(_)) => None,
+        Err(e) => return Err(process_error(&session, e)),
+    };
     Ok(render(&PersonPage {
         layout: Layout::new(&session, Section::Persons, person.display_name()),
         person: person.into(),
         cards: cards.into_iter().map(CardRow::from).collect(),
+        has_photo: photo.is_some(),
+        photo_version: photo
+            .map(|jpeg| photos::source_hash(&jpeg)[..16].to_owned())
+            .unwrap_or_default(),
     }))
+}
+
+/// GET /persons/{id}/photo: the person's photo (JPEG).
+pub(crate) async fn photo(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(id): Path<String>,
+) -> Reply {
+    if !Section::Persons.open_to(&session.operator.roles) {
+        return Err(forbidden(&session, Section::Persons));
+    }
+    let id: PersonId = path_id(&session, &id)?;
+    let jpeg = photos::get(&state.ctx, &session.operator, id)
+        .await
+        .map_err(|e| process_error(&session, e))?;
+    Ok(([(CONTENT_TYPE, "image/jpeg")], jpeg).into_response())
+}
+
+/// POST /persons/{id}/photo: a photo file from the person page's form (multipart), re-encoded
+/// and stored; back to the person.
+pub(crate) async fn upload_photo(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(id): Path<String>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Reply {
+    if !Section::Persons.open_to(&session.operator.roles) {
+        return Err(forbidden(&session, Section::Persons));
+    }
+    let id: PersonId = path_id(&session, &id)?;
+    let bad = |message: String| error_page(&session, StatusCode::BAD_REQUEST, message);
+    let mut multipart = multipart.map_err(|e| bad(format!("The form cannot be read: {e}")))?;
+    let mut csrf = None;
+    let mut file = None;
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| bad(format!("The form cannot be read: {e}")))?
+    {
+        match field.name() {
+            Some("csrf") => {
+                csrf = Some(
+                    field
+                        .text()
+                        .await
+                        .map_err(|e| bad(format!("The form cannot be read: {e}")))?,
+                );
+            }
+            Some("photo") => {
+                file = Some(
+                    field
+                        .bytes()
+                        .await
+                        .map_err(|e| bad(format!("The photo cannot be read: {e}")))?,
+                );
+            }
+            _ => {}
+        }
+    }
+    if !session.csrf_ok(csrf.as_deref()) {
+        return Err(error_page(
+            &session,
+            StatusCode::FORBIDDEN,
+            "The form's security token is missing or out of date, so nothing was changed. \
+             Reload the page and try again.",
+        ));
+    }
+    let file = file
+        .filter(|f| !f.is_empty())
+        .ok_or_else(|| bad("Choose a photo file (JPEG or PNG) first.".into()))?;
+    photos::upload(&state.ctx, &session.operator, id, file.to_vec())
+        .await
+        .map_err(|e| process_error(&session, e))?;
+    Ok(see_other(&format!("/persons/{id}")))
+}
+
+/// POST /persons/{id}/photo/remove: removes the person's photo; back to the person.
+pub(crate) async fn remove_photo(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    posted: Posted,
+) -> Reply {
+    let session = posted.session;
+    if !Section::Persons.open_to(&session.operator.roles) {
+        return Err(forbidden(&session, Section::Persons));
+    }
+    let id: PersonId = path_id(&session, &id)?;
+    photos::remove(&state.ctx, &session.operator, id)
+        .await
+        .map_err(|e| process_error(&session, e))?;
+    Ok(see_other(&format!("/persons/{id}")))
 }

@@ -199,6 +199,10 @@ struct LoginPage {
     username: String,
     error: Option<String>,
     notice: Option<&'static str>,
+    /// "Sign in with NAME", when single sign-on is configured.
+    sso_name: Option<String>,
+    /// Whether the password form is shown.
+    password_login: bool,
 }
 
 #[derive(Deserialize)]
@@ -218,10 +222,18 @@ fn login_value(ctx: &Context, headers: &HeaderMap) -> (String, Option<HeaderValu
     (value, Some(header))
 }
 
-fn login_form(ctx: &Context, headers: &HeaderMap, status: StatusCode, page: LoginPage) -> Response {
+fn login_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    page: LoginPage,
+) -> Response {
+    let ctx = &state.ctx;
     let (value, set) = login_value(ctx, headers);
     let page = LoginPage {
         csrf: hex::encode(mac(&value, LOGIN_LABEL).finalize().into_bytes()),
+        sso_name: state.oidc.as_ref().map(|p| p.name().to_owned()),
+        password_login: ctx.settings.login.password_login,
         ..page
     };
     let mut res = render_with(status, &page);
@@ -251,7 +263,7 @@ pub(crate) async fn login_page(
         None
     };
     login_form(
-        &state.ctx,
+        &state,
         &headers,
         StatusCode::OK,
         LoginPage {
@@ -260,6 +272,8 @@ pub(crate) async fn login_page(
             username: String::new(),
             error: None,
             notice,
+            sso_name: None,
+            password_login: true,
         },
     )
 }
@@ -275,7 +289,7 @@ pub(crate) async fn login(
     let username = form.get("username").unwrap_or_default().trim().to_owned();
     let refuse = |status: StatusCode, error: &str| {
         login_form(
-            &state.ctx,
+            &state,
             &headers,
             status,
             LoginPage {
@@ -284,9 +298,17 @@ pub(crate) async fn login(
                 username: username.clone(),
                 error: Some(error.to_owned()),
                 notice: None,
+                sso_name: None,
+                password_login: true,
             },
         )
     };
+    if !state.ctx.settings.login.password_login {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "Password login is switched off: sign in through the identity provider.",
+        ));
+    }
     let form_ok = cookie(&headers, LOGIN_COOKIE)
         .is_some_and(|value| verify(&value, LOGIN_LABEL, form.get("csrf")));
     if !form_ok {
@@ -298,7 +320,11 @@ pub(crate) async fn login(
     let password = form.get("password").unwrap_or_default();
     let session = match auth::login(&state.ctx, &username, password).await {
         Ok(session) => session,
-        Err(e @ (ProcessError::Unauthenticated(_) | ProcessError::Throttled(_))) => {
+        Err(
+            e @ (ProcessError::Unauthenticated(_)
+            | ProcessError::Throttled(_)
+            | ProcessError::Forbidden(_)),
+        ) => {
             let (status, message) = super::page::explain(e);
             return Err(refuse(status, &message));
         }
@@ -313,6 +339,229 @@ pub(crate) async fn login(
     );
     headers.append(SET_COOKIE, set_cookie(LOGIN_COOKIE, "", "/login", Some(0)));
     Ok(res)
+}
+
+/// The cookie holding a single sign-on under way (state, nonce, PKCE verifier, where to go).
+const OIDC_COOKIE: &str = "cardwright_oidc";
+/// Where the browser keeps it: only the callback needs it.
+const OIDC_PATH: &str = "/login/oidc";
+/// How long a sign-in at the provider may take.
+const OIDC_MAX_AGE: i64 = 600;
+
+/// What the browser keeps while it is at the provider.
+#[derive(serde::Serialize, Deserialize)]
+struct Pending {
+    state: String,
+    nonce: String,
+    verifier: String,
+    next: String,
+}
+
+impl Pending {
+    fn encode(&self) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    fn from_headers(headers: &HeaderMap) -> Option<Self> {
+        use base64::Engine as _;
+        let raw = headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(key, _)| *key == OIDC_COOKIE)
+            .map(|(_, value)| value.to_owned())
+            .filter(|v| !v.is_empty() && v.len() <= 2048)?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(raw)
+            .ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
+/// The single sign-on cookie: Lax, because the provider sends the browser back from its own
+/// site, and only for the callback's path.
+fn oidc_cookie(value: &str, max_age: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{OIDC_COOKIE}={value}; Path={OIDC_PATH}; HttpOnly; SameSite=Lax; Max-Age={max_age}"
+    ))
+    .expect("the cookie value is base64url")
+}
+
+/// The login page with an error, after a failed single sign-on.
+fn sso_refused(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    error: String,
+) -> Response {
+    let mut res = login_form(
+        state,
+        headers,
+        status,
+        LoginPage {
+            csrf: String::new(),
+            next: "/".into(),
+            username: String::new(),
+            error: Some(error),
+            notice: None,
+            sso_name: None,
+            password_login: true,
+        },
+    );
+    res.headers_mut().append(SET_COOKIE, oidc_cookie("", 0));
+    res
+}
+
+/// GET /login/oidc: sends the browser to the identity provider to sign in.
+pub(crate) async fn oidc_start(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<LoginQuery>,
+) -> Response {
+    let Some(provider) = state.oidc.clone() else {
+        return sso_refused(
+            &state,
+            &headers,
+            StatusCode::NOT_FOUND,
+            "Single sign-on is not configured.".into(),
+        );
+    };
+    let next = Some(safe_next(q.next.as_deref()))
+        .filter(|n| n.len() <= 512)
+        .unwrap_or_else(|| "/".to_owned());
+    match provider.start().await {
+        Ok(start) => {
+            let pending = Pending {
+                state: start.state,
+                nonce: start.nonce,
+                verifier: start.verifier,
+                next,
+            };
+            let mut res = see_other(&start.url);
+            res.headers_mut()
+                .append(SET_COOKIE, oidc_cookie(&pending.encode(), OIDC_MAX_AGE));
+            res
+        }
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "single sign-on could not start");
+            sso_refused(
+                &state,
+                &headers,
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "{} cannot be reached, so single sign-on is not possible now: {e:#}",
+                    provider.name()
+                ),
+            )
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "signed_in.html")]
+struct SignedInPage {
+    username: String,
+    next: String,
+}
+
+/// GET /login/oidc/callback: the provider sends the browser back here; the code becomes a
+/// session.
+pub(crate) async fn oidc_callback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<CallbackQuery>,
+) -> Response {
+    let Some(provider) = state.oidc.clone() else {
+        return sso_refused(
+            &state,
+            &headers,
+            StatusCode::NOT_FOUND,
+            "Single sign-on is not configured.".into(),
+        );
+    };
+    let refuse = |status: StatusCode, error: String| sso_refused(&state, &headers, status, error);
+    let Some(pending) = Pending::from_headers(&headers) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "The sign-in took too long or was started in another browser. Please sign in again."
+                .into(),
+        );
+    };
+    if let Some(error) = q.error {
+        let why = q.error_description.unwrap_or(error);
+        let why: String = why.chars().filter(|c| !c.is_control()).take(300).collect();
+        return refuse(
+            StatusCode::FORBIDDEN,
+            format!("{} did not sign you in: {why}", provider.name()),
+        );
+    }
+    let state_ok = q.state.as_deref().is_some_and(|s| {
+        s.len() == pending.state.len()
+            && s.bytes()
+                .zip(pending.state.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    let Some(code) = q
+        .code
+        .filter(|c| !c.is_empty() && c.len() <= 4096 && state_ok)
+    else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "The answer from the identity provider does not belong to this sign-in. Please \
+             sign in again."
+                .into(),
+        );
+    };
+    let identity = match provider
+        .finish(&code, &pending.verifier, &pending.nonce)
+        .await
+    {
+        Ok(identity) => identity,
+        Err(e) => {
+            tracing::warn!(error = format!("{e:#}"), "single sign-on failed");
+            return refuse(
+                StatusCode::BAD_GATEWAY,
+                format!("Signing in through {} failed: {e:#}", provider.name()),
+            );
+        }
+    };
+    let session = match auth::sign_in_external(&state.ctx, &identity).await {
+        Ok(session) => session,
+        Err(e @ (ProcessError::Forbidden(_) | ProcessError::Unauthenticated(_))) => {
+            let (status, message) = super::page::explain(e);
+            return refuse(status, message);
+        }
+        Err(e) => return internal(e),
+    };
+    if let Err(e) = slide(&state.ctx, &session.token).await {
+        return internal(e);
+    }
+    // The provider's site sent the browser here, so a browser would not send the Strict session
+    // cookie along a redirect; a page of this site moves on instead.
+    let mut res = super::page::render(&SignedInPage {
+        username: session.operator.username.as_str().to_owned(),
+        next: pending.next,
+    });
+    let headers = res.headers_mut();
+    headers.append(
+        SET_COOKIE,
+        set_cookie(SESSION_COOKIE, &session.token, "/", None),
+    );
+    headers.append(SET_COOKIE, oidc_cookie("", 0));
+    res
 }
 
 /// POST /logout: ends the session.

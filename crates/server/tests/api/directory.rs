@@ -1,12 +1,16 @@
 //! Persons from OpenLDAP's slapd, started by each test on a loopback port with a generated
-//! directory of 1,000 people: create, update, deactivate (with the cards of who left), a second
-//! sync that changes nothing, and a wrong bind password that changes nothing.
+//! directory of 1,000 people: create, update, deactivate (with the cards of who left), photos
+//! (`jpegPhoto`) set, changed and removed, a second sync that changes nothing, and a wrong bind
+//! password that changes nothing.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
 use cardwright::config::DirectoryConfig;
+use cardwright_processes::persons_import::ImportReport;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -34,10 +38,35 @@ impl Drop for Slapd {
 }
 
 fn person_ldif(n: usize, family: &str) -> String {
+    let photo = match n {
+        13 => format!("jpegPhoto:: {}\n", B64.encode(b"this is not a picture")),
+        n if n % 100 == 0 => format!("jpegPhoto:: {}\n", B64.encode(photo_jpeg(n, 900, 1200))),
+        _ => String::new(),
+    };
     format!(
         "dn: uid=p{n},ou=people,{BASE}\nobjectClass: inetOrgPerson\nuid: p{n}\ncn: Person {n}\n\
-         givenName: Given{n}\nsn: {family}\nmail: p{n}@example.org\nemployeeNumber: E-{n}\n\n"
+         givenName: Given{n}\nsn: {family}\nmail: p{n}@example.org\nemployeeNumber: E-{n}\n{photo}\n"
     )
+}
+
+/// A JPEG of `width` × `height` pixels, its colours depending on `seed`.
+pub fn photo_jpeg(seed: usize, width: u32, height: u32) -> Vec<u8> {
+    let shade = u8::try_from(seed % 200).unwrap();
+    let picture = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([
+            shade,
+            u8::try_from(x % 250).unwrap(),
+            u8::try_from(y % 250).unwrap(),
+        ])
+    });
+    let mut out = Vec::new();
+    picture
+        .write_to(
+            &mut std::io::Cursor::new(&mut out),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
+    out
 }
 
 impl Slapd {
@@ -148,6 +177,28 @@ impl Slapd {
             .unwrap()
             .success()
             .unwrap();
+        // p200 gets a new photo, p300 loses theirs.
+        let new_photo: std::collections::HashSet<Vec<u8>> =
+            [photo_jpeg(7, 300, 400)].into_iter().collect();
+        ldap.modify(
+            &format!("uid=p200,ou=people,{BASE}"),
+            vec![ldap3::Mod::Replace(b"jpegPhoto".to_vec(), new_photo)],
+        )
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+        ldap.modify(
+            &format!("uid=p300,ou=people,{BASE}"),
+            vec![ldap3::Mod::Delete(
+                b"jpegPhoto".to_vec(),
+                std::collections::HashSet::<Vec<u8>>::new(),
+            )],
+        )
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
         ldap.unbind().await.unwrap();
     }
 }
@@ -169,6 +220,79 @@ async fn count(app: &TestApp, state: &str) -> usize {
         }
     }
     total
+}
+
+/// The id of the person with `employee_number`.
+async fn person_id(app: &TestApp, employee_number: &str) -> String {
+    let found = app
+        .get(
+            &format!("/api/v1/persons?q={employee_number}&limit=500"),
+            &app.officer,
+        )
+        .await;
+    found.body["persons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["employee_number"] == employee_number)
+        .and_then(|p| p["id"].as_str())
+        .unwrap_or_else(|| panic!("{employee_number} not found: {found:?}"))
+        .to_owned()
+}
+
+/// A person's photo: the status and the bytes.
+async fn photo(app: &TestApp, id: &str) -> (StatusCode, Vec<u8>) {
+    let res = app
+        .client
+        .get(format!("{}/api/v1/persons/{id}/photo", app.base))
+        .bearer_auth(&app.officer)
+        .send()
+        .await
+        .unwrap();
+    (res.status(), res.bytes().await.unwrap().to_vec())
+}
+
+/// The photos of the first sync: ten set (re-encoded to at most 600 × 800), E-13's refused with
+/// its reason; then a desk operator uploads one for E-400. Returns E-400's id and photo.
+async fn first_sync_photos(app: &TestApp, first: &ImportReport) -> (String, Vec<u8>) {
+    // Ten people have a photo; E-13's is not a picture: reported, and E-13 comes in without it.
+    assert_eq!(first.photos_set.len(), 10, "{:?}", first.photos_set);
+    assert_eq!(first.bad_rows.len(), 1, "{:?}", first.bad_rows);
+    assert!(
+        first.bad_rows[0].message.contains("E-13")
+            && first.bad_rows[0]
+                .message
+                .contains("neither a JPEG nor a PNG"),
+        "{:?}",
+        first.bad_rows
+    );
+    let e100 = person_id(app, "E-100").await;
+    let (status, jpeg) = photo(app, &e100).await;
+    assert_eq!(status, StatusCode::OK);
+    let stored = image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg)
+        .expect("the stored photo is a JPEG");
+    assert_eq!(
+        (stored.width(), stored.height()),
+        (600, 800),
+        "re-encoded to at most 600 × 800"
+    );
+    let e13 = person_id(app, "E-13").await;
+    assert_eq!(photo(app, &e13).await.0, StatusCode::NOT_FOUND);
+    // A photo a desk operator uploaded stays when the directory is synced again.
+    let e400 = person_id(app, "E-400").await;
+    let uploaded = photo_jpeg(1, 60, 80);
+    let res = app
+        .client
+        .put(format!("{}/api/v1/persons/{e400}/photo", app.base))
+        .bearer_auth(&app.officer)
+        .header("content-type", "image/jpeg")
+        .body(uploaded)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let (_, before) = photo(app, &e400).await;
+    (e400, before)
 }
 
 async fn a_directory_of_a_thousand_people_is_synchronised(db: Db) {
@@ -201,7 +325,7 @@ async fn a_directory_of_a_thousand_people_is_synchronised(db: Db) {
     assert_eq!(first.created.len(), 999, "{:?}", first.bad_rows);
     assert_eq!(first.updated, ["E-5"]);
     assert_eq!(first.deactivated, ["E-9999"]);
-    assert!(first.bad_rows.is_empty(), "{:?}", first.bad_rows);
+    let (e400, before) = first_sync_photos(&app, &first).await;
     assert_eq!(first.cards.len(), 1);
     assert_eq!(
         first.cards[0].outcome, "locked",
@@ -219,11 +343,14 @@ async fn a_directory_of_a_thousand_people_is_synchronised(db: Db) {
             second.created.len(),
             second.updated.len(),
             second.deactivated.len(),
-            second.unchanged
+            second.unchanged,
+            second.photos_set.len(),
+            second.photos_removed.len(),
         ),
-        (0, 0, 0, 1000),
+        (0, 0, 0, 1000, 0, 0),
         "a second sync changes nothing"
     );
+    assert_eq!(photo(&app, &e400).await.1, before, "the upload stays");
 
     slapd.change("Married", 8).await;
     let third = cardwright::directory::sync(app.ctx(), &slapd.config(SECRET))
@@ -231,6 +358,20 @@ async fn a_directory_of_a_thousand_people_is_synchronised(db: Db) {
         .expect("the third sync");
     assert_eq!(third.updated, ["E-7"]);
     assert_eq!(third.deactivated, ["E-8"]);
+    assert_eq!(third.photos_set, ["E-200"]);
+    assert_eq!(third.photos_removed, ["E-300"]);
+    let e200 = person_id(&app, "E-200").await;
+    let (_, jpeg) = photo(&app, &e200).await;
+    let changed = image::load_from_memory(&jpeg).unwrap();
+    assert_eq!((changed.width(), changed.height()), (300, 400));
+    let e300 = person_id(&app, "E-300").await;
+    assert_eq!(photo(&app, &e300).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get(&format!("/api/v1/persons/{e300}"), &app.officer)
+            .await
+            .body["has_photo"],
+        false
+    );
     let found = app.get("/api/v1/persons?q=married", &app.officer).await;
     assert_eq!(
         found.body["persons"][0]["employee_number"], "E-7",
@@ -247,7 +388,15 @@ async fn a_directory_of_a_thousand_people_is_synchronised(db: Db) {
         "{counts}"
     );
 
-    // A wrong bind password is a clear error and changes nothing.
+    a_wrong_password_changes_nothing(&app, &slapd, at).await;
+}
+
+/// A wrong bind password is a clear error and changes nothing (the last sync stays `at`).
+async fn a_wrong_password_changes_nothing(
+    app: &TestApp,
+    slapd: &Slapd,
+    at: cardwright_domain::Timestamp,
+) {
     let err = cardwright::directory::sync(app.ctx(), &slapd.config("wrong"))
         .await
         .expect_err("a wrong password is refused");
@@ -257,7 +406,7 @@ async fn a_directory_of_a_thousand_people_is_synchronised(db: Db) {
         text.contains("49") || text.to_lowercase().contains("invalid credentials"),
         "{text}"
     );
-    assert_eq!(count(&app, "active").await, 999);
+    assert_eq!(count(app, "active").await, 999);
     let (still, _) = cardwright_processes::persons_import::last_sync(app.ctx())
         .await
         .unwrap()

@@ -18,6 +18,7 @@ mod masterdata;
 mod openapi;
 mod operators;
 mod persons_import;
+mod photos;
 mod pki;
 mod scripts;
 mod server_processes;

@@ -63,6 +63,9 @@ async fn openapi_describes_every_api_route() {
         ("/api/v1/operators/{username}/reset-password", "post"),
         ("/api/v1/operators/{username}/unlock", "post"),
         ("/api/v1/persons/import", "post"),
+        ("/api/v1/persons/{id}/photo", "get"),
+        ("/api/v1/persons/{id}/photo", "put"),
+        ("/api/v1/persons/{id}/photo", "delete"),
     ];
     for (path, method) in expected {
         assert!(
@@ -72,7 +75,7 @@ async fn openapi_describes_every_api_route() {
     }
     assert_eq!(
         paths.len(),
-        39,
+        40,
         "unexpected paths: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

@@ -11,6 +11,7 @@ on_both_databases!(
     a_dry_run_says_what_would_happen_and_changes_nothing,
     bad_rows_stop_the_import_unless_the_good_ones_are_wanted,
     persons_who_left_are_deactivated_and_their_cards_handled,
+    bad_files_are_refused_with_their_line,
 );
 
 async fn import(app: &TestApp, query: &str, csv: &str) -> (StatusCode, Value) {
@@ -248,4 +249,68 @@ async fn the_command_line_imports_persons() {
     assert!(!ok && out.contains("nothing imported"), "{out}");
     let (ok, out) = run(&["--skip-bad-rows"]);
     assert!(ok && out.contains("1 created"), "{out}");
+}
+
+async fn bad_files_are_refused_with_their_line(db: Db) {
+    let app = spawn_app(db).await;
+    let post = |body: Vec<u8>| {
+        app.client
+            .post(format!("{}/api/v1/persons/import", app.base))
+            .bearer_auth(&app.officer)
+            .header("content-type", "text/csv")
+            .body(body)
+            .send()
+    };
+    // Latin-1, as an old spreadsheet saves it: the line that is not UTF-8 is named.
+    let mut latin1 = b"employee_number,given_name,family_name\nE-1,Ada,Lovelace\nE-2,J".to_vec();
+    latin1.extend_from_slice(&[0xFC]);
+    latin1.extend_from_slice(b"rgen,M\xFCller\n");
+    let res = post(latin1).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = res.json().await.unwrap();
+    let message = body["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.contains("line 3") && message.contains("UTF-8"),
+        "{body}"
+    );
+    // A header without a needed column.
+    let res = post(b"employee_number,given_name\nE-1,Ada\n".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = res.json().await.unwrap();
+    let message = body["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.contains("line 1") && message.contains("family_name"),
+        "{body}"
+    );
+    // The same employee number twice: both lines named.
+    let (_, report) = import(
+        &app,
+        "",
+        "employee_number,given_name,family_name\nE-1,Ada,Lovelace\nE-1,Ada,Again\n",
+    )
+    .await;
+    assert_eq!(report["bad_rows"][0]["line"], 3, "{report}");
+    assert!(
+        report["bad_rows"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 2"),
+        "{report}"
+    );
+    // 50 MB: refused before it is read (or the connection closed while it is still sent).
+    let mut huge = b"employee_number,given_name,family_name\n".to_vec();
+    huge.resize(50 * 1024 * 1024, b'x');
+    match post(huge).await {
+        Ok(res) => assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE),
+        Err(e) => assert!(e.is_request(), "{e}"),
+    }
+    assert_eq!(person_count(&app).await, 0, "nothing was imported");
 }

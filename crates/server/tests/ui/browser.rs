@@ -16,9 +16,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context as _};
-use cardwright::config::{PrinterConfig, StationConfig};
+use cardwright::config::{OidcConfig, PrinterConfig, RoleNames, StationConfig};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
+
+use cardwright_domain::Role;
 
 use super::{UiApp, PASSWORD};
 
@@ -145,6 +147,8 @@ impl Session {
             "--disable-sync",
             "--no-first-run",
             "--window-size=1280,900",
+            // Loopback only: any other host name fails at once instead of waiting on the network.
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
             "--force-device-scale-factor=1",
             &format!("--user-data-dir={}", profile.path().display()),
         ];
@@ -619,4 +623,297 @@ async fn the_admin_pages_in_a_browser() {
     session.end().await;
     app.stop().await;
     outcome.expect("the walk through the admin pages");
+}
+
+/// A real OpenID provider for single sign-on: node's oidc-provider (from the npm registry;
+/// `scripts/test` installs it under the target folder), with its development sign-in pages,
+/// started by the test on a loopback port and ended when dropped.
+struct IdentityProvider {
+    child: Child,
+    port: u16,
+    accounts: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for IdentityProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl IdentityProvider {
+    /// Starts the provider for Cardwright's callback `redirect_uri`, with people and their
+    /// groups.
+    async fn start(port: u16, redirect_uri: &str, people: &serde_json::Value) -> Option<Self> {
+        let module_dir = std::env::var_os("OIDC_PROVIDER_DIR").map_or_else(
+            || screenshot_dir().with_file_name("oidc-provider"),
+            PathBuf::from,
+        );
+        let module = module_dir.join("node_modules/oidc-provider/lib/index.js");
+        let install = "install node and the npm package oidc-provider (scripts/test does, under \
+                       the target folder, and sets OIDC_PROVIDER_DIR)";
+        if !cardwright_testkit::require_file(&module, install) {
+            return None;
+        }
+        let Some(node) = find_program(&["node", "nodejs"]) else {
+            cardwright_testkit::skip("node", install);
+            return None;
+        };
+        let dir = tempfile::tempdir().expect("provider folder");
+        let accounts = dir.path().join("accounts.json");
+        std::fs::write(&accounts, people.to_string()).unwrap();
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/ui/oidc_provider.mjs");
+        let mut child = Command::new(node)
+            .arg(script)
+            .env(
+                "OIDC_PROVIDER_MODULE",
+                format!("file://{}", module.display()),
+            )
+            .env("PORT", port.to_string())
+            .env("REDIRECT_URI", redirect_uri)
+            .env("ACCOUNTS", &accounts)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node starts");
+        let url = format!("http://127.0.0.1:{port}/.well-known/openid-configuration");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(res) = reqwest::get(&url).await {
+                if res.status().is_success() {
+                    break;
+                }
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the OpenID provider ended: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the OpenID provider did not answer"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Some(Self {
+            child,
+            port,
+            accounts,
+            _dir: dir,
+        })
+    }
+
+    fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Gives `login` other groups from their next sign-in on.
+    fn set_groups(&self, login: &str, groups: &[&str]) {
+        let mut people: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&self.accounts).unwrap()).unwrap();
+        people[login]["groups"] = serde_json::json!(groups);
+        std::fs::write(&self.accounts, people.to_string()).unwrap();
+    }
+}
+
+impl Walk<'_> {
+    /// Signs in through the identity provider's pages as `login` (any password), giving consent
+    /// when asked; the provider may also know the browser already and ask nothing.
+    async fn sign_in_at_provider(&self, login: &str, provider: &str) -> anyhow::Result<()> {
+        self.open("/login").await?;
+        self.click("#sso").await?;
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let url = self.client.current_url().await?;
+            let at_provider = url.as_str().starts_with(provider);
+            if at_provider {
+                if let Ok(field) = self.client.find(Locator::Css("input[name=login]")).await {
+                    field.send_keys(login).await?;
+                    self.fill("input[name=password]", "any password").await?;
+                    self.shot("sso-02-provider-login").await?;
+                    self.click("button[type=submit]").await?;
+                } else if let Ok(button) = self
+                    .client
+                    .find(Locator::Css("button[type=submit][autofocus]"))
+                    .await
+                {
+                    self.shot("sso-03-provider-consent").await?;
+                    button.click().await?;
+                }
+            } else if url.path() != "/login/oidc" && url.path() != "/login/oidc/callback" {
+                return Ok(());
+            } else if self.client.find(Locator::Css(".alert.error")).await.is_ok() {
+                // refused: the login page with the reason, at the callback's address
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the sign-in never came back: {url}"
+            );
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+}
+
+/// Single sign-on in Chromium against a real OpenID provider: roles from the `groups` claim
+/// (and changed at the next sign-in when the groups change), logout, and a refused sign-in when
+/// no group maps to a role.
+async fn sso_walk(
+    session: &Session,
+    second: &Session,
+    app: &UiApp,
+    provider: &IdentityProvider,
+) -> anyhow::Result<()> {
+    let w = Walk::new(session, app);
+    let issuer = provider.issuer();
+    w.open("/login").await?;
+    ensure!(
+        w.text("#sso").await? == "Sign in with Example ID",
+        "the login page offers single sign-on"
+    );
+    w.shot("sso-01-login").await?;
+    w.sign_in_at_provider("alice", &issuer).await?;
+    w.until_text("#operator-name", |t| t == "alice").await?;
+    w.shot("sso-04-signed-in").await?;
+    let roles = w.text(".roles").await?;
+    ensure!(
+        roles.contains("registration-officer"),
+        "roles shown: {roles}"
+    );
+    let alice = account(app, "alice").await?;
+    ensure!(alice.single_sign_on, "alice signs in through the provider");
+    ensure!(
+        alice
+            .operator
+            .roles
+            .iter()
+            .map(Role::as_str)
+            .collect::<Vec<_>>()
+            == ["registration-officer"],
+        "{alice:?}"
+    );
+    // A registration officer reaches persons, not the operators page.
+    w.open("/persons").await?;
+    w.until_text("h1", |t| t.contains("Persons")).await?;
+
+    // Logout: back at the login page, and the pages want a login again.
+    w.click("#logout").await?;
+    w.until_text(".alert", |t| t.contains("logged out")).await?;
+    ensure!(
+        w.path().await? == "/login",
+        "after logout: {}",
+        w.path().await?
+    );
+    w.open("/persons").await?;
+    w.wait_for("#sso").await?;
+    ensure!(
+        w.path().await? == "/login",
+        "a logged-out browser is sent to the login page"
+    );
+    w.shot("sso-05-logged-out").await?;
+
+    // Roles follow the claim at every sign-in.
+    provider.set_groups("alice", &["card-admins"]);
+    w.sign_in_at_provider("alice", &issuer).await?;
+    w.until_text("#operator-name", |t| t == "alice").await?;
+    let alice = account(app, "alice").await?;
+    ensure!(
+        alice.operator.roles.contains(Role::PolicyAdmin)
+            && alice.operator.roles.contains(Role::ProductionAdmin)
+            && !alice.operator.roles.contains(Role::RegistrationOfficer),
+        "{alice:?}"
+    );
+    w.open("/admin/operators").await?;
+    w.until_text("h1", |t| t.contains("Operators")).await?;
+    w.shot("sso-06-roles-changed").await?;
+
+    // Someone whose groups map to no role is refused and gets no session.
+    let other = Walk::new(second, app);
+    other.sign_in_at_provider("eve", &issuer).await?;
+    let error = other
+        .until_text(".alert.error", |t| t.contains("no Cardwright role"))
+        .await?;
+    other.shot("sso-07-refused").await?;
+    ensure!(error.contains("eve"), "{error}");
+    other.open("/").await?;
+    other.wait_for("#sso").await?;
+    ensure!(
+        account(app, "eve").await.is_err(),
+        "no operator record for a refused sign-in"
+    );
+    Ok(())
+}
+
+/// An operator's account as administrators see it.
+async fn account(
+    app: &UiApp,
+    username: &str,
+) -> anyhow::Result<cardwright_processes::operators::OperatorAccount> {
+    let all = cardwright_processes::operators::list(
+        &app.ctx,
+        &cardwright_processes::Actor::System("test"),
+    )
+    .await?;
+    all.into_iter()
+        .find(|a| a.operator.username.as_str() == username)
+        .with_context(|| format!("no operator {username}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_sign_in_through_the_identity_provider() {
+    let Some(session) = Session::open().await else {
+        return;
+    };
+    let Some(second) = Session::open().await else {
+        return;
+    };
+    let app_port = free_port();
+    let redirect = format!("http://127.0.0.1:{app_port}/login/oidc/callback");
+    let people = serde_json::json!({
+        "alice": {"groups": ["card-desk", "staff"]},
+        "eve": {"groups": ["visitors"]},
+    });
+    let Some(provider) = IdentityProvider::start(free_port(), &redirect, &people).await else {
+        return;
+    };
+    let issuer = provider.issuer();
+    let app = UiApp::start_with(|config| {
+        config.listen = format!("127.0.0.1:{app_port}");
+        let mut roles = std::collections::BTreeMap::new();
+        roles.insert(
+            "card-desk".to_owned(),
+            RoleNames::One("registration-officer".into()),
+        );
+        roles.insert(
+            "card-admins".to_owned(),
+            RoleNames::Many(vec!["policy-admin".into(), "production-admin".into()]),
+        );
+        config.oidc = OidcConfig {
+            issuer,
+            client_id: "cardwright".into(),
+            client_secret: "cardwright-test-secret".into(),
+            redirect_url: redirect.clone(),
+            name: "Example ID".into(),
+            scopes: vec!["openid".into(), "profile".into(), "groups".into()],
+            roles,
+            ..OidcConfig::default()
+        };
+    })
+    .await;
+    let outcome = sso_walk(&session, &second, &app, &provider).await;
+    if outcome.is_err() {
+        let _ = Walk::new(&session, &app).shot("sso-failure").await;
+        let _ = Walk::new(&second, &app).shot("sso-failure-second").await;
+    }
+    session.end().await;
+    second.end().await;
+    app.stop().await;
+    drop(provider);
+    outcome.expect("single sign-on in a browser");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
