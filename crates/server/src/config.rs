@@ -145,8 +145,14 @@ impl std::fmt::Debug for OidcConfig {
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DirectoryConfig {
-    /// `ldap://HOST:PORT`; empty: no directory.
+    /// `ldaps://HOST:PORT` (TLS), or `ldap://HOST:PORT` (plain, or TLS with `starttls`); empty:
+    /// no directory.
     pub url: String,
+    /// With an `ldap://` URL: upgrade the connection to TLS with StartTLS before binding.
+    pub starttls: bool,
+    /// A PEM file of the CA certificates the directory's certificate must chain to; empty: the
+    /// system's trusted roots.
+    pub ca_file: String,
     /// The DN to bind as; empty: an anonymous bind.
     pub bind_dn: String,
     /// Give it in the environment, CARDWRIGHT_DIRECTORY_BIND_PASSWORD.
@@ -190,6 +196,8 @@ impl Default for DirectoryConfig {
     fn default() -> Self {
         Self {
             url: String::new(),
+            starttls: false,
+            ca_file: String::new(),
             bind_dn: String::new(),
             bind_password: String::new(),
             base_dn: String::new(),
@@ -205,6 +213,8 @@ impl std::fmt::Debug for DirectoryConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DirectoryConfig")
             .field("url", &self.url)
+            .field("starttls", &self.starttls)
+            .field("ca_file", &self.ca_file)
             .field("bind_dn", &self.bind_dn)
             .field(
                 "bind_password",
@@ -676,8 +686,18 @@ impl Config {
         if d.url.is_empty() {
             return Ok(());
         }
-        if !d.url.starts_with("ldap://") {
-            bail!("directory.url: use ldap://HOST:PORT, not '{}'", d.url);
+        let tls_url = d.url.starts_with("ldaps://");
+        if !tls_url && !d.url.starts_with("ldap://") {
+            bail!(
+                "directory.url: use ldaps://HOST:PORT or ldap://HOST:PORT, not '{}'",
+                d.url
+            );
+        }
+        if tls_url && d.starttls {
+            bail!("directory.starttls: an ldaps:// URL speaks TLS from the start; use starttls with ldap://");
+        }
+        if !d.ca_file.is_empty() && !tls_url && !d.starttls {
+            bail!("directory.ca_file: only used over TLS; use an ldaps:// URL or starttls = true");
         }
         if d.base_dn.trim().is_empty() {
             bail!(
@@ -871,6 +891,50 @@ fn apply_env(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn directory_tls_settings_are_checked() {
+        let base = DirectoryConfig {
+            url: "ldaps://ldap.example.org".into(),
+            base_dn: "ou=people,dc=example,dc=org".into(),
+            ..DirectoryConfig::default()
+        };
+        let check = |directory: DirectoryConfig| {
+            Config {
+                directory,
+                ..Config::default()
+            }
+            .check()
+        };
+        assert!(check(base.clone()).is_ok());
+        for (directory, names) in [
+            (
+                DirectoryConfig {
+                    starttls: true,
+                    ..base.clone()
+                },
+                "directory.starttls",
+            ),
+            (
+                DirectoryConfig {
+                    url: "ldap://ldap.example.org".into(),
+                    ca_file: "/etc/ca.pem".into(),
+                    ..base.clone()
+                },
+                "directory.ca_file",
+            ),
+            (
+                DirectoryConfig {
+                    url: "http://ldap.example.org".into(),
+                    ..base.clone()
+                },
+                "directory.url",
+            ),
+        ] {
+            let err = format!("{:#}", check(directory).unwrap_err());
+            assert!(err.contains(names), "{err}");
+        }
+    }
 
     #[test]
     fn single_sign_on_settings_are_checked() {

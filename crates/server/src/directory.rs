@@ -1,5 +1,7 @@
 //! Persons from the LDAP directory: one search under `base_dn` with `filter`, the configured
-//! attributes read from each entry, and the persons brought in line by the processes' sync.
+//! attributes read from each entry, and the persons brought in line by the processes' sync. The
+//! connection is TLS with an `ldaps://` URL or `starttls`, checked against `ca_file` or the
+//! system's roots.
 
 use std::time::Duration;
 
@@ -24,10 +26,45 @@ fn directory_operator() -> Operator {
     }
 }
 
+/// The TLS client settings for the directory: the CA certificates of `ca_file`, or (without
+/// one) the system's trusted roots.
+fn tls_config(ca_file: &str) -> anyhow::Result<Option<std::sync::Arc<rustls_ldap::ClientConfig>>> {
+    if ca_file.is_empty() {
+        return Ok(None);
+    }
+    let pem =
+        std::fs::read(ca_file).with_context(|| format!("reading directory.ca_file {ca_file}"))?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+        .with_context(|| format!("directory.ca_file {ca_file}: not PEM"))?;
+    let mut roots = rustls_ldap::RootCertStore::empty();
+    for cert in certs {
+        roots
+            .add(&rustls_ldap::Certificate(cert))
+            .with_context(|| {
+                format!("directory.ca_file {ca_file}: a certificate cannot be read")
+            })?;
+    }
+    anyhow::ensure!(
+        !roots.is_empty(),
+        "directory.ca_file {ca_file}: holds no certificate"
+    );
+    Ok(Some(std::sync::Arc::new(
+        rustls_ldap::ClientConfig::builder()
+            .with_safe_defaults()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )))
+}
+
 /// Reads the persons from the directory.
 async fn fetch(config: &DirectoryConfig) -> anyhow::Result<Vec<DirectoryEntry>> {
     let timeout = Duration::from_secs(config.timeout_secs);
-    let settings = LdapConnSettings::new().set_conn_timeout(timeout);
+    let mut settings = LdapConnSettings::new()
+        .set_conn_timeout(timeout)
+        .set_starttls(config.starttls);
+    if let Some(tls) = tls_config(&config.ca_file)? {
+        settings = settings.set_config(tls);
+    }
     let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &config.url)
         .await
         .with_context(|| format!("connecting to {}", config.url))?;
@@ -105,6 +142,13 @@ pub async fn sync(ctx: &Context, config: &DirectoryConfig) -> anyhow::Result<Imp
 
 /// Syncs every `sync_interval_secs` until shut down.
 pub async fn sync_job(ctx: Context, config: DirectoryConfig, mut stop: watch::Receiver<bool>) {
+    if config.url.starts_with("ldap://") && !config.starttls {
+        tracing::warn!(
+            url = %config.url,
+            "the directory connection is plain LDAP: the bind password and the persons cross the \
+             network unencrypted; use an ldaps:// URL or directory.starttls = true"
+        );
+    }
     let mut ticker = tokio::time::interval(Duration::from_secs(config.sync_interval_secs));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

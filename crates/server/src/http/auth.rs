@@ -37,6 +37,7 @@ pub struct LoginAnswer {
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginBody,
     responses((status = 200, description = "Logged in.", body = LoginAnswer), JsonBody,
         (status = 401, description = "Unknown username or wrong password.", body = ErrorBody),
+        (status = 403, description = "Password login is switched off (`[oidc] password_login = false`): operators sign in through the identity provider and take an API token from their account page.", body = ErrorBody),
         (status = 429, description = "Too many failed logins for this username; try again later.", body = ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,

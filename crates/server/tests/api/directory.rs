@@ -27,6 +27,8 @@ const SECRET: &str = "directory secret";
 struct Slapd {
     child: Child,
     port: u16,
+    /// With TLS: the ldaps:// port and the test CA's certificate.
+    tls: Option<(u16, std::path::PathBuf)>,
     _dir: tempfile::TempDir,
 }
 
@@ -69,9 +71,97 @@ pub fn photo_jpeg(seed: usize, width: u32, height: u32) -> Vec<u8> {
     out
 }
 
+/// Runs openssl with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test CA and a certificate for 127.0.0.1 it signed, in `dir`: ca.pem, server.pem and
+/// server.key.
+fn tls_files(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Test directory CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    );
+}
+
 impl Slapd {
     /// A directory with people 1 to `people` (employee numbers E-1 ...).
     fn start(people: usize) -> Option<Self> {
+        Self::start_with(people, false)
+    }
+
+    /// A directory that also speaks TLS (ldaps:// on a port of its own, and StartTLS), with a
+    /// certificate from a test CA.
+    fn start_with(people: usize, tls: bool) -> Option<Self> {
         if !cardwright_testkit::require_file(
             Path::new(SLAPD),
             "install Debian's slapd (scripts/test does)",
@@ -82,12 +172,22 @@ impl Slapd {
         let db = dir.path().join("db");
         std::fs::create_dir_all(&db).unwrap();
         let conf = dir.path().join("slapd.conf");
+        let tls_conf = if tls {
+            tls_files(dir.path());
+            format!(
+                "TLSCACertificateFile {0}/ca.pem\nTLSCertificateFile {0}/server.pem\n\
+                 TLSCertificateKeyFile {0}/server.key\n",
+                dir.path().display()
+            )
+        } else {
+            String::new()
+        };
         std::fs::write(
             &conf,
             format!(
                 "include /etc/ldap/schema/core.schema\ninclude /etc/ldap/schema/cosine.schema\n\
                  include /etc/ldap/schema/inetorgperson.schema\nmodulepath /usr/lib/ldap\n\
-                 moduleload back_mdb\npidfile {}\ndatabase mdb\nsuffix \"{BASE}\"\n\
+                 moduleload back_mdb\npidfile {}\n{tls_conf}database mdb\nsuffix \"{BASE}\"\n\
                  rootdn \"{ADMIN}\"\nrootpw \"{SECRET}\"\ndirectory {}\nmaxsize 104857600\n",
                 dir.path().join("slapd.pid").display(),
                 db.display()
@@ -116,24 +216,36 @@ impl Slapd {
             String::from_utf8_lossy(&added.stderr)
         );
         let port = free_port();
+        let tls_port = free_port();
+        let listen = if tls {
+            format!("ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{tls_port}/")
+        } else {
+            format!("ldap://127.0.0.1:{port}/")
+        };
         let child = Command::new(SLAPD)
             .arg("-f")
             .arg(&conf)
             .arg("-h")
-            .arg(format!("ldap://127.0.0.1:{port}/"))
+            .arg(listen)
             .args(["-d", "0"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("slapd starts");
         // Dropping the guard kills and reaps slapd, also when it never answers.
+        let tls = tls.then(|| (tls_port, dir.path().join("ca.pem")));
         let slapd = Self {
             child,
             port,
+            tls,
             _dir: dir,
         };
         for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            let tls_up = slapd
+                .tls
+                .as_ref()
+                .is_none_or(|(p, _)| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok());
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && tls_up {
                 return Some(slapd);
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -204,6 +316,53 @@ impl Slapd {
 }
 
 on_both_databases!(a_directory_of_a_thousand_people_is_synchronised);
+
+/// The directory over TLS: ldaps:// and StartTLS with the test CA given as `ca_file`; without it
+/// the directory's certificate is refused and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_directory_is_read_over_tls() {
+    if !crate::helpers::have_openssl() {
+        return;
+    }
+    let Some(slapd) = Slapd::start_with(20, true) else {
+        return;
+    };
+    let app = spawn_app(Db::Sqlite).await;
+    let (tls_port, ca) = slapd.tls.clone().unwrap();
+    let ldaps = DirectoryConfig {
+        url: format!("ldaps://127.0.0.1:{tls_port}"),
+        ca_file: ca.display().to_string(),
+        ..slapd.config(SECRET)
+    };
+    let first = cardwright::directory::sync(app.ctx(), &ldaps)
+        .await
+        .expect("a sync over ldaps://");
+    assert_eq!(first.created.len(), 20);
+    let starttls = DirectoryConfig {
+        starttls: true,
+        ca_file: ca.display().to_string(),
+        ..slapd.config(SECRET)
+    };
+    let second = cardwright::directory::sync(app.ctx(), &starttls)
+        .await
+        .expect("a sync over StartTLS");
+    assert_eq!(second.unchanged, 20);
+    // The test CA is not among the system's roots: the certificate is refused.
+    let untrusted = DirectoryConfig {
+        ca_file: String::new(),
+        ..ldaps
+    };
+    let err = cardwright::directory::sync(app.ctx(), &untrusted)
+        .await
+        .expect_err("an untrusted certificate is refused");
+    let text = format!("{err:#}");
+    assert!(text.contains("connecting to ldaps://"), "{text}");
+    assert!(
+        text.to_lowercase().contains("certificate") || text.contains("UnknownIssuer"),
+        "{text}"
+    );
+    assert_eq!(count(&app, "active").await, 20, "nothing changed");
+}
 
 async fn count(app: &TestApp, state: &str) -> usize {
     let mut total = 0;
