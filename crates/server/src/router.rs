@@ -39,7 +39,7 @@ pub fn router(ctx: Context, options: &HttpOptions) -> anyhow::Result<Router> {
         .route("/pki/crl", get(http::pki::crl))
         .route("/pki/crl/{version}", get(http::pki::previous_crl))
         .route("/metrics", get(http::metrics::metrics))
-        .fallback(error::not_found)
+        .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(PHOTO_BODY_LIMIT))
         .layer(axum::middleware::from_fn(layers::read_body))
         .layer(axum::middleware::from_fn(layers::response_headers))
@@ -48,6 +48,25 @@ pub fn router(ctx: Context, options: &HttpOptions) -> anyhow::Result<Router> {
             layers::observe,
         ))
         .with_state(state))
+}
+
+/// A path that names nothing: the API's JSON error under `/api/` and for the server's own
+/// documents, the UI's page (with its security headers) for anything a browser may have asked.
+async fn not_found(
+    state: axum::extract::State<AppState>,
+    parts: axum::http::request::Parts,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let path = parts.uri.path();
+    if path.starts_with("/api/")
+        || path.starts_with("/pki/")
+        || matches!(path, "/api" | "/metrics" | "/healthz")
+    {
+        return error::not_found().await.into_response();
+    }
+    let mut res = ui::no_such_page(state, parts).await;
+    ui::add_security_headers(res.headers_mut());
+    res
 }
 
 #[cfg(test)]

@@ -826,3 +826,40 @@ async fn an_api_token_comes_from_the_account_page() {
     assert_eq!(persons.status(), StatusCode::OK);
     app.stop().await;
 }
+
+/// A page that does not exist answers a page, not the API's JSON: within the layout for a
+/// logged-in operator, a page of its own otherwise. The API keeps its JSON errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_pages_answer_a_page() {
+    let app = UiApp::start(Vec::new()).await;
+    let mut browser = Browser::new(&app);
+    let anonymous = browser.get("/help").await;
+    assert_eq!(anonymous.status, StatusCode::NOT_FOUND);
+    assert!(
+        anonymous.body.contains("There is no page at /help."),
+        "{}",
+        anonymous.body
+    );
+    assert!(anonymous.body.starts_with("<!DOCTYPE html>"));
+    browser.login("rita").await;
+    let page = browser.get("/help").await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert!(
+        page.body.contains("There is no page at /help."),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains(r#"id="operator-name""#),
+        "within the layout"
+    );
+    let api = reqwest::get(format!("{}/api/v1/help", app.base))
+        .await
+        .unwrap();
+    assert_eq!(api.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        api.headers()["content-type"].to_str().unwrap(),
+        "application/json"
+    );
+    app.stop().await;
+}

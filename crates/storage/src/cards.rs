@@ -29,8 +29,8 @@ pub struct CardRecord {
 pub struct CardFilter {
     pub state: Option<CardState>,
     pub template: Option<TemplateId>,
-    /// Serials starting with this text.
-    pub serial_prefix: Option<String>,
+    /// Serials containing this text (any case).
+    pub serial_contains: Option<String>,
     pub holder: Option<PersonId>,
     /// Only cards with an id after this one (the cursor of the previous page).
     pub after: Option<CardId>,
@@ -170,10 +170,10 @@ pub async fn list(
             q.arg(Arg::Text(template.to_string()))
         ));
     }
-    if let Some(prefix) = &filter.serial_prefix {
-        let pattern = format!("{}%", like_escape(prefix));
+    if let Some(text) = &filter.serial_contains {
+        let pattern = format!("%{}%", like_escape(&text.to_uppercase()));
         clauses.push(format!(
-            "c.serial LIKE {} ESCAPE '\\'",
+            "UPPER(c.serial) LIKE {} ESCAPE '\\'",
             q.arg(Arg::Text(pattern))
         ));
     }

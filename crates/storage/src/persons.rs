@@ -86,7 +86,8 @@ pub async fn get_for_update(
     row.as_ref().map(person).transpose()
 }
 
-/// Persons whose employee number, names or email contain `query` (any case), in id order.
+/// Persons whose employee number, names (each, or given and family name together in either
+/// order) or email contain `query` (any case), in id order.
 pub async fn list(
     conn: &mut Conn,
     query: Option<&str>,
@@ -96,13 +97,17 @@ pub async fn list(
     let mut q = QueryBuilder::new(SELECT);
     let mut clauses = Vec::new();
     if let Some(text) = query.filter(|t| !t.trim().is_empty()) {
+        // Spaces between words count once, so "grace  hopper" finds Grace Hopper.
+        let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
         let pattern = q.arg(Arg::Text(format!(
             "%{}%",
-            like_escape(&text.trim().to_lowercase())
+            like_escape(&words.to_lowercase())
         )));
         clauses.push(format!(
             "(LOWER(employee_number) LIKE {pattern} ESCAPE '\\' OR LOWER(given_name) LIKE {pattern} ESCAPE '\\' \
-             OR LOWER(family_name) LIKE {pattern} ESCAPE '\\' OR LOWER(COALESCE(email, '')) LIKE {pattern} ESCAPE '\\')"
+             OR LOWER(family_name) LIKE {pattern} ESCAPE '\\' OR LOWER(COALESCE(email, '')) LIKE {pattern} ESCAPE '\\' \
+             OR LOWER(given_name || ' ' || family_name) LIKE {pattern} ESCAPE '\\' \
+             OR LOWER(family_name || ' ' || given_name) LIKE {pattern} ESCAPE '\\')"
         ));
     }
     if let Some(after) = after {

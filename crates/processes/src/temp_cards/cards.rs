@@ -46,7 +46,7 @@ pub async fn search(
             .map(str::parse::<CardState>)
             .transpose()?,
         template,
-        serial_prefix: q
+        serial_contains: q
             .serial
             .as_deref()
             .map(str::trim)
@@ -63,7 +63,7 @@ pub async fn search(
     };
     // No serial has a NUL character, and PostgreSQL refuses one in a text argument.
     if filter
-        .serial_prefix
+        .serial_contains
         .as_deref()
         .is_some_and(|s| s.contains('\0'))
     {

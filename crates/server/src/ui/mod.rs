@@ -39,6 +39,8 @@ use crate::state::AppState;
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+pub(crate) use page::no_such_page;
+
 /// The UI's routes, merged into the application beside the API.
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -98,10 +100,14 @@ pub fn router() -> Router<AppState> {
 /// Adds the UI's security headers to every answer of its routes.
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
-    let headers = res.headers_mut();
+    add_security_headers(res.headers_mut());
+    res
+}
+
+/// The UI's security headers, for pages served outside its routes (the 404 page).
+pub(crate) fn add_security_headers(headers: &mut axum::http::HeaderMap) {
     headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
-    res
 }

@@ -281,6 +281,27 @@ pub(crate) fn path_id<T: std::str::FromStr<Err = DomainError>>(
         .map_err(|e: DomainError| process_error(session, e.into()))
 }
 
+#[derive(Template)]
+#[template(path = "not_found.html")]
+struct NotFoundPage {
+    path: String,
+}
+
+/// The answer of the operator's UI to a path that names no page: the 404 page within the
+/// layout for a logged-in operator, else a page of its own with the way to the login.
+pub(crate) async fn no_such_page(
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    mut parts: axum::http::request::Parts,
+) -> Response {
+    use axum::extract::FromRequestParts as _;
+    let path: String = parts.uri.path().chars().take(200).collect();
+    let message = format!("There is no page at {path}.");
+    if let Ok(session) = UiSession::from_request_parts(&mut parts, &state).await {
+        return error_page(&session, StatusCode::NOT_FOUND, message);
+    }
+    render_with(StatusCode::NOT_FOUND, &NotFoundPage { path })
+}
+
 /// A 404 page for a path segment that names nothing.
 pub(crate) fn not_found(session: &UiSession) -> Response {
     error_page(session, StatusCode::NOT_FOUND, "There is no such page.")

@@ -167,6 +167,17 @@ async fn search_by_state_serial_and_pages(db: Db) {
         ids(by_serial.body["cards"].as_array().unwrap()),
         vec![cards[3].clone()]
     );
+    // A serial is found by any part of it, in any case.
+    for part in ["000004", "tmp-000004", "0004"] {
+        let found = app
+            .get(&format!("/api/v1/cards?serial={part}"), &app.officer)
+            .await;
+        assert_eq!(
+            ids(found.body["cards"].as_array().unwrap()),
+            vec![cards[3].clone()],
+            "{part}"
+        );
+    }
     let bad_state = app.get("/api/v1/cards?state=lost", &app.officer).await;
     assert_eq!(bad_state.status, StatusCode::BAD_REQUEST, "{bad_state:?}");
     let bad_limit = app.get("/api/v1/cards?limit=0", &app.officer).await;

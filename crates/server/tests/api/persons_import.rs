@@ -54,6 +54,17 @@ async fn a_dry_run_says_what_would_happen_and_changes_nothing(db: Db) {
     assert_eq!(status, StatusCode::OK, "{report}");
     assert_eq!(report["applied"], true);
     assert_eq!(person_count(&app).await, 3);
+    // First and last name together, in either order, with any spacing.
+    for q in ["grace%20hopper", "Hopper%20%20Grace", "GRACE%20HOP"] {
+        let found = app
+            .get(&format!("/api/v1/persons?q={q}"), &app.officer)
+            .await;
+        assert_eq!(
+            found.body["persons"][0]["employee_number"], "E-2",
+            "{q}: {found:?}"
+        );
+        assert_eq!(found.body["persons"].as_array().unwrap().len(), 1, "{q}");
+    }
     let found = app.get("/api/v1/persons?q=renamed", &app.officer).await;
     assert_eq!(
         found.body["persons"][0]["family_name"], "Renamed",

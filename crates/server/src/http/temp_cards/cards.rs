@@ -71,7 +71,8 @@ pub struct CardSearch {
     pub state: Option<CardStateParam>,
     /// Only cards of this template (name or id; empty for any).
     pub template: Option<String>,
-    /// Only cards whose serial starts with this (surrounding spaces ignored).
+    /// Only cards whose serial contains this, in any case (surrounding spaces ignored): `000013`
+    /// finds `TMP-000013`.
     pub serial: Option<String>,
     /// Page size, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
