@@ -863,3 +863,57 @@ async fn unknown_pages_answer_a_page() {
     );
     app.stop().await;
 }
+
+/// Requesting cards answers with a redirect to the form, which names the new serials: a reload
+/// shows the same page and requests nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requesting_cards_redirects_and_a_reload_requests_nothing() {
+    let app = UiApp::start(Vec::new()).await;
+    let mut browser = Browser::new(&app);
+    browser.login("rita").await;
+    let form = browser.get("/cards/request").await;
+    let posted = browser
+        .post(
+            "/cards/request",
+            &[
+                ("csrf", &form.csrf()),
+                ("template", "Temporary card"),
+                ("amount", "3"),
+            ],
+        )
+        .await;
+    assert_eq!(posted.status, StatusCode::SEE_OTHER, "{posted:?}");
+    let location = posted.location.clone().unwrap();
+    assert!(
+        location.starts_with("/cards/request?requested=3"),
+        "{location}"
+    );
+    for _ in 0..2 {
+        let page = browser.get(&location).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(
+            page.body.contains("3 cards requested")
+                && page.body.contains("TMP-000001")
+                && page.body.contains("TMP-000003"),
+            "{}",
+            page.body
+        );
+    }
+    let all = card_process_count(&app).await;
+    assert_eq!(all, 3, "the reloads requested nothing");
+    app.stop().await;
+}
+
+async fn card_process_count(app: &UiApp) -> usize {
+    cardwright_processes::temp_cards::cards::search(
+        &app.ctx,
+        &cardwright_processes::temp_cards::cards::CardQuery {
+            limit: Some(500),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("cards")
+    .0
+    .len()
+}

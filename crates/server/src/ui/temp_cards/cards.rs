@@ -74,8 +74,17 @@ struct RequestPage {
     templates: Vec<Choice>,
     amount: String,
     error: Option<String>,
-    created: Vec<CardRow>,
+    /// After a request: how many cards, and the first and last serial.
+    created: Option<(u32, String, String)>,
     can_issue: bool,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RequestQuery {
+    requested: Option<u32>,
+    template: Option<String>,
+    first: Option<String>,
+    last: Option<String>,
 }
 
 async fn template_names(state: &AppState) -> Result<Vec<String>, ProcessError> {
@@ -86,25 +95,40 @@ async fn template_names(state: &AppState) -> Result<Vec<String>, ProcessError> {
         .collect())
 }
 
-/// GET /cards/request: the Request temporary cards form.
-pub(crate) async fn request_page(State(state): State<AppState>, session: UiSession) -> Reply {
+/// GET /cards/request: the Request temporary cards form; after a request, what it made.
+pub(crate) async fn request_page(
+    State(state): State<AppState>,
+    session: UiSession,
+    Query(q): Query<RequestQuery>,
+) -> Reply {
     if !Section::RequestCards.open_to(&session.operator.roles) {
         return Err(forbidden(&session, Section::RequestCards));
     }
     let templates = template_names(&state)
         .await
         .map_err(|e| process_error(&session, e))?;
+    let chosen = q
+        .template
+        .filter(|t| templates.contains(t))
+        .or_else(|| templates.first().cloned())
+        .unwrap_or_default();
+    let short = |s: Option<String>| s.unwrap_or_default().chars().take(64).collect::<String>();
+    let created = q
+        .requested
+        .filter(|n| *n > 0)
+        .map(|n| (n, short(q.first), short(q.last)));
     Ok(render(&RequestPage {
         layout: Layout::new(&session, Section::RequestCards, "Request temporary cards"),
-        templates: choices(&templates, templates.first().map_or("", String::as_str)),
+        templates: choices(&templates, &chosen),
         amount: "10".into(),
         error: None,
-        created: Vec::new(),
+        created,
         can_issue: Section::BatchOrders.open_to(&session.operator.roles),
     }))
 }
 
-/// POST /cards/request: TempCardsProcRequest; shows the new cards.
+/// POST /cards/request: TempCardsProcRequest; then back to the form, which says what was made
+/// (a reload does not request again).
 pub(crate) async fn request(State(state): State<AppState>, posted: Posted) -> Reply {
     let Posted { session, form } = posted;
     if !Section::RequestCards.open_to(&session.operator.roles) {
@@ -129,13 +153,21 @@ pub(crate) async fn request(State(state): State<AppState>, posted: Posted) -> Re
         templates: choices(&templates, &template),
         amount: amount_text,
         error: None,
-        created: Vec::new(),
+        created: None,
         can_issue: Section::BatchOrders.open_to(&session.operator.roles),
     };
     match result {
         Ok(created) => {
-            page.created = created.into_iter().map(CardRow::from).collect();
-            Ok(render_with(StatusCode::CREATED, &page))
+            let serial =
+                |r: Option<&CardRecord>| r.map(|r| r.card.serial.to_string()).unwrap_or_default();
+            let query = serde_urlencoded::to_string([
+                ("requested", created.len().to_string()),
+                ("template", template.clone()),
+                ("first", serial(created.first())),
+                ("last", serial(created.last())),
+            ])
+            .unwrap_or_default();
+            Ok(see_other(&format!("/cards/request?{query}")))
         }
         Err((status, message)) => {
             page.error = Some(message);
