@@ -132,7 +132,7 @@ impl IntoResponse for ApiError {
 }
 
 /// The answer to a path that names nothing.
-pub async fn not_found() -> ApiError {
+pub fn not_found() -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
         message: "no such resource".into(),

@@ -62,7 +62,7 @@ async fn not_found(
         || path.starts_with("/pki/")
         || matches!(path, "/api" | "/metrics" | "/healthz")
     {
-        return error::not_found().await.into_response();
+        return error::not_found().into_response();
     }
     let mut res = ui::no_such_page(state, parts).await;
     ui::add_security_headers(res.headers_mut());
