@@ -31,6 +31,9 @@ certificates = ["authentication"];
 // Days an assignment is valid, and days each extension adds: 1 to 365.
 validity_days = 14;
 
+// How many times one assignment may be extended: 0 to 50 (0: never).
+max_extensions = 2;
+
 // How many assigned temporary cards one person may hold at once: 1 to 10.
 max_active_per_person = 1;
 

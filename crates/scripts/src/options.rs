@@ -9,12 +9,13 @@ use rhai::{Array, Dynamic, Scope, INT};
 use crate::error::ScriptError;
 
 /// The names of the options, in the order the default script sets them.
-pub const OPTION_NAMES: [&str; 10] = [
+pub const OPTION_NAMES: [&str; 11] = [
     "pin_length",
     "puk_length",
     "encode",
     "certificates",
     "validity_days",
+    "max_extensions",
     "max_active_per_person",
     "remind_days_before",
     "desk_email",
@@ -31,6 +32,8 @@ pub const PIN_LENGTH: RangeInclusive<u32> = 4..=12;
 pub const PUK_LENGTH: RangeInclusive<u32> = 8..=16;
 /// Allowed validity of an assignment or an extension, in days.
 pub const VALIDITY_DAYS: RangeInclusive<u32> = 1..=365;
+/// Allowed number of extensions of one assignment.
+pub const MAX_EXTENSIONS: RangeInclusive<u32> = 0..=50;
 /// Allowed number of assigned temporary cards one person may hold at once.
 pub const MAX_ACTIVE_PER_PERSON: RangeInclusive<u32> = 1..=10;
 /// Allowed days before the end of an assignment that its reminder is sent (0: none).
@@ -59,6 +62,8 @@ pub struct ScriptOptions {
     pub certificates: Vec<String>,
     /// Days an assignment or an extension is valid for (1..=365).
     pub validity_days: u32,
+    /// How many times one assignment may be extended (0..=50).
+    pub max_extensions: u32,
     /// How many assigned temporary cards one person may hold at once (1..=10).
     pub max_active_per_person: u32,
     /// Days before an assignment ends that the holder (and the desk) get a reminder (0..=30; 0
@@ -83,6 +88,7 @@ impl Default for ScriptOptions {
             encode: false,
             certificates: vec!["authentication".to_owned()],
             validity_days: 14,
+            max_extensions: 2,
             max_active_per_person: 1,
             remind_days_before: 2,
             desk_email: String::new(),
@@ -114,6 +120,7 @@ impl ScriptOptions {
             .push("encode", self.encode)
             .push("certificates", certificates)
             .push("validity_days", INT::from(self.validity_days))
+            .push("max_extensions", INT::from(self.max_extensions))
             .push(
                 "max_active_per_person",
                 INT::from(self.max_active_per_person),
@@ -131,6 +138,7 @@ impl ScriptOptions {
         let encode = read_bool(scope, "encode")?;
         let certificates = read_certificates(scope, encode, profiles)?;
         let validity_days = read_count(scope, "validity_days", &VALIDITY_DAYS, "days")?;
+        let max_extensions = read_count(scope, "max_extensions", &MAX_EXTENSIONS, "extensions")?;
         let max_active_per_person = read_count(
             scope,
             "max_active_per_person",
@@ -149,6 +157,7 @@ impl ScriptOptions {
             encode,
             certificates,
             validity_days,
+            max_extensions,
             max_active_per_person,
             remind_days_before,
             desk_email,

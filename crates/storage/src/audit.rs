@@ -485,6 +485,26 @@ pub async fn last_of(conn: &mut Conn, process: &str) -> Result<Option<Event>, St
     row.as_ref().map(event).transpose()
 }
 
+/// How many `process` events a card had since its last `since` event (all of them if it had
+/// none), e.g. the extensions of its current assignment.
+pub async fn count_since_last(
+    conn: &mut Conn,
+    card: &str,
+    process: &str,
+    since: &str,
+) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_events WHERE card_id = $1 AND process = $2 AND seq > \
+         COALESCE((SELECT MAX(seq) FROM audit_events WHERE card_id = $3 AND process = $4), 0)",
+    )
+    .bind(card)
+    .bind(process)
+    .bind(card)
+    .bind(since)
+    .fetch_one(conn)
+    .await?)
+}
+
 /// The outcome of checking the whole chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verification {

@@ -18,6 +18,21 @@ pub async fn extend(
     run_card_process(ctx, operator, process, id, |ctx, operator, conn, card| {
         Box::pin(async move {
             let run = options_for(ctx, conn, card, process, operator).await?;
+            let allowed = run.options.max_extensions;
+            let done = cardwright_storage::audit::count_since_last(
+                &mut *conn,
+                &card.id.to_string(),
+                process.as_str(),
+                ProcessName::TempCardsProcAssign.as_str(),
+            )
+            .await?;
+            if done >= i64::from(allowed) {
+                return Err(ProcessError::Conflict(format!(
+                    "{} has been extended {done} time(s) since it was assigned; the option \
+                     max_extensions allows {allowed}. Withdraw it and assign a new card instead.",
+                    card.serial
+                )));
+            }
             let options = run.options.temp_card_options();
             let from = card.valid_until.unwrap_or(card.updated_at);
             let until = options.valid_until_from(from);
@@ -38,6 +53,7 @@ pub async fn extend(
                 certify_holder = Some(person);
             }
             let details = serde_json::json!({
+                "extension": done + 1,
                 "previous_valid_until": from.to_rfc3339(),
                 "valid_until": until.to_rfc3339(),
                 "options": run.to_json(),

@@ -231,6 +231,29 @@ async fn abort_only_from_requested(db: Db) {
     );
 }
 
+/// max_extensions (2 by default): after the first extension a second one, then no third; the
+/// refusal changes nothing.
+async fn no_third_extension(app: &TestApp, id: &str, now: chrono::DateTime<chrono::Utc>) {
+    // max_extensions (2 by default): a second extension, then no third.
+    let extend_path = format!("/api/v1/cards/{id}/extend");
+    let extend = || app.post(&extend_path, &app.officer, json!({}));
+    assert_eq!(extend().await.status, StatusCode::OK);
+    let third = extend().await;
+    assert_eq!(third.status, StatusCode::CONFLICT, "{third:?}");
+    assert!(
+        third.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_extensions allows 2"),
+        "{third:?}"
+    );
+    assert_eq!(
+        valid_until(&app.card(id).await),
+        now + chrono::Duration::days(42),
+        "a refused extension changes nothing"
+    );
+}
+
 async fn assign_withdraw_extend_lock(db: Db) {
     let app = spawn_app(db).await;
     let person = app.person("E-1").await;
@@ -265,6 +288,7 @@ async fn assign_withdraw_extend_lock(db: Db) {
         valid_until(&extended.body),
         now + chrono::Duration::days(28)
     );
+    no_third_extension(&app, &id, now).await;
 
     let withdrawn = app
         .post(
@@ -287,6 +311,15 @@ async fn assign_withdraw_extend_lock(db: Db) {
         )
         .await;
     assert_eq!(again.status, StatusCode::OK, "{again:?}");
+    // A new assignment may be extended again.
+    let extended = app
+        .post(
+            &format!("/api/v1/cards/{id}/extend"),
+            &app.officer,
+            json!({}),
+        )
+        .await;
+    assert_eq!(extended.status, StatusCode::OK);
     let locked = app
         .post(&format!("/api/v1/cards/{id}/lock"), &app.officer, json!({}))
         .await;
@@ -300,8 +333,10 @@ async fn assign_withdraw_extend_lock(db: Db) {
             "TempCardsBoProcIssueMultiple",
             "TempCardsProcAssign",
             "TempCardsProcExtend",
+            "TempCardsProcExtend",
             "TempCardsProcWithdraw",
             "TempCardsProcAssign",
+            "TempCardsProcExtend",
             "TempCardsProcLock"
         ]
     );
