@@ -689,12 +689,18 @@ pub async fn handle_cards_of(
                     .on_person_deactivated
             };
             let serial = record.card.serial.as_str().to_owned();
+            let why = cardwright_domain::temp_cards::Reason {
+                kind: cardwright_domain::temp_cards::ReasonKind::Other,
+                comment: Some("the holder was deactivated".into()),
+            };
             let done = match choice.as_str() {
-                "withdraw" => crate::temp_cards::withdraw::withdraw(ctx, operator, record.card.id)
-                    .await
-                    .map(|_| "withdrawn"),
+                "withdraw" => {
+                    crate::temp_cards::withdraw::withdraw(ctx, operator, record.card.id, Some(&why))
+                        .await
+                        .map(|_| "withdrawn")
+                }
                 "keep" => Ok("kept"),
-                _ => crate::temp_cards::lock::lock(ctx, operator, record.card.id)
+                _ => crate::temp_cards::lock::lock(ctx, operator, record.card.id, Some(&why))
                     .await
                     .map(|_| "locked"),
             };

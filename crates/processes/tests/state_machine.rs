@@ -164,9 +164,9 @@ async fn perform(w: &World, step: Step) -> Result<(), ProcessError> {
         }
         Step::Abort(i) => drop(abort::abort(ctx, op, w.cards[i]).await?),
         Step::Assign(i) => drop(assign::assign(ctx, op, w.cards[i], w.person).await?),
-        Step::Withdraw(i) => drop(withdraw::withdraw(ctx, op, w.cards[i]).await?),
+        Step::Withdraw(i) => drop(withdraw::withdraw(ctx, op, w.cards[i], None).await?),
         Step::Extend(i) => drop(extend::extend(ctx, op, w.cards[i]).await?),
-        Step::Lock(i) => drop(lock::lock(ctx, op, w.cards[i]).await?),
+        Step::Lock(i) => drop(lock::lock(ctx, op, w.cards[i], None).await?),
         Step::Wait(days) => {
             w.clock.advance(Duration::days(days));
             expire::expire_due(ctx).await?;

@@ -917,3 +917,69 @@ async fn card_process_count(app: &UiApp) -> usize {
     .0
     .len()
 }
+
+/// Lock and withdraw ask why: without a reason nothing happens, with one the card's history
+/// shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withdraw_asks_for_a_reason() {
+    let app = UiApp::start(Vec::new()).await;
+    let cards = app.request_cards(1).await;
+    let (card, _) = cards[0].clone();
+    // Staged as produced: lock needs an unassigned (or assigned) card.
+    let mut tx = app.ctx.store.begin().await.unwrap();
+    sqlx::query("UPDATE cards SET state = 'unassigned' WHERE id = $1")
+        .bind(&card)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut browser = Browser::new(&app);
+    browser.login("rita").await;
+    let page = browser.get(&format!("/cards/{card}/lock")).await;
+    assert_eq!(page.status, StatusCode::OK, "{page:?}");
+    for reason in ["lost", "stolen", "damaged", "returned", "other"] {
+        assert!(
+            page.body.contains(&format!(r#"<option value="{reason}">"#)),
+            "{reason}"
+        );
+    }
+    let csrf = page.csrf();
+    let refused = browser
+        .post(&format!("/cards/{card}/lock"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{refused:?}");
+    assert!(refused.body.contains("Choose why"), "{}", refused.body);
+    assert_eq!(
+        cardwright_processes::temp_cards::cards::search(
+            &app.ctx,
+            &cardwright_processes::temp_cards::cards::CardQuery {
+                state: Some("unassigned".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .0
+        .len(),
+        1,
+        "nothing happened"
+    );
+    let done = browser
+        .post(
+            &format!("/cards/{card}/lock"),
+            &[
+                ("csrf", &csrf),
+                ("reason", "lost"),
+                ("comment", "on the train"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{done:?}");
+    let profile = browser.get(&format!("/cards/{card}")).await;
+    assert!(
+        profile.body.contains("lost") && profile.body.contains("on the train"),
+        "the history shows the reason: {}",
+        profile.body
+    );
+    app.stop().await;
+}

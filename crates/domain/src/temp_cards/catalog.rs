@@ -45,6 +45,9 @@ pub enum Input {
     None,
     /// The person who receives the card (`{"person": "<id>"}`).
     Person,
+    /// Why, optionally (`{"reason": "lost" | "stolen" | "damaged" | "returned" | "other",
+    /// "comment": "..."}`).
+    Reason,
 }
 
 /// One row of the catalog.
@@ -124,7 +127,7 @@ pub const CATALOG: [ProcessDef; 8] = [
         from: &[S::Assigned, S::Expired],
         to: S::Unassigned,
         role: Some(Role::RegistrationOfficer),
-        input: Input::None,
+        input: Input::Reason,
         summary: "Takes a card back from its holder: assigned or expired → unassigned; the holder is cleared.",
     },
     ProcessDef {
@@ -146,7 +149,7 @@ pub const CATALOG: [ProcessDef; 8] = [
         from: &[S::Assigned, S::Unassigned],
         to: S::Locked,
         role: Some(Role::RegistrationOfficer),
-        input: Input::None,
+        input: Input::Reason,
         summary: "Locks a card for good: assigned or unassigned → locked.",
     },
     ProcessDef {

@@ -10,6 +10,7 @@ pub mod card;
 pub mod catalog;
 pub mod events;
 pub mod options;
+pub mod reason;
 
 pub use batch_order::{BatchOrder, ItemStatus, OrderAction, OrderItem, OrderState};
 pub use card::{Amount, Card, CardState, Serial};
@@ -18,3 +19,4 @@ pub use catalog::{
 };
 pub use events::{EventType, Language, MailKind};
 pub use options::TempCardOptions;
+pub use reason::{Reason, ReasonKind};

@@ -13,7 +13,7 @@ pub mod production;
 pub mod request;
 pub mod withdraw;
 
-use cardwright_domain::temp_cards::{Card, CardState, Input, ProcessName, ProcessScope};
+use cardwright_domain::temp_cards::{Card, CardState, Input, ProcessName, ProcessScope, Reason};
 use cardwright_domain::{CardId, Operator, Person, PersonId};
 use cardwright_storage::audit::{self, NewEvent};
 use cardwright_storage::cards::{self as card_rows, CardRecord};
@@ -28,6 +28,22 @@ pub enum ProcessInput {
     None,
     /// The person who receives the card.
     Person(PersonId),
+    /// Why the card is withdrawn or locked.
+    Reason(Reason),
+}
+
+/// An event's details with the reason (and its comment) the operator gave, if any.
+pub(crate) fn with_reason(
+    mut details: serde_json::Value,
+    reason: Option<&Reason>,
+) -> serde_json::Value {
+    if let (Some(reason), Some(map)) = (reason, details.as_object_mut()) {
+        map.insert("reason".into(), reason.kind.as_str().into());
+        if let Some(comment) = &reason.comment {
+            map.insert("comment".into(), comment.clone().into());
+        }
+    }
+    details
 }
 
 /// Runs the card-scoped process `process` on `card` for `operator`: the one entry point behind
@@ -45,15 +61,16 @@ pub async fn run(
             "{process} is not started on one card"
         )));
     }
-    let person = match (def.input, input) {
-        (Input::None, ProcessInput::None) => None,
-        (Input::Person, ProcessInput::Person(person)) => Some(person),
-        (Input::None, given) => {
+    let (person, reason) = match (def.input, input) {
+        (Input::None | Input::Reason, ProcessInput::None) => (None, None),
+        (Input::Person, ProcessInput::Person(person)) => (Some(person), None),
+        (Input::Reason, ProcessInput::Reason(reason)) => (None, Some(reason)),
+        (Input::None | Input::Reason, given) => {
             return Err(ProcessError::Invalid(format!(
-                "{process} takes nothing besides the card, not {given:?}"
+                "{process} takes no {given:?} besides the card"
             )))
         }
-        (Input::Person, ProcessInput::None) => {
+        (Input::Person, _) => {
             return Err(ProcessError::Invalid(format!(
                 "person: {process} needs the person who receives the card"
             )))
@@ -66,9 +83,11 @@ pub async fn run(
             let person = person.expect("checked against the catalog row above");
             assign::assign(ctx, operator, card, person).await
         }
-        ProcessName::TempCardsProcWithdraw => withdraw::withdraw(ctx, operator, card).await,
+        ProcessName::TempCardsProcWithdraw => {
+            withdraw::withdraw(ctx, operator, card, reason.as_ref()).await
+        }
         ProcessName::TempCardsProcExtend => extend::extend(ctx, operator, card).await,
-        ProcessName::TempCardsProcLock => lock::lock(ctx, operator, card).await,
+        ProcessName::TempCardsProcLock => lock::lock(ctx, operator, card, reason.as_ref()).await,
         ProcessName::TempCardsProcRequest
         | ProcessName::TempCardsBoProcIssueMultiple
         | ProcessName::TempCardsSysExpire => unreachable!("not card-scoped; refused above"),

@@ -20,6 +20,7 @@ on_both_databases!(
     login_and_roles_are_required,
     processes_listed_are_exactly_those_allowed,
     expiry_happens_on_its_own,
+    lock_and_withdraw_take_a_reason,
 );
 
 fn ids(cards: &[Value]) -> Vec<String> {
@@ -648,4 +649,71 @@ impl TestApp {
         use cardwright_processes::Clock as _;
         self.clock.now()
     }
+}
+
+async fn lock_and_withdraw_take_a_reason(db: Db) {
+    let app = spawn_app(db).await;
+    let person = app.person("E-1").await;
+    let id = app.unassigned_card().await;
+    let assigned = app
+        .post(
+            &format!("/api/v1/cards/{id}/assign"),
+            &app.officer,
+            json!({"person": person}),
+        )
+        .await;
+    assert_eq!(assigned.status, StatusCode::OK);
+    // Bad reasons are refused and change nothing.
+    for body in [
+        json!({"reason": "eaten"}),
+        json!({"comment": "no reason given"}),
+        json!({"reason": "lost", "comment": "x".repeat(501)}),
+        json!({"reason": "lost", "why": "unknown field"}),
+    ] {
+        let refused = app
+            .post(
+                &format!("/api/v1/cards/{id}/withdraw"),
+                &app.officer,
+                body.clone(),
+            )
+            .await;
+        assert!(
+            refused.status == StatusCode::UNPROCESSABLE_ENTITY
+                || refused.status == StatusCode::BAD_REQUEST,
+            "{body}: {refused:?}"
+        );
+        assert_eq!(app.card(&id).await["state"], "assigned", "{body}");
+    }
+    let withdrawn = app
+        .post(
+            &format!("/api/v1/cards/{id}/withdraw"),
+            &app.officer,
+            json!({"reason": "returned", "comment": "back at the desk"}),
+        )
+        .await;
+    assert_eq!(withdrawn.status, StatusCode::OK, "{withdrawn:?}");
+    // Without a body, as before.
+    let res = app
+        .client
+        .post(format!("{}/api/v1/cards/{id}/lock", app.base))
+        .bearer_auth(&app.officer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let events = app
+        .get(&format!("/api/v1/audit?card={id}"), &app.auditor)
+        .await;
+    let events = events.body["events"].as_array().unwrap().clone();
+    let withdraw = events
+        .iter()
+        .find(|e| e["process"] == "TempCardsProcWithdraw")
+        .unwrap();
+    assert_eq!(withdraw["details"]["reason"], "returned", "{withdraw}");
+    assert_eq!(withdraw["details"]["comment"], "back at the desk");
+    let lock = events
+        .iter()
+        .find(|e| e["process"] == "TempCardsProcLock")
+        .unwrap();
+    assert!(lock["details"].get("reason").is_none(), "{lock}");
 }

@@ -251,6 +251,10 @@ fn every_card_process_of_the_catalog_has_its_operation() {
         match def.input {
             Input::None => assert!(op.get("requestBody").is_none(), "{path}"),
             Input::Person => assert_eq!(body, "#/components/schemas/AssignBody", "{path}"),
+            Input::Reason => {
+                assert_eq!(body, "#/components/schemas/ReasonBody", "{path}");
+                assert_eq!(op["requestBody"]["required"], false, "{path}");
+            }
         }
     }
 }

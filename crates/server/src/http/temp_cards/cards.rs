@@ -7,10 +7,11 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::Json;
-use cardwright_domain::temp_cards::{CardState, Input, ProcessDef, ProcessScope, CATALOG};
+use cardwright_domain::temp_cards::{CardState, Input, ProcessDef, ProcessScope, Reason, CATALOG};
 use cardwright_domain::{CardId, Operator, PersonId};
 use cardwright_processes::temp_cards::cards::{self, CardQuery};
 use cardwright_processes::temp_cards::{self, request, ProcessInput};
+use cardwright_processes::ProcessError;
 use serde::Deserialize;
 use utoipa::openapi::path::{
     HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem, Paths,
@@ -128,8 +129,40 @@ pub struct AssignBody {
     pub person: String,
 }
 
+// The body of every card process whose catalog row takes a reason (`Input::Reason`); the body
+// may also be left out.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonBody {
+    /// Why: `lost`, `stolen`, `damaged`, `returned` or `other`. Recorded in the audit event and
+    /// the card's history.
+    #[schema(value_type = Option<ReasonText>)]
+    pub reason: Option<String>,
+    /// Free text beside the reason (at most 500 characters).
+    #[schema(max_length = 500)]
+    pub comment: Option<String>,
+}
+
+/// A reason from the fixed list.
+#[derive(ToSchema)]
+#[schema(as = ReasonText)]
+#[allow(dead_code, reason = "a schema only")]
+pub enum ReasonText {
+    #[schema(rename = "lost")]
+    Lost,
+    #[schema(rename = "stolen")]
+    Stolen,
+    #[schema(rename = "damaged")]
+    Damaged,
+    #[schema(rename = "returned")]
+    Returned,
+    #[schema(rename = "other")]
+    Other,
+}
+
 /// Runs the card process `def` on the card in the path, for every card-scoped row of the
-/// catalog alike; the body is read as the row's `input` says (none, or [`AssignBody`]).
+/// catalog alike; the body is read as the row's `input` says (none, [`AssignBody`], or an
+/// optional [`ReasonBody`]).
 async fn run_process(
     def: &'static ProcessDef,
     state: AppState,
@@ -144,6 +177,28 @@ async fn run_process(
             let person =
                 PersonId::parse(&body.person).map_err(|e| ApiError::bad_request(e.to_string()))?;
             ProcessInput::Person(person)
+        }
+        Input::Reason => {
+            if axum::body::HttpBody::size_hint(request.body()).exact() == Some(0) {
+                ProcessInput::None
+            } else {
+                let ApiJson(body) = ApiJson::<ReasonBody>::from_request(request, &state).await?;
+                match (body.reason, body.comment) {
+                    (None, None) => ProcessInput::None,
+                    (None, Some(_)) => {
+                        return Err(ApiError::from(ProcessError::Unprocessable(
+                            "reason: give a reason (lost, stolen, damaged, returned or other) \
+                             with the comment"
+                                .into(),
+                        )))
+                    }
+                    (Some(kind), comment) => {
+                        ProcessInput::Reason(Reason::parse(&kind, comment.as_deref()).map_err(
+                            |e| ApiError::from(ProcessError::Unprocessable(e.to_string())),
+                        )?)
+                    }
+                }
+            }
         }
     };
     let record = temp_cards::run(&state.ctx, &operator, def.name, card, input).await?;
@@ -175,6 +230,11 @@ fn process_schemas(def: &ProcessDef) -> Vec<(String, RefOr<Schema>)> {
         schemas.push((AssignBody::name().into_owned(), AssignBody::schema()));
         AssignBody::schemas(&mut schemas);
     }
+    if def.input == Input::Reason {
+        schemas.push((ReasonBody::name().into_owned(), ReasonBody::schema()));
+        ReasonBody::schemas(&mut schemas);
+        schemas.push((ReasonText::name().into_owned(), ReasonText::schema()));
+    }
     schemas
 }
 
@@ -195,6 +255,7 @@ fn process_path(def: &ProcessDef) -> Paths {
         .map_or_else(|| "none".to_owned(), |r| r.as_str().to_owned());
     let from = states(def.from);
     let takes_person = def.input == Input::Person;
+    let takes_body = def.input != Input::None;
     let mut responses = ResponsesBuilder::new().response(
         "200",
         ResponseBuilder::new()
@@ -204,12 +265,12 @@ fn process_path(def: &ProcessDef) -> Paths {
                 Content::new(Some(Ref::from_schema_name(CardView::name()))),
             ),
     );
-    responses = if takes_person {
+    responses = if takes_body {
         responses.responses_from_into_responses::<JsonBody>()
     } else {
         responses.responses_from_into_responses::<BadId>()
     };
-    let responses = responses
+    let mut responses = responses
         .responses_from_into_responses::<NeedsLogin>()
         .response("403", error(&format!("Needs the role {role}.")))
         .response(
@@ -232,15 +293,34 @@ fn process_path(def: &ProcessDef) -> Paths {
                 }
             )),
         );
-    let request_body = takes_person.then(|| {
-        RequestBodyBuilder::new()
-            .content(
-                "application/json",
-                Content::new(Some(Ref::from_schema_name(AssignBody::name()))),
-            )
-            .required(Some(Required::True))
-            .build()
-    });
+    let request_body = match def.input {
+        Input::None => None,
+        Input::Person => Some(
+            RequestBodyBuilder::new()
+                .content(
+                    "application/json",
+                    Content::new(Some(Ref::from_schema_name(AssignBody::name()))),
+                )
+                .required(Some(Required::True))
+                .build(),
+        ),
+        Input::Reason => Some(
+            RequestBodyBuilder::new()
+                .description(Some("Why, optionally."))
+                .content(
+                    "application/json",
+                    Content::new(Some(Ref::from_schema_name(ReasonBody::name()))),
+                )
+                .required(Some(Required::False))
+                .build(),
+        ),
+    };
+    if takes_body && !takes_person {
+        responses = responses.response(
+            "422",
+            error("The reason is not one of the list, or the comment is too long."),
+        );
+    }
     let operation = OperationBuilder::new()
         .tag("cards")
         .summary(Some(def.title))

@@ -6,7 +6,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use cardwright_domain::temp_cards::catalog::ProcessScope;
-use cardwright_domain::temp_cards::{CardState, Input, ProcessDef, CATALOG};
+use cardwright_domain::temp_cards::{CardState, Input, ProcessDef, Reason, ReasonKind, CATALOG};
 use cardwright_domain::{CardId, PersonId};
 use cardwright_processes::temp_cards::cards::{self, CardProfile};
 use cardwright_processes::temp_cards::{self, request, ProcessInput};
@@ -305,6 +305,8 @@ struct ActionPage {
     searched: bool,
     persons: Vec<PersonRow>,
     error: Option<String>,
+    /// The reasons to choose from, when the process asks why (with a comment); else empty.
+    reasons: Vec<&'static str>,
 }
 
 #[derive(Deserialize)]
@@ -376,6 +378,11 @@ async fn action_page(
         searched,
         persons,
         error,
+        reasons: if def.input == Input::Reason {
+            ReasonKind::ALL.iter().map(|k| k.as_str()).collect()
+        } else {
+            Vec::new()
+        },
     };
     if status == StatusCode::OK {
         Ok(render(&page))
@@ -417,6 +424,14 @@ pub(crate) async fn run(
                 .map_err(ProcessError::from),
             None => Err(ProcessError::Invalid(
                 "Choose the person who gets the card.".into(),
+            )),
+        },
+        Input::Reason => match form.text("reason").filter(|r| !r.is_empty()) {
+            Some(kind) => Reason::parse(&kind, form.text("comment").as_deref())
+                .map(ProcessInput::Reason)
+                .map_err(ProcessError::from),
+            None => Err(ProcessError::Invalid(
+                "Choose why: lost, stolen, damaged, returned or other.".into(),
             )),
         },
     };
