@@ -563,7 +563,10 @@ mod tests {
         assert_eq!(limits.max_operations, 1);
         assert_eq!(limits.max_string_bytes, 1);
         assert_eq!(limits.max_time, Duration::from_millis(1));
-        assert_eq!(limits.max_variables, 13);
+        assert_eq!(
+            limits.max_variables,
+            crate::options::OPTION_NAMES.len() + crate::options::CONTEXT_NAMES.len()
+        );
         assert!(matches!(
             engine.compile("loop {}"),
             Err(ScriptError::Limit { .. })
