@@ -24,6 +24,18 @@ pub struct Session {
     pub must_change_password: bool,
 }
 
+/// A fresh random bearer token: 256 bits from the context's entropy, as hex.
+fn new_token(ctx: &Context) -> String {
+    let mut raw = [0u8; 32];
+    ctx.entropy.fill(&mut raw);
+    hex::encode(raw)
+}
+
+/// Role names, for audit events.
+fn role_names(roles: &Roles) -> Vec<&'static str> {
+    roles.iter().map(cardwright_domain::Role::as_str).collect()
+}
+
 pub(crate) fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
@@ -157,7 +169,7 @@ pub async fn add_operator(
             "OperatorAdd",
             serde_json::json!({
                 "operator": operator.username.as_str(),
-                "roles": operator.roles.iter().map(cardwright_domain::Role::as_str).collect::<Vec<_>>(),
+                "roles": role_names(&operator.roles),
             }),
         ),
     )
@@ -203,9 +215,7 @@ pub async fn login(ctx: &Context, username: &str, password: &str) -> Result<Sess
         tracing::warn!(username = ?key, failures, "failed login");
         return Err(ProcessError::Unauthenticated(BAD_LOGIN.into()));
     };
-    let mut raw = [0u8; 32];
-    ctx.entropy.fill(&mut raw);
-    let token = hex::encode(raw);
+    let token = new_token(ctx);
     let expires_at = now + policy.token_ttl;
     let mut tx = ctx.store.begin().await?;
     operators::clear_throttle(&mut tx, &key).await?;
@@ -259,34 +269,29 @@ pub async fn sign_in_external(
     }
     let now = ctx.now();
     let mut tx = ctx.store.begin().await?;
-    let operator = match operators::by_oidc_subject(&mut tx, &who.subject).await? {
+    let (operator, change) = match operators::by_oidc_subject(&mut tx, &who.subject).await? {
         Some((_, false)) => {
             return Err(ProcessError::Forbidden(format!(
                 "{username} is disabled in Cardwright"
             )));
         }
         Some((mut operator, true)) => {
-            if operator.roles != who.roles {
-                operators::set_roles(&mut tx, operator.id, &who.roles).await?;
-                audit::append(
-                    &mut tx,
-                    &ctx.audit_key,
-                    NewEvent::admin(
-                        now,
-                        who.provider.clone(),
-                        "OperatorRoles",
-                        serde_json::json!({
-                            "operator": operator.username.as_str(),
-                            "roles": who.roles.iter().map(cardwright_domain::Role::as_str).collect::<Vec<_>>(),
-                            "was": operator.roles.iter().map(cardwright_domain::Role::as_str).collect::<Vec<_>>(),
-                            "source": "single sign-on",
-                        }),
-                    ),
+            let change = (operator.roles != who.roles).then(|| {
+                (
+                    "OperatorRoles",
+                    serde_json::json!({
+                        "operator": operator.username.as_str(),
+                        "roles": role_names(&who.roles),
+                        "was": role_names(&operator.roles),
+                        "source": "single sign-on",
+                    }),
                 )
-                .await?;
+            });
+            if change.is_some() {
+                operators::set_roles(&mut tx, operator.id, &who.roles).await?;
                 operator.roles = who.roles.clone();
             }
-            operator
+            (operator, change)
         }
         None => {
             let (millis, random) = ctx.id_parts();
@@ -308,27 +313,26 @@ pub async fn sign_in_external(
                         e.into()
                     }
                 })?;
-            audit::append(
-                &mut tx,
-                &ctx.audit_key,
-                NewEvent::admin(
-                    now,
-                    who.provider.clone(),
-                    "OperatorAdd",
-                    serde_json::json!({
-                        "operator": operator.username.as_str(),
-                        "roles": operator.roles.iter().map(cardwright_domain::Role::as_str).collect::<Vec<_>>(),
-                        "source": "single sign-on",
-                    }),
-                ),
-            )
-            .await?;
-            operator
+            let change = (
+                "OperatorAdd",
+                serde_json::json!({
+                    "operator": operator.username.as_str(),
+                    "roles": role_names(&operator.roles),
+                    "source": "single sign-on",
+                }),
+            );
+            (operator, Some(change))
         }
     };
-    let mut raw = [0u8; 32];
-    ctx.entropy.fill(&mut raw);
-    let token = hex::encode(raw);
+    if let Some((what, details)) = change {
+        audit::append(
+            &mut tx,
+            &ctx.audit_key,
+            NewEvent::admin(now, who.provider.clone(), what, details),
+        )
+        .await?;
+    }
+    let token = new_token(ctx);
     let expires_at = now + ctx.settings.login.token_ttl;
     operators::purge_sessions(&mut tx, now).await?;
     operators::insert_session(&mut tx, &hash_token(&token), operator.id, now, expires_at).await?;
@@ -348,9 +352,7 @@ pub async fn sign_in_external(
 pub async fn issue_token(ctx: &Context, session_token: &str) -> Result<Session, ProcessError> {
     let operator = authenticate(ctx, session_token).await?;
     let now = ctx.now();
-    let mut raw = [0u8; 32];
-    ctx.entropy.fill(&mut raw);
-    let token = hex::encode(raw);
+    let token = new_token(ctx);
     let expires_at = now + ctx.settings.login.token_ttl;
     let mut tx = ctx.store.begin().await?;
     operators::insert_session(&mut tx, &hash_token(&token), operator.id, now, expires_at).await?;

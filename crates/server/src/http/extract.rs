@@ -21,11 +21,7 @@ pub struct ApiJson<T>(pub T);
 
 /// Whether the request says its body is `application/json` (parameters such as `charset` aside).
 fn is_json(req: &Request) -> bool {
-    req.headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+    media_type(req.headers()).as_deref() == Some("application/json")
 }
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
@@ -151,4 +147,13 @@ impl FromRequestParts<AppState> for Auth {
         };
         Ok(Self(auth::authenticate(&state.ctx, token).await?))
     }
+}
+
+/// The request's media type (`Content-Type` without its parameters), in lower case.
+pub fn media_type(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
 }

@@ -2,7 +2,6 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use cardwright_processes::persons_import::{self, ImportOptions, ImportReport};
@@ -114,11 +113,7 @@ pub async fn import_persons(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<ImportReportView>, ApiError> {
-    let media = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|m| m.trim().to_ascii_lowercase());
+    let media = super::extract::media_type(&headers);
     if media.as_deref() != Some("text/csv") {
         return Err(ApiError {
             status: StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -416,19 +416,30 @@ fn sso_refused(
     res
 }
 
+/// The configured identity provider, or the login page saying there is none (404).
+fn provider(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<std::sync::Arc<crate::oidc::Provider>, Response> {
+    state.oidc.clone().ok_or_else(|| {
+        sso_refused(
+            state,
+            headers,
+            StatusCode::NOT_FOUND,
+            "Single sign-on is not configured.".into(),
+        )
+    })
+}
+
 /// GET /login/oidc: sends the browser to the identity provider to sign in.
 pub(crate) async fn oidc_start(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<LoginQuery>,
 ) -> Response {
-    let Some(provider) = state.oidc.clone() else {
-        return sso_refused(
-            &state,
-            &headers,
-            StatusCode::NOT_FOUND,
-            "Single sign-on is not configured.".into(),
-        );
+    let provider = match provider(&state, &headers) {
+        Ok(provider) => provider,
+        Err(refused) => return refused,
     };
     let next = Some(safe_next(q.next.as_deref()))
         .filter(|n| n.len() <= 512)
@@ -483,13 +494,9 @@ pub(crate) async fn oidc_callback(
     headers: HeaderMap,
     Query(q): Query<CallbackQuery>,
 ) -> Response {
-    let Some(provider) = state.oidc.clone() else {
-        return sso_refused(
-            &state,
-            &headers,
-            StatusCode::NOT_FOUND,
-            "Single sign-on is not configured.".into(),
-        );
+    let provider = match provider(&state, &headers) {
+        Ok(provider) => provider,
+        Err(refused) => return refused,
     };
     let refuse = |status: StatusCode, error: String| sso_refused(&state, &headers, status, error);
     let Some(pending) = Pending::from_headers(&headers) else {
