@@ -197,9 +197,20 @@ proptest! {
         rt.block_on(async {
             let w = world().await;
             let mut models = stored(&w).await;
+            // Extensions of each card's current assignment: max_extensions (2 by default)
+            // refuses a third.
+            let mut extensions = vec![0u32; models.len()];
             for step in steps {
                 let now = w.clock.now();
-                let want = expected(&models, step, now);
+                let want = match step {
+                    Step::Extend(i) if extensions[i] >= 2 => None,
+                    _ => expected(&models, step, now),
+                };
+                match (step, &want) {
+                    (Step::Assign(i), Some(_)) => extensions[i] = 0,
+                    (Step::Extend(i), Some(_)) => extensions[i] += 1,
+                    _ => {}
+                }
                 let got = perform(&w, step).await;
                 let agrees = matches!(
                     (&want, &got),
