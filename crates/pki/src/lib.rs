@@ -6,8 +6,10 @@
 //! is kept (sealed in the database, or on a PKCS#11 token) is the key custody's business: this
 //! crate signs with a [`CaKey`] it is given.
 
+pub mod escrow;
 pub mod import;
 pub mod pkcs11;
+pub mod tls;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
@@ -113,6 +115,8 @@ pub struct Revoked {
     pub serial: Vec<u8>,
     /// Unix seconds.
     pub revoked_at: i64,
+    /// On hold (a disabled station's certificate): listed until it is released.
+    pub hold: bool,
 }
 
 /// The key a certificate authority signs with.
@@ -295,7 +299,11 @@ impl CertificateAuthority {
                 Ok(RevokedCertParams {
                     serial_number: SerialNumber::from_slice(&r.serial),
                     revocation_time: at(r.revoked_at)?,
-                    reason_code: Some(RevocationReason::CessationOfOperation),
+                    reason_code: Some(if r.hold {
+                        RevocationReason::CertificateHold
+                    } else {
+                        RevocationReason::CessationOfOperation
+                    }),
                     invalidity_date: None,
                 })
             })
@@ -565,6 +573,7 @@ mod tests {
                 &[Revoked {
                     serial: vec![0x42, 0x01],
                     revoked_at: NOW + 100,
+                    hold: false,
                 }],
                 2,
                 NOW + 200,

@@ -108,6 +108,27 @@ pub struct Context {
     pub audit_key: AuditKey,
     /// How webhooks and mails are sent.
     pub notify: Arc<NotifySettings>,
+    /// The server's own stations and the lease of stations elsewhere.
+    pub stations: Arc<StationSettings>,
+}
+
+/// What the processes know of the server's stations.
+#[derive(Debug, Clone)]
+pub struct StationSettings {
+    /// The names of the stations the server runs itself, which a station elsewhere may not
+    /// take.
+    pub local: Vec<String>,
+    /// How long an item stays with a station elsewhere that stopped calling.
+    pub lease: chrono::Duration,
+}
+
+impl Default for StationSettings {
+    fn default() -> Self {
+        Self {
+            local: Vec::new(),
+            lease: chrono::Duration::seconds(60),
+        }
+    }
 }
 
 impl Context {
@@ -126,7 +147,15 @@ impl Context {
             pki: None,
             audit_key,
             notify: Arc::new(NotifySettings::default()),
+            stations: Arc::new(StationSettings::default()),
         }
+    }
+
+    /// The same context with these station settings.
+    #[must_use]
+    pub fn with_stations(mut self, stations: StationSettings) -> Self {
+        self.stations = Arc::new(stations);
+        self
     }
 
     /// The same context with these notification settings.

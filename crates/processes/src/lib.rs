@@ -18,12 +18,14 @@ pub mod photos;
 pub mod pki;
 pub mod scripts;
 pub mod services;
+pub mod stations;
 pub mod temp_cards;
 pub mod templates;
 
 pub use cardwright_station::reason as report;
 pub use context::{
-    Clock, Context, Entropy, LoginPolicy, ManualClock, OsEntropy, Settings, SystemClock,
+    Clock, Context, Entropy, LoginPolicy, ManualClock, OsEntropy, Settings, StationSettings,
+    SystemClock,
 };
 pub use error::ProcessError;
 pub use paging::{page_limit, DEFAULT_PAGE, MAX_PAGE};

@@ -69,7 +69,7 @@ pub async fn previous_crl(ctx: &Context, version: i64) -> Result<Vec<u8>, Proces
         })?;
     let revoked = {
         let mut conn = ctx.store.reader().await?;
-        certificates::revoked(&mut conn).await?
+        all_revoked(&mut conn).await?
     };
     let list = revoked_list(&revoked)?;
     let mut tx = ctx.store.begin().await?;
@@ -86,17 +86,37 @@ pub async fn previous_crl(ctx: &Context, version: i64) -> Result<Vec<u8>, Proces
     Ok(der)
 }
 
-fn revoked_list(revoked: &[(String, Timestamp)]) -> Result<Vec<Revoked>, ProcessError> {
+fn revoked_list(revoked: &[(String, Timestamp, bool)]) -> Result<Vec<Revoked>, ProcessError> {
     revoked
         .iter()
-        .map(|(serial, at)| {
+        .map(|(serial, at, hold)| {
             Ok(Revoked {
                 serial: hex::decode(serial)
                     .map_err(|e| ProcessError::Internal(format!("stored serial {serial}: {e}")))?,
                 revoked_at: at.timestamp(),
+                hold: *hold,
             })
         })
         .collect()
+}
+
+/// Every revoked card certificate, then every station certificate on hold (a disabled
+/// station's), with whether it is on hold.
+async fn all_revoked(
+    conn: &mut cardwright_storage::Conn,
+) -> Result<Vec<(String, Timestamp, bool)>, ProcessError> {
+    let mut list: Vec<(String, Timestamp, bool)> = certificates::revoked(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|(serial, at)| (serial, at, false))
+        .collect();
+    list.extend(
+        cardwright_storage::stations::held(conn)
+            .await?
+            .into_iter()
+            .map(|(serial, at)| (serial, at, true)),
+    );
+    Ok(list)
 }
 
 /// The current revocation list (DER): every revoked certificate. Each list signed gets the next
@@ -107,13 +127,14 @@ pub async fn crl(ctx: &Context) -> Result<Vec<u8>, ProcessError> {
     let (revoked, issued) = {
         let mut conn = ctx.store.reader().await?;
         (
-            certificates::revoked(&mut conn).await?,
+            all_revoked(&mut conn).await?,
             certificates::issued_crl(&mut conn).await?,
         )
     };
     let mut fingerprint = Sha256::new();
-    for (serial, at) in &revoked {
-        fingerprint.update(format!("{serial}@{};", at.timestamp_micros()));
+    for (serial, at, hold) in &revoked {
+        let hold = if *hold { "h" } else { "" };
+        fingerprint.update(format!("{serial}@{}{hold};", at.timestamp_micros()));
     }
     let fingerprint = hex::encode(fingerprint.finalize());
     let now = ctx.now();

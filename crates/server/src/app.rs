@@ -90,7 +90,13 @@ pub async fn context(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<C
     let (pki, audit) = pki(config, set, &stations(config));
     let ctx = Context::new(store, clock, config.settings()?, audit)
         .with_pki(pki)
-        .with_notify(config.notify_settings());
+        .with_notify(config.notify_settings())
+        .with_stations(cardwright_processes::StationSettings {
+            local: config.stations.iter().map(|s| s.name.clone()).collect(),
+            lease: chrono::Duration::seconds(
+                i64::try_from(config.station_lease_secs).unwrap_or(60),
+            ),
+        });
     templates::ensure_default(&ctx)
         .await
         .context("creating the default card template")?;
@@ -152,20 +158,59 @@ pub async fn start(
         &crate::state::HttpOptions {
             metrics_token: config.metrics_token.clone(),
             oidc: config.oidc.clone(),
+            shutdown: Some(watch_rx.clone()),
         },
     )?;
+    let https = crate::tls::https(config, &ctx)?;
+    if https.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "serving plain HTTP on an address other machines reach (tls.allow_plain_http): only behind a TLS proxy");
+    }
+    let mut tasks = Vec::new();
     let mut rx = watch_rx.clone();
-    let http = tokio::spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            })
+    let until_stopped = async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let http = match &https {
+        None => tokio::spawn(async move {
+            let served = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<crate::tls::Peer>(),
+            )
+            .with_graceful_shutdown(until_stopped)
             .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "HTTP server failed");
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        }),
+        Some(https) => {
+            let listener = crate::tls::listen(listener, https.acceptor.clone(), watch_rx.clone())?;
+            if config.tls.builtin {
+                tasks.push(tokio::spawn(crate::tls::renewal_job(
+                    config.clone(),
+                    ctx.clone(),
+                    https.certificate.clone(),
+                    watch_rx.clone(),
+                )));
+            }
+            tokio::spawn(async move {
+                let served = axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<crate::tls::Peer>(),
+                )
+                .with_graceful_shutdown(until_stopped)
+                .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "HTTPS server failed");
+                }
+            })
         }
-    });
-    let mut tasks = vec![http];
+    };
+    tasks.push(http);
+    tasks.push(tokio::spawn(lease_job(
+        ctx.clone(),
+        Duration::from_secs((config.station_lease_secs / 4).max(1)),
+        watch_rx.clone(),
+    )));
     let stale = chrono::Duration::seconds(
         i64::try_from(config.production_stale_secs).unwrap_or(i64::MAX / 1000),
     );
@@ -197,7 +242,7 @@ pub async fn start(
         Duration::from_millis(config.expiry_interval_ms),
         watch_rx,
     )));
-    tracing::info!(%addr, "Cardwright serving");
+    tracing::info!(%addr, https = https.is_some(), "Cardwright serving");
     Ok(Running {
         addr,
         ctx,
@@ -289,6 +334,21 @@ async fn station_job(
                 () = tokio::time::sleep(poll) => {}
                 _ = stop.wait_for(|stop| *stop) => return,
             }
+        }
+    }
+}
+
+/// Fails the items whose station elsewhere stopped calling, every `every` until shut down.
+async fn lease_job(ctx: Context, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        if let Err(e) = temp_cards::remote::expire_leases(&ctx).await {
+            tracing::error!(error = %e, "ending stations' leases failed");
         }
     }
 }

@@ -295,7 +295,7 @@ async fn order(ctx: &Context, backend: &str, total: u32, station_count: u32) -> 
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let id = order.record.order.id;
-        issue_multiple::next(ctx, &op, id)
+        issue_multiple::next(ctx, &op, id, None)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         if !analyzed && backend == "PostgreSQL" {

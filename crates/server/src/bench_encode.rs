@@ -90,7 +90,7 @@ pub async fn run(cards: u32, module: &Path) -> anyhow::Result<()> {
     let order = issue_multiple::create(&ctx, &op, "TempCardsBoProcIssueMultiple", &ids)
         .await
         .map_err(failed)?;
-    issue_multiple::next(&ctx, &op, order.record.order.id)
+    issue_multiple::next(&ctx, &op, order.record.order.id, None)
         .await
         .map_err(failed)?;
     let station = Station {

@@ -61,6 +61,10 @@ pub enum Command {
     Migrate,
     /// Print the REST API's OpenAPI document (JSON).
     Openapi,
+    /// A station at an operator's desk: enrol it with the server, then produce cards there
+    /// with the desk's printer and chip reader (over mutual TLS).
+    #[command(subcommand)]
+    Station(crate::agent::StationCommand),
     /// Measure throughput on a scratch database (a temporary SQLite file, or a temporary schema
     /// on the server given by --database-url); nothing existing is touched.
     #[command(subcommand)]
@@ -203,6 +207,7 @@ pub async fn run_admin(cli: &Cli, config: &Config) -> anyhow::Result<()> {
     match &cli.command {
         Command::Serve { .. } => unreachable!("serve is run by main"),
         Command::Openapi => unreachable!("openapi needs no configuration and is run by main"),
+        Command::Station(_) => unreachable!("a station has no server configuration; run by main"),
         Command::Bench(bench) => {
             crate::bench::run(bench, cli.global.database_url.as_deref()).await?;
         }

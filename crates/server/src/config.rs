@@ -27,8 +27,14 @@ pub struct Config {
     pub station_poll_ms: u64,
     /// An item held by a station longer than this is taken as interrupted, in seconds.
     pub production_stale_secs: u64,
-    /// Production stations; by default one local station with the spool printer.
+    /// Production stations; by default one local station with the spool printer. `[]`: the
+    /// server produces nothing itself (stations elsewhere, `cardwright station run`, do).
     pub stations: Vec<StationConfig>,
+    /// How long a card stays with a station elsewhere that stopped calling, in seconds; then
+    /// it fails as "production interrupted".
+    pub station_lease_secs: u64,
+    /// HTTPS for the server, and client certificates for stations elsewhere.
+    pub tls: TlsConfig,
     pub pki: PkiConfig,
     /// The bearer token a metrics scraper sends to `/metrics` (at least 32 characters); empty:
     /// only operators' own tokens open it.
@@ -43,6 +49,29 @@ pub struct Config {
     /// Operators sign in through the organisation's OpenID provider. No `issuer`: only
     /// Cardwright passwords.
     pub oidc: OidcConfig,
+}
+
+/// HTTPS: a certificate from files, or one the built-in CA issues (and renews) for `names`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server's certificate chain (PEM).
+    pub cert_file: String,
+    /// The certificate's private key (PEM).
+    pub key_file: String,
+    /// The built-in CA issues the server's certificate for `names`, and renews it.
+    pub builtin: bool,
+    /// The host names and IP addresses clients reach the server by (with `builtin`).
+    pub names: Vec<String>,
+    /// Serve plain HTTP on an address other than loopback (behind a TLS proxy).
+    pub allow_plain_http: bool,
+}
+
+impl TlsConfig {
+    /// Whether the server speaks HTTPS.
+    pub fn enabled(&self) -> bool {
+        self.builtin || !self.cert_file.is_empty()
+    }
 }
 
 /// Single sign-on for operators with OpenID Connect (authorization code flow with PKCE).
@@ -503,6 +532,8 @@ impl Default for Config {
             station_poll_ms: 200,
             production_stale_secs: 900,
             stations: vec![StationConfig::local()],
+            station_lease_secs: 60,
+            tls: TlsConfig::default(),
             pki: PkiConfig::default(),
             metrics_token: String::new(),
             notify: NotifyConfig::default(),
@@ -621,9 +652,51 @@ impl Config {
         if self.login.max_failures == 0 {
             bail!("login.max_failures: must be at least 1");
         }
+        in_range("station_lease_secs", self.station_lease_secs, 1, DAY)?;
+        self.check_tls()?;
         self.check_directory()?;
         self.check_oidc()?;
         self.check_notify()
+    }
+
+    fn check_tls(&self) -> anyhow::Result<()> {
+        let t = &self.tls;
+        if t.builtin && (!t.cert_file.is_empty() || !t.key_file.is_empty()) {
+            bail!("tls: use builtin = true or cert_file and key_file, not both");
+        }
+        if t.cert_file.is_empty() != t.key_file.is_empty() {
+            bail!("tls.cert_file and tls.key_file: give both");
+        }
+        if t.builtin {
+            if t.names.is_empty() {
+                bail!("tls.names: give the host names or addresses clients reach the server by (e.g. [\"cards.example.com\"])");
+            }
+            for name in &t.names {
+                let ok = name.parse::<std::net::IpAddr>().is_ok()
+                    || (!name.is_empty()
+                        && name.len() <= 253
+                        && name.split('.').all(|label| {
+                            !label.is_empty()
+                                && label.len() <= 63
+                                && label
+                                    .bytes()
+                                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                        }));
+                if !ok {
+                    bail!("tls.names: '{name}' is not a host name or an IP address");
+                }
+            }
+        }
+        let listen: SocketAddr = self.listen.parse()?;
+        if !t.enabled() && !listen.ip().is_loopback() && !t.allow_plain_http {
+            bail!(
+                "listen: {} is reachable from other machines, but no TLS is configured; set \
+                 [tls] (builtin = true with names, or cert_file and key_file), or \
+                 tls.allow_plain_http = true behind a TLS proxy",
+                self.listen
+            );
+        }
+        Ok(())
     }
 
     fn check_oidc(&self) -> anyhow::Result<()> {

@@ -63,7 +63,11 @@ pub fn over_https(headers: &HeaderMap) -> bool {
 /// their handler chose a cache policy itself (static assets, the CA certificate); no answer's
 /// type is sniffed; cookies set over HTTPS are marked `Secure`.
 pub async fn response_headers(req: Request, next: Next) -> Response {
-    let https = over_https(req.headers());
+    let https = over_https(req.headers())
+        || req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<crate::tls::Peer>>()
+            .is_some_and(|peer| peer.0.tls);
     let mut res = next.run(req).await;
     let headers = res.headers_mut();
     if !headers.contains_key(CACHE_CONTROL) {

@@ -1,6 +1,7 @@
 //! The Cardwright server and command line: configuration, the REST API, the operator web UI,
 //! background jobs.
 
+pub mod agent;
 pub mod app;
 pub mod bench;
 mod bench_encode;
@@ -20,4 +21,5 @@ mod operator_cli;
 mod pki_cli;
 pub mod router;
 pub mod state;
+pub mod tls;
 pub mod ui;

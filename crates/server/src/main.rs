@@ -28,6 +28,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         println!("{}", cardwright::http::openapi_json());
         return Ok(());
     }
+    if let Command::Station(command) = &cli.command {
+        // A station's --config is its own file (printer and encoder), not the server's.
+        init_logging(&Config::default());
+        return cardwright::agent::run(command, cli.global.config.as_deref()).await;
+    }
     let config = cli.config()?;
     init_logging(&config);
     match &cli.command {
@@ -38,7 +43,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .await
                     .context("seeding demo data")?;
             }
-            println!("Cardwright listening on http://{}", running.addr);
+            let scheme = if config.tls.enabled() {
+                "https"
+            } else {
+                "http"
+            };
+            println!("Cardwright listening on {scheme}://{}", running.addr);
             running.wait().await;
             Ok(())
         }

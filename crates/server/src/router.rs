@@ -30,6 +30,7 @@ pub fn router(ctx: Context, options: &HttpOptions) -> anyhow::Result<Router> {
             .filter(|t| !t.is_empty())
             .map(Arc::from),
         oidc,
+        shutdown: options.shutdown.clone(),
     };
     Ok(api
         .merge(ui::router())
@@ -39,6 +40,7 @@ pub fn router(ctx: Context, options: &HttpOptions) -> anyhow::Result<Router> {
         .route("/pki/crl", get(http::pki::crl))
         .route("/pki/crl/{version}", get(http::pki::previous_crl))
         .route("/metrics", get(http::metrics::metrics))
+        .merge(http::stations::agent_routes())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(PHOTO_BODY_LIMIT))
         .layer(axum::middleware::from_fn(layers::read_body))
@@ -60,6 +62,7 @@ async fn not_found(
     let path = parts.uri.path();
     if path.starts_with("/api/")
         || path.starts_with("/pki/")
+        || path.starts_with("/station/")
         || matches!(path, "/api" | "/metrics" | "/healthz")
     {
         return error::not_found().into_response();

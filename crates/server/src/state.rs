@@ -31,6 +31,8 @@ pub struct AppState {
     pub metrics_token: Option<Arc<str>>,
     /// The OpenID provider operators sign in through, when configured.
     pub oidc: Option<Arc<crate::oidc::Provider>>,
+    /// Turns true when the server shuts down (long polls end early).
+    pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// Settings of the HTTP interface itself.
@@ -40,6 +42,8 @@ pub struct HttpOptions {
     pub metrics_token: String,
     /// `[oidc]` from the configuration.
     pub oidc: crate::config::OidcConfig,
+    /// Turns true when the server shuts down.
+    pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// Requests are counted by method, route pattern and status.

@@ -45,13 +45,15 @@ pub struct OrderRecord {
     pub process: String,
     pub operator_name: String,
     pub counts: Counts,
+    /// The station named to produce the order (`None`: any station).
+    pub station: Option<String>,
 }
 
 const SELECT_ORDER: &str =
     "SELECT b.id, b.process, b.state, b.operator_id, b.created_at, b.updated_at, \
-    o.username FROM batch_orders b JOIN operators o ON o.id = b.operator_id";
+    o.username, b.station FROM batch_orders b JOIN operators o ON o.id = b.operator_id";
 
-fn order(row: &AnyRow) -> Result<(BatchOrder, String, String), StoreError> {
+fn order(row: &AnyRow) -> Result<(BatchOrder, String, String, Option<String>), StoreError> {
     Ok((
         BatchOrder {
             id: BatchOrderId::parse(&row.try_get::<String, _>("id")?)?,
@@ -62,6 +64,7 @@ fn order(row: &AnyRow) -> Result<(BatchOrder, String, String), StoreError> {
         },
         row.try_get("process")?,
         row.try_get("username")?,
+        row.try_get("station")?,
     ))
 }
 
@@ -174,7 +177,7 @@ pub async fn get(conn: &mut Conn, id: BatchOrderId) -> Result<Option<OrderRecord
         .fetch_optional(&mut *conn)
         .await?;
     let Some(row) = row else { return Ok(None) };
-    let (order, process, operator_name) = order(&row)?;
+    let (order, process, operator_name, station) = order(&row)?;
     let counts = counts(conn, &[id])
         .await?
         .pop()
@@ -185,6 +188,7 @@ pub async fn get(conn: &mut Conn, id: BatchOrderId) -> Result<Option<OrderRecord
         process,
         operator_name,
         counts,
+        station,
     }))
 }
 
@@ -198,16 +202,14 @@ pub async fn lock(
     id: BatchOrderId,
 ) -> Result<Option<BatchOrder>, StoreError> {
     let row = sqlx::query(&format!(
-        "SELECT b.id, b.process, b.state, b.operator_id, b.created_at, b.updated_at, '' AS username \
+        "SELECT b.id, b.process, b.state, b.operator_id, b.created_at, b.updated_at, '' AS username, b.station \
          FROM batch_orders b WHERE b.id = $1{}",
         dialect.for_update()
     ))
     .bind(id.to_string())
     .fetch_optional(conn)
     .await?;
-    row.as_ref()
-        .map(|r| order(r).map(|(o, _, _)| o))
-        .transpose()
+    row.as_ref().map(|r| order(r).map(|(o, ..)| o)).transpose()
 }
 
 /// The order, locked against changes of its state (Next, Cancel, Complete, Repeat production)
@@ -219,7 +221,7 @@ pub async fn lock_shared(
     id: BatchOrderId,
 ) -> Result<Option<(BatchOrder, u64, u64)>, StoreError> {
     let row = sqlx::query(&format!(
-        "SELECT b.id, b.process, b.state, b.operator_id, b.created_at, b.updated_at, '' AS username, \
+        "SELECT b.id, b.process, b.state, b.operator_id, b.created_at, b.updated_at, '' AS username, b.station, \
          {IN_PROGRESS} FROM batch_orders b WHERE b.id = $1{}",
         dialect.for_share()
     ))
@@ -259,17 +261,18 @@ pub async fn list(
     q.push(&format!(" ORDER BY b.id DESC LIMIT {limit}"));
     let rows = q.query().fetch_all(&mut *conn).await?;
     let orders = rows.iter().map(order).collect::<Result<Vec<_>, _>>()?;
-    let ids: Vec<BatchOrderId> = orders.iter().map(|(o, _, _)| o.id).collect();
+    let ids: Vec<BatchOrderId> = orders.iter().map(|(o, ..)| o.id).collect();
     let counts = counts(conn, &ids).await?;
     Ok(orders
         .into_iter()
         .zip(counts)
         .map(
-            |((order, process, operator_name), (_, counts))| OrderRecord {
+            |((order, process, operator_name, station), (_, counts))| OrderRecord {
                 order,
                 process,
                 operator_name,
                 counts,
+                station,
             },
         )
         .collect())
@@ -441,6 +444,19 @@ pub async fn claim_next(
     now: Timestamp,
     option_script: &str,
 ) -> Result<Option<Claim>, StoreError> {
+    claim_next_leased(conn, dialect, station, now, option_script, None).await
+}
+
+/// As [`claim_next`], for a station elsewhere: the item is leased to it until `lease_until`
+/// (heartbeats move it, see [`extend_lease`]). Orders that name another station are skipped.
+pub async fn claim_next_leased(
+    conn: &mut Conn,
+    dialect: Dialect,
+    station: &str,
+    now: Timestamp,
+    option_script: &str,
+    lease_until: Option<Timestamp>,
+) -> Result<Option<Claim>, StoreError> {
     let lock = match dialect {
         Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
         Dialect::Sqlite => "",
@@ -449,7 +465,8 @@ pub async fn claim_next(
     // printer needs: a join first would read every queued item before taking the oldest.
     let row = sqlx::query(&format!(
         "WITH next AS (SELECT order_id, card_id, attempts FROM batch_order_items \
-         WHERE status = $1 AND order_id IN (SELECT id FROM batch_orders WHERE state = $2) \
+         WHERE status = $1 AND order_id IN (SELECT id FROM batch_orders WHERE state = $2 \
+         AND (station IS NULL OR station = $4)) \
          ORDER BY status, queued_at, position LIMIT 1{lock}) \
          SELECT next.order_id, next.card_id, next.attempts, c.serial, t.name AS template, \
          t.front_svg, t.back_svg, o.username AS operator, \
@@ -460,6 +477,7 @@ pub async fn claim_next(
     .bind(ItemStatus::Queued.as_str())
     .bind(OrderState::Producing.as_str())
     .bind(option_script)
+    .bind(station)
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else { return Ok(None) };
@@ -473,8 +491,8 @@ pub async fn claim_next(
     let back_layout: Option<String> = row.try_get("back_svg")?;
     let operator: String = row.try_get("operator")?;
     let updated = sqlx::query(
-        "UPDATE batch_order_items SET status = $1, attempts = $2, station = $3, claimed_at = $4, error = NULL \
-         WHERE order_id = $5 AND card_id = $6 AND status = $7",
+        "UPDATE batch_order_items SET status = $1, attempts = $2, station = $3, claimed_at = $4, \
+         error = NULL, lease_until = $8 WHERE order_id = $5 AND card_id = $6 AND status = $7",
     )
     .bind(ItemStatus::Producing.as_str())
     .bind(i64::from(attempt))
@@ -483,6 +501,7 @@ pub async fn claim_next(
     .bind(order.to_string())
     .bind(card.to_string())
     .bind(ItemStatus::Queued.as_str())
+    .bind(lease_until.map(to_micros))
     .execute(conn)
     .await?;
     if updated.rows_affected() != 1 {
@@ -532,7 +551,7 @@ pub async fn finish(
         return Ok(false);
     }
     sqlx::query(
-        "UPDATE batch_order_items SET status = $1, error = $2, claimed_at = NULL \
+        "UPDATE batch_order_items SET status = $1, error = $2, claimed_at = NULL, lease_until = NULL \
          WHERE order_id = $3 AND card_id = $4",
     )
     .bind(status.as_str())
@@ -558,44 +577,150 @@ pub async fn finish_anyway(conn: &mut Conn, claim: &Claim, error: &str) -> Resul
     Ok(())
 }
 
-/// Items left in a printer: those of `station`, and those of any station claimed before
-/// `stale_before`.
+/// Items left in a printer of the server's own stations: those of `station`, and those of any
+/// such station claimed before `stale_before`. Items leased to stations elsewhere are left to
+/// their lease ([`lease_expired`]).
 pub async fn interrupted(
     conn: &mut Conn,
     station: &str,
     stale_before: Timestamp,
 ) -> Result<Vec<Claim>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT i.order_id, i.card_id, i.attempts, i.station, c.serial, t.name AS template, \
-         t.front_svg, t.back_svg, o.username AS operator \
-         FROM batch_order_items i JOIN cards c ON c.id = i.card_id \
-         JOIN batch_orders b ON b.id = i.order_id JOIN operators o ON o.id = b.operator_id \
-         JOIN card_templates t ON t.id = c.template_id \
-         WHERE i.status = $1 AND (i.station = $2 OR i.claimed_at < $3)",
-    )
+    let rows = sqlx::query(&format!(
+        "{CLAIM_SELECT} WHERE i.status = $1 AND i.lease_until IS NULL \
+         AND (i.station = $2 OR i.claimed_at < $3)"
+    ))
     .bind(ItemStatus::Producing.as_str())
     .bind(station)
     .bind(to_micros(stale_before))
     .fetch_all(conn)
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Claim {
-                order: BatchOrderId::parse(&row.try_get::<String, _>("order_id")?)?,
-                card: CardId::parse(&row.try_get::<String, _>("card_id")?)?,
-                attempt: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
-                station: row
-                    .try_get::<Option<String>, _>("station")?
-                    .unwrap_or_default(),
-                serial: row.try_get("serial")?,
-                template: row.try_get("template")?,
-                front_layout: row.try_get("front_svg")?,
-                back_layout: row.try_get("back_svg")?,
-                operator: row.try_get("operator")?,
-                script_version: None,
-            })
-        })
-        .collect()
+    rows.iter().map(claim_of).collect()
+}
+
+/// Items leased to stations elsewhere whose lease ran out before `now`.
+pub async fn lease_expired(conn: &mut Conn, now: Timestamp) -> Result<Vec<Claim>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "{CLAIM_SELECT} WHERE i.status = $1 AND i.lease_until IS NOT NULL AND i.lease_until < $2"
+    ))
+    .bind(ItemStatus::Producing.as_str())
+    .bind(to_micros(now))
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(claim_of).collect()
+}
+
+/// The item `card` of `order` as `station` holds it in attempt `attempt`, while it does.
+pub async fn held_claim(
+    conn: &mut Conn,
+    order: BatchOrderId,
+    card: CardId,
+    attempt: u32,
+    station: &str,
+) -> Result<Option<Claim>, StoreError> {
+    let row = sqlx::query(&format!(
+        "{CLAIM_SELECT} WHERE i.order_id = $1 AND i.card_id = $2 AND i.attempts = $3 \
+         AND i.station = $4 AND i.status = $5"
+    ))
+    .bind(order.to_string())
+    .bind(card.to_string())
+    .bind(i64::from(attempt))
+    .bind(station)
+    .bind(ItemStatus::Producing.as_str())
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(claim_of).transpose()
+}
+
+/// The items a station holds now.
+pub async fn held_by(conn: &mut Conn, station: &str) -> Result<Vec<Claim>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "{CLAIM_SELECT} WHERE i.status = $1 AND i.station = $2"
+    ))
+    .bind(ItemStatus::Producing.as_str())
+    .bind(station)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(claim_of).collect()
+}
+
+/// Moves the lease of an item `station` holds in attempt `attempt` to `until`. False when the
+/// station no longer holds it.
+pub async fn extend_lease(
+    conn: &mut Conn,
+    claim: &Claim,
+    until: Timestamp,
+) -> Result<bool, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE batch_order_items SET lease_until = $1 WHERE order_id = $2 AND card_id = $3 \
+         AND attempts = $4 AND station = $5 AND status = $6 AND lease_until IS NOT NULL",
+    )
+    .bind(to_micros(until))
+    .bind(claim.order.to_string())
+    .bind(claim.card.to_string())
+    .bind(i64::from(claim.attempt))
+    .bind(claim.station.as_str())
+    .bind(ItemStatus::Producing.as_str())
+    .execute(conn)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// How an attempt ended, as recorded: its station and outcome.
+pub async fn recorded_attempt(
+    conn: &mut Conn,
+    order: BatchOrderId,
+    card: CardId,
+    attempt: u32,
+) -> Result<Option<(String, String)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT station, outcome FROM production_attempts WHERE order_id = $1 AND card_id = $2 \
+         AND attempt = $3",
+    )
+    .bind(order.to_string())
+    .bind(card.to_string())
+    .bind(i64::from(attempt))
+    .fetch_optional(conn)
+    .await?;
+    row.map(|row| Ok((row.try_get("station")?, row.try_get("outcome")?)))
+        .transpose()
+}
+
+const CLAIM_SELECT: &str =
+    "SELECT i.order_id, i.card_id, i.attempts, i.station, c.serial, t.name AS template, \
+     t.front_svg, t.back_svg, o.username AS operator \
+     FROM batch_order_items i JOIN cards c ON c.id = i.card_id \
+     JOIN batch_orders b ON b.id = i.order_id JOIN operators o ON o.id = b.operator_id \
+     JOIN card_templates t ON t.id = c.template_id";
+
+fn claim_of(row: &sqlx::any::AnyRow) -> Result<Claim, StoreError> {
+    Ok(Claim {
+        order: BatchOrderId::parse(&row.try_get::<String, _>("order_id")?)?,
+        card: CardId::parse(&row.try_get::<String, _>("card_id")?)?,
+        attempt: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+        station: row
+            .try_get::<Option<String>, _>("station")?
+            .unwrap_or_default(),
+        serial: row.try_get("serial")?,
+        template: row.try_get("template")?,
+        front_layout: row.try_get("front_svg")?,
+        back_layout: row.try_get("back_svg")?,
+        operator: row.try_get("operator")?,
+        script_version: None,
+    })
+}
+
+/// Names the station that produces an order (`None`: any station).
+pub async fn set_station(
+    conn: &mut Conn,
+    order: BatchOrderId,
+    station: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE batch_orders SET station = $1 WHERE id = $2")
+        .bind(station.map(str::to_owned))
+        .bind(order.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// One production attempt, as recorded.

@@ -18,6 +18,7 @@ pub mod persons;
 pub mod photos;
 pub mod scripts;
 mod sql;
+pub mod stations;
 pub mod templates;
 pub mod webhooks;
 

@@ -66,6 +66,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "photos_and_single_sign_on",
         sql: include_str!("../migrations/0011_photos_and_single_sign_on.sql"),
     },
+    Migration {
+        version: 12,
+        name: "stations",
+        sql: include_str!("../migrations/0012_stations.sql"),
+    },
 ];
 
 /// An arbitrary constant naming Cardwright's migration lock on PostgreSQL.

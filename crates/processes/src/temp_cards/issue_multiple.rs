@@ -180,11 +180,25 @@ pub async fn next(
     ctx: &Context,
     operator: &Operator,
     id: BatchOrderId,
+    station: Option<&str>,
 ) -> Result<OrderView, ProcessError> {
     require_process_role(operator, PROCESS)?;
     let now = ctx.now();
     let mut tx = ctx.store.begin().await?;
     lock_for(&mut tx, ctx, id, OrderAction::Next).await?;
+    if let Some(name) = station {
+        crate::stations::check_name(name)?;
+        let known = ctx.stations.local.iter().any(|local| local == name)
+            || cardwright_storage::stations::get(&mut tx, name, now)
+                .await?
+                .is_some();
+        if !known {
+            return Err(ProcessError::Unprocessable(format!(
+                "station: no station '{name}' (see the Stations page)"
+            )));
+        }
+    }
+    batch_orders::set_station(&mut tx, id, station).await?;
     let queued =
         batch_orders::move_items(&mut tx, id, ItemStatus::Selected, ItemStatus::Queued, now)
             .await?;
@@ -201,6 +215,7 @@ pub async fn next(
         serde_json::json!({
             "action": "next",
             "queued": queued,
+            "station": station,
             "options": options,
         }),
     )

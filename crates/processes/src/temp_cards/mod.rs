@@ -10,6 +10,7 @@ mod holder_certificates;
 pub mod issue_multiple;
 pub mod lock;
 pub mod production;
+pub mod remote;
 pub mod request;
 pub mod withdraw;
 

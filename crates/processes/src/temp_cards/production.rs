@@ -35,12 +35,12 @@ pub const INTERRUPTED: &str = "production interrupted";
 pub struct Attempt {
     pub claim: Claim,
     pub job: Job,
-    run: Option<RunOptions>,
+    pub(super) run: Option<RunOptions>,
     puk_sealed: Option<String>,
     issuer: Option<Arc<CardIssuer>>,
     /// Why the server could not prepare the job (encoding on without a certificate authority,
     /// an unknown certificate profile): the attempt fails without reaching a station.
-    unprepared: Option<String>,
+    pub(super) unprepared: Option<String>,
 }
 
 impl Attempt {
@@ -117,24 +117,27 @@ impl Issuer for NoIssuer {
 /// Takes the next queued item for `station`, if any, with its job.
 pub async fn claim(ctx: &Context, station: &str) -> Result<Option<Attempt>, ProcessError> {
     let mut tx = ctx.store.begin().await?;
-    let attempt = claim_in(ctx, &mut tx, station).await?;
+    let attempt = claim_in(ctx, &mut tx, station, None).await?;
     Store::commit(tx).await?;
     Ok(attempt)
 }
 
-/// Claims the next item in the caller's transaction and prepares its job.
-async fn claim_in(
+/// Claims the next item in the caller's transaction and prepares its job. With `lease_until`
+/// the station is elsewhere: the item is leased to it, and the station draws PIN and PUK itself.
+pub(super) async fn claim_in(
     ctx: &Context,
     conn: &mut Conn,
     station: &str,
+    lease_until: Option<Timestamp>,
 ) -> Result<Option<Attempt>, ProcessError> {
     let now = ctx.now();
-    let Some(claim) = batch_orders::claim_next(
+    let Some(claim) = batch_orders::claim_next_leased(
         &mut *conn,
         ctx.store.dialect(),
         station,
         now,
         cardwright_domain::temp_cards::OPTION_SCRIPT,
+        lease_until,
     )
     .await?
     else {
@@ -167,8 +170,9 @@ async fn claim_in(
         issuer: None,
         unprepared: None,
     };
+    let remote = lease_until.is_some();
     if run.options.encode {
-        if let Err(reason) = prepare_encoding(ctx, conn, &mut attempt, &run, now).await? {
+        if let Err(reason) = prepare_encoding(ctx, conn, &mut attempt, &run, now, remote).await? {
             attempt.unprepared = Some(reason);
         }
     }
@@ -178,13 +182,14 @@ async fn claim_in(
 
 /// Fills in what the chip gets: new PIN and PUK, the earlier PUK for a chip initialised before,
 /// the keys of the options' certificate profiles, and the signer. `Ok(Err(reason))` when the
-/// job cannot be made.
+/// job cannot be made. A station elsewhere (`remote`) draws PIN and PUK itself: they stay empty.
 async fn prepare_encoding(
     ctx: &Context,
     conn: &mut Conn,
     attempt: &mut Attempt,
     run: &RunOptions,
     now: Timestamp,
+    remote: bool,
 ) -> Result<Result<(), String>, ProcessError> {
     let Some(pki) = ctx.pki.clone() else {
         return Ok(Err(
@@ -203,11 +208,16 @@ async fn prepare_encoding(
         Some(sealed) => pki.open_puk(&mut *conn, &sealed).await?,
         None => None,
     };
-    let pin = random_digits(ctx, run.options.pin_length);
-    let puk = random_digits(ctx, run.options.puk_length);
-    let mut nonce = [0u8; 12];
-    ctx.entropy.fill(&mut nonce);
-    attempt.puk_sealed = Some(pki.seal_puk(&mut *conn, nonce, &puk).await?);
+    let (pin, puk) = if remote {
+        (String::new(), String::new())
+    } else {
+        let pin = random_digits(ctx, run.options.pin_length);
+        let puk = random_digits(ctx, run.options.puk_length);
+        let mut nonce = [0u8; 12];
+        ctx.entropy.fill(&mut nonce);
+        attempt.puk_sealed = Some(pki.seal_puk(&mut *conn, nonce, &puk).await?);
+        (pin, puk)
+    };
     attempt.job.encoding = Some(Encoding {
         pin,
         puk,
@@ -269,7 +279,7 @@ pub async fn finish(
             } else {
                 None
             },
-            options: attempt.run.as_ref(),
+            options: attempt.run.as_ref().map(RunOptions::to_json),
             encoding: attempt.job.encoding.is_some(),
         },
         next,
@@ -283,24 +293,25 @@ pub async fn finish(
 }
 
 /// What an outcome writes.
-struct Recorded<'a> {
-    status: ItemStatus,
-    error: Option<&'a str>,
-    certificates: &'a [CertificateRecord],
-    puk_sealed: Option<&'a str>,
-    options: Option<&'a RunOptions>,
-    encoding: bool,
+pub(super) struct Recorded<'a> {
+    pub status: ItemStatus,
+    pub error: Option<&'a str>,
+    pub certificates: &'a [CertificateRecord],
+    pub puk_sealed: Option<&'a str>,
+    /// The options the attempt ran with, for its audit event.
+    pub options: Option<serde_json::Value>,
+    pub encoding: bool,
 }
 
 /// What recording an outcome gave.
-struct RecordResult {
+pub(super) struct RecordResult {
     /// The claim was current and the outcome counted.
-    current: bool,
+    pub current: bool,
     /// The station's next item, when it asked for one.
-    next: Option<Attempt>,
+    pub next: Option<Attempt>,
     /// The order's last items were in other printers at the same time: whether it is done is
     /// known only once they are recorded too.
-    recheck: bool,
+    pub recheck: bool,
 }
 
 /// The outcome's writes and the next claim, in the caller's transaction.
@@ -310,7 +321,7 @@ struct RecordResult {
 /// items of an order finish in two printers at the same moment, neither sees the other's
 /// outcome, so each checks again after its commit ([`settle_when_done`]). The order's state
 /// changes before the card's, and the audit head is locked last, held only for the events.
-async fn record(
+pub(super) async fn record(
     ctx: &Context,
     tx: &mut Conn,
     claim: &Claim,
@@ -335,7 +346,7 @@ async fn record(
             })?;
     let current = batch_orders::finish(&mut *tx, claim, status, error, now).await?;
     let next = match next {
-        Some(station) => claim_in(ctx, tx, station).await?,
+        Some(station) => claim_in(ctx, tx, station, None).await?,
         None => None,
     };
     if !current {
@@ -384,7 +395,7 @@ async fn record(
                 "outcome": status.as_str(),
                 "error": error,
                 "certificates": serials,
-                "options": options.map(RunOptions::to_json),
+                "options": options,
             }),
         )
         .await?;
@@ -460,7 +471,7 @@ async fn produced_event(
 
 /// Marks the order produced if none of its items is queued or in a printer any more, under the
 /// order's own lock (so it waits for stations still recording cards of it).
-async fn settle_when_done(
+pub(super) async fn settle_when_done(
     ctx: &Context,
     order: cardwright_domain::BatchOrderId,
 ) -> Result<(), ProcessError> {

@@ -17,6 +17,7 @@ mod persons_import;
 pub(crate) mod pki;
 mod schema;
 mod scripts;
+pub(crate) mod stations;
 mod temp_cards;
 mod templates;
 mod views;
@@ -70,6 +71,11 @@ pub fn api() -> OpenApiRouter<AppState> {
             notify::reset_mail_template
         ))
         .routes(routes!(notify::list_mails))
+        .routes(routes!(stations::register_station, stations::list_stations))
+        .routes(routes!(stations::get_station))
+        .routes(routes!(stations::disable_station))
+        .routes(routes!(stations::enable_station))
+        .routes(routes!(stations::new_enrollment_code))
         .merge(temp_cards::routes());
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)
 }

@@ -32,6 +32,7 @@ use crate::state::AppState;
         (name = "scripts", description = "The option script TempCardsScriptOptions and its versions"),
         (name = "audit", description = "The hash-chained audit log"),
         (name = "webhooks", description = "Signed webhooks: subscriptions and their deliveries"),
+        (name = "stations", description = "Stations at operators' desks that produce cards over mutual TLS: registration, enrolment codes, disable and enable"),
         (name = "mail", description = "Reminders and notices by mail: their texts and the mail log"),
     )
 )]

@@ -214,6 +214,15 @@ schema!(
         .enum_values(Some(cardwright_domain::temp_cards::Language::ALL.map(cardwright_domain::temp_cards::Language::as_str)))
 );
 
+schema!(
+    /// A station's name (`stations::check_name`).
+    StationNameText,
+    "StationName",
+    string("1 to 64 letters, digits, '.', '_' or '-'; unique.")
+        .pattern(Some("^[A-Za-z0-9._-]{1,64}$"))
+        .examples(["desk-7"])
+);
+
 /// An id as a request names it: a UUID in its written form.
 #[derive(Debug, Clone)]
 pub struct Id(pub String);
@@ -511,6 +520,7 @@ mod tests {
         agree::<TemplateNameText>(|s| TemplateName::parse(s).is_ok());
         agree::<SerialPrefixText>(|s| SerialPrefix::parse(s).is_ok());
         agree::<EmailText>(|s| Email::parse_optional(s).is_ok());
+        agree::<StationNameText>(|s| cardwright_processes::stations::check_name(s).is_ok());
         agree::<Id>(|s| CardId::parse(s).is_ok());
         let id = CardId::new(1_700_000_000_000, [9; 10]).to_string();
         assert!(schema_admits::<Id>(&id));

@@ -398,6 +398,8 @@ pub struct BatchOrderSummary {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub counts: CountsView,
+    /// The station named to produce the order at Next; absent: any station.
+    pub station: Option<String>,
 }
 
 impl From<cardwright_storage::batch_orders::OrderRecord> for BatchOrderSummary {
@@ -410,6 +412,7 @@ impl From<cardwright_storage::batch_orders::OrderRecord> for BatchOrderSummary {
             created_at: r.order.created_at,
             updated_at: r.order.updated_at,
             counts: r.counts.into(),
+            station: r.station,
         }
     }
 }

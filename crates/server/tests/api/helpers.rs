@@ -354,7 +354,7 @@ impl TestApp {
         .await
         .unwrap_or_else(|e| panic!("card {id} cannot be ordered: {e}"));
         let order = order.record.order.id;
-        issue_multiple::next(ctx, &producer, order)
+        issue_multiple::next(ctx, &producer, order, None)
             .await
             .expect("Next queues the card");
         let spool = tempfile::tempdir().expect("spool folder");

@@ -12,7 +12,9 @@ use crate::error::ApiError;
 use crate::error::ErrorBody;
 use crate::http::extract::{ApiJson, ApiQuery, Auth, IdPath};
 use crate::http::openapi::{BadId, JsonBody, NeedsLogin};
-use crate::http::schema::{card_ids, optional_whole_number, Id, OrderStateParam, ProcessText};
+use crate::http::schema::{
+    card_ids, optional_whole_number, Id, OrderStateParam, ProcessText, StationNameText,
+};
 use crate::http::views::{BatchOrderList, BatchOrderSummary, BatchOrderView};
 use crate::state::AppState;
 
@@ -111,22 +113,43 @@ pub async fn get_order(
     Ok(Json(BatchOrderView::new(view, attempts)))
 }
 
-/// Next: queue every chosen card for the production stations (open → producing).
+/// Next: queue every chosen card for the production stations (open → producing). The body is
+/// optional: `{"station": "desk-7"}` has only that station produce the order; without it any
+/// station may.
 #[utoipa::path(post, path = "/batch-orders/{id}/next", tag = "batch orders",
-    params(("id" = Id, Path, description = "batch order id")), security(("bearer" = [])),
-    responses((status = 200, description = "The order after the step.", body = BatchOrderView), BadId, NeedsLogin,
+    params(("id" = Id, Path, description = "batch order id")), request_body(content = Option<NextBody>, description = "Optional: the station that produces the order."),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The order after the step.", body = BatchOrderView), BadId, JsonBody, NeedsLogin,
         (status = 403, description = "Needs the role production-admin.", body = ErrorBody),
         (status = 404, description = "No such order.", body = ErrorBody),
-        (status = 409, description = "The order is not open.", body = ErrorBody)))]
+        (status = 409, description = "The order is not open.", body = ErrorBody),
+        (status = 422, description = "No station of that name.", body = ErrorBody)))]
 pub async fn next(
     State(state): State<AppState>,
     Auth(op): Auth,
     IdPath(id): IdPath<BatchOrderId>,
+    request: axum::extract::Request,
 ) -> Result<Json<BatchOrderView>, ApiError> {
+    let station = if axum::body::HttpBody::size_hint(request.body()).exact() == Some(0) {
+        None
+    } else {
+        use axum::extract::FromRequest as _;
+        let ApiJson(body) = ApiJson::<NextBody>::from_request(request, &state).await?;
+        body.station
+    };
     Ok(Json(BatchOrderView::new(
-        issue_multiple::next(&state.ctx, &op, id).await?,
+        issue_multiple::next(&state.ctx, &op, id, station.as_deref()).await?,
         Vec::new(),
     )))
+}
+
+/// Where an order is produced.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NextBody {
+    /// The station that produces the order; absent or null: any station.
+    #[schema(value_type = Option<StationNameText>)]
+    pub station: Option<String>,
 }
 
 /// Repeat production of chosen failed or rejected items (→ producing).

@@ -218,10 +218,11 @@ pub(crate) async fn next(
     Path(id): Path<String>,
     posted: Posted,
 ) -> Reply {
-    let session = posted.session;
+    let Posted { session, form } = posted;
     allowed(&session)?;
     let id: BatchOrderId = path_id(&session, &id)?;
-    match issue_multiple::next(&state.ctx, &session.operator, id).await {
+    let station = form.get("station").map(str::trim).filter(|s| !s.is_empty());
+    match issue_multiple::next(&state.ctx, &session.operator, id, station).await {
         Ok(_) => Ok(see_other(&format!("/batch-orders/{id}"))),
         Err(e) => order_page(&state, &session, id, Some(explain(e))).await,
     }

@@ -1,0 +1,453 @@
+//! Stations elsewhere: agents at operators' desks that produce cards with the devices attached
+//! to the desk's computer. A production-admin registers a station, which gives a single-use
+//! enrolment code; the agent sends the code with a signing request and gets a client
+//! certificate from the built-in CA, with which it makes every later call. Disabling a station
+//! puts its certificate on hold (the revocation list shows it) and refuses its next call.
+
+use cardwright_domain::{Operator, Role, Timestamp};
+use cardwright_pki::tls::TlsRole;
+use cardwright_storage::audit::{self, NewEvent};
+use cardwright_storage::stations::{self, StationCertificate, StationRecord};
+use cardwright_storage::{Conn, Store};
+use sha2::{Digest as _, Sha256};
+
+use crate::pki::{new_serial, pki};
+use crate::{require_any, Context, ProcessError};
+
+/// How long an enrolment code can be used.
+pub const CODE_VALID_MINUTES: i64 = 15;
+/// How long a station's client certificate is valid.
+pub const CERTIFICATE_DAYS: u32 = 365;
+/// A station that called within this many seconds is online.
+pub const ONLINE_SECS: i64 = 90;
+
+/// What a station is doing, as the Stations page and the API show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StationState {
+    /// Registered; the agent has not enrolled yet (or was given a new code).
+    Enrolling,
+    /// Enrolled and called recently.
+    Online,
+    /// Enrolled, but not heard from lately.
+    Offline,
+    /// Disabled: its calls are refused and its certificate is on hold.
+    Disabled,
+}
+
+impl StationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StationState::Enrolling => "enrolling",
+            StationState::Online => "online",
+            StationState::Offline => "offline",
+            StationState::Disabled => "disabled",
+        }
+    }
+}
+
+/// A station with its state.
+#[derive(Debug, Clone)]
+pub struct StationView {
+    pub record: StationRecord,
+    pub state: StationState,
+}
+
+fn view(record: StationRecord, now: Timestamp) -> StationView {
+    let state = if record.disabled {
+        StationState::Disabled
+    } else if record.cert_serial.is_none() || record.code_sha256.is_some() {
+        StationState::Enrolling
+    } else if record
+        .last_seen
+        .is_some_and(|seen| (now - seen).num_seconds() <= ONLINE_SECS)
+    {
+        StationState::Online
+    } else {
+        StationState::Offline
+    };
+    StationView { record, state }
+}
+
+/// Midnight (UTC) of `now`'s day: "produced today" counts from there.
+fn start_of_day(now: Timestamp) -> Timestamp {
+    now.date_naive()
+        .and_hms_opt(0, 0, 0)
+        .map_or(now, |t| t.and_utc())
+}
+
+/// A registration's answer: the code the agent enrols with, once.
+#[derive(Debug, Clone)]
+pub struct EnrollmentCode {
+    pub station: String,
+    /// `SECRET-FINGERPRINT`: the secret (32 hex digits) and the SHA-256 fingerprint of the
+    /// server's CA certificate (64 hex digits), which the agent pins.
+    pub code: String,
+    pub expires_at: Timestamp,
+    /// The CA's fingerprint, colon-separated upper-case hex as `openssl x509 -fingerprint
+    /// -sha256` prints it.
+    pub ca_fingerprint: String,
+}
+
+/// The SHA-256 fingerprint of the current CA certificate: (lower-case hex, openssl's form).
+pub fn ca_fingerprint(ctx: &Context) -> Result<(String, String), ProcessError> {
+    let info = pki(ctx)?
+        .ca
+        .info()
+        .map_err(|e| ProcessError::failed("reading the CA certificate", e))?;
+    Ok((
+        info.fingerprint.replace(':', "").to_lowercase(),
+        info.fingerprint,
+    ))
+}
+
+fn code_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn new_code(ctx: &Context, name: &str) -> Result<(EnrollmentCode, String), ProcessError> {
+    let (fingerprint, openssl) = ca_fingerprint(ctx)?;
+    let mut secret = [0u8; 16];
+    ctx.entropy.fill(&mut secret);
+    let secret = hex::encode(secret);
+    let hash = code_hash(&secret);
+    Ok((
+        EnrollmentCode {
+            station: name.to_owned(),
+            code: format!("{secret}-{fingerprint}"),
+            expires_at: ctx.now() + chrono::Duration::minutes(CODE_VALID_MINUTES),
+            ca_fingerprint: openssl,
+        },
+        hash,
+    ))
+}
+
+/// Checks a station's name: 1 to 64 letters, digits, `.`, `_` or `-`.
+pub fn check_name(name: &str) -> Result<(), ProcessError> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(ProcessError::Invalid(format!(
+            "station name '{}': use 1 to 64 letters, digits, '.', '_' or '-'",
+            name.chars().take(80).collect::<String>()
+        )));
+    }
+    Ok(())
+}
+
+async fn event(
+    ctx: &Context,
+    tx: &mut Conn,
+    actor: String,
+    kind: &str,
+    details: serde_json::Value,
+) -> Result<(), ProcessError> {
+    audit::append(
+        tx,
+        &ctx.audit_key,
+        NewEvent::admin(ctx.now(), actor, kind, details),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Registers a station and gives its enrolment code.
+pub async fn register(
+    ctx: &Context,
+    operator: &Operator,
+    name: &str,
+    description: &str,
+) -> Result<EnrollmentCode, ProcessError> {
+    require_any(operator, &[Role::ProductionAdmin], "Registering a station")?;
+    check_name(name)?;
+    let description = description.trim();
+    if description.chars().count() > 200 || description.chars().any(char::is_control) {
+        return Err(ProcessError::Invalid(
+            "description: at most 200 characters, no control characters".into(),
+        ));
+    }
+    if ctx.stations.local.iter().any(|local| local == name) {
+        return Err(ProcessError::Conflict(format!(
+            "station '{name}' is one of the server's own stations (its configuration); choose \
+             another name"
+        )));
+    }
+    let (code, hash) = new_code(ctx, name)?;
+    let mut tx = ctx.store.begin().await?;
+    if !stations::insert(
+        &mut tx,
+        name,
+        description,
+        &hash,
+        code.expires_at,
+        ctx.now(),
+    )
+    .await?
+    {
+        return Err(ProcessError::Conflict(format!(
+            "station '{name}' exists already"
+        )));
+    }
+    event(
+        ctx,
+        &mut tx,
+        operator.username.as_str().to_owned(),
+        "StationRegister",
+        serde_json::json!({"station": name, "description": description, "code_expires_at": code.expires_at}),
+    )
+    .await?;
+    Store::commit(tx).await?;
+    Ok(code)
+}
+
+/// A new enrolment code for a registered station (a lost code, a new computer at the desk).
+/// Its certificate keeps working until the agent enrols again.
+pub async fn renew_code(
+    ctx: &Context,
+    operator: &Operator,
+    name: &str,
+) -> Result<EnrollmentCode, ProcessError> {
+    require_any(
+        operator,
+        &[Role::ProductionAdmin],
+        "A station's enrolment code",
+    )?;
+    let (code, hash) = new_code(ctx, name)?;
+    let mut tx = ctx.store.begin().await?;
+    if !stations::new_code(&mut tx, name, &hash, code.expires_at, ctx.now()).await? {
+        return Err(ProcessError::NotFound(format!("no station '{name}'")));
+    }
+    event(
+        ctx,
+        &mut tx,
+        operator.username.as_str().to_owned(),
+        "StationEnrollmentCode",
+        serde_json::json!({"station": name, "code_expires_at": code.expires_at}),
+    )
+    .await?;
+    Store::commit(tx).await?;
+    Ok(code)
+}
+
+/// Every station with its state.
+pub async fn list(ctx: &Context, operator: &Operator) -> Result<Vec<StationView>, ProcessError> {
+    require_any(
+        operator,
+        &[Role::ProductionAdmin, Role::RegistrationOfficer],
+        "The list of stations",
+    )?;
+    let now = ctx.now();
+    let mut conn = ctx.store.reader().await?;
+    Ok(stations::list(&mut conn, start_of_day(now))
+        .await?
+        .into_iter()
+        .map(|r| view(r, now))
+        .collect())
+}
+
+/// One station with its state.
+pub async fn get(
+    ctx: &Context,
+    operator: &Operator,
+    name: &str,
+) -> Result<StationView, ProcessError> {
+    require_any(
+        operator,
+        &[Role::ProductionAdmin, Role::RegistrationOfficer],
+        "A station",
+    )?;
+    let now = ctx.now();
+    let mut conn = ctx.store.reader().await?;
+    stations::get(&mut conn, name, start_of_day(now))
+        .await?
+        .map(|r| view(r, now))
+        .ok_or_else(|| ProcessError::NotFound(format!("no station '{name}'")))
+}
+
+/// Disables (or enables) a station at once: its next call is refused, and its certificate is
+/// put on hold (or released).
+pub async fn set_disabled(
+    ctx: &Context,
+    operator: &Operator,
+    name: &str,
+    disabled: bool,
+) -> Result<StationView, ProcessError> {
+    require_any(
+        operator,
+        &[Role::ProductionAdmin],
+        if disabled {
+            "Disabling a station"
+        } else {
+            "Enabling a station"
+        },
+    )?;
+    let now = ctx.now();
+    let mut tx = ctx.store.begin().await?;
+    let Some(before) = stations::get(&mut tx, name, start_of_day(now)).await? else {
+        return Err(ProcessError::NotFound(format!("no station '{name}'")));
+    };
+    if stations::set_disabled(&mut tx, name, disabled, now).await? {
+        event(
+            ctx,
+            &mut tx,
+            operator.username.as_str().to_owned(),
+            if disabled {
+                "StationDisable"
+            } else {
+                "StationEnable"
+            },
+            serde_json::json!({"station": name, "certificate": before.cert_serial}),
+        )
+        .await?;
+    }
+    let after = stations::get(&mut tx, name, start_of_day(now))
+        .await?
+        .ok_or_else(|| ProcessError::NotFound(format!("no station '{name}'")))?;
+    Store::commit(tx).await?;
+    Ok(view(after, now))
+}
+
+/// What an enrolment gives the agent.
+#[derive(Debug, Clone)]
+pub struct Enrolled {
+    pub station: String,
+    /// The station's client certificate (PEM).
+    pub certificate_pem: String,
+    /// The CA certificate (PEM) the agent trusts from now on.
+    pub ca_pem: String,
+}
+
+/// Enrols the agent that holds `code`: its signing request (PEM) becomes the station's client
+/// certificate. The code works once, until it expires, and only with the CA it names.
+pub async fn enroll(
+    ctx: &Context,
+    code: &str,
+    request_pem: &str,
+) -> Result<Enrolled, ProcessError> {
+    let pki = pki(ctx)?;
+    let code = code.trim();
+    let Some((secret, fingerprint)) = code.split_once('-') else {
+        return Err(ProcessError::Invalid(
+            "the enrolment code is not one Cardwright gave (SECRET-FINGERPRINT)".into(),
+        ));
+    };
+    let (current, _) = ca_fingerprint(ctx)?;
+    if !fingerprint.eq_ignore_ascii_case(&current) {
+        return Err(ProcessError::Forbidden(
+            "the enrolment code names another certificate authority than this server's".into(),
+        ));
+    }
+    let hash = code_hash(&secret.to_ascii_lowercase());
+    let spki = cardwright_pki::tls::request_public_key(request_pem)
+        .map_err(|e| ProcessError::Invalid(crate::report(&e)))?;
+    let now = ctx.now();
+    let mut tx = ctx.store.begin().await?;
+    let Some(name) = stations::by_code(&mut tx, &hash).await? else {
+        return Err(ProcessError::Forbidden(
+            "the enrolment code is not valid: unknown, or used already".into(),
+        ));
+    };
+    let record = stations::get(&mut tx, &name, now)
+        .await?
+        .ok_or_else(|| ProcessError::Internal(format!("station {name} vanished")))?;
+    if record.disabled {
+        return Err(ProcessError::Forbidden(format!(
+            "station '{name}' is disabled"
+        )));
+    }
+    if record.code_expires_at.is_none_or(|at| at < now) {
+        return Err(ProcessError::Forbidden(format!(
+            "the enrolment code of station '{name}' has expired; register a new code"
+        )));
+    }
+    let mut serial = [0u8; 16];
+    ctx.entropy.fill(&mut serial);
+    let der = pki
+        .ca
+        .issue_tls(
+            &spki,
+            &name,
+            &[],
+            TlsRole::Client,
+            &new_serial(serial),
+            now.timestamp(),
+            CERTIFICATE_DAYS,
+        )
+        .map_err(|e| ProcessError::failed("issuing the station's certificate", e))?;
+    let (_, serial_der) = cardwright_pki::subject_and_serial(&der)
+        .map_err(|e| ProcessError::failed("reading the station's certificate", e))?;
+    let certificate = StationCertificate {
+        serial: hex::encode(serial_der),
+        station: name.clone(),
+        der: hex::encode(&der),
+        issued_at: now,
+        not_after: now + chrono::Duration::days(i64::from(CERTIFICATE_DAYS)),
+    };
+    if !stations::enroll(&mut tx, &hash, &certificate, now).await? {
+        return Err(ProcessError::Forbidden(
+            "the enrolment code is not valid: unknown, used already or expired".into(),
+        ));
+    }
+    event(
+        ctx,
+        &mut tx,
+        format!("station:{name}"),
+        "StationEnroll",
+        serde_json::json!({"station": name, "certificate": certificate.serial}),
+    )
+    .await?;
+    Store::commit(tx).await?;
+    Ok(Enrolled {
+        station: name,
+        certificate_pem: cardwright_pki::certificate_pem(&der),
+        ca_pem: pki.ca.certificate_pem().to_owned(),
+    })
+}
+
+/// The station calling with the client certificate `certificate_der`, which must be its
+/// current one; a disabled station is refused.
+pub async fn authenticate(ctx: &Context, certificate_der: &[u8]) -> Result<String, ProcessError> {
+    let (_, serial) = cardwright_pki::subject_and_serial(certificate_der).map_err(|_| {
+        ProcessError::Unauthenticated("the client certificate does not parse".into())
+    })?;
+    let serial = hex::encode(serial);
+    let now = ctx.now();
+    let mut conn = ctx.store.reader().await?;
+    let Some(record) = stations::by_certificate(&mut conn, &serial, now).await? else {
+        return Err(ProcessError::Forbidden(
+            "the client certificate is not a current station's".into(),
+        ));
+    };
+    if record.disabled {
+        return Err(ProcessError::Forbidden(format!(
+            "station '{}' is disabled",
+            record.name
+        )));
+    }
+    Ok(record.name)
+}
+
+/// Notes that a station called, with its version and devices.
+pub async fn seen(
+    ctx: &Context,
+    station: &str,
+    version: &str,
+    printer_kind: &str,
+    encoder_kind: &str,
+) -> Result<(), ProcessError> {
+    let clip = |s: &str| s.chars().take(64).collect::<String>();
+    let mut tx = ctx.store.begin().await?;
+    stations::seen(
+        &mut tx,
+        station,
+        ctx.now(),
+        &clip(version),
+        &clip(printer_kind),
+        &clip(encoder_kind),
+    )
+    .await?;
+    Store::commit(tx).await?;
+    Ok(())
+}
