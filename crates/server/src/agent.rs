@@ -483,7 +483,7 @@ async fn run_station(dir: &Path, config: Option<&Path>) -> anyhow::Result<()> {
             Err(e) => {
                 tracing::warn!(error = %e, "the server is not reachable; trying again");
                 tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(10));
+                pause = (pause * 2).min(Duration::from_secs(5));
             }
         }
     }
@@ -697,7 +697,7 @@ fn report_body(job: &Job, escrow: Option<&[u8]>, outcome: &Outcome) -> serde_jso
 /// out for up to ten minutes), or says the lease ended.
 async fn report(link: &Link, path: &str, body: &serde_json::Value, serial: &str) {
     let mut pause = Duration::from_millis(250);
-    for _ in 0..120 {
+    for _ in 0..300 {
         match link.post(path, body).await {
             Ok(res) if res.status().is_success() => {
                 tracing::info!(%serial, produced = body["produced"].as_bool().unwrap_or(false), "outcome recorded");
@@ -715,7 +715,7 @@ async fn report(link: &Link, path: &str, body: &serde_json::Value, serial: &str)
             Err(e) => tracing::warn!(%serial, error = %e, "reporting failed; trying again"),
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(5));
+        pause = (pause * 2).min(Duration::from_secs(2));
     }
     tracing::error!(%serial, "the outcome could not be reported");
 }

@@ -120,6 +120,24 @@ pub async fn by_certificate(
     row.as_ref().map(record).transpose()
 }
 
+/// Whether the station may take work: it exists and is not disabled. The row stays locked
+/// (shared) until the transaction ends, so a disable waits for a claim under way and the claim
+/// after it sees the station disabled.
+pub async fn may_claim(
+    conn: &mut Conn,
+    dialect: crate::Dialect,
+    name: &str,
+) -> Result<bool, StoreError> {
+    let disabled: Option<i64> = sqlx::query_scalar(&format!(
+        "SELECT disabled FROM stations WHERE name = $1{}",
+        dialect.for_share()
+    ))
+    .bind(name)
+    .fetch_optional(conn)
+    .await?;
+    Ok(disabled == Some(0))
+}
+
 /// The station waiting for the enrolment code whose secret hashes to `code_sha256`.
 pub async fn by_code(conn: &mut Conn, code_sha256: &str) -> Result<Option<String>, StoreError> {
     Ok(

@@ -93,6 +93,11 @@ pub async fn claim(ctx: &Context, station: &str) -> Result<Option<RemoteJob>, Pr
     for _ in 0..32 {
         let lease_until = ctx.now() + ctx.stations.lease;
         let mut tx = ctx.store.begin().await?;
+        if !stations::may_claim(&mut tx, ctx.store.dialect(), station).await? {
+            return Err(ProcessError::Forbidden(format!(
+                "station '{station}' is disabled or not registered"
+            )));
+        }
         let Some(attempt) = claim_in(ctx, &mut tx, station, Some(lease_until)).await? else {
             Store::commit(tx).await?;
             return Ok(None);

@@ -22,4 +22,5 @@ mod photos;
 mod pki;
 mod scripts;
 mod server_processes;
+mod stations;
 mod webhooks;

@@ -1,0 +1,929 @@
+//! Stations at the desk, on the real binaries: a server with HTTPS from its built-in CA and no
+//! station of its own, two agents (`cardwright station run`) as separate processes, each with
+//! its own SoftHSM2 token folder, enrolled with single-use codes. One agent is killed while it
+//! holds a card, the server is restarted under running agents, a station is disabled; every card
+//! is produced exactly once, each token opens with the PIN on its letter and its certificate
+//! chains to the CA, and no PIN reaches the server.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::encoding::{cert_pem_from_card, pin_from_letter, pkcs11_tool, run, softhsm, MODULE};
+use crate::helpers::{free_port, PASSWORD};
+use crate::server_processes::{add_operator_with, Server};
+
+/// Seconds a card stays with a silent station.
+const LEASE_SECS: u64 = 6;
+
+/// The server's folder and configuration.
+struct Site {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    data: PathBuf,
+    log: PathBuf,
+    base: String,
+}
+
+impl Site {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let port = free_port();
+        let config = dir.path().join("server.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nstations = []\n\
+                 station_lease_secs = {LEASE_SECS}\n\n[tls]\nbuiltin = true\n\
+                 names = [\"localhost\", \"127.0.0.1\"]\n",
+                data.display()
+            ),
+        )
+        .unwrap();
+        add_operator_with(
+            &config,
+            &["production-admin", "registration-officer", "policy-admin"],
+        );
+        let log = dir.path().join("server.log");
+        Self {
+            dir,
+            config,
+            data,
+            log,
+            base: format!("https://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Starts `cardwright serve`; its log is appended to the site's log.
+    fn serve(&self, round: u32) -> Server {
+        let log = self.dir.path().join(format!("server-{round}.log"));
+        let server = Server::start_with(&self.config, &[("CARDWRIGHT_LOG", "info".as_ref())], &log);
+        assert_eq!(
+            server.base, self.base,
+            "the server listens where configured"
+        );
+        server
+    }
+
+    /// Every log the server wrote, in one file.
+    fn gather_logs(&self) {
+        let mut all = Vec::new();
+        for round in 0..4 {
+            if let Ok(bytes) = std::fs::read(self.dir.path().join(format!("server-{round}.log"))) {
+                all.extend(bytes);
+            }
+        }
+        std::fs::write(&self.log, all).unwrap();
+    }
+}
+
+/// An HTTPS client of the API that trusts the server's CA.
+struct Admin {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    ca_pem: String,
+}
+
+impl Admin {
+    async fn login(base: &str) -> Self {
+        // The CA certificate is public: it is read once without checking, then pinned.
+        let ca_pem = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .build()
+            .unwrap()
+            .get(format!("{base}/pki/ca.pem"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let http = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+            .build()
+            .unwrap();
+        let answer: Value = http
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({"username": "desk", "password": PASSWORD}))
+            .send()
+            .await
+            .expect("the API answers over HTTPS with the built-in CA's certificate")
+            .json()
+            .await
+            .unwrap();
+        Self {
+            http,
+            base: base.to_owned(),
+            token: answer["token"].as_str().expect("a token").to_owned(),
+            ca_pem,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.unwrap();
+        (res.status(), res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let (status, body) = self.call(reqwest::Method::POST, path, Some(body)).await;
+        assert!(status.is_success(), "POST {path}: {status} {body}");
+        body
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.call(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+        body
+    }
+
+    async fn station(&self, name: &str) -> Value {
+        self.get(&format!("/api/v1/stations/{name}")).await
+    }
+
+    /// A new order of `amount` new cards, sent to production (at `station`, if named).
+    async fn produce(&self, amount: i64, station: Option<&str>) -> (String, Vec<String>) {
+        let cards = self
+            .post(
+                "/api/v1/temporary-cards",
+                json!({"template": "Temporary card", "amount": amount}),
+            )
+            .await;
+        let ids: Vec<String> = cards["cards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect();
+        let order = self
+            .post(
+                "/api/v1/batch-orders",
+                json!({"process": "TempCardsBoProcIssueMultiple", "cards": ids}),
+            )
+            .await;
+        let order = order["id"].as_str().unwrap().to_owned();
+        let body = station.map_or(json!({}), |s| json!({"station": s}));
+        let next = self
+            .post(&format!("/api/v1/batch-orders/{order}/next"), body)
+            .await;
+        assert_eq!(next["station"], json!(station), "{next}");
+        (order, ids)
+    }
+
+    /// Polls an order until `done` holds (at most about a minute).
+    async fn wait_for(&self, order: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..600 {
+            last = self.get(&format!("/api/v1/batch-orders/{order}")).await;
+            if done(&last) {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the order never got there: {last}");
+    }
+}
+
+/// An agent's folder, token folder and log.
+struct Desk {
+    name: String,
+    dir: PathBuf,
+    softhsm: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+impl Desk {
+    fn new(site: &Site, name: &str, delay_ms: u64) -> Self {
+        let root = site.dir.path().join(name);
+        std::fs::create_dir_all(&root).unwrap();
+        let softhsm = softhsm(&root);
+        let config = root.join("station.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "printer = {{ kind = \"simulated\", delay_ms = {delay_ms} }}\n\
+                 encoder = {{ kind = \"pkcs11\", module = \"{MODULE}\" }}\n"
+            ),
+        )
+        .unwrap();
+        Self {
+            name: name.to_owned(),
+            dir: root.join("station"),
+            softhsm,
+            config,
+            log: root.join("agent.log"),
+        }
+    }
+
+    fn enroll(&self, base: &str, code: &str, dir: &Path) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_cardwright"))
+            .args([
+                "station", "enroll", "--server", base, "--code", code, "--dir",
+            ])
+            .arg(dir)
+            .output()
+            .unwrap()
+    }
+
+    /// `cardwright station run` as a process of its own.
+    fn run(&self) -> Agent {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_cardwright"))
+            .args(["station", "run", "--dir"])
+            .arg(&self.dir)
+            .arg("--config")
+            .arg(&self.config)
+            .env("SOFTHSM2_CONF", &self.softhsm)
+            .env("CARDWRIGHT_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the agent starts");
+        Agent(child)
+    }
+
+    /// A client with the station's own certificate.
+    fn client(&self) -> reqwest::Client {
+        let read = |name: &str| std::fs::read(self.dir.join(name)).unwrap();
+        let identity =
+            reqwest::Identity::from_pem(&[read("cert.pem"), read("key.pem")].concat()).unwrap();
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&read("ca.pem")).unwrap())
+            .identity(identity)
+            .build()
+            .unwrap()
+    }
+}
+
+/// A running agent; dropped, it is killed.
+struct Agent(Child);
+
+impl Agent {
+    fn kill(mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Registers and enrols both desks; enrolments that must fail change nothing.
+async fn enroll_desks(site: &Site, admin: &Admin, desks: &[&Desk]) {
+    let mut codes = Vec::new();
+    for desk in desks {
+        let (status, reg) = admin
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/stations",
+                Some(json!({"name": desk.name, "description": "front desk"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{reg}");
+        let code = reg["enrollment_code"].as_str().unwrap().to_owned();
+        let fingerprint = reg["ca_fingerprint"]
+            .as_str()
+            .unwrap()
+            .replace(':', "")
+            .to_lowercase();
+        assert!(code.ends_with(&fingerprint), "the code names the CA: {reg}");
+        assert_eq!(admin.station(&desk.name).await["state"], "enrolling");
+        codes.push(code);
+    }
+    // A code naming another CA: the agent does not even talk to the server.
+    let (secret, fingerprint) = codes[0].split_once('-').unwrap();
+    let wrong = format!("{secret}-{}", fingerprint.chars().rev().collect::<String>());
+    let elsewhere = site.dir.path().join("elsewhere");
+    let out = desks[0].enroll(&site.base, &wrong, &elsewhere);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("does not come from the CA"),
+        "{said}"
+    );
+    assert!(!elsewhere.exists(), "a refused enrolment writes nothing");
+    assert_eq!(admin.station(&desks[0].name).await["state"], "enrolling");
+    for (desk, code) in desks.iter().zip(&codes) {
+        let out = desk.enroll(&site.base, code, &desk.dir);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(desk.dir.join("key.pem"))
+                .unwrap()
+                .permissions(),
+        ) & 0o777;
+        assert_eq!(mode, 0o600, "the station's key is its user's alone");
+    }
+    // A code works once.
+    let out = desks[0].enroll(&site.base, &codes[0], &elsewhere);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("used already"),
+        "{said}"
+    );
+    assert!(!elsewhere.exists());
+}
+
+/// The order's produced attempts per card, and the station that made each.
+fn produced_by(order: &Value) -> Vec<(String, String, u64)> {
+    order["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["outcome"] == "produced")
+        .map(|a| {
+            (
+                a["card"].as_str().unwrap().to_owned(),
+                a["station"].as_str().unwrap().to_owned(),
+                a["attempt"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Every card of the order produced exactly once.
+fn once_each(order: &Value, cards: &[String]) -> Vec<(String, String, u64)> {
+    let produced = produced_by(order);
+    for card in cards {
+        assert_eq!(
+            produced.iter().filter(|(c, ..)| c == card).count(),
+            1,
+            "card {card} has one produced attempt: {order}"
+        );
+    }
+    assert_eq!(produced.len(), cards.len(), "{order}");
+    produced
+}
+
+/// Both desks produce; desk B is killed with a card in hand, which fails after the lease and
+/// is made by a Repeat production.
+async fn kill_a_desk(
+    admin: &Admin,
+    a: &Desk,
+    b: &Desk,
+    agent_b: Agent,
+) -> (String, Value, Vec<String>) {
+    let (order, cards) = admin.produce(8, None).await;
+    let mut held = Value::Null;
+    for _ in 0..600 {
+        let snapshot = admin.get(&format!("/api/v1/batch-orders/{order}")).await;
+        let b_made = produced_by(&snapshot).iter().any(|(_, s, _)| *s == b.name);
+        held = admin.station(&b.name).await["current_card"].clone();
+        if b_made && !held.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(held.is_string(), "desk B holds a card after making one");
+    agent_b.kill();
+    let done = admin.wait_for(&order, |o| o["state"] == "produced").await;
+    let failed: Vec<&Value> = done["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["status"] == "failed")
+        .collect();
+    assert_eq!(
+        failed.len(),
+        1,
+        "the card in the killed desk's hand: {done}"
+    );
+    assert_eq!(failed[0]["card"]["serial"], held);
+    assert_eq!(failed[0]["error"], "production interrupted");
+    let card = failed[0]["card"]["id"].as_str().unwrap().to_owned();
+    admin
+        .post(
+            &format!("/api/v1/batch-orders/{order}/repeat"),
+            json!({"cards": [card]}),
+        )
+        .await;
+    let done = admin
+        .wait_for(&order, |o| {
+            o["state"] == "produced" && o["counts"]["produced"] == 8
+        })
+        .await;
+    let produced = once_each(&done, &cards);
+    assert!(
+        produced.iter().any(|(_, s, _)| *s == a.name)
+            && produced.iter().any(|(_, s, _)| *s == b.name),
+        "both desks produced: {done}"
+    );
+    assert!(
+        produced
+            .iter()
+            .any(|(c, s, n)| *c == card && *s == a.name && *n == 2),
+        "the repeat was made by desk A: {done}"
+    );
+    (order, done, cards)
+}
+
+/// Each produced card's token opens with the PIN on its letter, and its certificate chains to
+/// the CA. Returns the PINs.
+fn check_tokens(
+    site: &Site,
+    admin: &Admin,
+    order: &str,
+    done: &Value,
+    desks: &[&Desk],
+) -> Vec<String> {
+    let ca = site.dir.path().join("ca.pem");
+    std::fs::write(&ca, &admin.ca_pem).unwrap();
+    let serial_of = |card: &str| {
+        done["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["card"]["id"] == card)
+            .unwrap()["card"]["serial"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let mut pins = Vec::new();
+    for (card, station, attempt) in produced_by(done) {
+        let desk = desks.iter().find(|d| d.name == station).unwrap();
+        let serial = serial_of(&card);
+        let letter = desk
+            .dir
+            .join("spool")
+            .join(order)
+            .join(format!("{serial}-attempt{attempt}-pin-letter.pdf"));
+        let pin = pin_from_letter(&letter);
+        assert_eq!(pin.len(), 12, "the script's PIN length");
+        let (ok, objects) = pkcs11_tool(
+            &desk.softhsm,
+            &["--token-label", &serial, "--login", "--pin", &pin, "-O"],
+        );
+        assert!(
+            ok && objects.contains("Private Key Object"),
+            "{serial}'s PIN opens its token: {objects}"
+        );
+        let cert = site.dir.path().join(format!("{serial}.pem"));
+        let subject = cert_pem_from_card(&desk.softhsm, &serial, "authentication", &cert);
+        assert!(subject.contains(&serial), "{subject}");
+        let (ok, text) = run(
+            "openssl",
+            &[
+                "verify",
+                "-CAfile",
+                ca.to_str().unwrap(),
+                cert.to_str().unwrap(),
+            ],
+            &desk.softhsm,
+        );
+        assert!(
+            ok && text.contains("OK"),
+            "{serial}'s certificate chains to the CA: {text}"
+        );
+        pins.push(pin);
+    }
+    pins
+}
+
+/// The server restarts while both desks work: they reconnect and nothing is produced twice.
+async fn restart_under_agents(site: &Site, server: Server) -> (Server, Admin) {
+    let admin = Admin::login(&site.base).await;
+    let (order, cards) = admin.produce(6, None).await;
+    admin
+        .wait_for(&order, |o| {
+            o["counts"]["produced"].as_u64() >= Some(1)
+                && o["counts"]["producing"].as_u64() >= Some(1)
+        })
+        .await;
+    drop(server);
+    let server = site.serve(2);
+    let admin = Admin::login(&site.base).await;
+    let done = admin
+        .wait_for(&order, |o| {
+            o["state"] == "produced" && o["counts"]["queued"] == 0
+        })
+        .await;
+    // A card whose lease ran out while the server was down is repeated; none is made twice.
+    let failed: Vec<String> = done["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["status"] == "failed")
+        .map(|i| {
+            assert_eq!(i["error"], "production interrupted", "{done}");
+            i["card"]["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    if !failed.is_empty() {
+        admin
+            .post(
+                &format!("/api/v1/batch-orders/{order}/repeat"),
+                json!({"cards": failed}),
+            )
+            .await;
+    }
+    let done = admin
+        .wait_for(&order, |o| {
+            o["state"] == "produced" && o["counts"]["produced"] == 6
+        })
+        .await;
+    once_each(&done, &cards);
+    (server, admin)
+}
+
+/// A disabled station is refused at once, its certificate is on the revocation list, and an
+/// order named for it waits; a client without a certificate is refused.
+async fn disable_a_desk(site: &Site, admin: &Admin, a: &Desk) {
+    let view = admin
+        .post(&format!("/api/v1/stations/{}/disable", a.name), json!({}))
+        .await;
+    assert_eq!(view["state"], "disabled");
+    let serial = view["certificate_serial"].as_str().unwrap().to_uppercase();
+    let refused = a
+        .client()
+        .post(format!("{}/station/v1/jobs/next", site.base))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let plain = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(admin.ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let anonymous = plain
+        .post(format!("{}/station/v1/jobs/next", site.base))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let crl = plain
+        .get(format!("{}/pki/crl", site.base))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let crl_path = site.dir.path().join("crl.der");
+    std::fs::write(&crl_path, &crl).unwrap();
+    let (ok, text) = run(
+        "openssl",
+        &[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            crl_path.to_str().unwrap(),
+            "-noout",
+            "-text",
+        ],
+        &crl_path,
+    );
+    assert!(
+        ok && text.contains(&serial),
+        "the disabled station's certificate is listed: {text}"
+    );
+    assert!(text.contains("Certificate Hold"), "{text}");
+    let (order, _) = admin.produce(1, Some(&a.name)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let waiting = admin.get(&format!("/api/v1/batch-orders/{order}")).await;
+    assert_eq!(
+        waiting["counts"]["queued"], 1,
+        "no other station takes it, the disabled one gets nothing: {waiting}"
+    );
+    admin
+        .post(&format!("/api/v1/stations/{}/enable", a.name), json!({}))
+        .await;
+    let done = admin.wait_for(&order, |o| o["state"] == "produced").await;
+    assert_eq!(
+        produced_by(&done)[0].1,
+        a.name,
+        "enabled again, the named station made it: {done}"
+    );
+}
+
+/// No PIN in the server's data folder (the database with it), nor in its log.
+fn no_pin_at_the_server(site: &Site, pins: &[String]) {
+    site.gather_logs();
+    let mut files = vec![site.log.clone()];
+    let mut folders = vec![site.data.clone()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap().filter_map(Result::ok) {
+            let path = entry.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    assert!(
+        files.iter().any(|f| f.ends_with("cardwright.db")),
+        "{files:?}"
+    );
+    for path in &files {
+        let bytes = std::fs::read(path).unwrap();
+        for pin in pins {
+            assert!(
+                !bytes.windows(pin.len()).any(|w| w == pin.as_bytes()),
+                "a PIN was found in {}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stations_at_the_desk_over_mutual_tls() {
+    let install =
+        "install Debian's softhsm2, opensc, openssl and poppler-utils (scripts/test does)";
+    if !cardwright_testkit::require_file(Path::new(MODULE), install)
+        || !cardwright_testkit::require_programs(
+            &["softhsm2-util", "pkcs11-tool", "openssl", "pdftotext"],
+            install,
+        )
+    {
+        return;
+    }
+    let site = Site::new();
+    let server = site.serve(0);
+    let admin = Admin::login(&site.base).await;
+    let script = admin
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/scripts/TempCardsScriptOptions",
+            Some(json!({"source": "pin_length = 12;\npuk_length = 16;\nencode = true;\ncertificates = [\"authentication\"];\n"})),
+        )
+        .await;
+    assert!(script.0.is_success(), "{script:?}");
+    let a = Desk::new(&site, "desk-a", 300);
+    let b = Desk::new(&site, "desk-b", 600);
+    enroll_desks(&site, &admin, &[&a, &b]).await;
+    let agent_a = a.run();
+    let agent_b = b.run();
+
+    let (order, done, _cards) = kill_a_desk(&admin, &a, &b, agent_b).await;
+    let mut pins = check_tokens(&site, &admin, &order, &done, &[&a, &b]);
+    let agent_b = b.run();
+    let (server, admin) = restart_under_agents(&site, server).await;
+    disable_a_desk(&site, &admin, &a).await;
+    let stations = admin.get("/api/v1/stations").await;
+    assert_eq!(
+        stations["stations"].as_array().unwrap().len(),
+        2,
+        "{stations}"
+    );
+
+    drop(agent_a);
+    drop(agent_b);
+    drop(server);
+    // PINs of every card made, from the letters at both desks.
+    for desk in [&a, &b] {
+        let mut folders = vec![desk.dir.join("spool")];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(&folder).unwrap().filter_map(Result::ok) {
+                let path = entry.path();
+                if path.is_dir() {
+                    folders.push(path);
+                } else if path.to_string_lossy().ends_with("-pin-letter.pdf") {
+                    pins.push(pin_from_letter(&path));
+                }
+            }
+        }
+    }
+    pins.sort();
+    pins.dedup();
+    assert!(pins.len() >= 15, "{pins:?}");
+    no_pin_at_the_server(&site, &pins);
+}
+
+/// Registers `name` as the production-admin; returns the answer.
+async fn register(
+    app: &crate::helpers::TestApp,
+    token: &str,
+    name: &str,
+) -> crate::helpers::Answer {
+    app.post(
+        "/api/v1/stations",
+        token,
+        json!({"name": name, "description": "desk"}),
+    )
+    .await
+}
+
+/// Registration and enrolment: roles, names, single use, expiry.
+async fn registration_is_checked(db: crate::helpers::Db) {
+    use cardwright_processes::stations;
+    let app = crate::helpers::spawn_app_with(db, |c| c.stations = vec![]).await;
+    let ctx = app.ctx();
+    assert_eq!(
+        register(&app, &app.officer, "desk-1").await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        register(&app, &app.producer, "a b").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let created = register(&app, &app.producer, "desk-1").await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    assert_eq!(
+        register(&app, &app.producer, "desk-1").await.status,
+        StatusCode::CONFLICT
+    );
+    let code = created.body["enrollment_code"].as_str().unwrap();
+    let (_key, csr) = cardwright_pki::tls::key_and_request("agent").unwrap();
+    let enrolled = stations::enroll(ctx, code, &csr).await.unwrap();
+    assert_eq!(enrolled.station, "desk-1");
+    assert!(enrolled
+        .certificate_pem
+        .starts_with("-----BEGIN CERTIFICATE-----"));
+    let again = stations::enroll(ctx, code, &csr)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(again.contains("used already"), "{again}");
+    assert!(stations::enroll(ctx, code, "not a request").await.is_err());
+
+    let late = register(&app, &app.producer, "desk-2").await;
+    app.clock.advance(chrono::Duration::minutes(16));
+    let expired = stations::enroll(ctx, late.body["enrollment_code"].as_str().unwrap(), &csr)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(expired.contains("expired"), "{expired}");
+    let list = app.get("/api/v1/stations", &app.officer).await;
+    let states: Vec<(&str, &str)> = list.body["stations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        [("desk-1", "offline"), ("desk-2", "enrolling")],
+        "{list:?}"
+    );
+    let renewed = app
+        .post(
+            "/api/v1/stations/desk-2/enrollment",
+            &app.producer,
+            json!({}),
+        )
+        .await;
+    assert_eq!(renewed.status, StatusCode::OK, "{renewed:?}");
+    stations::enroll(ctx, renewed.body["enrollment_code"].as_str().unwrap(), &csr)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.post("/api/v1/stations/desk-9/disable", &app.producer, json!({}))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let next = app
+        .post(
+            "/api/v1/batch-orders/01a21bbc-e27d-70db-93f9-ac10db897715/next",
+            &app.producer,
+            json!({"station": "desk-9"}),
+        )
+        .await;
+    assert_eq!(next.status, StatusCode::NOT_FOUND, "{next:?}");
+}
+
+/// The protocol over one lease after another: a report sent twice counts once, a report after
+/// the lease ended changes nothing, a disabled station claims nothing.
+async fn each_outcome_counts_once(db: crate::helpers::Db) {
+    use cardwright_processes::temp_cards::remote::{self, AttemptRef, RemoteOutcome, Reported};
+    let app = crate::helpers::spawn_app_with(db, |c| {
+        c.stations = vec![];
+        c.station_lease_secs = 60;
+    })
+    .await;
+    let ctx = app.ctx();
+    register(&app, &app.producer, "desk-1").await;
+    register(&app, &app.producer, "desk-2").await;
+    let cards: Vec<String> = app
+        .request_cards(2)
+        .await
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    let order = app.order(&cards).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let next = app
+        .post(
+            &format!("/api/v1/batch-orders/{order}/next"),
+            &app.producer,
+            json!({"station": "desk-1"}),
+        )
+        .await;
+    assert_eq!(next.body["station"], "desk-1", "{next:?}");
+    assert!(
+        remote::claim(ctx, "desk-2").await.unwrap().is_none(),
+        "the order is desk-1's"
+    );
+    let job = remote::claim(ctx, "desk-1").await.unwrap().expect("a card");
+    let at = |job: &remote::RemoteJob| AttemptRef {
+        order: job.order,
+        card: job.card,
+        attempt: job.attempt,
+    };
+    app.clock.advance(chrono::Duration::seconds(50));
+    remote::heartbeat(ctx, "desk-1", at(&job)).await.unwrap();
+    app.clock.advance(chrono::Duration::seconds(50));
+    assert_eq!(
+        remote::expire_leases(ctx).await.unwrap(),
+        0,
+        "the heartbeat moved the lease"
+    );
+    let produced = RemoteOutcome {
+        produced: true,
+        error: None,
+        certificates: vec![],
+        puk_sealed: None,
+    };
+    assert!(
+        remote::report(ctx, "desk-2", at(&job), &produced)
+            .await
+            .is_err(),
+        "not desk-2's card"
+    );
+    assert_eq!(
+        remote::report(ctx, "desk-1", at(&job), &produced)
+            .await
+            .unwrap(),
+        Reported::Recorded
+    );
+    assert_eq!(
+        remote::report(ctx, "desk-1", at(&job), &produced)
+            .await
+            .unwrap(),
+        Reported::AlreadyRecorded
+    );
+
+    let second = remote::claim(ctx, "desk-1")
+        .await
+        .unwrap()
+        .expect("the second card");
+    app.clock.advance(chrono::Duration::seconds(61));
+    assert_eq!(remote::expire_leases(ctx).await.unwrap(), 1);
+    let late = remote::report(ctx, "desk-1", at(&second), &produced)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(late.contains("lease"), "{late}");
+    assert!(remote::heartbeat(ctx, "desk-1", at(&second)).await.is_err());
+    let done = app
+        .wait_for_order(&order, |o| o["state"] == "produced")
+        .await;
+    let outcomes: Vec<&str> = done["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["produced", "failed"], "one attempt each: {done}");
+    assert_eq!(done["items"][1]["error"], "production interrupted");
+
+    app.post("/api/v1/stations/desk-1/disable", &app.producer, json!({}))
+        .await;
+    app.post(
+        &format!("/api/v1/batch-orders/{order}/repeat"),
+        &app.producer,
+        json!({"cards": [cards[1]]}),
+    )
+    .await;
+    let refused = remote::claim(ctx, "desk-1").await.unwrap_err().to_string();
+    assert!(refused.contains("disabled"), "{refused}");
+    let view = app.get("/api/v1/stations/desk-1", &app.producer).await;
+    assert_eq!(view.body["state"], "disabled", "{view:?}");
+    assert_eq!(view.body["produced_today"], 1, "{view:?}");
+}
+
+crate::on_both_databases!(registration_is_checked, each_outcome_counts_once);
