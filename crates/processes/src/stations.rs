@@ -408,14 +408,16 @@ pub async fn enroll(
 
 /// The station calling with the client certificate `certificate_der`, which must be its
 /// current one; a disabled station is refused.
-pub async fn authenticate(ctx: &Context, certificate_der: &[u8]) -> Result<String, ProcessError> {
+pub async fn authenticate(
+    ctx: &Context,
+    certificate_der: &[u8],
+) -> Result<StationRecord, ProcessError> {
     let (_, serial) = cardwright_pki::subject_and_serial(certificate_der).map_err(|_| {
         ProcessError::Unauthenticated("the client certificate does not parse".into())
     })?;
     let serial = hex::encode(serial);
-    let now = ctx.now();
     let mut conn = ctx.store.reader().await?;
-    let Some(record) = stations::by_certificate(&mut conn, &serial, now).await? else {
+    let Some(record) = stations::identify(&mut conn, &serial).await? else {
         return Err(ProcessError::Forbidden(
             "the client certificate is not a current station's".into(),
         ));
@@ -426,26 +428,40 @@ pub async fn authenticate(ctx: &Context, certificate_der: &[u8]) -> Result<Strin
             record.name
         )));
     }
-    Ok(record.name)
+    Ok(record)
 }
 
-/// Notes that a station called, with its version and devices.
+/// Notes that a station called, with its version and devices. A station that polls is noted
+/// at most every ten seconds, so polling costs no write while nothing changes.
 pub async fn seen(
     ctx: &Context,
-    station: &str,
+    station: &StationRecord,
     version: &str,
     printer_kind: &str,
     encoder_kind: &str,
 ) -> Result<(), ProcessError> {
     let clip = |s: &str| s.chars().take(64).collect::<String>();
+    let (version, printer_kind, encoder_kind) =
+        (clip(version), clip(printer_kind), clip(encoder_kind));
+    let now = ctx.now();
+    let fresh = station
+        .last_seen
+        .is_some_and(|seen| (now - seen).num_seconds().abs() < 10);
+    if fresh
+        && station.version.as_deref() == Some(version.as_str())
+        && station.printer_kind.as_deref() == Some(printer_kind.as_str())
+        && station.encoder_kind.as_deref() == Some(encoder_kind.as_str())
+    {
+        return Ok(());
+    }
     let mut tx = ctx.store.begin().await?;
     stations::seen(
         &mut tx,
-        station,
-        ctx.now(),
-        &clip(version),
-        &clip(printer_kind),
-        &clip(encoder_kind),
+        &station.name,
+        now,
+        &version,
+        &printer_kind,
+        &encoder_kind,
     )
     .await?;
     Store::commit(tx).await?;

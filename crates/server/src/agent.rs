@@ -329,18 +329,35 @@ fn station_client(dir: &Path) -> anyhow::Result<(reqwest::Client, Enrolment)> {
                 .map_err(|e| anyhow!("server-ca.pem: {e}"))?;
         }
     }
-    let chain = CertificateDer::pem_slice_iter(&read("cert.pem")?)
+    Ok((
+        mtls_client(&read("cert.pem")?, &read("key.pem")?, roots)?,
+        enrolment,
+    ))
+}
+
+/// A client that shows the station's certificate (`cert_pem`, `key_pem`) to servers that
+/// chain to `roots`.
+pub(crate) fn mtls_client(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    roots: rustls::RootCertStore,
+) -> anyhow::Result<reqwest::Client> {
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow!("cert.pem: {e}"))?;
-    let key =
-        PrivateKeyDer::from_pem_slice(&read("key.pem")?).map_err(|e| anyhow!("key.pem: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| anyhow!("key.pem: {e}"))?;
     let tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| anyhow!("TLS: {e}"))?
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)
         .map_err(|e| anyhow!("the station's certificate and key: {e}"))?;
-    Ok((client(tls)?, enrolment))
+    client(tls)
+}
+
+/// The roots of a PEM bundle.
+pub(crate) fn roots(pem: &[u8]) -> anyhow::Result<rustls::RootCertStore> {
+    roots_from_pem(pem, "the CA certificate")
 }
 
 /// The station's devices, from its configuration; spool folders are under `dir`.
@@ -396,9 +413,9 @@ fn kinds(file: &StationFile) -> (&'static str, &'static str) {
 
 /// How the agent talks to its server.
 #[derive(Clone)]
-struct Link {
-    http: reqwest::Client,
-    server: String,
+pub(crate) struct Link {
+    pub(crate) http: reqwest::Client,
+    pub(crate) server: String,
 }
 
 impl Link {
@@ -462,16 +479,36 @@ async fn run_station(dir: &Path, config: Option<&Path>) -> anyhow::Result<()> {
         "encoder": encoder_kind,
         "wait_secs": 20,
     });
+    work(&link, &station, &hello, &stop, None).await;
+    tracing::info!("station stopped");
+    Ok(())
+}
+
+/// The station's loop: ask for a card, produce it, report; until `stop`. With `claims`, the
+/// time each answered request for a card took is noted there.
+pub(crate) async fn work(
+    link: &Link,
+    station: &Station,
+    hello: &serde_json::Value,
+    stop: &std::sync::atomic::AtomicBool,
+    claims: Option<&std::sync::Mutex<Vec<Duration>>>,
+) {
     let mut pause = Duration::from_millis(500);
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-        match link.post("/station/v1/jobs/next", &hello).await {
+        let asked = std::time::Instant::now();
+        match link.post("/station/v1/jobs/next", hello).await {
             Ok(res) if res.status() == reqwest::StatusCode::NO_CONTENT => {
                 pause = Duration::from_millis(500);
             }
             Ok(res) if res.status().is_success() => {
                 pause = Duration::from_millis(500);
                 match res.json::<serde_json::Value>().await {
-                    Ok(job) => produce(&link, &station, &job).await,
+                    Ok(job) => {
+                        if let Some(Ok(mut claims)) = claims.map(|c| c.lock()) {
+                            claims.push(asked.elapsed());
+                        }
+                        produce(link, station, &job).await;
+                    }
                     Err(e) => tracing::error!(error = %e, "the server's job does not read"),
                 }
             }
@@ -487,8 +524,6 @@ async fn run_station(dir: &Path, config: Option<&Path>) -> anyhow::Result<()> {
             }
         }
     }
-    tracing::info!("station stopped");
-    Ok(())
 }
 
 fn digits(n: u32) -> String {

@@ -96,6 +96,17 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10_000)]
         rows: u32,
     },
+    /// Produce N cards on A stations elsewhere (agents over mutual TLS with a server of the
+    /// benchmark's own on loopback) and on A of the server's own stations, in the same run:
+    /// cards per second and how long each request for a card took (p50, p99).
+    Stations {
+        /// Stations working at once, on each side.
+        #[arg(long, default_value_t = 50)]
+        agents: u32,
+        /// Cards produced on each side.
+        #[arg(long, default_value_t = 2000)]
+        cards: u32,
+    },
     /// Store N cards, then time the first page of "cards in state requested".
     List {
         /// Cards stored before the search is timed.
@@ -218,17 +229,27 @@ pub async fn run(command: &BenchCommand, database_url: Option<&str>) -> anyhow::
         return crate::bench_pki::run(*certificates, module).await;
     }
     let scratch = scratch(database_url).await?;
-    let ctx = context(&scratch.url).await?;
     let backend = if scratch.pg_schema.is_some() {
         "PostgreSQL"
     } else {
         "SQLite"
     };
+    if let BenchCommand::Stations { agents, cards } = command {
+        let data = scratch.dir.path().join("data");
+        let outcome =
+            crate::bench_stations::run(&scratch.url, &data, backend, *agents, *cards).await;
+        scratch.drop_schema().await?;
+        return outcome;
+    }
+    let ctx = context(&scratch.url).await?;
     let outcome = match command {
         BenchCommand::Order { cards, stations } => order(&ctx, backend, *cards, *stations).await,
         BenchCommand::List { cards, rounds } => list(&ctx, backend, *cards, *rounds).await,
-        BenchCommand::Render { .. } | BenchCommand::Encode { .. } | BenchCommand::Pki { .. } => {
-            unreachable!("run without a database")
+        BenchCommand::Render { .. }
+        | BenchCommand::Encode { .. }
+        | BenchCommand::Pki { .. }
+        | BenchCommand::Stations { .. } => {
+            unreachable!("run without this context")
         }
         BenchCommand::Options { runs } => options(&ctx, backend, *runs).await,
         BenchCommand::Import { rows } => import(&ctx, backend, *rows).await,

@@ -1090,6 +1090,36 @@ mod tests {
     }
 
     #[test]
+    fn tls_settings_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Config::load(Some(&path), |_| None).map_err(|e| format!("{e:#}"))
+        };
+        let config = load("stations = []\n[tls]\nbuiltin = true\nnames = [\"cards.example.com\", \"10.0.0.5\"]\nlisten = \"0.0.0.0:8443\"\n");
+        assert!(config.is_err(), "listen inside [tls] is not a TLS key");
+        let config = load("listen = \"0.0.0.0:8443\"\nstations = []\n[tls]\nbuiltin = true\nnames = [\"cards.example.com\", \"10.0.0.5\"]\n").unwrap();
+        assert!(config.tls.enabled() && config.stations.is_empty());
+        let err = load("[tls]\nbuiltin = true\n").unwrap_err();
+        assert!(err.contains("tls.names"), "{err}");
+        let err = load("[tls]\nbuiltin = true\nnames = [\"bad name\"]\n").unwrap_err();
+        assert!(err.contains("'bad name'"), "{err}");
+        let err = load("[tls]\ncert_file = \"a.pem\"\n").unwrap_err();
+        assert!(err.contains("give both"), "{err}");
+        let err = load(
+            "[tls]\nbuiltin = true\nnames = [\"a\"]\ncert_file = \"a.pem\"\nkey_file = \"k.pem\"\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("not both"), "{err}");
+        let err = load("listen = \"0.0.0.0:8080\"\n").unwrap_err();
+        assert!(err.contains("allow_plain_http"), "{err}");
+        assert!(load("listen = \"0.0.0.0:8080\"\n[tls]\nallow_plain_http = true\n").is_ok());
+        let err = load("station_lease_secs = 0\n").unwrap_err();
+        assert!(err.contains("station_lease_secs"), "{err}");
+    }
+
+    #[test]
     fn stations_come_from_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");

@@ -6,6 +6,7 @@ pub mod app;
 pub mod bench;
 mod bench_encode;
 mod bench_pki;
+mod bench_stations;
 mod bench_webhooks;
 pub mod cli;
 pub mod config;

@@ -619,6 +619,7 @@ async fn every_page_opens_for_an_operator_with_every_role() {
             "/admin/webhooks".to_owned(),
             vec!["Subscribe a URL", "card.assigned", "csrf"],
         ),
+        ("/stations".to_owned(), vec!["Register a station", "csrf"]),
         (
             "/admin/mail".to_owned(),
             vec!["Reminder before the card", "{{valid_until}}", "csrf"],
@@ -981,5 +982,398 @@ async fn withdraw_asks_for_a_reason() {
         "the history shows the reason: {}",
         profile.body
     );
+    app.stop().await;
+}
+
+/// The enrolment code a page shows, checked for its shape: 32 hex digits, '-', 64 hex digits
+/// (the secret and the CA's fingerprint).
+fn shown_code(page: &Answer) -> String {
+    let marker = r#"<code class="secret" id="enrollment-code">"#;
+    let start = page.body.find(marker).expect("an enrolment code") + marker.len();
+    let end = page.body[start..].find('<').expect("end of the code");
+    let code = page.body[start..start + end].to_owned();
+    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let (secret, fingerprint) = code.split_once('-').expect("SECRET-FINGERPRINT");
+    assert!(hex(secret, 32) && hex(fingerprint, 64), "{code}");
+    code
+}
+
+/// The state the Stations page shows for station `name`.
+fn shown_state(page: &Answer, name: &str) -> String {
+    let row = page
+        .body
+        .find(&format!(r#"<tr id="station-{name}">"#))
+        .unwrap_or_else(|| panic!("no row of {name}: {}", page.body));
+    let marker = r#"data-field="state">"#;
+    let start = row + page.body[row..].find(marker).expect("a state") + marker.len();
+    let end = page.body[start..].find('<').expect("end of the state");
+    page.body[start..start + end].to_owned()
+}
+
+/// Registers a station through the processes, as pat; returns its enrolment code.
+async fn register_station(app: &UiApp, name: &str, description: &str) -> String {
+    cardwright_processes::stations::register(&app.ctx, app.op("pat"), name, description)
+        .await
+        .expect("register a station")
+        .code
+}
+
+/// Enrols an agent with `code` as `cardwright station enroll` does; returns the station's name.
+async fn enroll_station(app: &UiApp, code: &str) -> Result<String, String> {
+    let (_, csr) = cardwright_pki::tls::key_and_request("cardwright station").unwrap();
+    cardwright_processes::stations::enroll(&app.ctx, code, &csr)
+        .await
+        .map(|enrolled| enrolled.station)
+        .map_err(|e| e.to_string())
+}
+
+/// A production-admin registers a station with the form: the answer shows its enrolment code
+/// once, with the command to type at the desk, and the code enrols the station's agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registering_a_station_shows_its_enrolment_code_once() {
+    let app = UiApp::start(Vec::new()).await;
+    let mut browser = Browser::new(&app);
+    browser.login("pat").await;
+    let page = browser.get("/stations").await;
+    assert_eq!(page.status, StatusCode::OK, "{page:?}");
+    assert!(page.body.contains(r#"id="no-stations""#), "{}", page.body);
+    assert!(page.body.contains("Register a station"));
+    assert!(
+        page.body.contains(r#"id="local-stations""#),
+        "{}",
+        page.body
+    );
+    let csrf = page.csrf();
+    // A refused name is shown on the page, the form keeps what was typed.
+    let refused = browser
+        .post(
+            "/stations",
+            &[
+                ("csrf", &csrf),
+                ("name", "desk 7"),
+                ("description", "Lobby"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{refused:?}");
+    assert!(
+        refused.body.contains("use 1 to 64 letters"),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains(r#"value="Lobby""#),
+        "{}",
+        refused.body
+    );
+
+    let made = browser
+        .post(
+            "/stations",
+            &[
+                ("csrf", &csrf),
+                ("name", "desk-7"),
+                ("description", "Lobby"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{made:?}");
+    let code = shown_code(&made);
+    let host = app.base.trim_start_matches("http://");
+    let command = format!("cardwright station enroll --server https://{host} --code {code} --dir ");
+    assert!(made.body.contains(&command), "{}", made.body);
+    assert!(made.body.contains("will not show it again"));
+    assert!(made.body.contains(r#"href="/stations""#));
+    assert!(
+        made.body.contains("2026-03-02 09:15 UTC"),
+        "it expires in 15 minutes"
+    );
+    assert!(
+        made.body.contains(r#"id="plain-http""#),
+        "the test server answers plain HTTP"
+    );
+    let (_, fingerprint) = code.split_once('-').unwrap();
+    let colons = fingerprint
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| std::str::from_utf8(pair).unwrap().to_uppercase())
+        .collect::<Vec<_>>()
+        .join(":");
+    assert!(
+        made.body.contains(&colons),
+        "the CA fingerprint as openssl prints it"
+    );
+
+    // The list shows the station waiting for its agent, and never the code.
+    let list = browser.get("/stations").await;
+    assert_eq!(shown_state(&list, "desk-7"), "enrolling");
+    assert!(list.body.contains("Lobby"));
+    assert!(!list.body.contains(&code), "the code is shown once");
+    let again = browser
+        .post("/stations", &[("csrf", &csrf), ("name", "desk-7")])
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{again:?}");
+    assert!(again.body.contains("exists already"), "{}", again.body);
+
+    assert_eq!(enroll_station(&app, &code).await.as_deref(), Ok("desk-7"));
+    assert!(
+        enroll_station(&app, &code).await.is_err(),
+        "a code works once"
+    );
+    let list = browser.get("/stations").await;
+    assert_eq!(shown_state(&list, "desk-7"), "offline");
+    app.stop().await;
+}
+
+/// Disable, Enable and New enrolment code on a station's row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_station_is_disabled_enabled_and_given_a_new_code() {
+    let app = UiApp::start(Vec::new()).await;
+    let code = register_station(&app, "desk-8", "Back office").await;
+    enroll_station(&app, &code).await.unwrap();
+    let mut browser = Browser::new(&app);
+    browser.login("pat").await;
+    let page = browser.get("/stations").await;
+    assert_eq!(shown_state(&page, "desk-8"), "offline");
+    let csrf = page.csrf();
+    // Without the form's token nothing changes.
+    let refused = browser.post("/stations/desk-8/disable", &[]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        shown_state(&browser.get("/stations").await, "desk-8"),
+        "offline"
+    );
+
+    let disabled = browser
+        .post("/stations/desk-8/disable", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(disabled.status, StatusCode::SEE_OTHER, "{disabled:?}");
+    let location = disabled.location.unwrap();
+    let page = browser.get(&location).await;
+    assert!(
+        page.body.contains("Station desk-8 is disabled now."),
+        "{}",
+        page.body
+    );
+    assert_eq!(shown_state(&page, "desk-8"), "disabled");
+    assert!(page.body.contains(r#"id="enable-desk-8""#));
+
+    let enabled = browser
+        .post("/stations/desk-8/enable", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(enabled.status, StatusCode::SEE_OTHER, "{enabled:?}");
+    let page = browser.get(&enabled.location.unwrap()).await;
+    assert_eq!(shown_state(&page, "desk-8"), "offline");
+    assert!(page.body.contains(r#"id="disable-desk-8""#));
+
+    // A new code: the station waits for its agent again, and the code enrols it.
+    let renewed = browser
+        .post("/stations/desk-8/enrollment", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(renewed.status, StatusCode::OK, "{renewed:?}");
+    let new_code = shown_code(&renewed);
+    assert_ne!(new_code, code);
+    assert!(renewed.body.contains("given a new enrolment code"));
+    assert_eq!(
+        shown_state(&browser.get("/stations").await, "desk-8"),
+        "enrolling"
+    );
+    assert_eq!(
+        enroll_station(&app, &new_code).await.as_deref(),
+        Ok("desk-8")
+    );
+    assert_eq!(
+        shown_state(&browser.get("/stations").await, "desk-8"),
+        "offline"
+    );
+
+    // A station that does not exist: the list says so.
+    let missing = browser
+        .post("/stations/nowhere/disable", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{missing:?}");
+    assert!(missing.body.contains("no station"), "{}", missing.body);
+    assert!(
+        missing.body.contains(r#"id="stations""#),
+        "shown on the list"
+    );
+    app.stop().await;
+}
+
+/// A registration officer sees the stations but neither the register form nor the buttons, and
+/// a change they post is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_officer_sees_the_stations_but_changes_none() {
+    let app = UiApp::start(Vec::new()).await;
+    register_station(&app, "desk-5", "Front desk").await;
+    let mut officer = Browser::new(&app);
+    officer.login("rita").await;
+    let home = officer.get("/").await;
+    assert!(home.body.contains(r#"href="/stations""#), "{}", home.body);
+    let page = officer.get("/stations").await;
+    assert_eq!(page.status, StatusCode::OK, "{page:?}");
+    assert_eq!(shown_state(&page, "desk-5"), "enrolling");
+    assert!(page.body.contains("Front desk"));
+    assert!(!page.body.contains(r#"id="register""#), "no register form");
+    assert!(!page.body.contains("/stations/desk-5/"), "no buttons");
+    let csrf = page.csrf();
+    for path in [
+        "/stations",
+        "/stations/desk-5/disable",
+        "/stations/desk-5/enrollment",
+    ] {
+        let refused = officer
+            .post(path, &[("csrf", &csrf), ("name", "desk-6")])
+            .await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{path}");
+        assert!(refused.body.contains("production-admin"), "{path}");
+    }
+    let all = cardwright_processes::stations::list(&app.ctx, app.op("rita"))
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1, "nothing registered");
+    assert_eq!(all[0].state.as_str(), "enrolling", "nothing changed");
+    app.stop().await;
+}
+
+/// Operators with neither production-admin nor registration-officer do not see the Stations
+/// page in their menu and are refused it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stations_page_is_refused_to_other_roles() {
+    let app = UiApp::start(Vec::new()).await;
+    for name in ["paula", "sam"] {
+        let mut browser = Browser::new(&app);
+        browser.login(name).await;
+        let home = browser.get("/").await;
+        assert!(!home.body.contains(r#"href="/stations""#), "{name}");
+        let page = browser.get("/stations").await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{name}");
+        assert!(page.body.contains("Not allowed"), "{name}");
+        let refused = browser
+            .post("/stations", &[("csrf", &home.csrf()), ("name", "desk-9")])
+            .await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{name}");
+    }
+    let all = cardwright_processes::stations::list(&app.ctx, app.op("pat"))
+        .await
+        .unwrap();
+    assert!(all.is_empty());
+    app.stop().await;
+}
+
+/// An open batch order of the first of `cards`; returns its id.
+async fn open_order(app: &UiApp, card: &str) -> cardwright_domain::BatchOrderId {
+    issue_multiple::create(
+        &app.ctx,
+        app.op("pat"),
+        "TempCardsBoProcIssueMultiple",
+        &[cardwright_domain::CardId::parse(card).unwrap()],
+    )
+    .await
+    .unwrap()
+    .record
+    .order
+    .id
+}
+
+/// Next offers every station (the server's own, the stations at the desk) and names the chosen
+/// one on the order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_names_the_chosen_station_on_the_order() {
+    let app = UiApp::start(Vec::new()).await;
+    register_station(&app, "desk-3", "").await;
+    register_station(&app, "desk-4", "").await;
+    cardwright_processes::stations::set_disabled(&app.ctx, app.op("pat"), "desk-4", true)
+        .await
+        .unwrap();
+    let cards = app.request_cards(1).await;
+    let order = open_order(&app, &cards[0].0).await;
+    let mut browser = Browser::new(&app);
+    browser.login("pat").await;
+    let path = format!("/batch-orders/{order}");
+    let page = browser.get(&path).await;
+    for option in [
+        r#"<option value="">Any station</option>"#,
+        r#"<option value="local">local (this server)</option>"#,
+        r#"<option value="desk-3">desk-3 (enrolling)</option>"#,
+        r#"<option value="desk-4" disabled>desk-4 (disabled)</option>"#,
+    ] {
+        assert!(page.body.contains(option), "{option}: {}", page.body);
+    }
+    assert!(
+        !page.body.contains(r#"id="order-station""#),
+        "none named yet"
+    );
+    let csrf = page.csrf();
+    let refused = browser
+        .post(
+            &format!("{path}/next"),
+            &[("csrf", &csrf), ("station", "nowhere")],
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{refused:?}"
+    );
+    assert!(refused.body.contains("no station"), "{}", refused.body);
+    let view = issue_multiple::get(&app.ctx, order).await.unwrap();
+    assert_eq!(view.record.order.state.as_str(), "open");
+
+    let next = browser
+        .post(
+            &format!("{path}/next"),
+            &[("csrf", &csrf), ("station", "desk-3")],
+        )
+        .await;
+    assert_eq!(next.status, StatusCode::SEE_OTHER, "{next:?}");
+    let view = issue_multiple::get(&app.ctx, order).await.unwrap();
+    assert_eq!(view.record.station.as_deref(), Some("desk-3"));
+    let page = browser.get(&path).await;
+    assert!(
+        page.body.contains(r#"id="order-station">desk-3<"#),
+        "{}",
+        page.body
+    );
+    app.stop().await;
+}
+
+/// An order named to the server's own station is produced there, and its attempts name it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_attempts_of_an_order_name_their_station() {
+    let app = UiApp::start(Vec::new()).await;
+    let cards = app.request_cards(1).await;
+    let order = open_order(&app, &cards[0].0).await;
+    let mut browser = Browser::new(&app);
+    browser.login("pat").await;
+    let path = format!("/batch-orders/{order}");
+    let page = browser.get(&path).await;
+    let next = browser
+        .post(
+            &format!("{path}/next"),
+            &[("csrf", &page.csrf()), ("station", "local")],
+        )
+        .await;
+    assert_eq!(next.status, StatusCode::SEE_OTHER, "{next:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let view = issue_multiple::get(&app.ctx, order).await.unwrap();
+        if view.record.order.state.as_str() == "produced" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the order was not produced"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let page = browser.get(&path).await;
+    assert!(page.body.contains("<th>Station</th>"), "{}", page.body);
+    assert!(
+        page.body.contains("<td>local</td>"),
+        "the attempt names its station: {}",
+        page.body
+    );
+    assert!(page.body.contains(r#"id="order-station">local<"#));
     app.stop().await;
 }

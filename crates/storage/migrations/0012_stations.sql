@@ -34,6 +34,9 @@ CREATE INDEX station_certificates_station ON station_certificates (station);
 -- an item whose lease ran out is failed as interrupted.
 ALTER TABLE batch_order_items ADD COLUMN lease_until BIGINT;
 
+-- The Stations page counts each station's cards of the day.
+CREATE INDEX production_attempts_station ON production_attempts (station, finished_at);
+
 -- A batch order may name the station that produces it.
 ALTER TABLE batch_orders ADD COLUMN station TEXT;
 

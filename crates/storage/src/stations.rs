@@ -138,6 +138,20 @@ pub async fn may_claim(
     Ok(disabled == Some(0))
 }
 
+/// What a call with a client certificate needs of its station: the columns of the station whose
+/// current certificate has serial `serial`, without the counts [`get`] adds.
+pub async fn identify(conn: &mut Conn, serial: &str) -> Result<Option<StationRecord>, StoreError> {
+    let row = sqlx::query(
+        "SELECT name, description, disabled, code_sha256, code_expires_at, cert_serial, \
+         created_at, enrolled_at, last_seen, version, printer_kind, encoder_kind, \
+         NULL AS current_card, 0 AS produced_today FROM stations WHERE cert_serial = $1",
+    )
+    .bind(serial)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(record).transpose()
+}
+
 /// The station waiting for the enrolment code whose secret hashes to `code_sha256`.
 pub async fn by_code(conn: &mut Conn, code_sha256: &str) -> Result<Option<String>, StoreError> {
     Ok(

@@ -18,6 +18,7 @@ use cardwright_processes::stations::{self, EnrollmentCode, StationView as Statio
 use cardwright_processes::temp_cards::remote::{
     self, AttemptRef, RemoteJob, RemoteOutcome, Reported,
 };
+use cardwright_storage::stations::StationRecord;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -34,9 +35,9 @@ use crate::state::AppState;
 pub struct NewStationBody {
     #[schema(value_type = StationNameText)]
     pub name: String,
-    /// Where it stands, what it has (at most 200 characters).
+    /// Where it stands, what it has: at most 200 characters, no control characters.
     #[serde(default)]
-    #[schema(max_length = 200)]
+    #[schema(max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub description: String,
 }
 
@@ -247,7 +248,7 @@ pub fn agent_routes() -> Router<AppState> {
 }
 
 /// The station calling, known by its client certificate.
-pub struct StationPeer(pub String);
+pub struct StationPeer(pub cardwright_storage::stations::StationRecord);
 
 impl FromRequestParts<AppState> for StationPeer {
     type Rejection = ApiError;
@@ -349,17 +350,18 @@ fn job_json(job: &RemoteJob, lease_secs: i64) -> serde_json::Value {
 /// `wait_secs`; 204 when none came.
 async fn next_job(
     State(state): State<AppState>,
-    StationPeer(station): StationPeer,
+    StationPeer(record): StationPeer,
     ApiJson(body): ApiJson<NextBody>,
 ) -> Result<Response, ApiError> {
     stations::seen(
         &state.ctx,
-        &station,
+        &record,
         &body.version,
         &body.printer,
         &body.encoder,
     )
     .await?;
+    let station = record.name;
     let lease_secs = state.ctx.stations.lease.num_seconds();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(body.wait_secs.min(30));
     let mut stop = state.shutdown.clone();
@@ -392,7 +394,7 @@ fn attempt_ref(order: &str, card: &str, attempt: u32) -> Result<AttemptRef, ApiE
 
 async fn heartbeat(
     State(state): State<AppState>,
-    StationPeer(station): StationPeer,
+    StationPeer(StationRecord { name: station, .. }): StationPeer,
     Path((order, card, attempt)): Path<(String, String, u32)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let at = attempt_ref(&order, &card, attempt)?;
@@ -412,7 +414,7 @@ struct CertifyBody {
 
 async fn certify(
     State(state): State<AppState>,
-    StationPeer(station): StationPeer,
+    StationPeer(StationRecord { name: station, .. }): StationPeer,
     Path((order, card, attempt)): Path<(String, String, u32)>,
     ApiJson(body): ApiJson<CertifyBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -447,7 +449,7 @@ struct OutcomeBody {
 
 async fn outcome(
     State(state): State<AppState>,
-    StationPeer(station): StationPeer,
+    StationPeer(StationRecord { name: station, .. }): StationPeer,
     Path((order, card, attempt)): Path<(String, String, u32)>,
     ApiJson(body): ApiJson<OutcomeBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {

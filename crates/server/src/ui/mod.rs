@@ -1,9 +1,9 @@
 //! The operator web UI: server-rendered pages for the processes of the API. Each card area
 //! (today `temp_cards`) is a module with its own pages; what the areas share (login, persons,
-//! templates, the option script, operators, the audit log, the page frame) is at this module's
-//! root. Forms work without JavaScript; `static/app.js` adds live batch order progress and
-//! "select all". Every page checks the operator's role on the server, every form carries a CSRF
-//! token, and the session lives in an HttpOnly, SameSite=Strict cookie with an idle timeout.
+//! templates, the option script, operators, stations, the audit log, the page frame) is at this
+//! module's root. Forms work without JavaScript; `static/app.js` adds live batch order progress
+//! and "select all". Every page checks the operator's role on the server, every form carries a
+//! CSRF token, and the session lives in an HttpOnly, SameSite=Strict cookie with an idle timeout.
 
 // A handler's error is the page shown instead of the one asked for (an error page, a
 // redirect); it is built once per request and never travels far.
@@ -20,6 +20,7 @@ mod persons;
 mod persons_import;
 mod script;
 mod session;
+mod stations;
 mod temp_cards;
 mod templates;
 
@@ -91,6 +92,10 @@ pub fn router() -> Router<AppState> {
         .route("/admin/webhooks/{id}", get(notify::webhook))
         .route("/admin/webhooks/{id}/delete", post(notify::unsubscribe))
         .route("/admin/webhooks/{id}/resend", post(notify::resend))
+        .route("/stations", get(stations::list).post(stations::register))
+        .route("/stations/{name}/disable", post(stations::disable))
+        .route("/stations/{name}/enable", post(stations::enable))
+        .route("/stations/{name}/enrollment", post(stations::enrollment))
         .route("/admin/mail", get(notify::mail))
         .route("/admin/mail/{kind}/{language}", post(notify::save_text))
         .merge(temp_cards::router())

@@ -20,6 +20,7 @@ pub(crate) type Reply = Result<Response, Response>;
 pub(crate) enum Section {
     Home,
     BatchOrders,
+    Stations,
     RequestCards,
     Persons,
     Script,
@@ -32,9 +33,10 @@ pub(crate) enum Section {
 
 impl Section {
     /// The menu, in order.
-    const MENU: [Section; 10] = [
+    const MENU: [Section; 11] = [
         Section::Home,
         Section::BatchOrders,
+        Section::Stations,
         Section::RequestCards,
         Section::Persons,
         Section::Script,
@@ -49,6 +51,7 @@ impl Section {
         match self {
             Section::Home => "Home",
             Section::BatchOrders => "Batch orders",
+            Section::Stations => "Stations",
             Section::RequestCards => "Request cards",
             Section::Persons => "Persons",
             Section::Script => "Option script",
@@ -64,6 +67,7 @@ impl Section {
         match self {
             Section::Home => "/",
             Section::BatchOrders => "/batch-orders",
+            Section::Stations => "/stations",
             Section::RequestCards => "/cards/request",
             Section::Persons => "/persons",
             Section::Script => "/admin/script",
@@ -97,6 +101,7 @@ impl Section {
             Section::BatchOrders => of(ProcessName::TempCardsBoProcIssueMultiple),
             Section::RequestCards => of(ProcessName::TempCardsProcRequest),
             Section::Persons => vec![Role::RegistrationOfficer],
+            Section::Stations => vec![Role::ProductionAdmin, Role::RegistrationOfficer],
             Section::Script
             | Section::Templates
             | Section::Operators

@@ -66,6 +66,12 @@ async fn openapi_describes_every_api_route() {
         ("/api/v1/persons/{id}/photo", "get"),
         ("/api/v1/persons/{id}/photo", "put"),
         ("/api/v1/persons/{id}/photo", "delete"),
+        ("/api/v1/stations", "post"),
+        ("/api/v1/stations", "get"),
+        ("/api/v1/stations/{name}", "get"),
+        ("/api/v1/stations/{name}/disable", "post"),
+        ("/api/v1/stations/{name}/enable", "post"),
+        ("/api/v1/stations/{name}/enrollment", "post"),
     ];
     for (path, method) in expected {
         assert!(
@@ -75,7 +81,7 @@ async fn openapi_describes_every_api_route() {
     }
     assert_eq!(
         paths.len(),
-        40,
+        45,
         "unexpected paths: {:?}",
         paths.keys().collect::<Vec<_>>()
     );

@@ -680,6 +680,23 @@ async fn stations_at_the_desk_over_mutual_tls() {
         )
         .await;
     assert!(script.0.is_success(), "{script:?}");
+    // Over HTTPS, the browser's cookies are Secure.
+    let login = admin
+        .http
+        .get(format!("{}/login", site.base))
+        .send()
+        .await
+        .unwrap();
+    let cookies: Vec<String> = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        !cookies.is_empty() && cookies.iter().all(|c| c.contains("; Secure")),
+        "{cookies:?}"
+    );
     let a = Desk::new(&site, "desk-a", 300);
     let b = Desk::new(&site, "desk-b", 600);
     enroll_desks(&site, &admin, &[&a, &b]).await;

@@ -608,6 +608,38 @@ async fn admin_walk(w: &Walk<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A production-admin registers a station: its enrolment code is shown once with the command
+/// for the desk; back on the list the station waits for its agent, and Disable disables it.
+async fn stations_walk(w: &Walk<'_>) -> anyhow::Result<()> {
+    w.click("#logout").await?;
+    w.wait_for("#login").await?;
+    w.log_in("pat").await?;
+    w.click("nav a[href=\"/stations\"]").await?;
+    w.fill("#name", "desk-2").await?;
+    w.fill("#description", "Front desk, hall B").await?;
+    w.click("#register-station").await?;
+    let code = w.text("#enrollment-code").await?;
+    ensure!(
+        code.len() == 32 + 1 + 64,
+        "an enrolment code is shown: {code}"
+    );
+    let command = w.text("#enroll-command").await?;
+    ensure!(
+        command.contains(&code),
+        "the command carries the code: {command}"
+    );
+    w.shot("stations-01-code").await?;
+    w.click("#back").await?;
+    w.until_text("#station-desk-2 [data-field=state]", |t| t == "enrolling")
+        .await?;
+    w.shot("stations-02-list").await?;
+    w.click("#disable-desk-2").await?;
+    w.until_text("#station-desk-2 [data-field=state]", |t| t == "disabled")
+        .await?;
+    w.shot("stations-03-disabled").await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_pages_in_a_browser() {
     let Some(session) = Session::open().await else {
@@ -616,7 +648,10 @@ async fn the_admin_pages_in_a_browser() {
     let app = UiApp::start(Vec::new()).await;
     app.person("E3001", "Grace", "Hopper").await;
     let w = Walk::new(&session, &app);
-    let outcome = admin_walk(&w).await;
+    let mut outcome = admin_walk(&w).await;
+    if outcome.is_ok() {
+        outcome = stations_walk(&w).await;
+    }
     if outcome.is_err() {
         let _ = w.shot("admin-failure").await;
     }

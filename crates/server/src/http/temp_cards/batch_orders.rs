@@ -134,8 +134,8 @@ pub async fn next(
         None
     } else {
         use axum::extract::FromRequest as _;
-        let ApiJson(body) = ApiJson::<NextBody>::from_request(request, &state).await?;
-        body.station
+        let ApiJson(body) = ApiJson::<Option<NextBody>>::from_request(request, &state).await?;
+        body.and_then(|b| b.station)
     };
     Ok(Json(BatchOrderView::new(
         issue_multiple::next(&state.ctx, &op, id, station.as_deref()).await?,

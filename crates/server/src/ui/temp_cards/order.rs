@@ -1,6 +1,7 @@
-//! One batch order of "Issue multiple temporary cards": the chosen cards with Next, production
-//! followed live (the page polls `/progress`), and the results with Repeat production for ticked
-//! cards, Complete order and Cancel, the closing steps behind a confirmation page.
+//! One batch order of "Issue multiple temporary cards": the chosen cards with Next (at any
+//! station or a named one), production followed live (the page polls `/progress`), and the
+//! results with Repeat production for ticked cards, Complete order and Cancel, the closing steps
+//! behind a confirmation page.
 
 use std::collections::HashMap;
 
@@ -12,6 +13,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use cardwright_domain::temp_cards::{CardState, ItemStatus, OrderAction, OrderState};
 use cardwright_domain::BatchOrderId;
+use cardwright_processes::stations::{self, StationState};
 use cardwright_processes::temp_cards::issue_multiple::{self, OrderView};
 use cardwright_processes::ProcessError;
 use serde::Serialize;
@@ -34,6 +36,15 @@ struct ItemRow {
     checked: bool,
 }
 
+/// One choice of the Next step's "Station" box.
+struct StationChoice {
+    name: String,
+    label: String,
+    selected: bool,
+    /// A disabled station is listed but cannot be chosen: it produces nothing.
+    unavailable: bool,
+}
+
 struct AttemptRow {
     serial: String,
     attempt: u32,
@@ -54,6 +65,10 @@ struct OrderPage {
     state: &'static str,
     operator: String,
     created: String,
+    /// The station named to produce the order (`None`: any station).
+    station: Option<String>,
+    /// The stations Next may name, when Next is possible.
+    stations: Vec<StationChoice>,
     /// Where the order stands in the wizard: 2 chosen, 3 production, 4 results, 5 closed.
     step: u8,
     items: Vec<ItemRow>,
@@ -69,11 +84,46 @@ struct OrderPage {
     error: Option<String>,
 }
 
+/// The stations a batch order may be produced at: the server's own ones, then the stations at
+/// the desk the operator may see (with their state), `chosen` selected.
+async fn station_choices(
+    state: &AppState,
+    session: &UiSession,
+    chosen: &str,
+) -> Result<Vec<StationChoice>, ProcessError> {
+    let mut out: Vec<StationChoice> = state
+        .ctx
+        .stations
+        .local
+        .iter()
+        .map(|name| StationChoice {
+            label: format!("{name} (this server)"),
+            selected: name == chosen,
+            unavailable: false,
+            name: name.clone(),
+        })
+        .collect();
+    let elsewhere = match stations::list(&state.ctx, &session.operator).await {
+        Ok(list) => list,
+        // An operator who may not see the stations chooses among the server's own.
+        Err(ProcessError::Forbidden(_)) => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    out.extend(elsewhere.into_iter().map(|v| StationChoice {
+        label: format!("{} ({})", v.record.name, v.state.as_str()),
+        selected: v.record.name == chosen,
+        unavailable: v.state == StationState::Disabled,
+        name: v.record.name,
+    }));
+    Ok(out)
+}
+
 async fn order_page(
     state: &AppState,
     session: &UiSession,
     id: BatchOrderId,
     error: Option<(StatusCode, String)>,
+    chosen_station: &str,
 ) -> Reply {
     let fail = |e: ProcessError| process_error(session, e);
     let view = issue_multiple::get(&state.ctx, id).await.map_err(fail)?;
@@ -83,6 +133,13 @@ async fn order_page(
     let OrderView { record, items } = view;
     let order_state = record.order.state;
     let counts = record.counts;
+    let stations = if OrderAction::Next.allowed_in().contains(&order_state) {
+        station_choices(state, session, chosen_station)
+            .await
+            .map_err(fail)?
+    } else {
+        Vec::new()
+    };
     let serials: HashMap<String, String> = items
         .iter()
         .map(|i| (i.item.card.to_string(), i.serial.clone()))
@@ -112,6 +169,8 @@ async fn order_page(
         state: order_state.as_str(),
         operator: record.operator_name,
         created: when(record.order.created_at),
+        station: record.station,
+        stations,
         step: match order_state {
             OrderState::Open => 2,
             OrderState::Producing => 3,
@@ -156,7 +215,7 @@ pub(crate) async fn order(
 ) -> Reply {
     allowed(&session)?;
     let id: BatchOrderId = path_id(&session, &id)?;
-    order_page(&state, &session, id, None).await
+    order_page(&state, &session, id, None, "").await
 }
 
 #[derive(Serialize)]
@@ -224,7 +283,16 @@ pub(crate) async fn next(
     let station = form.get("station").map(str::trim).filter(|s| !s.is_empty());
     match issue_multiple::next(&state.ctx, &session.operator, id, station).await {
         Ok(_) => Ok(see_other(&format!("/batch-orders/{id}"))),
-        Err(e) => order_page(&state, &session, id, Some(explain(e))).await,
+        Err(e) => {
+            order_page(
+                &state,
+                &session,
+                id,
+                Some(explain(e)),
+                station.unwrap_or(""),
+            )
+            .await
+        }
     }
 }
 
@@ -253,7 +321,7 @@ pub(crate) async fn repeat(
             Err(e) => explain(e),
         }
     };
-    order_page(&state, &session, id, Some(refused)).await
+    order_page(&state, &session, id, Some(refused), "").await
 }
 
 /// Complete order or Cancel, as path words.
