@@ -494,7 +494,16 @@ pub(crate) async fn work(
     claims: Option<&std::sync::Mutex<Vec<Duration>>>,
 ) {
     let mut pause = Duration::from_millis(500);
+    // The next card, when the server handed it with the last outcome.
+    let mut handed: Option<(serde_json::Value, Duration)> = None;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        if let Some((job, took)) = handed.take() {
+            if let Some(Ok(mut claims)) = claims.map(|c| c.lock()) {
+                claims.push(took);
+            }
+            handed = produce(link, station, &job, stop).await;
+            continue;
+        }
         let asked = std::time::Instant::now();
         match link.post("/station/v1/jobs/next", hello).await {
             Ok(res) if res.status() == reqwest::StatusCode::NO_CONTENT => {
@@ -503,12 +512,7 @@ pub(crate) async fn work(
             Ok(res) if res.status().is_success() => {
                 pause = Duration::from_millis(500);
                 match res.json::<serde_json::Value>().await {
-                    Ok(job) => {
-                        if let Some(Ok(mut claims)) = claims.map(|c| c.lock()) {
-                            claims.push(asked.elapsed());
-                        }
-                        produce(link, station, &job).await;
-                    }
+                    Ok(job) => handed = Some((job, asked.elapsed())),
                     Err(e) => tracing::error!(error = %e, "the server's job does not read"),
                 }
             }
@@ -648,13 +652,19 @@ impl Issuer for RemoteIssuer {
     }
 }
 
-/// Produces one card and reports how it went.
-async fn produce(link: &Link, station: &Station, value: &serde_json::Value) {
+/// Produces one card and reports how it went; unless `stop` is set by then, the report asks
+/// for the next card, which comes back with how long the report took.
+async fn produce(
+    link: &Link,
+    station: &Station,
+    value: &serde_json::Value,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Option<(serde_json::Value, Duration)> {
     let (job, escrow) = match job_of(value) {
         Ok(job) => job,
         Err(e) => {
             tracing::error!(error = %e, "the server's job does not read");
-            return;
+            return None;
         }
     };
     let path = format!(
@@ -686,8 +696,9 @@ async fn produce(link: &Link, station: &Station, value: &serde_json::Value) {
     });
     let outcome = station.produce(&job, issuer).await;
     beat.abort();
-    let body = report_body(&job, escrow.as_deref(), &outcome);
-    report(link, &format!("{path}/outcome"), &body, &job.serial).await;
+    let mut body = report_body(&job, escrow.as_deref(), &outcome);
+    body["next"] = serde_json::json!(!stop.load(std::sync::atomic::Ordering::SeqCst));
+    report(link, &format!("{path}/outcome"), &body, &job.serial).await
 }
 
 fn report_body(job: &Job, escrow: Option<&[u8]>, outcome: &Outcome) -> serde_json::Value {
@@ -729,19 +740,31 @@ fn report_body(job: &Job, escrow: Option<&[u8]>, outcome: &Outcome) -> serde_jso
 }
 
 /// Sends an outcome until the server has it (a network cut or a restarting server is waited
-/// out for up to ten minutes), or says the lease ended.
-async fn report(link: &Link, path: &str, body: &serde_json::Value, serial: &str) {
+/// out for up to ten minutes), or says the lease ended. Returns the next card the server handed
+/// with its answer, and how long the answer took.
+async fn report(
+    link: &Link,
+    path: &str,
+    body: &serde_json::Value,
+    serial: &str,
+) -> Option<(serde_json::Value, Duration)> {
     let mut pause = Duration::from_millis(250);
     for _ in 0..300 {
+        let sent = std::time::Instant::now();
         match link.post(path, body).await {
             Ok(res) if res.status().is_success() => {
+                let took = sent.elapsed();
                 tracing::info!(%serial, produced = body["produced"].as_bool().unwrap_or(false), "outcome recorded");
-                return;
+                let answer: serde_json::Value = res.json().await.unwrap_or_default();
+                return answer
+                    .get("job")
+                    .filter(|job| job.is_object())
+                    .map(|job| (job.clone(), took));
             }
             Ok(res) if res.status().is_client_error() => {
                 let answer = refusal(res).await;
                 tracing::error!(%serial, %answer, "the server did not record the outcome");
-                return;
+                return None;
             }
             Ok(res) => {
                 let answer = refusal(res).await;
@@ -753,4 +776,5 @@ async fn report(link: &Link, path: &str, body: &serde_json::Value, serial: &str)
         pause = (pause * 2).min(Duration::from_secs(2));
     }
     tracing::error!(%serial, "the outcome could not be reported");
+    None
 }

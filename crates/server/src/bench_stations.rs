@@ -1,7 +1,9 @@
 //! `cardwright bench stations`: cards dispatched to N stations elsewhere (agents over mutual TLS,
 //! in this process) against N of the server's own stations, in the same run on the same
-//! database. Both sides use zero-delay simulated printers and no chip; each side's loop records a
-//! card's outcome and takes the next card in two transactions, as an agent does.
+//! database. Both sides use zero-delay simulated printers and no chip, and both record a card's
+//! outcome and take the next card in one transaction (an agent's report asks for its next card).
+//! A claim's time is that of the step that hands out the card: the station's first request, or
+//! the outcome that brings the next card.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -89,7 +91,8 @@ fn simulated(name: String) -> Station {
     }
 }
 
-/// The server's own stations: claim (timed), produce, record, until the queue is empty.
+/// The server's own stations, as `serve` runs them: claim, produce, record the outcome and claim
+/// the next card in one transaction, until the queue is empty.
 async fn in_process(ctx: &Context, op: &Operator, count: u32, cards: u32) -> anyhow::Result<Side> {
     queue(ctx, op, cards).await?;
     let claims = Arc::new(Mutex::new(Vec::new()));
@@ -100,16 +103,20 @@ async fn in_process(ctx: &Context, op: &Operator, count: u32, cards: u32) -> any
             let station = simulated(format!("local-{i}"));
             tokio::spawn(async move {
                 let mut made = 0u32;
-                loop {
-                    let asked = Instant::now();
-                    let Some(attempt) = production::claim(&ctx, &station.name).await? else {
-                        return Ok::<u32, cardwright_processes::ProcessError>(made);
-                    };
-                    claims.lock().expect("claims lock").push(asked.elapsed());
+                let asked = Instant::now();
+                let mut next = production::claim(&ctx, &station.name).await?;
+                let mut took = asked.elapsed();
+                while let Some(attempt) = next {
+                    claims.lock().expect("claims lock").push(took);
                     let outcome = production::run_job(&station, &attempt).await;
-                    production::finish(&ctx, &attempt, &outcome, None).await?;
                     made += 1;
+                    let asked = Instant::now();
+                    next = production::finish(&ctx, &attempt, &outcome, Some(&station.name))
+                        .await?
+                        .1;
+                    took = asked.elapsed();
                 }
+                Ok::<u32, cardwright_processes::ProcessError>(made)
             })
         })
         .collect();

@@ -43,6 +43,9 @@ ALTER TABLE batch_orders ADD COLUMN station TEXT;
 -- What the server keeps of an attempt at a station elsewhere until its outcome arrives: the
 -- options it ran with (for the audit event) and the certificates issued for the chip (JSON),
 -- so a server restarted meanwhile records the outcome as the one that handed out the job.
+-- `job` is the job as handed out (JSON, without the earlier PUK), and `after` names the attempt
+-- whose report handed it out ("order/card/attempt"; NULL when the station asked for it), so a
+-- report sent again after a lost answer gets the same next card.
 CREATE TABLE station_jobs (
     order_id TEXT NOT NULL REFERENCES batch_orders (id),
     card_id TEXT NOT NULL REFERENCES cards (id),
@@ -51,8 +54,11 @@ CREATE TABLE station_jobs (
     options TEXT NOT NULL,
     encode BIGINT NOT NULL,
     issued TEXT NOT NULL,
+    job TEXT NOT NULL,
+    after TEXT,
     PRIMARY KEY (order_id, card_id, attempt)
 );
+CREATE INDEX station_jobs_after ON station_jobs (after);
 
 -- The escrow key stations seal PUKs to: its public key (SubjectPublicKeyInfo, hex), and its
 -- private key sealed under the master key as PUKs are.

@@ -346,6 +346,10 @@ pub struct StationJob {
     pub encode: bool,
     /// The certificates issued for the chip so far (JSON array).
     pub issued: String,
+    /// The job as handed out (JSON, without the earlier PUK).
+    pub job: String,
+    /// The attempt whose report handed it out (`order/card/attempt`).
+    pub after: Option<String>,
 }
 
 /// Records a job handed to `station`.
@@ -358,8 +362,8 @@ pub async fn insert_job(
     job: &StationJob,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO station_jobs (order_id, card_id, attempt, station, options, encode, issued) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO station_jobs (order_id, card_id, attempt, station, options, encode, issued, \
+         job, after) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(order.to_string())
     .bind(card.to_string())
@@ -368,6 +372,8 @@ pub async fn insert_job(
     .bind(&job.options)
     .bind(i64::from(job.encode))
     .bind(&job.issued)
+    .bind(&job.job)
+    .bind(job.after.clone())
     .execute(conn)
     .await?;
     Ok(())
@@ -381,8 +387,8 @@ pub async fn job(
     attempt: u32,
 ) -> Result<Option<StationJob>, StoreError> {
     let row = sqlx::query(
-        "SELECT options, encode, issued FROM station_jobs WHERE order_id = $1 AND card_id = $2 \
-         AND attempt = $3",
+        "SELECT options, encode, issued, job, after FROM station_jobs WHERE order_id = $1 \
+         AND card_id = $2 AND attempt = $3",
     )
     .bind(order.to_string())
     .bind(card.to_string())
@@ -394,9 +400,29 @@ pub async fn job(
             options: row.try_get("options")?,
             encode: row.try_get::<i64, _>("encode")? != 0,
             issued: row.try_get("issued")?,
+            job: row.try_get("job")?,
+            after: row.try_get("after")?,
         })
     })
     .transpose()
+}
+
+/// The job a report (`after`, `order/card/attempt`) handed to `station`, while the station
+/// still holds it in that attempt: its JSON.
+pub async fn handed_after(
+    conn: &mut Conn,
+    station: &str,
+    after: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT j.job FROM station_jobs j JOIN batch_order_items i ON i.order_id = j.order_id \
+         AND i.card_id = j.card_id AND i.attempts = j.attempt AND i.station = j.station \
+         WHERE j.after = $1 AND j.station = $2 AND i.status = 'producing'",
+    )
+    .bind(after)
+    .bind(station)
+    .fetch_optional(conn)
+    .await?)
 }
 
 /// Replaces the certificates recorded as issued for an attempt's chip.

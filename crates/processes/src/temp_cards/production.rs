@@ -282,7 +282,7 @@ pub async fn finish(
             options: attempt.run.as_ref().map(RunOptions::to_json),
             encoding: attempt.job.encoding.is_some(),
         },
-        next,
+        next.map(|station| (station, None)),
     )
     .await?;
     Store::commit(tx).await?;
@@ -326,7 +326,7 @@ pub(super) async fn record(
     tx: &mut Conn,
     claim: &Claim,
     outcome: Recorded<'_>,
-    next: Option<&str>,
+    next: Option<(&str, Option<Timestamp>)>,
 ) -> Result<RecordResult, ProcessError> {
     let now = ctx.now();
     let Recorded {
@@ -346,7 +346,7 @@ pub(super) async fn record(
             })?;
     let current = batch_orders::finish(&mut *tx, claim, status, error, now).await?;
     let next = match next {
-        Some(station) => claim_in(ctx, tx, station, None).await?,
+        Some((station, lease_until)) => claim_in(ctx, tx, station, lease_until).await?,
         None => None,
     };
     if !current {

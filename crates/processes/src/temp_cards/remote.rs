@@ -9,13 +9,13 @@
 //! report repeated after a network cut is answered as recorded, and a report for a lease that
 //! ended changes nothing.
 
-use cardwright_cardsdk::encoder::{CardCertificate, CardKey, KeySpec};
+use cardwright_cardsdk::encoder::{CardCertificate, CardKey, KeyKind, KeySpec};
 use cardwright_domain::temp_cards::ItemStatus;
 use cardwright_domain::{BatchOrderId, CardId, Timestamp};
 use cardwright_pki::escrow::EscrowKey;
 use cardwright_pki::Subject;
 use cardwright_storage::batch_orders::{self, Claim};
-use cardwright_storage::certificates::{CertificateKind, CertificateRecord};
+use cardwright_storage::certificates::{self, CertificateKind, CertificateRecord};
 use cardwright_storage::stations::{self, StationJob};
 use cardwright_storage::{cards, from_micros, to_micros, Conn, Store};
 
@@ -87,6 +87,126 @@ async fn escrow_key(ctx: &Context, conn: &mut Conn) -> Result<EscrowKey, Process
     EscrowKey::from_bytes(&secret).map_err(|e| ProcessError::failed("the escrow key", e))
 }
 
+impl RemoteJob {
+    /// The job as the station reads it.
+    pub fn to_json(&self, lease_secs: i64) -> serde_json::Value {
+        let kind = |k: KeyKind| match k {
+            KeyKind::EcP256 => "ec-p256",
+            KeyKind::Rsa2048 => "rsa-2048",
+        };
+        serde_json::json!({
+            "order": self.order.to_string(),
+            "card": self.card.to_string(),
+            "attempt": self.attempt,
+            "serial": self.serial,
+            "template": self.template,
+            "front_layout": self.front_layout,
+            "back_layout": self.back_layout,
+            "issue_date": self.issue_date,
+            "lease_until": self.lease_until,
+            "lease_secs": lease_secs,
+            "encoding": self.encoding.as_ref().map(|e| serde_json::json!({
+                "pin_length": e.pin_length,
+                "puk_length": e.puk_length,
+                "old_puk": e.old_puk,
+                "keys": e.keys.iter().map(|k| serde_json::json!({"profile": k.profile, "kind": kind(k.kind)})).collect::<Vec<_>>(),
+                "escrow_key": hex::encode(&e.escrow_key),
+            })),
+        })
+    }
+}
+
+/// What handing out a claimed item gave.
+struct Dispatched {
+    /// The job, unless the server could not prepare it (then it failed at once).
+    job: Option<RemoteJob>,
+    /// The order whose last items were in other hands at the same time (see `record`).
+    recheck: Option<BatchOrderId>,
+}
+
+/// Hands a claimed attempt to `station` in the caller's transaction: its job is kept in
+/// `station_jobs` (with `after`, the report that handed it out). An attempt the server could not
+/// prepare fails at once.
+async fn dispatch(
+    ctx: &Context,
+    tx: &mut Conn,
+    attempt: &super::production::Attempt,
+    station: &str,
+    lease_until: Timestamp,
+    after: Option<AttemptRef>,
+) -> Result<Dispatched, ProcessError> {
+    let options = attempt.run.as_ref().map(RunOptions::to_json);
+    let claim = &attempt.claim;
+    if let Some(reason) = attempt.unprepared.as_deref() {
+        let recorded = record(
+            ctx,
+            tx,
+            claim,
+            Recorded {
+                status: ItemStatus::Failed,
+                error: Some(reason),
+                certificates: &[],
+                puk_sealed: None,
+                options,
+                encoding: false,
+            },
+            None,
+        )
+        .await?;
+        return Ok(Dispatched {
+            job: None,
+            recheck: recorded.recheck.then_some(claim.order),
+        });
+    }
+    let encoding = match (&attempt.job.encoding, &attempt.run) {
+        (Some(encoding), Some(run)) => Some(RemoteEncoding {
+            pin_length: run.options.pin_length,
+            puk_length: run.options.puk_length,
+            old_puk: encoding.old_puk.clone(),
+            keys: encoding.keys.clone(),
+            escrow_key: escrow_key(ctx, &mut *tx).await?.public(),
+        }),
+        _ => None,
+    };
+    let job = &attempt.job;
+    let job = RemoteJob {
+        order: claim.order,
+        card: claim.card,
+        attempt: claim.attempt,
+        serial: job.serial.clone(),
+        template: job.template.clone(),
+        front_layout: job.front_layout.clone(),
+        back_layout: job.back_layout.clone(),
+        issue_date: job.issue_date.clone(),
+        encoding,
+        lease_until,
+    };
+    let mut kept = job.to_json(ctx.stations.lease.num_seconds());
+    if let Some(encoding) = kept.get_mut("encoding").filter(|e| !e.is_null()) {
+        // The earlier PUK is read again from the card when the job is handed out again.
+        encoding["old_puk"] = serde_json::Value::Null;
+    }
+    stations::insert_job(
+        &mut *tx,
+        claim.order,
+        claim.card,
+        claim.attempt,
+        station,
+        &StationJob {
+            options: options.unwrap_or_default().to_string(),
+            encode: attempt.job.encoding.is_some(),
+            issued: "[]".into(),
+            job: kept.to_string(),
+            after: after.map(|a| a.key()),
+        },
+    )
+    .await?;
+    Ok(Dispatched {
+        job: Some(job),
+        recheck: None,
+    })
+}
+
 /// Takes the next queued item for `station`, leased to it. Items the server cannot prepare
 /// (encoding on without a CA, an unknown profile) fail at once and the next is taken.
 pub async fn claim(ctx: &Context, station: &str) -> Result<Option<RemoteJob>, ProcessError> {
@@ -102,67 +222,14 @@ pub async fn claim(ctx: &Context, station: &str) -> Result<Option<RemoteJob>, Pr
             Store::commit(tx).await?;
             return Ok(None);
         };
-        let options = attempt.run.as_ref().map(RunOptions::to_json);
-        if let Some(reason) = attempt.unprepared.as_deref() {
-            let recorded = record(
-                ctx,
-                &mut tx,
-                &attempt.claim,
-                Recorded {
-                    status: ItemStatus::Failed,
-                    error: Some(reason),
-                    certificates: &[],
-                    puk_sealed: None,
-                    options,
-                    encoding: false,
-                },
-                None,
-            )
-            .await?;
-            Store::commit(tx).await?;
-            if recorded.recheck {
-                settle_when_done(ctx, attempt.claim.order).await?;
-            }
-            continue;
-        }
-        let claim = &attempt.claim;
-        stations::insert_job(
-            &mut tx,
-            claim.order,
-            claim.card,
-            claim.attempt,
-            station,
-            &StationJob {
-                options: options.unwrap_or_default().to_string(),
-                encode: attempt.job.encoding.is_some(),
-                issued: "[]".into(),
-            },
-        )
-        .await?;
-        let encoding = match (&attempt.job.encoding, &attempt.run) {
-            (Some(encoding), Some(run)) => Some(RemoteEncoding {
-                pin_length: run.options.pin_length,
-                puk_length: run.options.puk_length,
-                old_puk: encoding.old_puk.clone(),
-                keys: encoding.keys.clone(),
-                escrow_key: escrow_key(ctx, &mut tx).await?.public(),
-            }),
-            _ => None,
-        };
+        let dispatched = dispatch(ctx, &mut tx, &attempt, station, lease_until, None).await?;
         Store::commit(tx).await?;
-        let job = &attempt.job;
-        return Ok(Some(RemoteJob {
-            order: claim.order,
-            card: claim.card,
-            attempt: claim.attempt,
-            serial: job.serial.clone(),
-            template: job.template.clone(),
-            front_layout: job.front_layout.clone(),
-            back_layout: job.back_layout.clone(),
-            issue_date: job.issue_date.clone(),
-            encoding,
-            lease_until,
-        }));
+        if let Some(order) = dispatched.recheck {
+            settle_when_done(ctx, order).await?;
+        }
+        if dispatched.job.is_some() {
+            return Ok(dispatched.job);
+        }
     }
     Ok(None)
 }
@@ -173,6 +240,13 @@ pub struct AttemptRef {
     pub order: BatchOrderId,
     pub card: CardId,
     pub attempt: u32,
+}
+
+impl AttemptRef {
+    /// `order/card/attempt`, as `station_jobs.after` names it.
+    fn key(self) -> String {
+        format!("{}/{}/{}", self.order, self.card, self.attempt)
+    }
 }
 
 async fn held(
@@ -334,13 +408,16 @@ pub enum Reported {
     AlreadyRecorded,
 }
 
-/// Records the outcome a station reports for an item it holds.
+/// Records the outcome a station reports for an item it holds. With `next`, the same
+/// transaction hands the station its next card, whose job comes back (JSON, as the station
+/// reads it). A report sent again gets the same next card, while the station holds it.
 pub async fn report(
     ctx: &Context,
     station: &str,
     at: AttemptRef,
     outcome: &RemoteOutcome,
-) -> Result<Reported, ProcessError> {
+    next: bool,
+) -> Result<(Reported, Option<serde_json::Value>), ProcessError> {
     let status = if outcome.produced {
         ItemStatus::Produced
     } else {
@@ -353,7 +430,12 @@ pub async fn report(
                 .await?
             {
                 Some((by, recorded)) if by == station && recorded == status.as_str() => {
-                    Ok(Reported::AlreadyRecorded)
+                    let again = if next {
+                        handed_again(ctx, &mut conn, station, at).await?
+                    } else {
+                        None
+                    };
+                    Ok((Reported::AlreadyRecorded, again))
                 }
                 _ => Err(lost(station, at)),
             };
@@ -373,6 +455,7 @@ pub async fn report(
         issued
     };
     let mut tx = ctx.store.begin().await?;
+    let next = next && stations::may_claim(&mut tx, ctx.store.dialect(), station).await?;
     let puk_sealed = match (&outcome.puk_sealed, outcome.produced && job.encode) {
         (Some(sealed), true) => Some(reseal_puk(ctx, &mut tx, sealed).await?),
         (None, true) => {
@@ -386,6 +469,7 @@ pub async fn report(
         .error
         .as_deref()
         .map(|e| e.chars().take(2000).collect::<String>());
+    let lease_until = ctx.now() + ctx.stations.lease;
     let recorded = record(
         ctx,
         &mut tx,
@@ -402,17 +486,60 @@ pub async fn report(
             options: serde_json::from_str(&job.options).ok(),
             encoding: job.encode,
         },
-        None,
+        next.then_some((station, Some(lease_until))),
     )
     .await?;
     if !recorded.current {
         return Err(lost(station, at));
     }
+    let dispatched = match &recorded.next {
+        Some(attempt) => {
+            Some(dispatch(ctx, &mut tx, attempt, station, lease_until, Some(at)).await?)
+        }
+        None => None,
+    };
     Store::commit(tx).await?;
     if recorded.recheck {
         settle_when_done(ctx, claim.order).await?;
     }
-    Ok(Reported::Recorded)
+    let mut job = None;
+    if let Some(dispatched) = dispatched {
+        if let Some(order) = dispatched.recheck {
+            settle_when_done(ctx, order).await?;
+        }
+        job = dispatched
+            .job
+            .map(|j| j.to_json(ctx.stations.lease.num_seconds()));
+    }
+    Ok((Reported::Recorded, job))
+}
+
+/// The job the report of `at` handed to `station`, again (its answer was lost), while the
+/// station still holds it; the earlier PUK is read from the card again.
+async fn handed_again(
+    ctx: &Context,
+    conn: &mut Conn,
+    station: &str,
+    at: AttemptRef,
+) -> Result<Option<serde_json::Value>, ProcessError> {
+    let Some(text) = stations::handed_after(&mut *conn, station, &at.key()).await? else {
+        return Ok(None);
+    };
+    let mut job: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| ProcessError::Internal(format!("a kept job: {e}")))?;
+    if job["encoding"].is_object() {
+        let card = job["card"]
+            .as_str()
+            .and_then(|c| CardId::parse(c).ok())
+            .ok_or_else(|| ProcessError::Internal("a kept job without its card".into()))?;
+        let old_puk = match certificates::sealed_puk(&mut *conn, card).await? {
+            Some(sealed) => pki(ctx)?.open_puk(&mut *conn, &sealed).await?,
+            None => None,
+        };
+        job["encoding"]["old_puk"] = serde_json::json!(old_puk);
+    }
+    job["lease_secs"] = serde_json::json!(ctx.stations.lease.num_seconds());
+    Ok(Some(job))
 }
 
 /// Opens a PUK sealed to the escrow key and seals it under the master key.

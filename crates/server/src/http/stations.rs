@@ -12,12 +12,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use cardwright_cardsdk::encoder::{CardKey, KeyKind};
+use cardwright_cardsdk::encoder::CardKey;
 use cardwright_domain::{BatchOrderId, CardId};
 use cardwright_processes::stations::{self, EnrollmentCode, StationView as Station};
-use cardwright_processes::temp_cards::remote::{
-    self, AttemptRef, RemoteJob, RemoteOutcome, Reported,
-};
+use cardwright_processes::temp_cards::remote::{self, AttemptRef, RemoteOutcome, Reported};
 use cardwright_storage::stations::StationRecord;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -317,35 +315,6 @@ struct NextBody {
     wait_secs: u64,
 }
 
-fn key_kind(kind: KeyKind) -> &'static str {
-    match kind {
-        KeyKind::EcP256 => "ec-p256",
-        KeyKind::Rsa2048 => "rsa-2048",
-    }
-}
-
-fn job_json(job: &RemoteJob, lease_secs: i64) -> serde_json::Value {
-    serde_json::json!({
-        "order": job.order.to_string(),
-        "card": job.card.to_string(),
-        "attempt": job.attempt,
-        "serial": job.serial,
-        "template": job.template,
-        "front_layout": job.front_layout,
-        "back_layout": job.back_layout,
-        "issue_date": job.issue_date,
-        "lease_until": job.lease_until,
-        "lease_secs": lease_secs,
-        "encoding": job.encoding.as_ref().map(|e| serde_json::json!({
-            "pin_length": e.pin_length,
-            "puk_length": e.puk_length,
-            "old_puk": e.old_puk,
-            "keys": e.keys.iter().map(|k| serde_json::json!({"profile": k.profile, "kind": key_kind(k.kind)})).collect::<Vec<_>>(),
-            "escrow_key": hex::encode(&e.escrow_key),
-        })),
-    })
-}
-
 /// The station's next card: at once when one is queued, else when one comes within
 /// `wait_secs`; 204 when none came.
 async fn next_job(
@@ -368,7 +337,7 @@ async fn next_job(
     loop {
         if let Some(job) = remote::claim(&state.ctx, &station).await? {
             tracing::info!(%station, serial = %job.serial, attempt = job.attempt, "card handed to station");
-            return Ok(Json(job_json(&job, lease_secs)).into_response());
+            return Ok(Json(job.to_json(lease_secs)).into_response());
         }
         if tokio::time::Instant::now() >= deadline {
             return Ok(StatusCode::NO_CONTENT.into_response());
@@ -445,6 +414,9 @@ struct OutcomeBody {
     /// Hex of the new PUK sealed to the escrow key.
     #[serde(default)]
     puk_sealed: Option<String>,
+    /// Hand the station its next card in the same step.
+    #[serde(default)]
+    next: bool,
 }
 
 async fn outcome(
@@ -463,11 +435,15 @@ async fn outcome(
             .map(|h| hex::decode(h).map_err(|_| ApiError::bad_request("puk_sealed: not hex")))
             .transpose()?,
     };
-    let reported = remote::report(&state.ctx, &station, at, &outcome).await?;
+    let (reported, job) = remote::report(&state.ctx, &station, at, &outcome, body.next).await?;
+    if let Some(job) = &job {
+        tracing::info!(%station, serial = %job["serial"], "card handed to station");
+    }
     Ok(Json(serde_json::json!({
         "recorded": match reported {
             Reported::Recorded => "now",
             Reported::AlreadyRecorded => "before",
-        }
+        },
+        "job": job,
     })))
 }

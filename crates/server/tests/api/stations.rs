@@ -886,36 +886,44 @@ async fn each_outcome_counts_once(db: crate::helpers::Db) {
         puk_sealed: None,
     };
     assert!(
-        remote::report(ctx, "desk-2", at(&job), &produced)
+        remote::report(ctx, "desk-2", at(&job), &produced, false)
             .await
             .is_err(),
         "not desk-2's card"
     );
-    assert_eq!(
-        remote::report(ctx, "desk-1", at(&job), &produced)
-            .await
-            .unwrap(),
-        Reported::Recorded
-    );
-    assert_eq!(
-        remote::report(ctx, "desk-1", at(&job), &produced)
-            .await
-            .unwrap(),
-        Reported::AlreadyRecorded
-    );
-
-    let second = remote::claim(ctx, "desk-1")
+    // The report asks for the next card; sent again (its answer lost), it gets the same one.
+    let (reported, handed) = remote::report(ctx, "desk-1", at(&job), &produced, true)
         .await
-        .unwrap()
-        .expect("the second card");
+        .unwrap();
+    assert_eq!(reported, Reported::Recorded);
+    let handed = handed.expect("the next card comes with the report");
+    let (reported, again) = remote::report(ctx, "desk-1", at(&job), &produced, true)
+        .await
+        .unwrap();
+    assert_eq!(reported, Reported::AlreadyRecorded);
+    let again = again.expect("the same next card");
+    assert_eq!(
+        (&again["card"], &again["attempt"]),
+        (&handed["card"], &handed["attempt"])
+    );
+    assert_ne!(handed["card"], json!(job.card.to_string()));
+    assert!(
+        remote::claim(ctx, "desk-1").await.unwrap().is_none(),
+        "both cards are handed out"
+    );
+    let second = AttemptRef {
+        order: job.order,
+        card: cardwright_domain::CardId::parse(handed["card"].as_str().unwrap()).unwrap(),
+        attempt: 1,
+    };
     app.clock.advance(chrono::Duration::seconds(61));
     assert_eq!(remote::expire_leases(ctx).await.unwrap(), 1);
-    let late = remote::report(ctx, "desk-1", at(&second), &produced)
+    let late = remote::report(ctx, "desk-1", second, &produced, true)
         .await
         .unwrap_err()
         .to_string();
     assert!(late.contains("lease"), "{late}");
-    assert!(remote::heartbeat(ctx, "desk-1", at(&second)).await.is_err());
+    assert!(remote::heartbeat(ctx, "desk-1", second).await.is_err());
     let done = app
         .wait_for_order(&order, |o| o["state"] == "produced")
         .await;
