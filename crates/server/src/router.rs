@@ -31,6 +31,7 @@ pub fn router(ctx: Context, options: &HttpOptions) -> anyhow::Result<Router> {
             .map(Arc::from),
         oidc,
         shutdown: options.shutdown.clone(),
+        station_certificates: Arc::default(),
     };
     Ok(api
         .merge(ui::router())

@@ -33,6 +33,10 @@ pub struct AppState {
     pub oidc: Option<Arc<crate::oidc::Provider>>,
     /// Turns true when the server shuts down (long polls end early).
     pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Which station each client certificate (serial) was issued to, as looked up once. A
+    /// certificate belongs to one station for good; whether it is still the station's current one
+    /// and the station is enabled is checked by every call.
+    pub station_certificates: Arc<Mutex<std::collections::HashMap<String, String>>>,
 }
 
 /// Settings of the HTTP interface itself.

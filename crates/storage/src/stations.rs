@@ -120,22 +120,28 @@ pub async fn by_certificate(
     row.as_ref().map(record).transpose()
 }
 
-/// Whether the station may take work: it exists and is not disabled. The row stays locked
-/// (shared) until the transaction ends, so a disable waits for a claim under way and the claim
-/// after it sees the station disabled.
-pub async fn may_claim(
+/// The station's standing for a call it makes: whether it is disabled, and the serial of its
+/// current certificate (`None`: no such station). The row stays locked (shared) until the
+/// transaction ends, so a disable waits for a call under way and the calls after it see it.
+pub async fn standing(
     conn: &mut Conn,
     dialect: crate::Dialect,
     name: &str,
-) -> Result<bool, StoreError> {
-    let disabled: Option<i64> = sqlx::query_scalar(&format!(
-        "SELECT disabled FROM stations WHERE name = $1{}",
+) -> Result<Option<(bool, Option<String>)>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT disabled, cert_serial FROM stations WHERE name = $1{}",
         dialect.for_share()
     ))
     .bind(name)
     .fetch_optional(conn)
     .await?;
-    Ok(disabled == Some(0))
+    row.map(|row| {
+        Ok((
+            row.try_get::<i64, _>("disabled")? != 0,
+            row.try_get("cert_serial")?,
+        ))
+    })
+    .transpose()
 }
 
 /// What a call with a client certificate needs of its station: the columns of the station whose

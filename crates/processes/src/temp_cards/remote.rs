@@ -209,15 +209,16 @@ async fn dispatch(
 
 /// Takes the next queued item for `station`, leased to it. Items the server cannot prepare
 /// (encoding on without a CA, an unknown profile) fail at once and the next is taken.
-pub async fn claim(ctx: &Context, station: &str) -> Result<Option<RemoteJob>, ProcessError> {
+pub async fn claim(
+    ctx: &Context,
+    caller: impl Into<Caller<'_>>,
+) -> Result<Option<RemoteJob>, ProcessError> {
+    let caller = caller.into();
+    let station = caller.station;
     for _ in 0..32 {
         let lease_until = ctx.now() + ctx.stations.lease;
         let mut tx = ctx.store.begin().await?;
-        if !stations::may_claim(&mut tx, ctx.store.dialect(), station).await? {
-            return Err(ProcessError::Forbidden(format!(
-                "station '{station}' is disabled or not registered"
-            )));
-        }
+        check(ctx, &mut tx, caller).await?;
         let Some(attempt) = claim_in(ctx, &mut tx, station, Some(lease_until)).await? else {
             Store::commit(tx).await?;
             return Ok(None);
@@ -232,6 +233,44 @@ pub async fn claim(ctx: &Context, station: &str) -> Result<Option<RemoteJob>, Pr
         }
     }
     Ok(None)
+}
+
+/// Who calls: a station, and the serial (hex) of the client certificate it called with.
+/// `certificate` is `None` only for the server's own callers (benchmarks, tests), which are not
+/// checked against a certificate.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub station: &'a str,
+    pub certificate: Option<&'a str>,
+}
+
+impl<'a> From<&'a str> for Caller<'a> {
+    fn from(station: &'a str) -> Self {
+        Self {
+            station,
+            certificate: None,
+        }
+    }
+}
+
+/// Refuses, in the caller's transaction, a station that is disabled, not registered, or calling
+/// with a certificate that is no longer its own.
+async fn check(ctx: &Context, tx: &mut Conn, caller: Caller<'_>) -> Result<(), ProcessError> {
+    let station = caller.station;
+    match stations::standing(tx, ctx.store.dialect(), station).await? {
+        None => Err(ProcessError::Forbidden(format!(
+            "station '{station}' is not registered"
+        ))),
+        Some((true, _)) => Err(ProcessError::Forbidden(format!(
+            "station '{station}' is disabled"
+        ))),
+        Some((false, current)) => match caller.certificate {
+            Some(serial) if current.as_deref() != Some(serial) => Err(ProcessError::Forbidden(
+                format!("the client certificate is no longer station '{station}''s"),
+            )),
+            _ => Ok(()),
+        },
+    }
 }
 
 /// Which attempt a station speaks of.
@@ -268,11 +307,14 @@ fn lost(station: &str, at: AttemptRef) -> ProcessError {
 /// station no longer holds it.
 pub async fn heartbeat(
     ctx: &Context,
-    station: &str,
+    caller: impl Into<Caller<'_>>,
     at: AttemptRef,
 ) -> Result<Timestamp, ProcessError> {
+    let caller = caller.into();
+    let station = caller.station;
     let until = ctx.now() + ctx.stations.lease;
     let mut tx = ctx.store.begin().await?;
+    check(ctx, &mut tx, caller).await?;
     let Some(claim) = held(&mut tx, station, at).await? else {
         return Err(lost(station, at));
     };
@@ -328,13 +370,16 @@ fn issued_of(job: &StationJob) -> Result<Vec<CertificateRecord>, ProcessError> {
 /// Certifies a key the chip of a held item generated, under one of the attempt's profiles.
 pub async fn certify(
     ctx: &Context,
-    station: &str,
+    caller: impl Into<Caller<'_>>,
     at: AttemptRef,
     key: &CardKey,
 ) -> Result<(CardCertificate, String), ProcessError> {
+    let caller = caller.into();
+    let station = caller.station;
     let pki = pki(ctx)?;
     let now = ctx.now();
     let mut tx = ctx.store.begin().await?;
+    check(ctx, &mut tx, caller).await?;
     if held(&mut tx, station, at).await?.is_none() {
         return Err(lost(station, at));
     }
@@ -413,38 +458,37 @@ pub enum Reported {
 /// reads it). A report sent again gets the same next card, while the station holds it.
 pub async fn report(
     ctx: &Context,
-    station: &str,
+    caller: impl Into<Caller<'_>>,
     at: AttemptRef,
     outcome: &RemoteOutcome,
     next: bool,
 ) -> Result<(Reported, Option<serde_json::Value>), ProcessError> {
+    let caller = caller.into();
+    let station = caller.station;
     let status = if outcome.produced {
         ItemStatus::Produced
     } else {
         ItemStatus::Failed
     };
-    let (claim, job) = {
-        let mut conn = ctx.store.reader().await?;
-        let Some(claim) = held(&mut conn, station, at).await? else {
-            return match batch_orders::recorded_attempt(&mut conn, at.order, at.card, at.attempt)
-                .await?
-            {
-                Some((by, recorded)) if by == station && recorded == status.as_str() => {
-                    let again = if next {
-                        handed_again(ctx, &mut conn, station, at).await?
-                    } else {
-                        None
-                    };
-                    Ok((Reported::AlreadyRecorded, again))
-                }
-                _ => Err(lost(station, at)),
-            };
+    // One transaction: a station's card costs one turn at the database.
+    let mut tx = ctx.store.begin().await?;
+    check(ctx, &mut tx, caller).await?;
+    let Some(claim) = held(&mut tx, station, at).await? else {
+        return match batch_orders::recorded_attempt(&mut tx, at.order, at.card, at.attempt).await? {
+            Some((by, recorded)) if by == station && recorded == status.as_str() => {
+                let again = if next {
+                    handed_again(ctx, &mut tx, station, at).await?
+                } else {
+                    None
+                };
+                Ok((Reported::AlreadyRecorded, again))
+            }
+            _ => Err(lost(station, at)),
         };
-        let job = stations::job(&mut conn, at.order, at.card, at.attempt)
-            .await?
-            .ok_or_else(|| lost(station, at))?;
-        (claim, job)
     };
+    let job = stations::job(&mut tx, at.order, at.card, at.attempt)
+        .await?
+        .ok_or_else(|| lost(station, at))?;
     let issued = issued_of(&job)?;
     let certificates: Vec<CertificateRecord> = if outcome.produced {
         issued
@@ -454,8 +498,6 @@ pub async fn report(
     } else {
         issued
     };
-    let mut tx = ctx.store.begin().await?;
-    let next = next && stations::may_claim(&mut tx, ctx.store.dialect(), station).await?;
     let puk_sealed = match (&outcome.puk_sealed, outcome.produced && job.encode) {
         (Some(sealed), true) => Some(reseal_puk(ctx, &mut tx, sealed).await?),
         (None, true) => {

@@ -245,8 +245,22 @@ pub fn agent_routes() -> Router<AppState> {
         )
 }
 
-/// The station calling, known by its client certificate.
-pub struct StationPeer(pub cardwright_storage::stations::StationRecord);
+/// The client certificate of the request (DER), or 401.
+fn client_certificate(parts: &Parts) -> Result<std::sync::Arc<Vec<u8>>, ApiError> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<crate::tls::Peer>>()
+        .and_then(|peer| peer.0.certificate.clone())
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "stations call with their client certificate over HTTPS (cardwright station \
+                 enroll gives one)",
+            )
+        })
+}
+
+/// The station calling, known and checked by its client certificate (its record read anew).
+pub struct StationPeer(pub StationRecord);
 
 impl FromRequestParts<AppState> for StationPeer {
     type Rejection = ApiError;
@@ -255,19 +269,59 @@ impl FromRequestParts<AppState> for StationPeer {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let certificate = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<crate::tls::Peer>>()
-            .and_then(|peer| peer.0.certificate.clone());
-        let Some(certificate) = certificate else {
-            return Err(ApiError::unauthorized(
-                "stations call with their client certificate over HTTPS (cardwright station \
-                 enroll gives one)",
-            ));
-        };
+        let certificate = client_certificate(parts)?;
         Ok(Self(
             stations::authenticate(&state.ctx, &certificate).await?,
         ))
+    }
+}
+
+/// The station calling about a card it holds: its name and its certificate's serial, which the
+/// step checks in its own transaction (a certificate's station is remembered once looked up).
+pub struct StationCaller {
+    pub name: String,
+    pub serial: String,
+}
+
+impl StationCaller {
+    fn caller(&self) -> remote::Caller<'_> {
+        remote::Caller {
+            station: &self.name,
+            certificate: Some(&self.serial),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for StationCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let certificate = client_certificate(parts)?;
+        let (_, serial) = cardwright_pki::subject_and_serial(&certificate)
+            .map_err(|_| ApiError::unauthorized("the client certificate does not parse"))?;
+        let serial = hex::encode(serial);
+        let known = state
+            .station_certificates
+            .lock()
+            .ok()
+            .and_then(|names| names.get(&serial).cloned());
+        let name = match known {
+            Some(name) => name,
+            None => {
+                let record = stations::authenticate(&state.ctx, &certificate).await?;
+                if let Ok(mut names) = state.station_certificates.lock() {
+                    if names.len() > 10_000 {
+                        names.clear();
+                    }
+                    names.insert(serial.clone(), record.name.clone());
+                }
+                record.name
+            }
+        };
+        Ok(Self { name, serial })
     }
 }
 
@@ -322,6 +376,7 @@ async fn next_job(
     StationPeer(record): StationPeer,
     ApiJson(body): ApiJson<NextBody>,
 ) -> Result<Response, ApiError> {
+    let serial = record.cert_serial.clone().unwrap_or_default();
     stations::seen(
         &state.ctx,
         &record,
@@ -335,7 +390,11 @@ async fn next_job(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(body.wait_secs.min(30));
     let mut stop = state.shutdown.clone();
     loop {
-        if let Some(job) = remote::claim(&state.ctx, &station).await? {
+        let caller = remote::Caller {
+            station: &station,
+            certificate: Some(&serial),
+        };
+        if let Some(job) = remote::claim(&state.ctx, caller).await? {
             tracing::info!(%station, serial = %job.serial, attempt = job.attempt, "card handed to station");
             return Ok(Json(job.to_json(lease_secs)).into_response());
         }
@@ -363,11 +422,11 @@ fn attempt_ref(order: &str, card: &str, attempt: u32) -> Result<AttemptRef, ApiE
 
 async fn heartbeat(
     State(state): State<AppState>,
-    StationPeer(StationRecord { name: station, .. }): StationPeer,
+    caller: StationCaller,
     Path((order, card, attempt)): Path<(String, String, u32)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let at = attempt_ref(&order, &card, attempt)?;
-    let until = remote::heartbeat(&state.ctx, &station, at).await?;
+    let until = remote::heartbeat(&state.ctx, caller.caller(), at).await?;
     Ok(Json(serde_json::json!({ "lease_until": until })))
 }
 
@@ -383,7 +442,7 @@ struct CertifyBody {
 
 async fn certify(
     State(state): State<AppState>,
-    StationPeer(StationRecord { name: station, .. }): StationPeer,
+    caller: StationCaller,
     Path((order, card, attempt)): Path<(String, String, u32)>,
     ApiJson(body): ApiJson<CertifyBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -394,7 +453,7 @@ async fn certify(
         spki: hex::decode(&body.public_key)
             .map_err(|_| ApiError::bad_request("public_key: not hex"))?,
     };
-    let (certificate, serial) = remote::certify(&state.ctx, &station, at, &key).await?;
+    let (certificate, serial) = remote::certify(&state.ctx, caller.caller(), at, &key).await?;
     Ok(Json(serde_json::json!({
         "serial": serial,
         "label": certificate.label,
@@ -421,7 +480,7 @@ struct OutcomeBody {
 
 async fn outcome(
     State(state): State<AppState>,
-    StationPeer(StationRecord { name: station, .. }): StationPeer,
+    caller: StationCaller,
     Path((order, card, attempt)): Path<(String, String, u32)>,
     ApiJson(body): ApiJson<OutcomeBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -435,9 +494,10 @@ async fn outcome(
             .map(|h| hex::decode(h).map_err(|_| ApiError::bad_request("puk_sealed: not hex")))
             .transpose()?,
     };
-    let (reported, job) = remote::report(&state.ctx, &station, at, &outcome, body.next).await?;
+    let (reported, job) =
+        remote::report(&state.ctx, caller.caller(), at, &outcome, body.next).await?;
     if let Some(job) = &job {
-        tracing::info!(%station, serial = %job["serial"], "card handed to station");
+        tracing::info!(station = %caller.name, serial = %job["serial"], "card handed to station");
     }
     Ok(Json(serde_json::json!({
         "recorded": match reported {
