@@ -60,6 +60,10 @@ impl CertificateAuthority {
     /// Issues a TLS certificate for `spki_der` naming `common_name`: for a server, valid for
     /// `names` (host names or IP addresses); for a client, for client authentication only.
     /// Valid from `now` for `days`.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "each argument is one fact of the certificate"
+    )]
     pub fn issue_tls(
         &self,
         spki_der: &[u8],

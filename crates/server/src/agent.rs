@@ -194,7 +194,7 @@ fn client(tls: rustls::ClientConfig) -> anyhow::Result<reqwest::Client> {
         .use_preconfigured_tls(tls)
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(60))
+        .timeout(Duration::from_mins(1))
         .build()
         .context("building the HTTPS client")
 }

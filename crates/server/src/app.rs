@@ -161,50 +161,8 @@ pub async fn start(
             shutdown: Some(watch_rx.clone()),
         },
     )?;
-    let https = crate::tls::https(config, &ctx)?;
-    if https.is_none() && !addr.ip().is_loopback() {
-        tracing::warn!(%addr, "serving plain HTTP on an address other machines reach (tls.allow_plain_http): only behind a TLS proxy");
-    }
     let mut tasks = Vec::new();
-    let mut rx = watch_rx.clone();
-    let until_stopped = async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let http = match &https {
-        None => tokio::spawn(async move {
-            let served = axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<crate::tls::Peer>(),
-            )
-            .with_graceful_shutdown(until_stopped)
-            .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        }),
-        Some(https) => {
-            let listener = crate::tls::listen(listener, https.acceptor.clone(), watch_rx.clone())?;
-            if config.tls.builtin {
-                tasks.push(tokio::spawn(crate::tls::renewal_job(
-                    config.clone(),
-                    ctx.clone(),
-                    https.certificate.clone(),
-                    watch_rx.clone(),
-                )));
-            }
-            tokio::spawn(async move {
-                let served = axum::serve(
-                    listener,
-                    router.into_make_service_with_connect_info::<crate::tls::Peer>(),
-                )
-                .with_graceful_shutdown(until_stopped)
-                .await;
-                if let Err(e) = served {
-                    tracing::error!(error = %e, "HTTPS server failed");
-                }
-            })
-        }
-    };
+    let http = serve(config, &ctx, listener, router, &watch_rx, &mut tasks)?;
     tasks.push(http);
     tasks.push(tokio::spawn(lease_job(
         ctx.clone(),
@@ -242,12 +200,68 @@ pub async fn start(
         Duration::from_millis(config.expiry_interval_ms),
         watch_rx,
     )));
-    tracing::info!(%addr, https = https.is_some(), "Cardwright serving");
+    tracing::info!(%addr, https = config.tls.enabled(), "Cardwright serving");
     Ok(Running {
         addr,
         ctx,
         shutdown,
         tasks,
+    })
+}
+
+/// Serves the router on `listener`: plain HTTP, or HTTPS when `[tls]` is configured (with the
+/// built-in certificate's renewal job pushed to `tasks`).
+fn serve(
+    config: &Config,
+    ctx: &Context,
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    watch_rx: &watch::Receiver<bool>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<JoinHandle<()>> {
+    let addr = listener.local_addr()?;
+    let https = crate::tls::https(config, ctx)?;
+    if https.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "serving plain HTTP on an address other machines reach (tls.allow_plain_http): only behind a TLS proxy");
+    }
+    let mut rx = watch_rx.clone();
+    let until_stopped = async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    Ok(match https {
+        None => tokio::spawn(async move {
+            let served = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<crate::tls::Peer>(),
+            )
+            .with_graceful_shutdown(until_stopped)
+            .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        }),
+        Some(https) => {
+            let listener = crate::tls::listen(listener, https.acceptor.clone(), watch_rx.clone())?;
+            if config.tls.builtin {
+                tasks.push(tokio::spawn(crate::tls::renewal_job(
+                    config.clone(),
+                    ctx.clone(),
+                    https.certificate.clone(),
+                    watch_rx.clone(),
+                )));
+            }
+            tokio::spawn(async move {
+                let served = axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<crate::tls::Peer>(),
+                )
+                .with_graceful_shutdown(until_stopped)
+                .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "HTTPS server failed");
+                }
+            })
+        }
     })
 }
 

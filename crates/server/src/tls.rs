@@ -324,7 +324,7 @@ pub async fn renewal_job(
     certificate: Arc<ServerCertificate>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut ticker = tokio::time::interval(Duration::from_secs(12 * 3600));
+    let mut ticker = tokio::time::interval(Duration::from_hours(12));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
     loop {
@@ -335,7 +335,8 @@ pub async fn renewal_job(
         match builtin_certificate(&config, &ctx, false) {
             Ok(key) => certificate.set(key),
             Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "renewing the server's TLS certificate failed")
+                let error = format!("{e:#}");
+                tracing::error!(%error, "renewing the server's TLS certificate failed");
             }
         }
     }

@@ -197,7 +197,7 @@ async fn dispatch(
             encode: attempt.job.encoding.is_some(),
             issued: "[]".into(),
             job: kept.to_string(),
-            after: after.map(|a| a.key()),
+            after: after.map(AttemptRef::key),
         },
     )
     .await?;

@@ -308,18 +308,17 @@ impl FromRequestParts<AppState> for StationCaller {
             .lock()
             .ok()
             .and_then(|names| names.get(&serial).cloned());
-        let name = match known {
-            Some(name) => name,
-            None => {
-                let record = stations::authenticate(&state.ctx, &certificate).await?;
-                if let Ok(mut names) = state.station_certificates.lock() {
-                    if names.len() > 10_000 {
-                        names.clear();
-                    }
-                    names.insert(serial.clone(), record.name.clone());
+        let name = if let Some(name) = known {
+            name
+        } else {
+            let record = stations::authenticate(&state.ctx, &certificate).await?;
+            if let Ok(mut names) = state.station_certificates.lock() {
+                if names.len() > 10_000 {
+                    names.clear();
                 }
-                record.name
+                names.insert(serial.clone(), record.name.clone());
             }
+            record.name
         };
         Ok(Self { name, serial })
     }

@@ -232,7 +232,7 @@ impl Desk {
         }
     }
 
-    fn enroll(&self, base: &str, code: &str, dir: &Path) -> std::process::Output {
+    fn enroll(base: &str, code: &str, dir: &Path) -> std::process::Output {
         Command::new(env!("CARGO_BIN_EXE_cardwright"))
             .args([
                 "station", "enroll", "--server", base, "--code", code, "--dir",
@@ -319,7 +319,7 @@ async fn enroll_desks(site: &Site, admin: &Admin, desks: &[&Desk]) {
     let (secret, fingerprint) = codes[0].split_once('-').unwrap();
     let wrong = format!("{secret}-{}", fingerprint.chars().rev().collect::<String>());
     let elsewhere = site.dir.path().join("elsewhere");
-    let out = desks[0].enroll(&site.base, &wrong, &elsewhere);
+    let out = Desk::enroll(&site.base, &wrong, &elsewhere);
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && said.contains("does not come from the CA"),
@@ -328,7 +328,7 @@ async fn enroll_desks(site: &Site, admin: &Admin, desks: &[&Desk]) {
     assert!(!elsewhere.exists(), "a refused enrolment writes nothing");
     assert_eq!(admin.station(&desks[0].name).await["state"], "enrolling");
     for (desk, code) in desks.iter().zip(&codes) {
-        let out = desk.enroll(&site.base, code, &desk.dir);
+        let out = Desk::enroll(&site.base, code, &desk.dir);
         assert!(
             out.status.success(),
             "{}",
@@ -342,7 +342,7 @@ async fn enroll_desks(site: &Site, admin: &Admin, desks: &[&Desk]) {
         assert_eq!(mode, 0o600, "the station's key is its user's alone");
     }
     // A code works once.
-    let out = desks[0].enroll(&site.base, &codes[0], &elsewhere);
+    let out = Desk::enroll(&site.base, &codes[0], &elsewhere);
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && said.contains("used already"),
@@ -841,18 +841,7 @@ async fn each_outcome_counts_once(db: crate::helpers::Db) {
     })
     .await;
     let ctx = app.ctx();
-    register(&app, &app.producer, "desk-1").await;
-    register(&app, &app.producer, "desk-2").await;
-    let cards: Vec<String> = app
-        .request_cards(2)
-        .await
-        .iter()
-        .map(|c| c["id"].as_str().unwrap().to_owned())
-        .collect();
-    let order = app.order(&cards).await.body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (order, cards) = two_cards_for_desk_1(&app).await;
     let next = app
         .post(
             &format!("/api/v1/batch-orders/{order}/next"),
@@ -935,13 +924,36 @@ async fn each_outcome_counts_once(db: crate::helpers::Db) {
         .collect();
     assert_eq!(outcomes, ["produced", "failed"], "one attempt each: {done}");
     assert_eq!(done["items"][1]["error"], "production interrupted");
+    a_disabled_station_claims_nothing(&app, &order, &cards[1]).await;
+}
 
+/// Two stations registered, and an order of two new cards.
+async fn two_cards_for_desk_1(app: &crate::helpers::TestApp) -> (String, Vec<String>) {
+    register(app, &app.producer, "desk-1").await;
+    register(app, &app.producer, "desk-2").await;
+    let cards: Vec<String> = app
+        .request_cards(2)
+        .await
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    let order = app.order(&cards).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (order, cards)
+}
+
+/// A disabled station's claim is refused, even with a card queued for it.
+async fn a_disabled_station_claims_nothing(app: &crate::helpers::TestApp, order: &str, card: &str) {
+    use cardwright_processes::temp_cards::remote;
+    let ctx = app.ctx();
     app.post("/api/v1/stations/desk-1/disable", &app.producer, json!({}))
         .await;
     app.post(
         &format!("/api/v1/batch-orders/{order}/repeat"),
         &app.producer,
-        json!({"cards": [cards[1]]}),
+        json!({"cards": [card]}),
     )
     .await;
     let refused = remote::claim(ctx, "desk-1").await.unwrap_err().to_string();
