@@ -619,20 +619,34 @@ impl Issuer for RemoteIssuer {
             "key_id": hex::encode(&key.id),
             "public_key": hex::encode(&key.spki),
         });
+        // A server restarting or a network cut is waited out (about a minute) while the chip's
+        // session stays open; a refusal ends the card's attempt at once.
         let answer = self.runtime.block_on(async {
-            let res = self
-                .link
-                .post(&format!("{}/certificates", self.path), &body)
-                .await?;
-            if !res.status().is_success() {
-                return Err(format!(
-                    "the server did not certify the key: {}",
-                    refusal(res).await
-                ));
+            let path = format!("{}/certificates", self.path);
+            let mut pause = Duration::from_millis(250);
+            let mut last = String::new();
+            for _ in 0..40 {
+                match self.link.post(&path, &body).await {
+                    Ok(res) if res.status().is_success() => {
+                        return res
+                            .json::<serde_json::Value>()
+                            .await
+                            .map_err(|e| e.to_string());
+                    }
+                    Ok(res) if res.status().is_client_error() => {
+                        return Err(format!(
+                            "the server did not certify the key: {}",
+                            refusal(res).await
+                        ));
+                    }
+                    Ok(res) => last = refusal(res).await,
+                    Err(e) => last = e,
+                }
+                tracing::warn!(error = %last, "certifying a key failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
             }
-            res.json::<serde_json::Value>()
-                .await
-                .map_err(|e| e.to_string())
+            Err(last)
         })?;
         let field = |k: &str| {
             answer[k]

@@ -489,15 +489,20 @@ pub async fn report(
     let job = stations::job(&mut tx, at.order, at.card, at.attempt)
         .await?
         .ok_or_else(|| lost(station, at))?;
-    let issued = issued_of(&job)?;
-    let certificates: Vec<CertificateRecord> = if outcome.produced {
-        issued
-            .into_iter()
-            .filter(|r| outcome.certificates.contains(&r.serial))
-            .collect()
-    } else {
-        issued
-    };
+    // Every certificate issued for the attempt is recorded: those the chip holds as they are,
+    // any other (a request sent again after a lost answer) revoked; all revoked when the card
+    // failed.
+    let now = ctx.now();
+    let certificates: Vec<CertificateRecord> = issued_of(&job)?
+        .into_iter()
+        .map(|mut r| {
+            if outcome.produced && !outcome.certificates.contains(&r.serial) {
+                r.revoked = true;
+                r.revoked_at = Some(now);
+            }
+            r
+        })
+        .collect();
     let puk_sealed = match (&outcome.puk_sealed, outcome.produced && job.encode) {
         (Some(sealed), true) => Some(reseal_puk(ctx, &mut tx, sealed).await?),
         (None, true) => {
