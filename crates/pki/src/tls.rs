@@ -146,7 +146,7 @@ mod tests {
             .issue_tls(
                 &spki,
                 "x",
-                &["bad name!".into()],
+                &["bäd.example".into()],
                 TlsRole::Server,
                 &[9],
                 1000,

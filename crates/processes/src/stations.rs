@@ -431,6 +431,16 @@ pub async fn authenticate(
     Ok(record)
 }
 
+/// Notes that a station called about a card it holds (a station busy with one card after
+/// another asks for none), at most every ten seconds.
+pub async fn touch(ctx: &Context, station: &str) -> Result<(), ProcessError> {
+    let now = ctx.now();
+    let mut tx = ctx.store.begin().await?;
+    stations::touch(&mut tx, station, now, now - chrono::Duration::seconds(10)).await?;
+    Store::commit(tx).await?;
+    Ok(())
+}
+
 /// Notes that a station called, with its version and devices. A station that polls is noted
 /// at most every ten seconds, so polling costs no write while nothing changes.
 pub async fn seen(

@@ -32,6 +32,7 @@ pub fn router(ctx: Context, options: &HttpOptions) -> anyhow::Result<Router> {
         oidc,
         shutdown: options.shutdown.clone(),
         station_certificates: Arc::default(),
+        station_touched: Arc::default(),
     };
     Ok(api
         .merge(ui::router())

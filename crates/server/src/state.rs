@@ -37,6 +37,9 @@ pub struct AppState {
     /// certificate belongs to one station for good; whether it is still the station's current one
     /// and the station is enabled is checked by every call.
     pub station_certificates: Arc<Mutex<std::collections::HashMap<String, String>>>,
+    /// When this server last noted each station's call (`last_seen` is written at most every
+    /// ten seconds per station).
+    pub station_touched: Arc<Mutex<std::collections::HashMap<String, std::time::Instant>>>,
 }
 
 /// Settings of the HTTP interface itself.

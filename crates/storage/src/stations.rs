@@ -297,6 +297,25 @@ pub async fn seen(
     Ok(())
 }
 
+/// Notes that a station called at `now`, when it was last noted before `stale_before`.
+pub async fn touch(
+    conn: &mut Conn,
+    name: &str,
+    now: Timestamp,
+    stale_before: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE stations SET last_seen = $1 WHERE name = $2 \
+         AND (last_seen IS NULL OR last_seen < $3)",
+    )
+    .bind(to_micros(now))
+    .bind(name)
+    .bind(to_micros(stale_before))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Station certificates on hold (serial hex, since when), for the revocation list.
 pub async fn held(conn: &mut Conn) -> Result<Vec<(String, Timestamp)>, StoreError> {
     let rows = sqlx::query(

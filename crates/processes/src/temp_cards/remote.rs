@@ -391,6 +391,17 @@ pub async fn certify(
         list.iter()
             .any(|p| p.as_str() == Some(key.profile.as_str()))
     });
+    // Each profile's key is certified once, and once more for a request sent again after a
+    // lost answer; a station cannot mint certificates beyond that.
+    let profiles = options["certificates"].as_array().map_or(0, Vec::len);
+    let issued_so_far =
+        serde_json::from_str::<Vec<serde_json::Value>>(&job.issued).map_or(0, |list| list.len());
+    if issued_so_far >= 2 * profiles {
+        return Err(ProcessError::Conflict(format!(
+            "attempt {} of card {} has all the certificates it may get",
+            at.attempt, at.card
+        )));
+    }
     if !job.encode || !allowed {
         return Err(ProcessError::Invalid(format!(
             "attempt {} of card {} asks for no '{}' certificate",

@@ -320,6 +320,26 @@ impl FromRequestParts<AppState> for StationCaller {
             }
             record.name
         };
+        let due = state
+            .station_touched
+            .lock()
+            .ok()
+            .is_some_and(|mut touched| {
+                let now = std::time::Instant::now();
+                let due = touched
+                    .get(&name)
+                    .is_none_or(|at| now.duration_since(*at) >= Duration::from_secs(10));
+                if due {
+                    if touched.len() > 10_000 {
+                        touched.clear();
+                    }
+                    touched.insert(name.clone(), now);
+                }
+                due
+            });
+        if due {
+            stations::touch(&state.ctx, &name).await?;
+        }
         Ok(Self { name, serial })
     }
 }

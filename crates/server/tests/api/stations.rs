@@ -704,6 +704,10 @@ async fn stations_at_the_desk_over_mutual_tls() {
     let agent_b = b.run();
 
     let (order, done, _cards) = kill_a_desk(&admin, &a, &b, agent_b).await;
+    let busy = admin.station(&a.name).await;
+    assert_eq!(busy["state"], "online", "{busy}");
+    assert!(busy["produced_today"].as_u64() >= Some(1), "{busy}");
+    assert_eq!(admin.station(&b.name).await["current_card"], Value::Null);
     let mut pins = check_tokens(&site, &admin, &order, &done, &[&a, &b]);
     let agent_b = b.run();
     let (server, admin) = restart_under_agents(&site, server).await;
