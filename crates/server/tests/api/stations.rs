@@ -968,3 +968,88 @@ async fn a_disabled_station_claims_nothing(app: &crate::helpers::TestApp, order:
 }
 
 crate::on_both_databases!(registration_is_checked, each_outcome_counts_once);
+
+/// `[tls]` with a certificate of the site's own (`cert_file`, `key_file`): the server answers
+/// over HTTPS with it; a key that does not fit the certificate stops the start, naming the key.
+#[test]
+fn a_certificate_from_files() {
+    if !cardwright_testkit::require_programs(&["openssl"], "install Debian's openssl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str| dir.path().join(name);
+    let (ca, cert, key, other) = (
+        file("ca.pem"),
+        file("server.pem"),
+        file("server.key"),
+        file("ca.key"),
+    );
+    std::fs::write(
+        file("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    // A CA of the site's own, and a server certificate it signed for 127.0.0.1.
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+    for step in [
+        format!("req -x509 {ec} -days 30 -subj /CN=SiteCA -keyout ca.key -out ca.pem"),
+        format!("req {ec} -subj /CN=127.0.0.1 -keyout server.key -out server.csr"),
+        "x509 -req -days 30 -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+         -extfile ext.cnf -out server.pem"
+            .to_owned(),
+    ] {
+        let out = Command::new("openssl")
+            .args(step.split_whitespace())
+            .current_dir(dir.path())
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {step}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let port = free_port();
+    let config = dir.path().join("server.toml");
+    let write = |key: &Path| {
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nstations = []\n[tls]\n\
+                 cert_file = \"{}\"\nkey_file = \"{}\"\n",
+                dir.path().join("data").display(),
+                cert.display(),
+                key.display()
+            ),
+        )
+        .unwrap();
+    };
+    write(&other);
+    let refused = Command::new(env!("CARGO_BIN_EXE_cardwright"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && said.contains("tls.cert_file"),
+        "{said}"
+    );
+
+    write(&key);
+    let server = Server::start_with(&config, &[], &dir.path().join("server.log"));
+    assert_eq!(server.base, format!("https://127.0.0.1:{port}"));
+    let pem = std::fs::read(&ca).unwrap();
+    let health = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .build()
+            .unwrap()
+            .get(format!("{}/healthz", server.base))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(health, StatusCode::OK);
+}
