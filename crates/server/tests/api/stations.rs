@@ -984,31 +984,7 @@ fn a_certificate_from_files() {
         file("server.key"),
         file("ca.key"),
     );
-    std::fs::write(
-        file("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    // A CA of the site's own, and a server certificate it signed for 127.0.0.1.
-    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
-    for step in [
-        format!("req -x509 {ec} -days 30 -subj /CN=SiteCA -keyout ca.key -out ca.pem"),
-        format!("req {ec} -subj /CN=127.0.0.1 -keyout server.key -out server.csr"),
-        "x509 -req -days 30 -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
-         -extfile ext.cnf -out server.pem"
-            .to_owned(),
-    ] {
-        let out = Command::new("openssl")
-            .args(step.split_whitespace())
-            .current_dir(dir.path())
-            .output()
-            .expect("openssl runs");
-        assert!(
-            out.status.success(),
-            "openssl {step}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    site_certificates(dir.path());
     let port = free_port();
     let config = dir.path().join("server.toml");
     let write = |key: &Path| {
@@ -1037,19 +1013,104 @@ fn a_certificate_from_files() {
     );
 
     write(&key);
+    add_operator_with(&config, &["production-admin"]);
     let server = Server::start_with(&config, &[], &dir.path().join("server.log"));
     assert_eq!(server.base, format!("https://127.0.0.1:{port}"));
     let pem = std::fs::read(&ca).unwrap();
-    let health = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-            .build()
-            .unwrap()
-            .get(format!("{}/healthz", server.base))
-            .send()
-            .await
-            .unwrap()
-            .status()
-    });
-    assert_eq!(health, StatusCode::OK);
+    let code = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(enrolment_code_over(&server.base, &pem));
+    // The agent trusts this server through the site's CA, and still pins Cardwright's CA.
+    let station = dir.path().join("station");
+    let out = enroll_with(&server.base, &code, &station, None);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("does not come from the CA"),
+        "{said}"
+    );
+    let out = enroll_with(&server.base, &code, &station, Some(&ca));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(station.join("cert.pem").exists() && station.join("server-ca.pem").exists());
+}
+
+/// A CA of a site's own (`ca.pem`, `ca.key`) and a server certificate it signed for 127.0.0.1
+/// (`server.pem`, `server.key`), in `dir`.
+fn site_certificates(dir: &Path) {
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    // A CA of the site's own, and a server certificate it signed for 127.0.0.1.
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+    for step in [
+        format!("req -x509 {ec} -days 30 -subj /CN=SiteCA -keyout ca.key -out ca.pem"),
+        format!("req {ec} -subj /CN=127.0.0.1 -keyout server.key -out server.csr"),
+        "x509 -req -days 30 -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+         -extfile ext.cnf -out server.pem"
+            .to_owned(),
+    ] {
+        let out = Command::new("openssl")
+            .args(step.split_whitespace())
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {step}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// `cardwright station enroll` into `station`, with `--server-ca` when given.
+fn enroll_with(
+    base: &str,
+    code: &str,
+    station: &Path,
+    server_ca: Option<&Path>,
+) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cardwright"));
+    command
+        .args(["station", "enroll", "--server", base, "--code", code])
+        .arg("--dir")
+        .arg(station);
+    if let Some(ca) = server_ca {
+        command.arg("--server-ca").arg(ca);
+    }
+    command.output().unwrap()
+}
+
+/// Over HTTPS trusting `ca_pem`: the server answers, and registers a station; its code.
+async fn enrolment_code_over(base: &str, ca_pem: &[u8]) -> String {
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem).unwrap())
+        .build()
+        .unwrap();
+    let health = http.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let login: Value = http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"username": "desk", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let registered: Value = http
+        .post(format!("{base}/api/v1/stations"))
+        .bearer_auth(login["token"].as_str().unwrap())
+        .json(&json!({"name": "desk-9"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    registered["enrollment_code"].as_str().unwrap().to_owned()
 }
