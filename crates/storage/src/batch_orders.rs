@@ -631,18 +631,6 @@ pub async fn held_claim(
     row.as_ref().map(claim_of).transpose()
 }
 
-/// The items a station holds now.
-pub async fn held_by(conn: &mut Conn, station: &str) -> Result<Vec<Claim>, StoreError> {
-    let rows = sqlx::query(&format!(
-        "{CLAIM_SELECT} WHERE i.status = $1 AND i.station = $2"
-    ))
-    .bind(ItemStatus::Producing.as_str())
-    .bind(station)
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(claim_of).collect()
-}
-
 /// Moves the lease of an item `station` holds in attempt `attempt` to `until`. False when the
 /// station no longer holds it.
 pub async fn extend_lease(

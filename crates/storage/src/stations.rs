@@ -106,20 +106,6 @@ pub async fn get(
     row.as_ref().map(record).transpose()
 }
 
-/// The station whose current client certificate has serial `serial`.
-pub async fn by_certificate(
-    conn: &mut Conn,
-    serial: &str,
-    since: Timestamp,
-) -> Result<Option<StationRecord>, StoreError> {
-    let row = sqlx::query(&format!("{SELECT} WHERE s.cert_serial = $2"))
-        .bind(to_micros(since))
-        .bind(serial)
-        .fetch_optional(conn)
-        .await?;
-    row.as_ref().map(record).transpose()
-}
-
 /// The station's standing for a call it makes: whether it is disabled, and the serial of its
 /// current certificate (`None`: no such station). The row stays locked (shared) until the
 /// transaction ends, so a disable waits for a call under way and the calls after it see it.

@@ -62,23 +62,37 @@ impl std::fmt::Debug for RemoteEncoding {
     }
 }
 
-/// The installation's escrow key, made at its first use.
-async fn escrow_key(ctx: &Context, conn: &mut Conn) -> Result<EscrowKey, ProcessError> {
-    let pki = pki(ctx)?;
-    if stations::escrow(&mut *conn).await?.is_none() {
-        let entropy = ctx.entropy.clone();
-        let key = EscrowKey::generate(&mut |bytes| entropy.fill(bytes));
-        let mut nonce = [0u8; 12];
-        ctx.entropy.fill(&mut nonce);
-        let sealed = pki
-            .seal_puk(&mut *conn, nonce, &hex::encode(key.secret_bytes()))
-            .await?;
-        stations::insert_escrow(&mut *conn, &hex::encode(key.public()), &sealed, ctx.now()).await?;
+/// The installation's escrow key as stored (public key in hex, private key sealed under the
+/// master key), made at its first use.
+async fn escrow_row(ctx: &Context, conn: &mut Conn) -> Result<(String, String), ProcessError> {
+    if let Some(row) = stations::escrow(&mut *conn).await? {
+        return Ok(row);
     }
-    let (_, sealed) = stations::escrow(&mut *conn)
+    let entropy = ctx.entropy.clone();
+    let key = EscrowKey::generate(&mut |bytes| entropy.fill(bytes));
+    let mut nonce = [0u8; 12];
+    ctx.entropy.fill(&mut nonce);
+    let sealed = pki(ctx)?
+        .seal_puk(&mut *conn, nonce, &hex::encode(key.secret_bytes()))
+        .await?;
+    stations::insert_escrow(&mut *conn, &hex::encode(key.public()), &sealed, ctx.now()).await?;
+    // Two servers making one at once keep the first: read back what was kept.
+    stations::escrow(&mut *conn)
         .await?
-        .ok_or_else(|| ProcessError::Internal("the escrow key vanished".into()))?;
-    let secret = pki
+        .ok_or_else(|| ProcessError::Internal("the escrow key vanished".into()))
+}
+
+/// The escrow key's public half, as a job hands it to a station: read, not opened.
+async fn escrow_public(ctx: &Context, conn: &mut Conn) -> Result<Vec<u8>, ProcessError> {
+    let (public, _) = escrow_row(ctx, conn).await?;
+    hex::decode(public)
+        .map_err(|e| ProcessError::Internal(format!("the escrow public key is not hex: {e}")))
+}
+
+/// The escrow key, opened, to open the PUKs sealed to it.
+async fn escrow_key(ctx: &Context, conn: &mut Conn) -> Result<EscrowKey, ProcessError> {
+    let (_, sealed) = escrow_row(ctx, &mut *conn).await?;
+    let secret = pki(ctx)?
         .open_puk(&mut *conn, &sealed)
         .await?
         .ok_or_else(|| ProcessError::Internal("the escrow key does not open".into()))?;
@@ -164,7 +178,7 @@ async fn dispatch(
             puk_length: run.options.puk_length,
             old_puk: encoding.old_puk.clone(),
             keys: encoding.keys.clone(),
-            escrow_key: escrow_key(ctx, &mut *tx).await?.public(),
+            escrow_key: escrow_public(ctx, &mut *tx).await?,
         }),
         _ => None,
     };

@@ -123,8 +123,8 @@ pub(crate) fn add_operator_with(config: &Path, roles: &[&str]) {
 }
 
 pub(crate) struct Client {
-    http: reqwest::Client,
-    base: String,
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: String,
     token: String,
 }
 
@@ -134,7 +134,11 @@ impl Client {
     }
 
     pub(crate) async fn login_as(base: &str, username: &str) -> Self {
-        let http = reqwest::Client::new();
+        Self::login_over(reqwest::Client::new(), base, username).await
+    }
+
+    /// Logs in as `username` with `http` (an HTTPS client that trusts the server, say).
+    pub(crate) async fn login_over(http: reqwest::Client, base: &str, username: &str) -> Self {
         let answer: Value = http
             .post(format!("{base}/api/v1/auth/login"))
             .json(&json!({"username": username, "password": PASSWORD}))

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::encoding::{cert_pem_from_card, pin_from_letter, pkcs11_tool, run, softhsm, MODULE};
 use crate::helpers::{free_port, PASSWORD};
-use crate::server_processes::{add_operator_with, Server};
+use crate::server_processes::{add_operator_with, Client, Server};
 
 /// Seconds a card stays with a silent station.
 const LEASE_SECS: u64 = 6;
@@ -83,10 +83,17 @@ impl Site {
 
 /// An HTTPS client of the API that trusts the server's CA.
 struct Admin {
-    http: reqwest::Client,
-    base: String,
-    token: String,
+    client: Client,
     ca_pem: String,
+}
+
+/// The API client's calls (`call`, `post`, `get`), over HTTPS.
+impl std::ops::Deref for Admin {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
 }
 
 impl Admin {
@@ -107,50 +114,10 @@ impl Admin {
             .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
             .build()
             .unwrap();
-        let answer: Value = http
-            .post(format!("{base}/api/v1/auth/login"))
-            .json(&json!({"username": "desk", "password": PASSWORD}))
-            .send()
-            .await
-            .expect("the API answers over HTTPS with the built-in CA's certificate")
-            .json()
-            .await
-            .unwrap();
         Self {
-            http,
-            base: base.to_owned(),
-            token: answer["token"].as_str().expect("a token").to_owned(),
+            client: Client::login_over(http, base, "desk").await,
             ca_pem,
         }
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let res = req.send().await.unwrap();
-        (res.status(), res.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Value {
-        let (status, body) = self.call(reqwest::Method::POST, path, Some(body)).await;
-        assert!(status.is_success(), "POST {path}: {status} {body}");
-        body
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let (status, body) = self.call(reqwest::Method::GET, path, None).await;
-        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
-        body
     }
 
     async fn station(&self, name: &str) -> Value {
