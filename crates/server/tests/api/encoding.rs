@@ -50,6 +50,23 @@ pub(crate) fn pkcs11_tool(conf: &Path, args: &[&str]) -> (bool, String) {
     run("pkcs11-tool", &all, conf)
 }
 
+/// Every file below `dir`, in its folders too.
+pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap().filter_map(Result::ok) {
+            let path = entry.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
 /// The text of a PDF, by pdftotext (poppler-utils).
 fn pdf_text(path: &Path) -> String {
     let out = Command::new("pdftotext")
@@ -591,17 +608,7 @@ async fn encoded_cards_on_softhsm() {
     // user's alone. Dropping the server waits until its process has exited.
     drop(server);
     let mut files = vec![log.clone()];
-    let mut folders = vec![data.clone()];
-    while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(&folder).unwrap().filter_map(Result::ok) {
-            let path = entry.path();
-            if path.is_dir() {
-                folders.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
+    files.extend(files_under(data));
     let mut letters = 0;
     let mut searched = 0;
     for path in &files {

@@ -12,7 +12,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::encoding::{cert_pem_from_card, pin_from_letter, pkcs11_tool, run, softhsm, MODULE};
+use crate::encoding::{
+    cert_pem_from_card, files_under, pin_from_letter, pkcs11_tool, run, softhsm, MODULE,
+};
 use crate::helpers::{free_port, PASSWORD};
 use crate::server_processes::{add_operator_with, Client, Server};
 
@@ -597,17 +599,7 @@ async fn disable_a_desk(site: &Site, admin: &Admin, a: &Desk) {
 fn no_pin_at_the_server(site: &Site, pins: &[String]) {
     site.gather_logs();
     let mut files = vec![site.log.clone()];
-    let mut folders = vec![site.data.clone()];
-    while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(&folder).unwrap().filter_map(Result::ok) {
-            let path = entry.path();
-            if path.is_dir() {
-                folders.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
+    files.extend(files_under(&site.data));
     assert!(
         files.iter().any(|f| f.ends_with("cardwright.db")),
         "{files:?}"
@@ -691,15 +683,9 @@ async fn stations_at_the_desk_over_mutual_tls() {
     drop(server);
     // PINs of every card made, from the letters at both desks.
     for desk in [&a, &b] {
-        let mut folders = vec![desk.dir.join("spool")];
-        while let Some(folder) = folders.pop() {
-            for entry in std::fs::read_dir(&folder).unwrap().filter_map(Result::ok) {
-                let path = entry.path();
-                if path.is_dir() {
-                    folders.push(path);
-                } else if path.to_string_lossy().ends_with("-pin-letter.pdf") {
-                    pins.push(pin_from_letter(&path));
-                }
+        for path in files_under(&desk.dir.join("spool")) {
+            if path.to_string_lossy().ends_with("-pin-letter.pdf") {
+                pins.push(pin_from_letter(&path));
             }
         }
     }
