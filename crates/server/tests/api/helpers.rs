@@ -279,6 +279,34 @@ impl TestApp {
         Answer { status, body }
     }
 
+    /// Sends a body over a server's limit and checks it is refused: 413, or the connection
+    /// closed while the client still sends. It goes over a connection of its own, so that a
+    /// connection the server closed half-way never returns to the pool the test goes on with.
+    pub async fn send_too_large(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        media: &str,
+        body: Vec<u8>,
+    ) {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("a client");
+        let res = client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .header("content-type", media)
+            .body(body)
+            .send()
+            .await;
+        match res {
+            Ok(res) => assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE),
+            Err(e) => assert!(e.is_request(), "{e}"),
+        }
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> Answer {
         self.call(Method::GET, path, Some(token), None).await
     }

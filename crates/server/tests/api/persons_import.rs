@@ -1,7 +1,7 @@
 //! Persons from a CSV file: dry run with line numbers, all or nothing unless the good rows are
 //! wanted, deactivation (never deletion) with the option script's handling of their cards.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, Db, TestApp};
@@ -319,9 +319,13 @@ async fn bad_files_are_refused_with_their_line(db: Db) {
     // 50 MB: refused before it is read (or the connection closed while it is still sent).
     let mut huge = b"employee_number,given_name,family_name\n".to_vec();
     huge.resize(50 * 1024 * 1024, b'x');
-    match post(huge).await {
-        Ok(res) => assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE),
-        Err(e) => assert!(e.is_request(), "{e}"),
-    }
+    app.send_too_large(
+        Method::POST,
+        "/api/v1/persons/import",
+        &app.officer,
+        "text/csv",
+        huge,
+    )
+    .await;
     assert_eq!(person_count(&app).await, 0, "nothing was imported");
 }

@@ -1,7 +1,7 @@
 //! Persons' photos: uploaded JPEG or PNG, checked and re-encoded, served as JPEG, filling the
 //! photo box of a layout in the holder's card preview; bad files are refused and change nothing.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::helpers::{spawn_app, Db, TestApp};
@@ -234,18 +234,14 @@ async fn bad_photos_are_refused_and_change_nothing(db: Db) {
         assert!(text.contains(says), "{media}: {text}");
     }
     // Over 8 MiB: 413, or the connection closed while the client still sends.
-    let res = app
-        .client
-        .put(format!("{}/api/v1/persons/{person}/photo", app.base))
-        .bearer_auth(&app.officer)
-        .header("content-type", "image/jpeg")
-        .body(vec![0xFF; 9 * 1024 * 1024])
-        .send()
-        .await;
-    match res {
-        Ok(res) => assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE),
-        Err(e) => assert!(e.is_request(), "{e}"),
-    }
+    app.send_too_large(
+        Method::PUT,
+        &format!("/api/v1/persons/{person}/photo"),
+        &app.officer,
+        "image/jpeg",
+        vec![0xFF; 9 * 1024 * 1024],
+    )
+    .await;
     // Only registration officers change photos; unknown persons are 404.
     let png = picture(30, 40, [9, 9, 9], image::ImageFormat::Png);
     let (status, _) = put_photo(&app, &app.producer, &person, "image/png", png.clone()).await;
