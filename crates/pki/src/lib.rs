@@ -115,8 +115,18 @@ pub struct Revoked {
     pub serial: Vec<u8>,
     /// Unix seconds.
     pub revoked_at: i64,
+    pub reason: Reason,
+}
+
+/// Why a certificate is on the revocation list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Revoked for good: its card was withdrawn, locked or made again.
+    CessationOfOperation,
     /// On hold (a disabled station's certificate): listed until it is released.
-    pub hold: bool,
+    CertificateHold,
+    /// Replaced by a newer certificate for the same holder (a station's renewal).
+    Superseded,
 }
 
 /// The key a certificate authority signs with.
@@ -299,10 +309,10 @@ impl CertificateAuthority {
                 Ok(RevokedCertParams {
                     serial_number: SerialNumber::from_slice(&r.serial),
                     revocation_time: at(r.revoked_at)?,
-                    reason_code: Some(if r.hold {
-                        RevocationReason::CertificateHold
-                    } else {
-                        RevocationReason::CessationOfOperation
+                    reason_code: Some(match r.reason {
+                        Reason::CessationOfOperation => RevocationReason::CessationOfOperation,
+                        Reason::CertificateHold => RevocationReason::CertificateHold,
+                        Reason::Superseded => RevocationReason::Superseded,
                     }),
                     invalidity_date: None,
                 })
@@ -573,7 +583,7 @@ mod tests {
                 &[Revoked {
                     serial: vec![0x42, 0x01],
                     revoked_at: NOW + 100,
-                    hold: false,
+                    reason: Reason::CessationOfOperation,
                 }],
                 2,
                 NOW + 200,

@@ -32,6 +32,34 @@ pub fn key_and_request(common_name: &str) -> Result<(String, String), PkiError> 
     Ok((key.serialize_pem(), request.pem().map_err(sign_err)?))
 }
 
+/// A signing request (PEM) for the key `key_pem` (PKCS#8 PEM), naming `common_name`.
+pub fn request_for(key_pem: &str, common_name: &str) -> Result<String, PkiError> {
+    let key = KeyPair::from_pem(key_pem)
+        .map_err(|e| PkiError::Signing(format!("the key does not read: {e}")))?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params
+        .serialize_request(&key)
+        .map_err(sign_err)?
+        .pem()
+        .map_err(sign_err)
+}
+
+/// A certificate's public key (DER SubjectPublicKeyInfo) and the end of its validity (Unix
+/// seconds).
+pub fn public_key_and_end(certificate_der: &[u8]) -> Result<(Vec<u8>, i64), PkiError> {
+    use x509_parser::prelude::FromDer as _;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(certificate_der)
+        .map_err(|e| PkiError::Signing(format!("certificate does not parse: {e}")))?;
+    Ok((
+        cert.tbs_certificate.subject_pki.raw.to_vec(),
+        cert.validity().not_after.timestamp(),
+    ))
+}
+
 /// The public key (DER SubjectPublicKeyInfo) of a signing request (PEM), once its signature
 /// verifies.
 pub fn request_public_key(request_pem: &str) -> Result<Vec<u8>, PkiError> {

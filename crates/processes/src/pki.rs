@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use cardwright_domain::Timestamp;
-use cardwright_pki::Revoked;
+use cardwright_pki::{Reason, Revoked};
 use cardwright_storage::certificates;
 use cardwright_storage::Store;
 use sha2::{Digest as _, Sha256};
@@ -86,35 +86,42 @@ pub async fn previous_crl(ctx: &Context, version: i64) -> Result<Vec<u8>, Proces
     Ok(der)
 }
 
-fn revoked_list(revoked: &[(String, Timestamp, bool)]) -> Result<Vec<Revoked>, ProcessError> {
+fn revoked_list(revoked: &[(String, Timestamp, Reason)]) -> Result<Vec<Revoked>, ProcessError> {
     revoked
         .iter()
-        .map(|(serial, at, hold)| {
+        .map(|(serial, at, reason)| {
             Ok(Revoked {
                 serial: hex::decode(serial)
                     .map_err(|e| ProcessError::Internal(format!("stored serial {serial}: {e}")))?,
                 revoked_at: at.timestamp(),
-                hold: *hold,
+                reason: *reason,
             })
         })
         .collect()
 }
 
 /// Every revoked card certificate, then every station certificate on hold (a disabled
-/// station's), with whether it is on hold.
+/// station's) or replaced by a newer one, each with its reason.
 async fn all_revoked(
     conn: &mut cardwright_storage::Conn,
-) -> Result<Vec<(String, Timestamp, bool)>, ProcessError> {
-    let mut list: Vec<(String, Timestamp, bool)> = certificates::revoked(&mut *conn)
+) -> Result<Vec<(String, Timestamp, Reason)>, ProcessError> {
+    let mut list: Vec<(String, Timestamp, Reason)> = certificates::revoked(&mut *conn)
         .await?
         .into_iter()
-        .map(|(serial, at)| (serial, at, false))
+        .map(|(serial, at)| (serial, at, Reason::CessationOfOperation))
         .collect();
     list.extend(
-        cardwright_storage::stations::held(conn)
+        cardwright_storage::stations::listed(conn)
             .await?
             .into_iter()
-            .map(|(serial, at)| (serial, at, true)),
+            .map(|(serial, at, hold)| {
+                let reason = if hold {
+                    Reason::CertificateHold
+                } else {
+                    Reason::Superseded
+                };
+                (serial, at, reason)
+            }),
     );
     Ok(list)
 }
@@ -132,9 +139,13 @@ pub async fn crl(ctx: &Context) -> Result<Vec<u8>, ProcessError> {
         )
     };
     let mut fingerprint = Sha256::new();
-    for (serial, at, hold) in &revoked {
-        let hold = if *hold { "h" } else { "" };
-        fingerprint.update(format!("{serial}@{}{hold};", at.timestamp_micros()));
+    for (serial, at, reason) in &revoked {
+        let reason = match reason {
+            Reason::CessationOfOperation => "",
+            Reason::CertificateHold => "h",
+            Reason::Superseded => "s",
+        };
+        fingerprint.update(format!("{serial}@{}{reason};", at.timestamp_micros()));
     }
     let fingerprint = hex::encode(fingerprint.finalize());
     let now = ctx.now();

@@ -18,6 +18,8 @@ use crate::{require_any, Context, ProcessError};
 pub const CODE_VALID_MINUTES: i64 = 15;
 /// How long a station's client certificate is valid.
 pub const CERTIFICATE_DAYS: u32 = 365;
+/// A station renews its certificate at most this often.
+pub const RENEW_AFTER_MINUTES: i64 = 60;
 /// A station that called within this many seconds is online.
 pub const ONLINE_SECS: i64 = 90;
 
@@ -362,29 +364,7 @@ pub async fn enroll(
             "the enrolment code of station '{name}' has expired; register a new code"
         )));
     }
-    let mut serial = [0u8; 16];
-    ctx.entropy.fill(&mut serial);
-    let der = pki
-        .ca
-        .issue_tls(
-            &spki,
-            &name,
-            &[],
-            TlsRole::Client,
-            &new_serial(serial),
-            now.timestamp(),
-            CERTIFICATE_DAYS,
-        )
-        .map_err(|e| ProcessError::failed("issuing the station's certificate", e))?;
-    let (_, serial_der) = cardwright_pki::subject_and_serial(&der)
-        .map_err(|e| ProcessError::failed("reading the station's certificate", e))?;
-    let certificate = StationCertificate {
-        serial: hex::encode(serial_der),
-        station: name.clone(),
-        der: hex::encode(&der),
-        issued_at: now,
-        not_after: now + chrono::Duration::days(i64::from(CERTIFICATE_DAYS)),
-    };
+    let (der, certificate) = issue(ctx, pki, &name, &spki, now)?;
     if !stations::enroll(&mut tx, &hash, &certificate, now).await? {
         return Err(ProcessError::Forbidden(
             "the enrolment code is not valid: unknown, used already or expired".into(),
@@ -406,27 +386,152 @@ pub async fn enroll(
     })
 }
 
+/// A client certificate for station `name`, for the public key `spki`.
+fn issue(
+    ctx: &Context,
+    pki: &crate::services::pki::Pki,
+    name: &str,
+    spki: &[u8],
+    now: Timestamp,
+) -> Result<(Vec<u8>, StationCertificate), ProcessError> {
+    let mut serial = [0u8; 16];
+    ctx.entropy.fill(&mut serial);
+    let der = pki
+        .ca
+        .issue_tls(
+            spki,
+            name,
+            &[],
+            TlsRole::Client,
+            &new_serial(serial),
+            now.timestamp(),
+            CERTIFICATE_DAYS,
+        )
+        .map_err(|e| ProcessError::failed("issuing the station's certificate", e))?;
+    let (_, serial_der) = cardwright_pki::subject_and_serial(&der)
+        .map_err(|e| ProcessError::failed("reading the station's certificate", e))?;
+    let certificate = StationCertificate {
+        serial: hex::encode(serial_der),
+        station: name.to_owned(),
+        der: hex::encode(&der),
+        issued_at: now,
+        not_after: now + chrono::Duration::days(i64::from(CERTIFICATE_DAYS)),
+    };
+    Ok((der, certificate))
+}
+
+/// Renews the certificate of the station calling with `certificate_der` (its current one): the
+/// signing request (PEM) becomes its new certificate, pending until the station first calls with
+/// it; then the old one is retired (the revocation list names it as superseded). The same key
+/// asked again (an answer lost) gets the same certificate. A new key at most once an hour; a
+/// disabled station is refused.
+pub async fn renew(
+    ctx: &Context,
+    certificate_der: &[u8],
+    request_pem: &str,
+) -> Result<Enrolled, ProcessError> {
+    let pki = pki(ctx)?;
+    let spki = cardwright_pki::tls::request_public_key(request_pem)
+        .map_err(|e| ProcessError::Invalid(crate::report(&e)))?;
+    let station = authenticate(ctx, certificate_der).await?;
+    let current = serial_of(certificate_der)?;
+    let now = ctx.now();
+    let mut tx = ctx.store.begin().await?;
+    let mut latest = None;
+    for serial in [Some(current.clone()), station.next_serial.clone()]
+        .into_iter()
+        .flatten()
+    {
+        let Some((der, issued)) = stations::certificate(&mut tx, &serial).await? else {
+            continue;
+        };
+        latest = latest.max(Some(issued));
+        if Some(&serial) != station.next_serial.as_ref() {
+            continue;
+        }
+        let der = hex::decode(&der)
+            .map_err(|e| ProcessError::Internal(format!("stored certificate {serial}: {e}")))?;
+        let (key, _) = cardwright_pki::tls::public_key_and_end(&der)
+            .map_err(|e| ProcessError::failed("reading the station's certificate", e))?;
+        if key == spki {
+            return Ok(Enrolled {
+                station: station.name,
+                certificate_pem: cardwright_pki::certificate_pem(&der),
+                ca_pem: pki.ca.certificate_pem().to_owned(),
+            });
+        }
+    }
+    if let Some(latest) = latest.filter(|at| (now - *at).num_minutes() < RENEW_AFTER_MINUTES) {
+        return Err(ProcessError::Conflict(format!(
+            "station '{}' got a certificate at {}; a station renews at most once an hour",
+            station.name,
+            latest.format("%Y-%m-%d %H:%M UTC")
+        )));
+    }
+    let (der, certificate) = issue(ctx, pki, &station.name, &spki, now)?;
+    if !stations::renew(&mut tx, &current, &certificate, now).await? {
+        return Err(ProcessError::Forbidden(format!(
+            "station '{}' is disabled, or its certificate was replaced meanwhile",
+            station.name
+        )));
+    }
+    event(
+        ctx,
+        &mut tx,
+        format!("station:{}", station.name),
+        "StationRenew",
+        serde_json::json!({
+            "station": station.name,
+            "certificate": certificate.serial,
+            "previous": current,
+            "not_after": certificate.not_after,
+        }),
+    )
+    .await?;
+    Store::commit(tx).await?;
+    Ok(Enrolled {
+        station: station.name,
+        certificate_pem: cardwright_pki::certificate_pem(&der),
+        ca_pem: pki.ca.certificate_pem().to_owned(),
+    })
+}
+
+fn serial_of(certificate_der: &[u8]) -> Result<String, ProcessError> {
+    let (_, serial) = cardwright_pki::subject_and_serial(certificate_der).map_err(|_| {
+        ProcessError::Unauthenticated("the client certificate does not parse".into())
+    })?;
+    Ok(hex::encode(serial))
+}
+
 /// The station calling with the client certificate `certificate_der`, which must be its
 /// current one; a disabled station is refused.
 pub async fn authenticate(
     ctx: &Context,
     certificate_der: &[u8],
 ) -> Result<StationRecord, ProcessError> {
-    let (_, serial) = cardwright_pki::subject_and_serial(certificate_der).map_err(|_| {
-        ProcessError::Unauthenticated("the client certificate does not parse".into())
+    let serial = serial_of(certificate_der)?;
+    let mut record = {
+        let mut conn = ctx.store.reader().await?;
+        stations::identify(&mut conn, &serial).await?
+    }
+    .ok_or_else(|| {
+        ProcessError::Forbidden("the client certificate is not a current station's".into())
     })?;
-    let serial = hex::encode(serial);
-    let mut conn = ctx.store.reader().await?;
-    let Some(record) = stations::identify(&mut conn, &serial).await? else {
-        return Err(ProcessError::Forbidden(
-            "the client certificate is not a current station's".into(),
-        ));
-    };
     if record.disabled {
         return Err(ProcessError::Forbidden(format!(
             "station '{}' is disabled",
             record.name
         )));
+    }
+    if record.next_serial.as_deref() == Some(serial.as_str()) {
+        // The first call with a renewed certificate: it becomes the current one.
+        let mut tx = ctx.store.begin().await?;
+        if stations::promote(&mut tx, &record.name, &serial, ctx.now()).await? {
+            Store::commit(tx).await?;
+            tracing::info!(station = %record.name, certificate = %serial, "renewed station certificate in use");
+        }
+        record.cert_serial = Some(serial);
+        record.next_serial = None;
     }
     Ok(record)
 }

@@ -56,7 +56,19 @@ pub enum StationCommand {
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
     },
+    /// Renew the station's certificate now, with a new key. `run` renews it by itself when
+    /// fewer than 30 days are left.
+    Renew {
+        /// The folder `enroll` filled.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
+
+/// `run` renews the station's certificate when fewer than this many days are left.
+const RENEW_DAYS: i64 = 30;
+/// How often `run` looks at its certificate's end.
+const RENEW_CHECK: Duration = Duration::from_hours(6);
 
 /// What `enroll` keeps besides the key and certificates.
 #[derive(Debug, Serialize, Deserialize)]
@@ -90,6 +102,10 @@ pub async fn run(command: &StationCommand, config: Option<&Path>) -> anyhow::Res
             server_ca,
         } => enroll(server, code, dir, server_ca.as_deref()).await,
         StationCommand::Run { dir } => run_station(dir, config).await,
+        StationCommand::Renew { dir } => {
+            renew(dir, true).await?;
+            Ok(())
+        }
     }
 }
 
@@ -309,6 +325,98 @@ async fn enroll(
     Ok(())
 }
 
+/// Completes a renewal that stopped after the new certificate was saved: the new key and
+/// certificate (`key.pem.new`, `cert.pem.new`) take the old ones' places, the key first.
+fn finish_renewal(dir: &Path) -> anyhow::Result<()> {
+    let (key, cert) = (dir.join("key.pem.new"), dir.join("cert.pem.new"));
+    if cert.exists() {
+        if key.exists() {
+            std::fs::rename(&key, dir.join("key.pem"))
+                .with_context(|| format!("moving {} into place", key.display()))?;
+        }
+        std::fs::rename(&cert, dir.join("cert.pem"))
+            .with_context(|| format!("moving {} into place", cert.display()))?;
+    }
+    Ok(())
+}
+
+/// When the station's certificate ends (Unix seconds).
+fn certificate_end(dir: &Path) -> anyhow::Result<i64> {
+    let path = dir.join("cert.pem");
+    let pem = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let der =
+        CertificateDer::from_pem_slice(&pem).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let (_, end) = cardwright_pki::tls::public_key_and_end(&der)
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    Ok(end)
+}
+
+/// Renews the station's certificate with a new key when fewer than [`RENEW_DAYS`] days are left
+/// (at once with `force`), and gives the client that uses it. The new key is kept in
+/// `key.pem.new` until the certificate comes, so a renewal whose answer was lost asks again
+/// with the same key and gets the same certificate; the server keeps accepting the old one
+/// until the station calls with the new one.
+async fn renew(dir: &Path, force: bool) -> anyhow::Result<Option<reqwest::Client>> {
+    finish_renewal(dir)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let end = certificate_end(dir)?;
+    if !force && end - now > RENEW_DAYS * 86_400 {
+        return Ok(None);
+    }
+    let (http, enrolment) = station_client(dir)?;
+    let key_path = dir.join("key.pem.new");
+    let key_pem = if key_path.exists() {
+        std::fs::read_to_string(&key_path)
+            .with_context(|| format!("reading {}", key_path.display()))?
+    } else {
+        let (key_pem, _) = cardwright_pki::tls::key_and_request("cardwright station")?;
+        crate::app::write_secret(&key_path, key_pem.as_bytes())
+            .with_context(|| format!("writing {}", key_path.display()))?;
+        key_pem
+    };
+    let csr = cardwright_pki::tls::request_for(&key_pem, "cardwright station")?;
+    let server = &enrolment.server;
+    let res = http
+        .post(format!("{server}/station/v1/renew"))
+        .json(&serde_json::json!({ "csr": csr }))
+        .send()
+        .await
+        .map_err(|e| anyhow!("reaching {server}: {}", cardwright_processes::report(&e)))?;
+    if !res.status().is_success() {
+        bail!("the server refused the renewal: {}", refusal(res).await);
+    }
+    let answer: serde_json::Value = res.json().await.context("reading the server's answer")?;
+    let (Some(certificate), Some(ca)) = (answer["certificate"].as_str(), answer["ca"].as_str())
+    else {
+        bail!("the server's answer is not a certificate");
+    };
+    let ca_der = CertificateDer::from_pem_slice(ca.as_bytes())
+        .map_err(|e| anyhow!("the server's CA certificate: {e}"))?;
+    if sha256_hex(&ca_der) != enrolment.ca_fingerprint {
+        bail!("the server's CA is not the one this station enrolled with; nothing was changed");
+    }
+    let der = CertificateDer::from_pem_slice(certificate.as_bytes())
+        .map_err(|e| anyhow!("the new certificate: {e}"))?;
+    let (key, end) = cardwright_pki::tls::public_key_and_end(&der)?;
+    if key != cardwright_pki::tls::request_public_key(&csr)? {
+        bail!("the new certificate is not for the station's new key; nothing was changed");
+    }
+    std::fs::write(dir.join("cert.pem.new"), certificate)
+        .with_context(|| format!("writing {}", dir.join("cert.pem.new").display()))?;
+    finish_renewal(dir)?;
+    let (http, _) = station_client(dir)?;
+    let until = chrono::DateTime::from_timestamp(end, 0).unwrap_or_default();
+    tracing::info!(station = %enrolment.station, until = %until.format("%Y-%m-%d"), "station certificate renewed");
+    println!(
+        "station {}: certificate renewed, valid until {}",
+        enrolment.station,
+        until.format("%Y-%m-%d")
+    );
+    Ok(Some(http))
+}
+
 /// The mutual-TLS client of an enrolled station.
 fn station_client(dir: &Path) -> anyhow::Result<(reqwest::Client, Enrolment)> {
     let read = |name: &str| {
@@ -445,10 +553,11 @@ async fn run_station(dir: &Path, config: Option<&Path>) -> anyhow::Result<()> {
             encoder: EncoderConfig::None,
         },
     };
+    finish_renewal(dir)?;
     let (http, enrolment) = station_client(dir)?;
     let station = station(dir, &enrolment.station, &file)?;
     let (printer_kind, encoder_kind) = kinds(&file);
-    let link = Link {
+    let mut link = Link {
         http,
         server: enrolment.server.clone(),
     };
@@ -479,24 +588,41 @@ async fn run_station(dir: &Path, config: Option<&Path>) -> anyhow::Result<()> {
         "encoder": encoder_kind,
         "wait_secs": 20,
     });
-    work(&link, &station, &hello, &stop, None).await;
+    work(&mut link, &station, &hello, &stop, None, Some(dir)).await;
     tracing::info!("station stopped");
     Ok(())
 }
 
 /// The station's loop: ask for a card, produce it, report; until `stop`. With `claims`, the
-/// time each answered request for a card took is noted there.
+/// time each answered request for a card took is noted there. With `renew_in`, the station's
+/// folder, its certificate is renewed there before it ends.
 pub(crate) async fn work(
-    link: &Link,
+    link: &mut Link,
     station: &Station,
     hello: &serde_json::Value,
     stop: &std::sync::atomic::AtomicBool,
     claims: Option<&std::sync::Mutex<Vec<Duration>>>,
+    renew_in: Option<&Path>,
 ) {
     let mut pause = Duration::from_millis(500);
     // The next card, when the server handed it with the last outcome.
     let mut handed: Option<(serde_json::Value, Duration)> = None;
+    let mut look_at = tokio::time::Instant::now();
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        if let Some(dir) = renew_in.filter(|_| tokio::time::Instant::now() >= look_at) {
+            look_at = tokio::time::Instant::now() + RENEW_CHECK;
+            match renew(dir, false).await {
+                Ok(Some(http)) => link.http = http,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "renewing the station's certificate failed; trying again in ten minutes"
+                    );
+                    look_at = tokio::time::Instant::now() + Duration::from_mins(10);
+                }
+            }
+        }
         if let Some((job, took)) = handed.take() {
             if let Some(Ok(mut claims)) = claims.map(|c| c.lock()) {
                 claims.push(took);

@@ -186,11 +186,11 @@ async fn remote(
     let started = Instant::now();
     let agents: Vec<_> = links
         .into_iter()
-        .map(|(name, link)| {
+        .map(|(name, mut link)| {
             let (stop, claims, hello) = (stop.clone(), claims.clone(), hello.clone());
             let station = simulated(name);
             tokio::spawn(async move {
-                crate::agent::work(&link, &station, &hello, &stop, Some(&claims)).await;
+                crate::agent::work(&mut link, &station, &hello, &stop, Some(&claims), None).await;
             })
         })
         .collect();

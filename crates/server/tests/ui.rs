@@ -1122,6 +1122,14 @@ async fn registering_a_station_shows_its_enrolment_code_once() {
     );
     let list = browser.get("/stations").await;
     assert_eq!(shown_state(&list, "desk-7"), "offline");
+    let until = (app.ctx.now() + chrono::Duration::days(365))
+        .format("%Y-%m-%d")
+        .to_string();
+    assert!(
+        list.body.contains(&format!("certificate until {until}")),
+        "when its certificate ends: {}",
+        list.body
+    );
     app.stop().await;
 }
 

@@ -71,6 +71,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "stations",
         sql: include_str!("../migrations/0012_stations.sql"),
     },
+    Migration {
+        version: 13,
+        name: "station_renewal",
+        sql: include_str!("../migrations/0013_station_renewal.sql"),
+    },
 ];
 
 /// An arbitrary constant naming Cardwright's migration lock on PostgreSQL.

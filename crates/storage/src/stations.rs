@@ -19,6 +19,10 @@ pub struct StationRecord {
     pub code_expires_at: Option<Timestamp>,
     /// The serial (hex) of the station's current client certificate.
     pub cert_serial: Option<String>,
+    /// The serial of a renewed certificate the station has not called with yet.
+    pub next_serial: Option<String>,
+    /// When the current certificate ends.
+    pub cert_not_after: Option<Timestamp>,
     pub created_at: Timestamp,
     pub enrolled_at: Option<Timestamp>,
     pub last_seen: Option<Timestamp>,
@@ -39,6 +43,8 @@ fn record(row: &AnyRow) -> Result<StationRecord, StoreError> {
         code_sha256: row.try_get("code_sha256")?,
         code_expires_at: opt_from_micros(row.try_get("code_expires_at")?)?,
         cert_serial: row.try_get("cert_serial")?,
+        next_serial: row.try_get("next_serial")?,
+        cert_not_after: opt_from_micros(row.try_get("cert_not_after")?)?,
         created_at: from_micros(row.try_get("created_at")?)?,
         enrolled_at: opt_from_micros(row.try_get("enrolled_at")?)?,
         last_seen: opt_from_micros(row.try_get("last_seen")?)?,
@@ -52,8 +58,10 @@ fn record(row: &AnyRow) -> Result<StationRecord, StoreError> {
 
 /// Every station's columns, the card it holds and what it produced since `$1`.
 const SELECT: &str = "SELECT s.name, s.description, s.disabled, s.code_sha256, s.code_expires_at, \
-    s.cert_serial, s.created_at, s.enrolled_at, s.last_seen, s.version, s.printer_kind, \
+    s.cert_serial, s.next_serial, s.created_at, s.enrolled_at, s.last_seen, s.version, s.printer_kind, \
     s.encoder_kind, \
+    (SELECT k.not_after FROM station_certificates k WHERE k.serial = s.cert_serial) \
+     AS cert_not_after, \
     (SELECT MIN(c.serial) FROM batch_order_items i JOIN cards c ON c.id = i.card_id \
      WHERE i.status = 'producing' AND i.station = s.name) AS current_card, \
     (SELECT COUNT(*) FROM production_attempts a WHERE a.station = s.name \
@@ -131,12 +139,14 @@ pub async fn standing(
 }
 
 /// What a call with a client certificate needs of its station: the columns of the station whose
-/// current certificate has serial `serial`, without the counts [`get`] adds.
+/// current (or renewed, pending) certificate has serial `serial`, without the counts [`get`]
+/// adds.
 pub async fn identify(conn: &mut Conn, serial: &str) -> Result<Option<StationRecord>, StoreError> {
     let row = sqlx::query(
         "SELECT name, description, disabled, code_sha256, code_expires_at, cert_serial, \
-         created_at, enrolled_at, last_seen, version, printer_kind, encoder_kind, \
-         NULL AS current_card, 0 AS produced_today FROM stations WHERE cert_serial = $1",
+         next_serial, created_at, enrolled_at, last_seen, version, printer_kind, encoder_kind, \
+         NULL AS cert_not_after, NULL AS current_card, 0 AS produced_today FROM stations \
+         WHERE cert_serial = $1 OR next_serial = $1",
     )
     .bind(serial)
     .fetch_optional(conn)
@@ -177,7 +187,7 @@ pub async fn enroll(
 ) -> Result<bool, StoreError> {
     let updated = sqlx::query(
         "UPDATE stations SET code_sha256 = NULL, code_expires_at = NULL, cert_serial = $1, \
-         enrolled_at = $2, updated_at = $2 WHERE name = $3 AND code_sha256 = $4 \
+         next_serial = NULL, enrolled_at = $2, updated_at = $2 WHERE name = $3 AND code_sha256 = $4 \
          AND code_expires_at >= $2 AND disabled = 0",
     )
     .bind(&certificate.serial)
@@ -189,6 +199,30 @@ pub async fn enroll(
     if updated.rows_affected() != 1 {
         return Ok(false);
     }
+    add_certificate(conn, certificate, now).await?;
+    Ok(true)
+}
+
+/// Retires the station's certificates so far and adds `certificate`.
+async fn add_certificate(
+    conn: &mut Conn,
+    certificate: &StationCertificate,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE station_certificates SET retired_at = $1 WHERE station = $2 AND retired_at IS NULL",
+    )
+    .bind(to_micros(now))
+    .bind(&certificate.station)
+    .execute(&mut *conn)
+    .await?;
+    insert_certificate(conn, certificate).await
+}
+
+async fn insert_certificate(
+    conn: &mut Conn,
+    certificate: &StationCertificate,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO station_certificates (serial, station, der, issued_at, not_after) \
          VALUES ($1, $2, $3, $4, $5)",
@@ -200,6 +234,104 @@ pub async fn enroll(
     .bind(to_micros(certificate.not_after))
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// A station's certificate by serial: its DER (hex) and when it was issued.
+pub async fn certificate(
+    conn: &mut Conn,
+    serial: &str,
+) -> Result<Option<(String, Timestamp)>, StoreError> {
+    let row = sqlx::query("SELECT der, issued_at FROM station_certificates WHERE serial = $1")
+        .bind(serial)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(|row| Ok((row.try_get("der")?, from_micros(row.try_get("issued_at")?)?)))
+        .transpose()
+}
+
+/// Renews a station's certificate: `certificate` becomes pending beside the current one with
+/// serial `current` (an earlier pending one is retired). False (and nothing written) when
+/// `current` is no longer the station's, or the station is disabled.
+pub async fn renew(
+    conn: &mut Conn,
+    current: &str,
+    certificate: &StationCertificate,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let earlier: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT next_serial FROM stations WHERE name = $1 AND cert_serial = $2 AND disabled = 0",
+    )
+    .bind(&certificate.station)
+    .bind(current)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(earlier) = earlier else {
+        return Ok(false);
+    };
+    let updated = sqlx::query(
+        "UPDATE stations SET next_serial = $1, updated_at = $2 WHERE name = $3 \
+         AND cert_serial = $4 AND disabled = 0",
+    )
+    .bind(&certificate.serial)
+    .bind(to_micros(now))
+    .bind(&certificate.station)
+    .bind(current)
+    .execute(&mut *conn)
+    .await?;
+    if updated.rows_affected() != 1 {
+        return Ok(false);
+    }
+    if let Some(earlier) = earlier {
+        retire(conn, &earlier, now).await?;
+    }
+    insert_certificate(conn, certificate).await?;
+    Ok(true)
+}
+
+async fn retire(conn: &mut Conn, serial: &str, now: Timestamp) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE station_certificates SET retired_at = $1 WHERE serial = $2 AND retired_at IS NULL",
+    )
+    .bind(to_micros(now))
+    .bind(serial)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The station called with its pending certificate `serial`: it becomes the current one, and
+/// the one before is retired. False when `serial` is not the station's pending certificate.
+pub async fn promote(
+    conn: &mut Conn,
+    name: &str,
+    serial: &str,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let before: Option<Option<String>> =
+        sqlx::query_scalar("SELECT cert_serial FROM stations WHERE name = $1 AND next_serial = $2")
+            .bind(name)
+            .bind(serial)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some(before) = before else {
+        return Ok(false);
+    };
+    let updated = sqlx::query(
+        "UPDATE stations SET cert_serial = $1, next_serial = NULL, updated_at = $2 \
+         WHERE name = $3 AND next_serial = $1",
+    )
+    .bind(serial)
+    .bind(to_micros(now))
+    .bind(name)
+    .execute(&mut *conn)
+    .await?;
+    if updated.rows_affected() != 1 {
+        return Ok(false);
+    }
+    if let Some(before) = before {
+        retire(conn, &before, now).await?;
+    }
     Ok(true)
 }
 
@@ -302,11 +434,13 @@ pub async fn touch(
     Ok(())
 }
 
-/// Station certificates on hold (serial hex, since when), for the revocation list.
-pub async fn held(conn: &mut Conn) -> Result<Vec<(String, Timestamp)>, StoreError> {
+/// Station certificates for the revocation list: those on hold (a disabled station's) and those
+/// retired (replaced by a newer one): serial hex, since when, and whether it is only on hold.
+pub async fn listed(conn: &mut Conn) -> Result<Vec<(String, Timestamp, bool)>, StoreError> {
     let rows = sqlx::query(
-        "SELECT serial, held_at FROM station_certificates WHERE held_at IS NOT NULL \
-         ORDER BY held_at, serial",
+        "SELECT serial, COALESCE(retired_at, held_at) AS since, \
+         CASE WHEN retired_at IS NULL THEN 1 ELSE 0 END AS hold FROM station_certificates \
+         WHERE held_at IS NOT NULL OR retired_at IS NOT NULL ORDER BY since, serial",
     )
     .fetch_all(conn)
     .await?;
@@ -314,10 +448,24 @@ pub async fn held(conn: &mut Conn) -> Result<Vec<(String, Timestamp)>, StoreErro
         .map(|row| {
             Ok((
                 row.try_get("serial")?,
-                from_micros(row.try_get("held_at")?)?,
+                from_micros(row.try_get("since")?)?,
+                row.try_get::<i64, _>("hold")? != 0,
             ))
         })
         .collect()
+}
+
+/// Replaces the escrow key's sealed private key `old` with `new` (the same key sealed under
+/// another master key). False when it was not `old` any more.
+pub async fn reseal_escrow(conn: &mut Conn, old: &str, new: &str) -> Result<bool, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE station_escrow SET private_sealed = $1 WHERE id = 1 AND private_sealed = $2",
+    )
+    .bind(new)
+    .bind(old)
+    .execute(conn)
+    .await?;
+    Ok(updated.rows_affected() == 1)
 }
 
 /// The escrow key: its public key (hex SubjectPublicKeyInfo) and its sealed private key.

@@ -206,7 +206,7 @@ async fn start_rotation(
 }
 
 /// Rotates the PUK master key: a new key becomes current, then every PUK is re-sealed under it,
-/// `batch` cards per transaction. An interrupted rotation (a crash, or `max_batches` reached) is
+/// `batch` cards per transaction, and last the stations' escrow key. An interrupted rotation (a crash, or `max_batches` reached) is
 /// resumed by the next call instead of starting another: a previous key that still has PUKs
 /// marks it. When no PUK is left under the previous key it is retired.
 pub async fn rotate_master_key(
@@ -256,6 +256,22 @@ pub async fn rotate_master_key(
         batches += 1;
     }
     let mut tx = store.begin().await?;
+    // The escrow key stations seal PUKs to is sealed like a PUK: it moves to the new key too.
+    if let Some((_, sealed)) = cardwright_storage::stations::escrow(&mut tx).await? {
+        if !sealed.starts_with(&prefix) {
+            let Some(secret) = set.master.open(&mut tx, &sealed).await? else {
+                return Err(KeyError::Refused(
+                    "the stations' escrow key does not open under its master key; it was not \
+                     changed"
+                        .into(),
+                ));
+            };
+            let mut nonce = [0u8; 12];
+            entropy.fill(&mut nonce);
+            let fresh = set.master.seal(&mut tx, nonce, &secret).await?;
+            cardwright_storage::stations::reseal_escrow(&mut tx, &sealed, &fresh).await?;
+        }
+    }
     let behind = keys::puks_not_under(&mut tx, &prefix).await?;
     if behind > 0 {
         // A server sealed a PUK under the previous key while this run went through the cards:

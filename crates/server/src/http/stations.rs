@@ -84,6 +84,8 @@ pub struct StationView {
     pub enrolled_at: Option<DateTime<Utc>>,
     /// The serial (hex) of its client certificate.
     pub certificate_serial: Option<String>,
+    /// When that certificate ends (the agent renews it 30 days before).
+    pub certificate_expires_at: Option<DateTime<Utc>>,
     /// Until when its enrolment code works, while it has one.
     pub code_expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -104,6 +106,7 @@ impl From<Station> for StationView {
             encoder: r.encoder_kind,
             enrolled_at: r.enrolled_at,
             certificate_serial: r.cert_serial,
+            certificate_expires_at: r.cert_not_after,
             code_expires_at: r.code_expires_at,
             created_at: r.created_at,
         }
@@ -230,6 +233,7 @@ pub async fn new_enrollment_code(
 pub fn agent_routes() -> Router<AppState> {
     Router::new()
         .route("/station/v1/enroll", post(enroll))
+        .route("/station/v1/renew", post(renew))
         .route("/station/v1/jobs/next", post(next_job))
         .route(
             "/station/v1/jobs/{order}/{card}/{attempt}/heartbeat",
@@ -257,6 +261,20 @@ fn client_certificate(parts: &Parts) -> Result<std::sync::Arc<Vec<u8>>, ApiError
                  enroll gives one)",
             )
         })
+}
+
+/// The client certificate the request came with (DER), checked by the handler.
+pub struct ClientCertificate(pub std::sync::Arc<Vec<u8>>);
+
+impl FromRequestParts<AppState> for ClientCertificate {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(client_certificate(parts)?))
+    }
 }
 
 /// The station calling, known and checked by its client certificate (its record read anew).
@@ -369,6 +387,28 @@ async fn enroll(
         station: enrolled.station,
         certificate: enrolled.certificate_pem,
         ca: enrolled.ca_pem,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenewBody {
+    /// The agent's signing request (PEM) for its new key.
+    csr: String,
+}
+
+/// A new certificate for the calling station's new key; its current one is retired.
+async fn renew(
+    State(state): State<AppState>,
+    ClientCertificate(certificate): ClientCertificate,
+    ApiJson(body): ApiJson<RenewBody>,
+) -> Result<Json<EnrolledView>, ApiError> {
+    let renewed = stations::renew(&state.ctx, &certificate, &body.csr).await?;
+    tracing::info!(station = %renewed.station, "station certificate renewed");
+    Ok(Json(EnrolledView {
+        station: renewed.station,
+        certificate: renewed.certificate_pem,
+        ca: renewed.ca_pem,
     }))
 }
 

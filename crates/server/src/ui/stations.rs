@@ -34,6 +34,8 @@ struct StationRow {
     code_until: Option<String>,
     last_seen: String,
     version: String,
+    /// When its client certificate ends.
+    certificate_until: Option<String>,
     current_card: Option<String>,
     produced_today: u64,
     printer: String,
@@ -53,6 +55,7 @@ impl From<StationView> for StationRow {
                 .map(when),
             last_seen: r.last_seen.map_or_else(|| "never".into(), when),
             version: or_dash(r.version),
+            certificate_until: r.cert_not_after.map(crate::ui::page::day),
             current_card: r.current_card,
             produced_today: r.produced_today,
             printer: or_dash(r.printer_kind),

@@ -22,5 +22,6 @@ mod photos;
 mod pki;
 mod scripts;
 mod server_processes;
+mod station_renewal;
 mod stations;
 mod webhooks;

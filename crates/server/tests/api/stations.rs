@@ -320,6 +320,149 @@ async fn enroll_desks(site: &Site, admin: &Admin, desks: &[&Desk]) {
     assert!(!elsewhere.exists());
 }
 
+/// `cardwright station renew`: at most once an hour (the certificate is made two hours older
+/// in the database), then a new key and certificate, pending until the station calls with it;
+/// from then on the old one is refused and the revocation list names it as superseded.
+async fn renew_a_desk(site: &Site, admin: &Admin, a: &Desk) {
+    let renew = || {
+        Command::new(env!("CARGO_BIN_EXE_cardwright"))
+            .args(["station", "renew", "--dir"])
+            .arg(&a.dir)
+            .output()
+            .unwrap()
+    };
+    let first = std::fs::read(a.dir.join("cert.pem")).unwrap();
+    let out = renew();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("at most once an hour"),
+        "{said}"
+    );
+    assert_eq!(std::fs::read(a.dir.join("cert.pem")).unwrap(), first);
+    let old = a.client();
+    let serial = admin.station(&a.name).await["certificate_serial"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let db = site.data.join("cardwright.db");
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        db.display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE station_certificates SET issued_at = issued_at - 7200000000 WHERE serial = ?",
+    )
+    .bind(&serial)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::Connection::close(conn).await.unwrap();
+    let out = renew();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("renewed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(std::fs::read(a.dir.join("cert.pem")).unwrap(), first);
+    assert!(!a.dir.join("key.pem.new").exists());
+    let poll = |client: reqwest::Client| async move {
+        client
+            .post(format!("{}/station/v1/jobs/next", site.base))
+            .json(&json!({"wait_secs": 0}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(
+        poll(old.clone()).await,
+        StatusCode::NO_CONTENT,
+        "the old certificate works until the new one is used"
+    );
+    assert_eq!(poll(a.client()).await, StatusCode::NO_CONTENT);
+    assert_eq!(poll(old).await, StatusCode::FORBIDDEN);
+    let now = admin.station(&a.name).await["certificate_serial"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(now, serial);
+    let text = crl_text(site, &admin.ca_pem).await;
+    let listed = text
+        .split("Serial Number: ")
+        .find(|entry| entry.starts_with(&serial.to_uppercase()))
+        .unwrap_or_else(|| panic!("the old certificate is listed: {text}"));
+    assert!(listed.contains("Superseded"), "{listed}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(a.dir.join("key.pem"))
+            .unwrap()
+            .permissions(),
+    ) & 0o777;
+    assert_eq!(mode, 0o600, "the new key is the station's user's alone");
+}
+
+/// `pki rotate-master-key` moves the stations' escrow key to the new master key too; the cards
+/// made after it (the PUKs sealed to the escrow key) show it still opens.
+async fn rotate_the_master_key(site: &Site) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cardwright"))
+        .args(["pki", "rotate-master-key", "--config"])
+        .arg(&site.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = site.data.join("cardwright.db");
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        db.display()
+    ))
+    .await
+    .unwrap();
+    let sealed: String = sqlx::query_scalar("SELECT private_sealed FROM station_escrow")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    sqlx::Connection::close(conn).await.unwrap();
+    assert!(sealed.starts_with("m2:"), "{sealed}");
+}
+
+/// The server's revocation list as `openssl crl -text` prints it.
+async fn crl_text(site: &Site, ca_pem: &str) -> String {
+    let plain = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let crl = plain
+        .get(format!("{}/pki/crl", site.base))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let crl_path = site.dir.path().join("crl.der");
+    std::fs::write(&crl_path, &crl).unwrap();
+    let (ok, text) = run(
+        "openssl",
+        &[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            crl_path.to_str().unwrap(),
+            "-noout",
+            "-text",
+        ],
+        &crl_path,
+    );
+    assert!(ok, "{text}");
+    text
+}
+
 /// The order's produced attempts per card, and the station that made each.
 fn produced_by(order: &Value) -> Vec<(String, String, u64)> {
     order["attempts"]
@@ -549,31 +692,9 @@ async fn disable_a_desk(site: &Site, admin: &Admin, a: &Desk) {
         .await
         .unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
-    let crl = plain
-        .get(format!("{}/pki/crl", site.base))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let crl_path = site.dir.path().join("crl.der");
-    std::fs::write(&crl_path, &crl).unwrap();
-    let (ok, text) = run(
-        "openssl",
-        &[
-            "crl",
-            "-inform",
-            "DER",
-            "-in",
-            crl_path.to_str().unwrap(),
-            "-noout",
-            "-text",
-        ],
-        &crl_path,
-    );
+    let text = crl_text(site, &admin.ca_pem).await;
     assert!(
-        ok && text.contains(&serial),
+        text.contains(&serial),
         "the disabled station's certificate is listed: {text}"
     );
     assert!(text.contains("Certificate Hold"), "{text}");
@@ -659,6 +780,7 @@ async fn stations_at_the_desk_over_mutual_tls() {
     let a = Desk::new(&site, "desk-a", 300);
     let b = Desk::new(&site, "desk-b", 600);
     enroll_desks(&site, &admin, &[&a, &b]).await;
+    renew_a_desk(&site, &admin, &a).await;
     let agent_a = a.run();
     let agent_b = b.run();
 
@@ -668,6 +790,7 @@ async fn stations_at_the_desk_over_mutual_tls() {
     assert!(busy["produced_today"].as_u64() >= Some(1), "{busy}");
     assert_eq!(admin.station(&b.name).await["current_card"], Value::Null);
     let mut pins = check_tokens(&site, &admin, &order, &done, &[&a, &b]);
+    rotate_the_master_key(&site).await;
     let agent_b = b.run();
     let (server, admin) = restart_under_agents(&site, server).await;
     disable_a_desk(&site, &admin, &a).await;
