@@ -233,6 +233,22 @@ pub async fn renew_code(
     Ok(code)
 }
 
+/// Refuses server stations (the configuration's `[[stations]]`) named like a station
+/// registered at a desk: a batch order names the station that produces it, so one name must
+/// mean one station.
+pub async fn check_local_names(ctx: &Context) -> Result<(), ProcessError> {
+    let mut conn = ctx.store.reader().await?;
+    for name in &ctx.stations.local {
+        if stations::get(&mut conn, name, ctx.now()).await?.is_some() {
+            return Err(ProcessError::Conflict(format!(
+                "[[stations]] name '{name}' is the name of a station registered at a desk (the \
+                 Stations page); give the server's station another name"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Every station with its state.
 pub async fn list(ctx: &Context, operator: &Operator) -> Result<Vec<StationView>, ProcessError> {
     require_any(

@@ -139,6 +139,9 @@ pub async fn start(
     shutdown_on_signal: bool,
 ) -> anyhow::Result<Running> {
     let ctx = context(config, clock).await?;
+    cardwright_processes::stations::check_local_names(&ctx)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     audit::adopt(&ctx).await.context("signing the audit log")?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await

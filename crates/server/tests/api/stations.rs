@@ -909,6 +909,19 @@ async fn registration_is_checked(db: crate::helpers::Db) {
         )
         .await;
     assert_eq!(next.status, StatusCode::NOT_FOUND, "{next:?}");
+    // A server whose own station has a registered station's name does not start.
+    let mut config = app.config.clone();
+    config.database_url = app.database_url.clone();
+    config.stations = vec![crate::helpers::simulated_station("desk-1", 0, 0)];
+    let refused = cardwright::app::start(&config, app.clock.clone(), false)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        refused.contains("[[stations]] name 'desk-1'") && refused.contains("registered"),
+        "{refused}"
+    );
 }
 
 /// The protocol over one lease after another: a report sent twice counts once, a report after
