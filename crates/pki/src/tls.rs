@@ -139,10 +139,67 @@ impl CertificateAuthority {
     }
 }
 
+impl CertificateAuthority {
+    /// A certificate for `newer` (the installation's CA after `pki renew-ca` with a new key)
+    /// signed by this, earlier, authority: its name, key and CA extensions, valid from `now`
+    /// while both are. A server's chain that carries it is trusted by clients that trust
+    /// either authority.
+    pub fn cross_certificate(
+        &self,
+        newer: &CertificateAuthority,
+        serial: &[u8],
+        now: i64,
+    ) -> Result<Vec<u8>, PkiError> {
+        use x509_parser::prelude::FromDer as _;
+        let pem = pem::parse(newer.certificate_pem().trim())
+            .map_err(|e| PkiError::Signing(format!("the CA certificate is not PEM: {e}")))?;
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(pem.contents())
+            .map_err(|e| PkiError::Signing(format!("the CA certificate does not parse: {e}")))?;
+        let name = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .ok_or_else(|| PkiError::Signing("the CA certificate names no CN".into()))?;
+        // As `create` makes a CA certificate, for the newer CA's name and key.
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let (newer_info, own) = (newer.info()?, self.info()?);
+        let public_key = rcgen::SubjectPublicKeyInfo::from_der(&newer_info.public_key)
+            .map_err(PkiError::PublicKey)?;
+        params.not_before = at(now - 300)?;
+        params.not_after = at(newer_info.not_after.min(own.not_after))?;
+        params.serial_number = Some(SerialNumber::from_slice(serial));
+        params.use_authority_key_identifier_extension = true;
+        let certificate = params
+            .signed_by(&public_key, &self.issuer)
+            .map_err(sign_err)?;
+        Ok(certificate.der().to_vec())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::CaKey;
+
+    #[test]
+    fn a_cross_certificate_names_the_newer_ca_and_its_key() {
+        let older =
+            CertificateAuthority::create("Card CA", CaKey::generate().unwrap(), 1, 0, 5).unwrap();
+        let newer = CertificateAuthority::create("Card CA", CaKey::generate().unwrap(), 2, 1000, 5)
+            .unwrap();
+        let cross = older.cross_certificate(&newer, &[7], 2000).unwrap();
+        let info = crate::CaInfo::of_pem(&crate::certificate_pem(&cross)).unwrap();
+        let newer_info = newer.info().unwrap();
+        assert_eq!(info.public_key, newer_info.public_key);
+        assert_eq!(info.subject, newer_info.subject);
+        assert_eq!(info.not_after, older.info().unwrap().not_after);
+        assert_ne!(info.fingerprint, newer_info.fingerprint);
+    }
 
     #[test]
     fn a_request_becomes_a_client_certificate_for_its_key() {

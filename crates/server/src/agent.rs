@@ -351,19 +351,76 @@ fn certificate_end(dir: &Path) -> anyhow::Result<i64> {
     Ok(end)
 }
 
+/// Adds the server's CA certificates (`/pki/ca.pem`: the current CA and earlier ones) that
+/// `ca.pem` lacks, asked over the station's own connection, whose server the CAs already in
+/// `ca.pem` vouch for. After `pki renew-ca --new-key` the station so trusts the new CA before
+/// the earlier one ends. True when `ca.pem` changed.
+async fn learn_cas(dir: &Path, http: &reqwest::Client, server: &str) -> anyhow::Result<bool> {
+    let path = dir.join("ca.pem");
+    let known = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let have: Vec<String> = CertificateDer::pem_slice_iter(&known)
+        .filter_map(Result::ok)
+        .map(|der| sha256_hex(&der))
+        .collect();
+    let res = http
+        .get(format!("{server}/pki/ca.pem"))
+        .send()
+        .await
+        .map_err(|e| anyhow!("reaching {server}: {}", cardwright_processes::report(&e)))?;
+    if !res.status().is_success() {
+        bail!("{server}/pki/ca.pem: {}", res.status());
+    }
+    let bundle = res
+        .bytes()
+        .await
+        .context("reading the server's CA certificates")?;
+    let mut added = String::new();
+    for der in CertificateDer::pem_slice_iter(&bundle) {
+        let der = der.map_err(|e| anyhow!("the server's CA certificates: {e}"))?;
+        if !have.contains(&sha256_hex(&der)) {
+            added.push_str(&cardwright_pki::certificate_pem(&der));
+        }
+    }
+    if added.is_empty() {
+        return Ok(false);
+    }
+    let mut all = String::from_utf8_lossy(&known).into_owned();
+    if !all.ends_with('\n') {
+        all.push('\n');
+    }
+    all.push_str(&added);
+    let tmp = dir.join("ca.pem.new");
+    std::fs::write(&tmp, all).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    tracing::info!(
+        server,
+        "the server's new CA certificate is trusted from now on"
+    );
+    Ok(true)
+}
+
 /// Renews the station's certificate with a new key when fewer than [`RENEW_DAYS`] days are left
-/// (at once with `force`), and gives the client that uses it. The new key is kept in
+/// (at once with `force`), after learning the server's new CA certificates, and gives the
+/// client that uses what changed. The new key is kept in
 /// `key.pem.new` until the certificate comes, so a renewal whose answer was lost asks again
 /// with the same key and gets the same certificate; the server keeps accepting the old one
 /// until the station calls with the new one.
 async fn renew(dir: &Path, force: bool) -> anyhow::Result<Option<reqwest::Client>> {
     finish_renewal(dir)?;
+    let learned = {
+        let (http, enrolment) = station_client(dir)?;
+        learn_cas(dir, &http, &enrolment.server).await?
+    };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     let end = certificate_end(dir)?;
     if !force && end - now > RENEW_DAYS * 86_400 {
-        return Ok(None);
+        return Ok(if learned {
+            Some(station_client(dir)?.0)
+        } else {
+            None
+        });
     }
     let (http, enrolment) = station_client(dir)?;
     let key_path = dir.join("key.pem.new");
@@ -394,8 +451,12 @@ async fn renew(dir: &Path, force: bool) -> anyhow::Result<Option<reqwest::Client
     };
     let ca_der = CertificateDer::from_pem_slice(ca.as_bytes())
         .map_err(|e| anyhow!("the server's CA certificate: {e}"))?;
-    if sha256_hex(&ca_der) != enrolment.ca_fingerprint {
-        bail!("the server's CA is not the one this station enrolled with; nothing was changed");
+    let trusted = std::fs::read(dir.join("ca.pem"))?;
+    if !CertificateDer::pem_slice_iter(&trusted)
+        .filter_map(Result::ok)
+        .any(|der| der == ca_der)
+    {
+        bail!("the server's CA is not one this station trusts; nothing was changed");
     }
     let der = CertificateDer::from_pem_slice(certificate.as_bytes())
         .map_err(|e| anyhow!("the new certificate: {e}"))?;

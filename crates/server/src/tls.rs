@@ -271,11 +271,26 @@ fn builtin_certificate(
         ctx.now().timestamp(),
         SERVER_CERT_DAYS,
     )?;
-    let chain = format!(
+    let mut chain = format!(
         "{}{}",
         cardwright_pki::certificate_pem(&der),
         pki.ca.certificate_pem()
     );
+    // After `pki renew-ca --new-key`, each earlier CA certifies the current one, so clients
+    // that trust only an earlier CA (stations enrolled before) still trust this server.
+    let key = pki.ca.info()?.public_key;
+    for previous in &pki.previous {
+        if previous.ca.info()?.public_key == key {
+            continue;
+        }
+        ctx.entropy.fill(&mut serial);
+        let cross = previous.ca.cross_certificate(
+            &pki.ca,
+            &cardwright_processes::pki::new_serial(serial),
+            ctx.now().timestamp(),
+        )?;
+        chain.push_str(&cardwright_pki::certificate_pem(&cross));
+    }
     crate::app::create_private_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
     replace_file(&key_path, key_pem.as_bytes())?;
     replace_file(&chain_path, chain.as_bytes())?;

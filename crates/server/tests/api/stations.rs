@@ -818,6 +818,95 @@ async fn stations_at_the_desk_over_mutual_tls() {
     no_pin_at_the_server(&site, &pins);
 }
 
+/// `pki renew-ca --new-key`: the restarted server's certificate comes from the new CA and its
+/// chain carries the earlier CA's certificate for it, so a station enrolled before still trusts
+/// the server; the station learns the new CA and goes on producing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_station_works_on_after_the_ca_is_renewed_with_a_new_key() {
+    let site = Site::new();
+    let server = site.serve(0);
+    let admin = Admin::login(&site.base).await;
+    let root = site.dir.path().join("desk-c");
+    std::fs::create_dir_all(&root).unwrap();
+    let config = root.join("station.toml");
+    std::fs::write(&config, "printer = { kind = \"spool\" }\n").unwrap();
+    let desk = Desk {
+        name: "desk-c".into(),
+        dir: root.join("station"),
+        softhsm: root.join("softhsm2.conf"),
+        config,
+        log: root.join("agent.log"),
+    };
+    let (status, reg) = admin
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/stations",
+            Some(json!({"name": desk.name, "description": "lobby"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{reg}");
+    let out = Desk::enroll(
+        &site.base,
+        reg["enrollment_code"].as_str().unwrap(),
+        &desk.dir,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(server);
+    let out = Command::new(env!("CARGO_BIN_EXE_cardwright"))
+        .args(["pki", "renew-ca", "--new-key", "--config"])
+        .arg(&site.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = site.serve(1);
+    let admin = Admin::login(&site.base).await;
+    let poll = desk
+        .client()
+        .post(format!("{}/station/v1/jobs/next", site.base))
+        .json(&json!({"wait_secs": 0}))
+        .send()
+        .await
+        .expect("the station trusts the server through the earlier CA")
+        .status();
+    assert_eq!(poll, StatusCode::NO_CONTENT);
+    let agent = desk.run();
+    let (order, _) = admin.produce(2, Some(&desk.name)).await;
+    let done = admin.wait_for(&order, |o| o["state"] == "produced").await;
+    assert_eq!(done["counts"]["produced"], 2, "{done}");
+    drop(agent);
+    let trusted = std::fs::read_to_string(desk.dir.join("ca.pem")).unwrap();
+    assert_eq!(
+        trusted.matches("BEGIN CERTIFICATE").count(),
+        2,
+        "the station trusts the new CA too"
+    );
+    // A client that trusts only the new CA (the first of /pki/ca.pem) trusts the server too.
+    let newest = admin
+        .ca_pem
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .next()
+        .unwrap();
+    let fresh = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(newest.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let health = fresh
+        .get(format!("{}/healthz", site.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(health.status().is_success());
+    drop(server);
+}
+
 /// Registers `name` as the production-admin; returns the answer.
 async fn register(
     app: &crate::helpers::TestApp,
