@@ -407,10 +407,8 @@ async fn learn_cas(dir: &Path, http: &reqwest::Client, server: &str) -> anyhow::
 /// until the station calls with the new one.
 async fn renew(dir: &Path, force: bool) -> anyhow::Result<Option<reqwest::Client>> {
     finish_renewal(dir)?;
-    let learned = {
-        let (http, enrolment) = station_client(dir)?;
-        learn_cas(dir, &http, &enrolment.server).await?
-    };
+    let (http, enrolment) = station_client(dir)?;
+    let learned = learn_cas(dir, &http, &enrolment.server).await?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
@@ -422,7 +420,6 @@ async fn renew(dir: &Path, force: bool) -> anyhow::Result<Option<reqwest::Client
             None
         });
     }
-    let (http, enrolment) = station_client(dir)?;
     let key_path = dir.join("key.pem.new");
     let key_pem = if key_path.exists() {
         std::fs::read_to_string(&key_path)

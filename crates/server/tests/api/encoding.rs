@@ -28,6 +28,27 @@ pub(crate) fn softhsm(dir: &Path) -> PathBuf {
     conf
 }
 
+/// A DER revocation list as `openssl crl -text` prints it (the file goes in `dir`).
+pub(crate) fn crl_text(der: &[u8], dir: &Path, conf: &Path) -> String {
+    let path = dir.join("crl.der");
+    std::fs::write(&path, der).unwrap();
+    let (ok, text) = run(
+        "openssl",
+        &[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            path.to_str().unwrap(),
+            "-noout",
+            "-text",
+        ],
+        conf,
+    );
+    assert!(ok, "{text}");
+    text
+}
+
 pub(crate) fn run(program: &str, args: &[&str], conf: &Path) -> (bool, String) {
     let out = Command::new(program)
         .args(args)
@@ -423,22 +444,7 @@ async fn encoded_cards_on_softhsm() {
         .bytes()
         .await
         .unwrap();
-    let crl_path = dir.path().join("crl.der");
-    std::fs::write(&crl_path, &crl).unwrap();
-    let (ok, text) = run(
-        "openssl",
-        &[
-            "crl",
-            "-inform",
-            "DER",
-            "-in",
-            crl_path.to_str().unwrap(),
-            "-noout",
-            "-text",
-        ],
-        conf,
-    );
-    assert!(ok, "{text}");
+    let text = crl_text(&crl, dir.path(), conf);
     for serial in &revoked {
         assert!(
             text.to_uppercase().contains(serial.trim_start_matches('0')),

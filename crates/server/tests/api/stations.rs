@@ -71,6 +71,24 @@ impl Site {
         server
     }
 
+    /// A connection to the server's SQLite database, beside the running server.
+    async fn database(&self) -> sqlx::SqliteConnection {
+        let db = self.data.join("cardwright.db");
+        <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap()
+    }
+
+    /// `cardwright ARGS --config <the site's configuration>`, which must succeed.
+    fn cli(&self, args: &[&str]) {
+        let out = cardwright(args, &["--config".as_ref(), self.config.as_os_str()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Every log the server wrote, in one file.
     fn gather_logs(&self) {
         let mut all = Vec::new();
@@ -81,6 +99,24 @@ impl Site {
         }
         std::fs::write(&self.log, all).unwrap();
     }
+}
+
+/// `cardwright ARGS MORE` (MORE being paths).
+fn cardwright(args: &[&str], more: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cardwright"))
+        .args(args)
+        .args(more)
+        .output()
+        .unwrap()
+}
+
+/// The permission bits of a station's key.
+fn key_mode(dir: &Path) -> u32 {
+    std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.join("key.pem"))
+            .unwrap()
+            .permissions(),
+    ) & 0o777
 }
 
 /// An HTTPS client of the API that trusts the server's CA.
@@ -120,6 +156,19 @@ impl Admin {
             client: Client::login_over(http, base, "desk").await,
             ca_pem,
         }
+    }
+
+    /// Registers station `name`; gives the answer (with its enrolment code).
+    async fn register(&self, name: &str, description: &str) -> Value {
+        let (status, reg) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/stations",
+                Some(json!({"name": name, "description": description})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{reg}");
+        reg
     }
 
     async fn station(&self, name: &str) -> Value {
@@ -266,14 +315,7 @@ impl Drop for Agent {
 async fn enroll_desks(site: &Site, admin: &Admin, desks: &[&Desk]) {
     let mut codes = Vec::new();
     for desk in desks {
-        let (status, reg) = admin
-            .call(
-                reqwest::Method::POST,
-                "/api/v1/stations",
-                Some(json!({"name": desk.name, "description": "front desk"})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{reg}");
+        let reg = admin.register(&desk.name, "front desk").await;
         let code = reg["enrollment_code"].as_str().unwrap().to_owned();
         let fingerprint = reg["ca_fingerprint"]
             .as_str()
@@ -303,12 +345,11 @@ async fn enroll_desks(site: &Site, admin: &Admin, desks: &[&Desk]) {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(desk.dir.join("key.pem"))
-                .unwrap()
-                .permissions(),
-        ) & 0o777;
-        assert_eq!(mode, 0o600, "the station's key is its user's alone");
+        assert_eq!(
+            key_mode(&desk.dir),
+            0o600,
+            "the station's key is its user's alone"
+        );
     }
     // A code works once.
     let out = Desk::enroll(&site.base, &codes[0], &elsewhere);
@@ -324,13 +365,7 @@ async fn enroll_desks(site: &Site, admin: &Admin, desks: &[&Desk]) {
 /// in the database), then a new key and certificate, pending until the station calls with it;
 /// from then on the old one is refused and the revocation list names it as superseded.
 async fn renew_a_desk(site: &Site, admin: &Admin, a: &Desk) {
-    let renew = || {
-        Command::new(env!("CARGO_BIN_EXE_cardwright"))
-            .args(["station", "renew", "--dir"])
-            .arg(&a.dir)
-            .output()
-            .unwrap()
-    };
+    let renew = || cardwright(&["station", "renew", "--dir"], &[a.dir.as_os_str()]);
     let first = std::fs::read(a.dir.join("cert.pem")).unwrap();
     let out = renew();
     let said = String::from_utf8_lossy(&out.stderr);
@@ -344,13 +379,7 @@ async fn renew_a_desk(site: &Site, admin: &Admin, a: &Desk) {
         .as_str()
         .unwrap()
         .to_owned();
-    let db = site.data.join("cardwright.db");
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
-        "sqlite://{}",
-        db.display()
-    ))
-    .await
-    .unwrap();
+    let mut conn = site.database().await;
     sqlx::query(
         "UPDATE station_certificates SET issued_at = issued_at - 7200000000 WHERE serial = ?",
     )
@@ -394,34 +423,18 @@ async fn renew_a_desk(site: &Site, admin: &Admin, a: &Desk) {
         .find(|entry| entry.starts_with(&serial.to_uppercase()))
         .unwrap_or_else(|| panic!("the old certificate is listed: {text}"));
     assert!(listed.contains("Superseded"), "{listed}");
-    let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(a.dir.join("key.pem"))
-            .unwrap()
-            .permissions(),
-    ) & 0o777;
-    assert_eq!(mode, 0o600, "the new key is the station's user's alone");
+    assert_eq!(
+        key_mode(&a.dir),
+        0o600,
+        "the new key is the station's user's alone"
+    );
 }
 
 /// `pki rotate-master-key` moves the stations' escrow key to the new master key too; the cards
 /// made after it (the PUKs sealed to the escrow key) show it still opens.
 async fn rotate_the_master_key(site: &Site) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cardwright"))
-        .args(["pki", "rotate-master-key", "--config"])
-        .arg(&site.config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let db = site.data.join("cardwright.db");
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
-        "sqlite://{}",
-        db.display()
-    ))
-    .await
-    .unwrap();
+    site.cli(&["pki", "rotate-master-key"]);
+    let mut conn = site.database().await;
     let sealed: String = sqlx::query_scalar("SELECT private_sealed FROM station_escrow")
         .fetch_one(&mut conn)
         .await
@@ -444,23 +457,7 @@ async fn crl_text(site: &Site, ca_pem: &str) -> String {
         .bytes()
         .await
         .unwrap();
-    let crl_path = site.dir.path().join("crl.der");
-    std::fs::write(&crl_path, &crl).unwrap();
-    let (ok, text) = run(
-        "openssl",
-        &[
-            "crl",
-            "-inform",
-            "DER",
-            "-in",
-            crl_path.to_str().unwrap(),
-            "-noout",
-            "-text",
-        ],
-        &crl_path,
-    );
-    assert!(ok, "{text}");
-    text
+    crate::encoding::crl_text(&crl, site.dir.path(), site.dir.path())
 }
 
 /// The order's produced attempts per card, and the station that made each.
@@ -837,14 +834,7 @@ async fn a_station_works_on_after_the_ca_is_renewed_with_a_new_key() {
         config,
         log: root.join("agent.log"),
     };
-    let (status, reg) = admin
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/stations",
-            Some(json!({"name": desk.name, "description": "lobby"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{reg}");
+    let reg = admin.register(&desk.name, "lobby").await;
     let out = Desk::enroll(
         &site.base,
         reg["enrollment_code"].as_str().unwrap(),
@@ -856,16 +846,7 @@ async fn a_station_works_on_after_the_ca_is_renewed_with_a_new_key() {
         String::from_utf8_lossy(&out.stderr)
     );
     drop(server);
-    let out = Command::new(env!("CARGO_BIN_EXE_cardwright"))
-        .args(["pki", "renew-ca", "--new-key", "--config"])
-        .arg(&site.config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    site.cli(&["pki", "renew-ca", "--new-key"]);
     let server = site.serve(1);
     let admin = Admin::login(&site.base).await;
     let poll = desk
