@@ -70,6 +70,12 @@ async fn world() -> World {
         Settings::default(),
         AuditKey::derive(&[7; 32]),
     );
+    // As when an installation's keys are made: the empty log's head is signed first.
+    let mut tx = ctx.store.begin().await.unwrap();
+    cardwright_storage::audit::sign_empty(&mut tx, &ctx.audit_key)
+        .await
+        .unwrap();
+    Store::commit(tx).await.unwrap();
     templates::ensure_default(&ctx).await.unwrap();
     let roles: Roles = [Role::RegistrationOfficer].into_iter().collect();
     let officer = auth::add_operator(

@@ -83,8 +83,27 @@ pub(crate) fn write_secret(path: &std::path::Path, bytes: &[u8]) -> std::io::Res
     options.open(path)?.write_all(bytes)
 }
 
-/// Opens the store and builds the processes' context.
+/// Opens the store and builds the processes' context, checks the audit log and makes the shipped
+/// template and option script when they are missing.
 pub async fn context(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Context> {
+    let ctx = open_context(config, clock).await?;
+    // Nothing is written to a log that does not verify: the server (and every command that
+    // writes) stops here, naming the problem.
+    audit::require_intact(&ctx)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    templates::ensure_default(&ctx)
+        .await
+        .context("creating the default card template")?;
+    scripts::ensure_default(&ctx)
+        .await
+        .context("saving the default option script")?;
+    Ok(ctx)
+}
+
+/// Opens the store and builds the processes' context, and nothing more: for `audit adopt`, which
+/// must run on a log that does not verify yet.
+pub async fn open_context(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Context> {
     let store = open_store(config).await?;
     let set = crate::keys::open_or_create(config, &store, clock.now()).await?;
     let (pki, audit) = pki(config, set, &stations(config));
@@ -97,12 +116,6 @@ pub async fn context(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<C
                 i64::try_from(config.station_lease_secs).unwrap_or(60),
             ),
         });
-    templates::ensure_default(&ctx)
-        .await
-        .context("creating the default card template")?;
-    scripts::ensure_default(&ctx)
-        .await
-        .context("saving the default option script")?;
     Ok(ctx)
 }
 
@@ -142,7 +155,6 @@ pub async fn start(
     cardwright_processes::stations::check_local_names(&ctx)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    audit::adopt(&ctx).await.context("signing the audit log")?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -198,6 +210,11 @@ pub async fn start(
             watch_rx.clone(),
         )));
     }
+    tasks.push(tokio::spawn(checkpoint_job(
+        ctx.clone(),
+        Duration::from_secs(config.audit.checkpoint_secs),
+        watch_rx.clone(),
+    )));
     tasks.push(tokio::spawn(expiry_job(
         ctx.clone(),
         Duration::from_millis(config.expiry_interval_ms),
@@ -366,6 +383,28 @@ async fn lease_job(ctx: Context, every: Duration, mut stop: watch::Receiver<bool
         }
         if let Err(e) = temp_cards::remote::expire_leases(&ctx).await {
             tracing::error!(error = %e, "ending stations' leases failed");
+        }
+    }
+}
+
+/// Publishes the audit log's signed head at start and every `every` until shut down: in the
+/// server's log, a line `cardwright audit verify --checkpoint` reads back. A copy kept outside
+/// the database shows later whether the log was cut back or rewritten past it, even by someone
+/// holding the keys.
+async fn checkpoint_job(ctx: Context, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        match audit::checkpoint(&ctx).await {
+            Ok(Some((checkpoint, at))) => {
+                tracing::info!("{}", audit::checkpoint_line(&checkpoint, at));
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "reading the audit log's head failed"),
         }
     }
 }

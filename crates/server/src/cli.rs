@@ -173,10 +173,22 @@ pub enum PkiCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check the audit log's hash chain and its signatures (under the key derived from the PKI
-    /// master key); prints the last signed checkpoint, and exits non-zero naming the first bad
-    /// event and the last signed checkpoint that still holds.
-    Verify,
+    /// Check the audit log: every event's link, hash and signature, and the signed head. Prints
+    /// the last signed checkpoint, and exits non-zero naming the first bad event and the last
+    /// signed checkpoint that still holds.
+    ///
+    /// Example: cardwright audit verify --checkpoint checkpoints.log
+    Verify {
+        /// Also check the checkpoints a server published (its log lines "audit checkpoint: ...",
+        /// or audit.checkpoint webhook bodies, one per line): the log must still hold each
+        /// checkpoint's event with its hash.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Take over a log written by a Cardwright from before the log was signed: check that its
+    /// chain holds, sign every event and the head, and record the adoption in the log. Refused
+    /// for a log that was written with signing (its missing signatures were removed).
+    Adopt,
 }
 
 impl Cli {
@@ -267,38 +279,116 @@ pub async fn run_admin(cli: &Cli, config: &Config) -> anyhow::Result<()> {
                 println!("card {}: {}", card.serial, card.outcome);
             }
         }
-        Command::Audit(AuditCommand::Verify) => {
-            // A verification only reads: the database is opened read-only, no migration runs
-            // and no file (key, CA, data folder) is created.
-            crate::keys::require_some_key(config)?;
-            let url = config.effective_database_url();
-            let store = Store::connect_read_only(&url)
-                .await
-                .with_context(|| format!("opening {} read-only", redact_url(&url)))?;
-            let key = crate::keys::existing_audit_key(config, &store).await?;
-            let result = {
-                let mut conn = store.reader().await?;
-                cardwright_storage::audit::verify(&mut conn, &key)
-                    .await
-                    .context("reading the audit log")?
-            };
-            store.close().await;
-            match (result.first_bad, result.last_checkpoint) {
-                (None, Some(checkpoint)) => println!(
-                    "audit log intact: {} events verified, last signed checkpoint at event {checkpoint}",
-                    result.events
-                ),
-                (None, None) => println!("audit log intact: {} events verified", result.events),
-                (Some((seq, reason)), Some(checkpoint)) => bail!(
-                    "audit log broken at event {seq}: {reason}; the last signed checkpoint that \
-                     holds is event {checkpoint}"
-                ),
-                (Some((seq, reason)), None) => bail!(
-                    "audit log broken at event {seq}: {reason}; no signed checkpoint holds (if \
-                     no event verifies, check that pki.master_key is the server's)"
-                ),
-            }
+        Command::Audit(AuditCommand::Verify { checkpoint }) => {
+            verify_audit(config, checkpoint.as_deref()).await?;
         }
+        Command::Audit(AuditCommand::Adopt) => {
+            let ctx = crate::app::open_context(
+                config,
+                std::sync::Arc::new(cardwright_processes::SystemClock),
+            )
+            .await?;
+            let adopted = cardwright_processes::audit::adopt(
+                &ctx,
+                &cardwright_processes::Actor::System("cli"),
+            )
+            .await;
+            ctx.store.close().await;
+            let events = adopted.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "audit log adopted: {events} events written before signing are signed now; the \
+                 adoption is the log's newest event"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `cardwright audit verify`: the chain, and the published checkpoints in `checkpoints`.
+async fn verify_audit(config: &Config, checkpoints: Option<&std::path::Path>) -> anyhow::Result<()> {
+    // The checkpoints are read first, so a file that cannot be read stops the command before the
+    // database is opened.
+    let checkpoints = match checkpoints {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading checkpoints from {}", path.display()))?;
+            let found = cardwright_processes::audit::parse_checkpoints(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            if found.is_empty() {
+                bail!(
+                    "{} holds no checkpoint: give the server's log lines \"audit checkpoint: ...\" \
+                     or audit.checkpoint webhook bodies",
+                    path.display()
+                );
+            }
+            Some((path, found))
+        }
+        None => None,
+    };
+    // A verification only reads: the database is opened read-only, no migration runs and no
+    // file (key, CA, data folder) is created.
+    crate::keys::require_some_key(config)?;
+    let url = config.effective_database_url();
+    let store = Store::connect_read_only(&url)
+        .await
+        .with_context(|| format!("opening {} read-only", redact_url(&url)))?;
+    let checked = async {
+        let key = crate::keys::existing_audit_key(config, &store).await?;
+        let result = {
+            let mut conn = store.reader().await?;
+            cardwright_storage::audit::verify(&mut conn, &key)
+                .await
+                .context("reading the audit log")?
+        };
+        let problems = match &checkpoints {
+            Some((_, found)) => {
+                cardwright_processes::audit::check_checkpoints(&store, &key, found)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?
+            }
+            None => Vec::new(),
+        };
+        Ok::<_, anyhow::Error>((result, problems))
+    }
+    .await;
+    store.close().await;
+    let (result, problems) = checked?;
+    let chain = match (&result.first_bad, result.last_checkpoint) {
+        (None, Some(checkpoint)) => Ok(format!(
+            "audit log intact: {} events verified, last signed checkpoint at event {checkpoint}",
+            result.events
+        )),
+        (None, None) => Ok("audit log intact: the log is empty and its head signed".to_owned()),
+        (Some((seq, reason)), Some(checkpoint)) => Err(format!(
+            "audit log broken at event {seq}: {reason}; the last signed checkpoint that holds is \
+             event {checkpoint}"
+        )),
+        (Some((seq, reason)), None) => Err(format!(
+            "audit log broken at event {seq}: {reason}; no signed checkpoint holds (if no event \
+             verifies, check that this is the installation's key-encryption key or token)"
+        )),
+    };
+    let mut failed = chain.is_err();
+    match chain {
+        Ok(line) => println!("{line}"),
+        Err(line) => eprintln!("{line}"),
+    }
+    if let Some((path, found)) = &checkpoints {
+        for (line, problem) in &problems {
+            eprintln!("checkpoint on line {line} of {}: {problem}", path.display());
+        }
+        if problems.is_empty() {
+            let newest = found.iter().map(|(_, c)| c.seq).max().unwrap_or(0);
+            println!(
+                "{} published checkpoints hold, the newest at event {newest}",
+                found.len()
+            );
+        } else {
+            failed = true;
+        }
+    }
+    if failed {
+        bail!("the audit log does not verify");
     }
     Ok(())
 }

@@ -49,6 +49,24 @@ pub struct Config {
     /// Operators sign in through the organisation's OpenID provider. No `issuer`: only
     /// Cardwright passwords.
     pub oidc: OidcConfig,
+    pub audit: AuditConfig,
+}
+
+/// The audit log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// How often the server publishes the log's signed head (in its log and as an
+    /// `audit.checkpoint` webhook event), in seconds.
+    pub checkpoint_secs: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_secs: 300,
+        }
+    }
 }
 
 /// HTTPS: a certificate from files, or one the built-in CA issues (and renews) for `names`.
@@ -541,6 +559,7 @@ impl Default for Config {
             webhooks: WebhooksConfig::default(),
             directory: DirectoryConfig::default(),
             oidc: OidcConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -653,6 +672,7 @@ impl Config {
             bail!("login.max_failures: must be at least 1");
         }
         in_range("station_lease_secs", self.station_lease_secs, 1, DAY)?;
+        in_range("audit.checkpoint_secs", self.audit.checkpoint_secs, 10, DAY)?;
         self.check_tls()?;
         self.check_directory()?;
         self.check_oidc()?;

@@ -250,21 +250,28 @@ impl Event {
     }
 }
 
-/// Whether the head (event `seq`, hash `hash`) carries a valid signature, or the log is empty.
-/// An append signs only over a trusted head; otherwise it says so in the log.
+/// Whether the head (event `seq`, hash `hash`) carries a valid signature. The empty log's head
+/// is signed when the installation's keys are made, so an unsigned head is never trusted: an
+/// append then writes its event without a MAC, so the break stays visible to `verify`.
 fn head_trusted(key: &AuditKey, seq: i64, hash: &str, signature: Option<&str>) -> bool {
-    let trusted = match signature {
-        Some(signature) => key.verifies(Signed::Head, seq, hash, signature),
-        None => seq == 0,
-    };
+    let trusted = signature.is_some_and(|signature| key.verifies(Signed::Head, seq, hash, signature));
     if !trusted {
         tracing::error!(
             seq,
-            "the audit log's head carries no valid signature (changed outside Cardwright, signed \
-             with another key, or not adopted yet): appending without signing; run `cardwright audit verify`"
+            "the audit log's head carries no valid signature (changed outside Cardwright, or \
+             signed with another key): appending without signing; run `cardwright audit verify`"
         );
     }
     trusted
+}
+
+/// The error of an append or adoption that finds no head row: someone deleted it.
+fn missing_head() -> StoreError {
+    StoreError::Corrupt(
+        "the audit log's head row is missing (deleted outside Cardwright); run `cardwright audit \
+         verify`"
+            .into(),
+    )
 }
 
 /// Appends several events in one go, as [`append`] would one after the other: one bump of the
@@ -285,8 +292,9 @@ pub async fn append_all(
         "UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash, signature",
     )
     .bind(count)
-    .fetch_one(&mut *conn)
-    .await?;
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(missing_head)?;
     let last: i64 = head.try_get("seq")?;
     let first = last - count + 1;
     let mut prev_hash: String = head.try_get("hash")?;
@@ -339,7 +347,7 @@ pub async fn append_all(
 /// Appends an event to the chain and signs it and the new head; returns its sequence number.
 /// Call it inside the transaction of the change it records.
 ///
-/// The new head is only signed when the previous one verifies (or is the unsigned empty log): a
+/// The new head is only signed when the previous one verifies: a
 /// head moved back by someone without the key, to hide the newest events, must not be signed
 /// over. Then the event is written without a MAC and the head stays unsigned, so `verify` keeps
 /// reporting the break, and the change itself still happens.
@@ -349,8 +357,9 @@ pub async fn append(conn: &mut Conn, key: &AuditKey, new: NewEvent) -> Result<i6
     let head = sqlx::query(
         "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash, signature",
     )
-    .fetch_one(&mut *conn)
-    .await?;
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(missing_head)?;
     let seq: i64 = head.try_get("seq")?;
     let prev_hash: String = head.try_get("hash")?;
     let prev_signature: Option<String> = head.try_get("signature")?;
@@ -397,45 +406,236 @@ pub async fn append(conn: &mut Conn, key: &AuditKey, new: NewEvent) -> Result<i6
     Ok(seq)
 }
 
-/// What [`adopt`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Adoption {
-    /// The head carries a signature already; nothing was done.
-    Signed,
-    /// The log had no signatures yet (written before the log was signed, or empty); its head at
-    /// `seq` is signed now and vouches for every event up to it.
-    Adopted { seq: i64 },
-    /// The head carries no signature although some events do: someone removed it. Nothing was
-    /// signed; `verify` reports the head.
-    Refused { seq: i64 },
+/// The head row: the newest event's sequence number and hash, and the signature over both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub seq: i64,
+    pub hash: String,
+    pub signature: Option<String>,
 }
 
-/// Signs the head of a log that has never been signed, so the events written before signing are
-/// covered from now on. Call it inside a transaction, at start before any append.
-pub async fn adopt(conn: &mut Conn, key: &AuditKey) -> Result<Adoption, StoreError> {
-    // A no-op update locks the head until commit, so no append slips in between.
-    let head =
-        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash, signature")
+impl Head {
+    /// Whether the head's signature verifies under `key`.
+    pub fn is_signed(&self, key: &AuditKey) -> bool {
+        self.signature
+            .as_deref()
+            .is_some_and(|signature| key.verifies(Signed::Head, self.seq, &self.hash, signature))
+    }
+}
+
+fn head_of(row: &AnyRow) -> Result<Head, StoreError> {
+    Ok(Head {
+        seq: row.try_get("seq")?,
+        hash: row.try_get("hash")?,
+        signature: row.try_get("signature")?,
+    })
+}
+
+/// The head row, or `None` when someone deleted it.
+pub async fn head(conn: &mut Conn) -> Result<Option<Head>, StoreError> {
+    let row = sqlx::query("SELECT seq, hash, signature FROM audit_head WHERE id = 1")
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(head_of).transpose()
+}
+
+/// Whether `signature` (hex) is the audit key's signature of a head at `seq` with `hash`: a
+/// checkpoint published earlier is checked with it.
+pub fn head_signature_verifies(key: &AuditKey, seq: i64, hash: &str, signature: &str) -> bool {
+    key.verifies(Signed::Head, seq, hash, signature)
+}
+
+/// Tables whose rows are only ever made together with an audit event: a log that is empty while
+/// one of them holds rows was emptied.
+const AUDITED_TABLES: [(&str, &str); 4] = [
+    ("card_templates", "card templates"),
+    ("operators", "operators"),
+    ("persons", "persons"),
+    ("cards", "cards"),
+];
+
+/// What the database holds that an empty log would have recorded, e.g. "1 card templates, 4
+/// operators"; empty when it holds nothing of it.
+async fn audited_rows(conn: &mut Conn) -> Result<Vec<String>, StoreError> {
+    let mut found = Vec::new();
+    for (table, what) in AUDITED_TABLES {
+        let count: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
             .fetch_one(&mut *conn)
             .await?;
-    let seq: i64 = head.try_get("seq")?;
-    let hash: String = head.try_get("hash")?;
-    let signature: Option<String> = head.try_get("signature")?;
-    if signature.is_some() {
-        return Ok(Adoption::Signed);
+        if count > 0 {
+            found.push(format!("{count} {what}"));
+        }
     }
-    let signed_events: Option<i64> =
-        sqlx::query_scalar("SELECT seq FROM audit_events WHERE mac IS NOT NULL LIMIT 1")
+    Ok(found)
+}
+
+/// Signs the head of an installation's empty log: no event, the genesis hash, no signature, and
+/// nothing in the database whose making the log would record. Done when the installation's keys
+/// are made (and, for an installation whose keys were made before the empty head was signed,
+/// when a server starts), so that from then on every head is signed, the empty log's too.
+/// Returns whether it signed.
+pub async fn sign_empty(conn: &mut Conn, key: &AuditKey) -> Result<bool, StoreError> {
+    let Some(head) = head(&mut *conn).await? else {
+        return Ok(false);
+    };
+    if head.seq != 0 || head.hash != GENESIS || head.signature.is_some() {
+        return Ok(false);
+    }
+    let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events")
+        .fetch_one(&mut *conn)
+        .await?;
+    if events > 0 || !audited_rows(&mut *conn).await?.is_empty() {
+        return Ok(false);
+    }
+    let signed = sqlx::query(
+        "UPDATE audit_head SET signature = $1 WHERE id = 1 AND seq = 0 AND signature IS NULL",
+    )
+    .bind(key.sign(Signed::Head, 0, GENESIS)?)
+    .execute(conn)
+    .await?;
+    Ok(signed.rows_affected() == 1)
+}
+
+/// What [`adopt`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Adoption {
+    /// The log's `events` events now carry MACs and its head a signature.
+    Adopted { events: i64 },
+    /// Nothing was signed, for this reason.
+    Refused(String),
+}
+
+/// Takes over a log written before the log was signed: checks that its chain holds (every event
+/// present, linked to its predecessor and hashing to its hash, the head at the last one), then
+/// writes every event's MAC and signs the head. Refused when the head or any event is signed:
+/// such a log was written with signing, so what lacks a signature lost it. Call it inside a
+/// transaction, and record the adoption in the log in the same transaction.
+pub async fn adopt(conn: &mut Conn, key: &AuditKey) -> Result<Adoption, StoreError> {
+    // A no-op update locks the head until commit, so no append slips in between.
+    let Some(row) =
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash, signature")
             .fetch_optional(&mut *conn)
+            .await?
+    else {
+        return Ok(Adoption::Refused(
+            "the log's head row is missing, so where the log ends is unknown".into(),
+        ));
+    };
+    let head = head_of(&row)?;
+    if head.signature.is_some() {
+        return Ok(Adoption::Refused(format!(
+            "the log's head (event {}) is signed: the log was written with signing, so there is \
+             nothing to adopt; `cardwright audit verify` names what is wrong with it",
+            head.seq
+        )));
+    }
+    let signed: Option<i64> =
+        sqlx::query_scalar("SELECT MIN(seq) FROM audit_events WHERE mac IS NOT NULL")
+            .fetch_one(&mut *conn)
             .await?;
-    if signed_events.is_some() {
-        return Ok(Adoption::Refused { seq });
+    if let Some(seq) = signed {
+        return Ok(Adoption::Refused(format!(
+            "event {seq} is signed: the log was written with signing, so the signatures missing \
+             elsewhere were removed; `cardwright audit verify` names where"
+        )));
+    }
+    let mut chain = Chain::new();
+    let mut macs = Vec::new();
+    loop {
+        let page = list(&mut *conn, &chain.next_page(), PAGE).await?;
+        for e in &page {
+            if let Err((_, reason)) = chain.link(e) {
+                return Ok(Adoption::Refused(reason));
+            }
+            macs.push((e.seq, key.sign(Signed::Event, e.seq, &e.hash)?));
+        }
+        if page.len() < PAGE as usize {
+            break;
+        }
+    }
+    if let Err((_, reason)) = chain.ends_at(&head) {
+        return Ok(Adoption::Refused(reason));
+    }
+    for (seq, mac) in macs {
+        sqlx::query("UPDATE audit_events SET mac = $1 WHERE seq = $2")
+            .bind(mac)
+            .bind(seq)
+            .execute(&mut *conn)
+            .await?;
     }
     sqlx::query("UPDATE audit_head SET signature = $1 WHERE id = 1")
-        .bind(key.sign(Signed::Head, seq, &hash)?)
+        .bind(key.sign(Signed::Head, head.seq, &head.hash)?)
         .execute(conn)
         .await?;
-    Ok(Adoption::Adopted { seq })
+    Ok(Adoption::Adopted { events: head.seq })
+}
+
+/// Events read at a time when the whole log is walked.
+const PAGE: u32 = 1000;
+
+/// The walk along the chain from the first event: which event comes next and the hash it must
+/// link to.
+struct Chain {
+    next_seq: i64,
+    prev_hash: String,
+}
+
+impl Chain {
+    fn new() -> Self {
+        Self {
+            next_seq: 1,
+            prev_hash: GENESIS.to_owned(),
+        }
+    }
+
+    /// The filter for the next page of events.
+    fn next_page(&self) -> EventFilter {
+        EventFilter {
+            after: Some(self.next_seq - 1),
+            ..EventFilter::default()
+        }
+    }
+
+    /// Checks that `e` is the next event, linked to the one before it and hashing to its hash,
+    /// and moves on; or where and why the chain breaks.
+    fn link(&mut self, e: &Event) -> Result<(), (i64, String)> {
+        let (seq, expected) = (e.seq, self.next_seq);
+        if seq != expected {
+            return Err((expected, format!("event {expected} is missing")));
+        }
+        if e.prev_hash != self.prev_hash {
+            return Err((seq, format!("event {seq} does not link to its predecessor")));
+        }
+        if e.hash != e.expected_hash() {
+            return Err((seq, format!("event {seq} was changed after it was written")));
+        }
+        self.prev_hash.clone_from(&e.hash);
+        self.next_seq += 1;
+        Ok(())
+    }
+
+    /// Checks that the chain walked so far ends where `head` says.
+    fn ends_at(&self, head: &Head) -> Result<(), (i64, String)> {
+        let last = self.next_seq - 1;
+        if head.seq > last {
+            let missing = last + 1;
+            return Err((
+                missing,
+                format!(
+                    "the log ends at event {last} but {} were written: event {missing} onwards is \
+                     missing",
+                    head.seq
+                ),
+            ));
+        }
+        if head.hash != self.prev_hash {
+            return Err((
+                head.seq,
+                format!("event {} does not match the chain's head", head.seq),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Filters for reading the log.
@@ -508,10 +708,8 @@ pub async fn count_since_last(
 /// The outcome of checking the whole chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verification {
-    /// Events read.
+    /// Events read and checked.
     pub events: u64,
-    /// Events whose MAC verified.
-    pub signed_events: u64,
     /// The newest point the key vouches for: the head when all is well, otherwise the last event
     /// whose MAC verified before the first problem. Everything up to it is as it was written.
     pub last_checkpoint: Option<i64>,
@@ -519,140 +717,192 @@ pub struct Verification {
     pub first_bad: Option<(i64, String)>,
 }
 
+impl Verification {
+    fn broken(&mut self, seq: i64, reason: String) -> Result<Self, StoreError> {
+        self.first_bad = Some((seq, reason));
+        Ok(self.clone())
+    }
+}
+
 /// Reads the whole log in order and checks every link of the chain, every event's MAC and the
-/// head's signature. Events without a MAC are accepted only before the first signed one (they
-/// were written before the log was signed, and the signatures after them cover them).
+/// head's signature. Every event and the head must be signed, the empty log's head too: a log
+/// without signatures (written before signing, or stripped of them) is reported, and taken over
+/// only by an explicit [`adopt`]. Events appended while the walk runs are left for the next one:
+/// the head is read first, and the events up to it are checked against it.
 pub async fn verify(conn: &mut Conn, key: &AuditKey) -> Result<Verification, StoreError> {
-    const PAGE: u32 = 1000;
-    let mut expected_seq = 1_i64;
-    let mut prev_hash = GENESIS.to_owned();
     let mut outcome = Verification {
         events: 0,
-        signed_events: 0,
         last_checkpoint: None,
         first_bad: None,
     };
-    loop {
-        let filter = EventFilter {
-            after: Some(expected_seq - 1),
-            ..EventFilter::default()
-        };
-        let page = list(&mut *conn, &filter, PAGE).await?;
+    let head = head(&mut *conn).await?;
+    let end = head.as_ref().map_or(i64::MAX, |h| h.seq);
+    let mut chain = Chain::new();
+    'walk: loop {
+        let page = list(&mut *conn, &chain.next_page(), PAGE).await?;
         for e in &page {
+            if e.seq > end {
+                break 'walk;
+            }
             outcome.events += 1;
-            match check_event(e, expected_seq, &prev_hash, outcome.signed_events > 0, key) {
-                Ok(true) => {
-                    outcome.signed_events += 1;
+            if let Err((seq, reason)) = chain.link(e) {
+                return outcome.broken(seq, reason);
+            }
+            match &e.mac {
+                Some(mac) if key.verifies(Signed::Event, e.seq, &e.hash, mac) => {
                     outcome.last_checkpoint = Some(e.seq);
                 }
-                Ok(false) => {}
-                Err(bad) => {
-                    outcome.first_bad = Some(bad);
-                    return Ok(outcome);
+                Some(_) => {
+                    return outcome.broken(
+                        e.seq,
+                        format!(
+                            "event {} does not match its signature: it was changed after it \
+                             was written, or signed with another key",
+                            e.seq
+                        ),
+                    )
+                }
+                None => {
+                    return outcome.broken(
+                        e.seq,
+                        format!(
+                            "event {} is not signed: it was written or changed outside \
+                             Cardwright (a log written before signing is taken over with \
+                             `cardwright audit adopt`)",
+                            e.seq
+                        ),
+                    )
                 }
             }
-            prev_hash.clone_from(&e.hash);
-            expected_seq += 1;
         }
         if page.len() < PAGE as usize {
             break;
         }
     }
-    let head = sqlx::query("SELECT seq, hash, signature FROM audit_head WHERE id = 1")
-        .fetch_one(conn)
-        .await?;
-    let head = (
-        head.try_get::<i64, _>("seq")?,
-        head.try_get::<String, _>("hash")?,
-        head.try_get::<Option<String>, _>("signature")?,
-    );
-    match check_head(head, expected_seq - 1, &prev_hash, key) {
-        Ok(Some(checkpoint)) => outcome.last_checkpoint = Some(checkpoint),
-        Ok(None) => {}
-        Err(bad) => outcome.first_bad = Some(bad),
+    let Some(head) = head else {
+        let next = chain.next_seq;
+        return outcome.broken(
+            next,
+            "the log's head row is missing: it was deleted outside Cardwright, so whether newer \
+             events were removed cannot be told"
+                .into(),
+        );
+    };
+    if let Err((seq, reason)) = chain.ends_at(&head) {
+        return outcome.broken(seq, reason);
     }
-    Ok(outcome)
-}
-
-/// Checks one event against the one before it: whether its MAC verified (`false`: written before
-/// signing), or where and why the chain breaks.
-fn check_event(
-    e: &Event,
-    expected_seq: i64,
-    prev_hash: &str,
-    signed_before: bool,
-    key: &AuditKey,
-) -> Result<bool, (i64, String)> {
-    let seq = e.seq;
-    if seq != expected_seq {
-        return Err((expected_seq, format!("event {expected_seq} is missing")));
-    }
-    if e.prev_hash != prev_hash {
-        return Err((seq, format!("event {seq} does not link to its predecessor")));
-    }
-    if e.hash != e.expected_hash() {
-        return Err((seq, format!("event {seq} was changed after it was written")));
-    }
-    match &e.mac {
-        Some(mac) if key.verifies(Signed::Event, seq, &e.hash, mac) => Ok(true),
-        Some(_) => Err((
-            seq,
-            format!(
-                "event {seq} does not match its signature: it was changed after it was written"
+    if !head.is_signed(key) {
+        let reason = match (&head.signature, head.seq) {
+            (None, 0) => "the log is empty and its head is not signed: the log was emptied or \
+                          its head reset outside Cardwright"
+                .to_owned(),
+            (None, seq) => format!(
+                "the head of the log at event {seq} is not signed: it was changed outside \
+                 Cardwright (a log written before signing is taken over with `cardwright audit \
+                 adopt`)"
             ),
-        )),
-        None if signed_before => Err((
-            seq,
-            format!(
-                "event {seq} is not signed although earlier events are: it was written or \
-                 changed outside Cardwright"
-            ),
-        )),
-        None => Ok(false),
-    }
-}
-
-/// Checks the head row `(seq, hash, signature)` against the end of the chain: the checkpoint it
-/// signs (none for the empty log), or where and why the chain breaks.
-fn check_head(
-    (seq, hash, signature): (i64, String, Option<String>),
-    last_seq: i64,
-    last_hash: &str,
-    key: &AuditKey,
-) -> Result<Option<i64>, (i64, String)> {
-    if seq != last_seq {
-        let missing = last_seq + 1;
-        return Err((
-            missing,
-            format!(
-                "the log ends at event {last_seq} but {seq} were written: event {missing} onwards is missing"
-            ),
-        ));
-    }
-    if hash != last_hash {
-        return Err((seq, format!("event {seq} does not match the chain's head")));
-    }
-    match signature {
-        Some(signature) if key.verifies(Signed::Head, seq, &hash, &signature) => {
-            Ok((seq > 0).then_some(seq))
-        }
-        Some(_) => Err((
-            seq,
-            format!(
+            (Some(_), seq) => format!(
                 "the head of the log at event {seq} does not match its signature: newer events \
                  were removed, or the log is signed with another key"
             ),
-        )),
-        // An empty log that no server has signed yet: there is nothing to vouch for.
-        None if seq == 0 => Ok(None),
-        None => Err((
-            seq,
-            format!(
-                "the head of the log at event {seq} is not signed (a log written before signing \
-                 is signed when the server starts)"
-            ),
-        )),
+        };
+        return outcome.broken(head.seq, reason);
     }
+    // An event past the head: the head was moved back over events that are still there. Events
+    // commit together with the head's move, so one read after the other cannot see an event
+    // past a head that was not moved back.
+    let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_events")
+        .fetch_one(&mut *conn)
+        .await?;
+    let now = self::head(&mut *conn).await?.map_or(head.seq, |h| h.seq);
+    if let Some(newest) = newest.filter(|n| *n > now) {
+        return outcome.broken(
+            head.seq + 1,
+            format!(
+                "event {newest} lies past the head of the log at event {now}: the head was moved \
+                 back outside Cardwright"
+            ),
+        );
+    }
+    if head.seq == 0 {
+        let held = audited_rows(&mut *conn).await?;
+        if !held.is_empty() {
+            return outcome.broken(
+                1,
+                format!(
+                    "the log is empty, but the database holds {} whose making it would record: \
+                     the log was emptied outside Cardwright",
+                    held.join(", ")
+                ),
+            );
+        }
+    }
+    outcome.last_checkpoint = (head.seq > 0).then_some(head.seq);
+    Ok(outcome)
+}
+
+/// A head published outside the database (in the server's log, or to webhook receivers): the
+/// log must still hold event `seq` with `hash`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub seq: i64,
+    pub hash: String,
+    /// The head's signature as published; a checkpoint without one is checked against the log
+    /// only.
+    pub signature: Option<String>,
+}
+
+/// Checks that the log still holds each checkpoint's event with the checkpoint's hash, and that
+/// each checkpoint's signature is the audit key's: the problem with each that fails, with its
+/// index in `checkpoints`.
+pub async fn check_checkpoints(
+    conn: &mut Conn,
+    key: &AuditKey,
+    checkpoints: &[Checkpoint],
+) -> Result<Vec<(usize, String)>, StoreError> {
+    let mut problems = Vec::new();
+    for (i, c) in checkpoints.iter().enumerate() {
+        if let Some(signature) = &c.signature {
+            if !key.verifies(Signed::Head, c.seq, &c.hash, signature) {
+                problems.push((
+                    i,
+                    format!(
+                        "the checkpoint at event {} does not carry this installation's signature",
+                        c.seq
+                    ),
+                ));
+                continue;
+            }
+        }
+        let held: Option<String> = if c.seq == 0 {
+            Some(GENESIS.to_owned())
+        } else {
+            sqlx::query_scalar("SELECT hash FROM audit_events WHERE seq = $1")
+                .bind(c.seq)
+                .fetch_optional(&mut *conn)
+                .await?
+        };
+        match held {
+            None => problems.push((
+                i,
+                format!(
+                    "event {} of the checkpoint is no longer in the log: the log was cut back \
+                     past it",
+                    c.seq
+                ),
+            )),
+            Some(hash) if hash != c.hash => problems.push((
+                i,
+                format!(
+                    "event {} no longer has the hash the checkpoint published: the log was \
+                     rewritten",
+                    c.seq
+                ),
+            )),
+            Some(_) => {}
+        }
+    }
+    Ok(problems)
 }
 
 #[cfg(test)]

@@ -397,8 +397,11 @@ pub async fn create(
             },
         )
         .await?;
+        // From the moment the keys exist every head is signed, the empty log's too, so an
+        // emptied log or a head reset outside Cardwright never passes for a new installation.
+        let audit = open_audit_key(custody, keys::get(&mut tx, "audit").await?.as_ref())?;
+        audit_log::sign_empty(&mut tx, &audit).await?;
         if let Some(actor) = new.recorded_by {
-            let audit = open_audit_key(custody, keys::get(&mut tx, "audit").await?.as_ref())?;
             let info = ca.info()?;
             audit_log::append(
                 &mut tx,
