@@ -1,8 +1,10 @@
 //! Reading and checking the audit log.
 
-use cardwright_domain::{Operator, Role};
 use cardwright_domain::Timestamp;
-use cardwright_storage::audit::{self, Adoption, Checkpoint, Event, EventFilter, NewEvent, Verification};
+use cardwright_domain::{Operator, Role};
+use cardwright_storage::audit::{
+    self, Adoption, Checkpoint, Event, EventFilter, NewEvent, Verification,
+};
 use cardwright_storage::Store;
 use serde_json::json;
 
@@ -152,12 +154,14 @@ pub fn parse_checkpoints(text: &str) -> Result<Vec<(usize, Checkpoint)>, String>
             found.push((number, checkpoint));
         } else if let Ok(serde_json::Value::Object(body)) = serde_json::from_str(line.trim()) {
             if body.get("type").and_then(serde_json::Value::as_str) == Some("audit.checkpoint") {
-                let checkpoint = body
-                    .get("data")
-                    .and_then(checkpoint_of_json)
-                    .ok_or_else(|| {
-                        format!("line {number} is an audit.checkpoint delivery without its head")
-                    })?;
+                let checkpoint =
+                    body.get("data")
+                        .and_then(checkpoint_of_json)
+                        .ok_or_else(|| {
+                            format!(
+                                "line {number} is an audit.checkpoint delivery without its head"
+                            )
+                        })?;
                 found.push((number, checkpoint));
             }
         }
@@ -233,7 +237,8 @@ mod tests {
         let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         let line = checkpoint_line(&sample(), at);
         let text_log = format!("2026-12-08T09:00:00Z  INFO cardwright::app: {line}");
-        let json_log = serde_json::json!({"level": "INFO", "fields": {"message": line}}).to_string();
+        let json_log =
+            serde_json::json!({"level": "INFO", "fields": {"message": line}}).to_string();
         let webhook = serde_json::json!({
             "type": "audit.checkpoint",
             "data": {"seq": 812, "hash": "ab".repeat(32), "signature": "cd".repeat(32)}

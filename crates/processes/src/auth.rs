@@ -6,7 +6,7 @@ use argon2::Argon2;
 use cardwright_domain::operator::check_new_password;
 use cardwright_domain::{Operator, OperatorId, Roles, Timestamp, Username};
 use cardwright_storage::audit::{self, NewEvent};
-use cardwright_storage::operators::{self, Attempt};
+use cardwright_storage::operators::{self, Attempt, CheckOutcome};
 use cardwright_storage::Store;
 use sha2::{Digest, Sha256};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
@@ -180,10 +180,11 @@ pub async fn add_operator(
 
 const BAD_LOGIN: &str = "invalid username or password";
 
-/// Checks a username and password and opens a session. Every attempt is counted before its
-/// password is checked, so at most `max_failures` attempts in a row are ever checked for a
-/// username, however many arrive at once; then the username is locked out for a while,
-/// whether or not it exists.
+/// Checks a username and password and opens a session. A check is reserved before the password
+/// is checked, and only while the failures so far and the checks under way stay below
+/// `max_failures`, so at most `max_failures` wrong passwords are ever checked for a username,
+/// however many arrive at once; then it is locked out for a while, whether or not it exists.
+/// Correct passwords sent at once take turns and all succeed.
 pub async fn login(ctx: &Context, username: &str, password: &str) -> Result<Session, ProcessError> {
     let policy = ctx.settings.login;
     if !policy.password_login {
@@ -199,6 +200,22 @@ pub async fn login(ctx: &Context, username: &str, password: &str) -> Result<Sess
         return Err(ProcessError::Unauthenticated(BAD_LOGIN.into()));
     }
     let failures = reserve_attempt(ctx, &key).await?;
+    // The check and its outcome run to the end even when the client goes away meanwhile, so a
+    // reserved check is always counted.
+    let (ctx, password) = (ctx.clone(), password.to_owned());
+    tokio::spawn(async move { check_login(&ctx, key, password, failures).await })
+        .await
+        .map_err(|e| ProcessError::Internal(format!("a login check stopped: {e}")))?
+}
+
+/// The password check of a reserved login attempt, and its outcome.
+async fn check_login(
+    ctx: &Context,
+    key: String,
+    password: String,
+    failures: u32,
+) -> Result<Session, ProcessError> {
+    let policy = ctx.settings.login;
     let now = ctx.now();
     let found = {
         let mut conn = ctx.store.reader().await?;
@@ -210,15 +227,23 @@ pub async fn login(ctx: &Context, username: &str, password: &str) -> Result<Sess
     let hash = found
         .as_ref()
         .map_or_else(|| DECOY_HASH.to_owned(), |(_, hash, _)| hash.clone());
-    let password_ok = verify_password(hash, password.to_owned()).await?;
-    let Some((operator, _, must_change_password)) = found.filter(|_| password_ok) else {
-        tracing::warn!(username = ?key, failures, "failed login");
+    let password_ok = verify_password(hash, password).await;
+    let Some((operator, _, must_change_password)) =
+        found.filter(|_| matches!(password_ok, Ok(true)))
+    else {
+        let outcome = match password_ok {
+            Err(_) => CheckOutcome::Unchecked,
+            Ok(_) => CheckOutcome::Wrong,
+        };
+        finish_attempt(ctx, &key, outcome).await?;
+        password_ok?;
+        tracing::warn!(username = ?key, failures = failures + 1, "failed login");
         return Err(ProcessError::Unauthenticated(BAD_LOGIN.into()));
     };
     let token = new_token(ctx);
     let expires_at = now + policy.token_ttl;
     let mut tx = ctx.store.begin().await?;
-    operators::clear_throttle(&mut tx, &key).await?;
+    operators::finish_attempt(&mut tx, &key, CheckOutcome::Right, policy.max_failures, now).await?;
     operators::purge_sessions(&mut tx, now).await?;
     operators::insert_session(&mut tx, &hash_token(&token), operator.id, now, expires_at).await?;
     Store::commit(tx).await?;
@@ -365,29 +390,82 @@ pub async fn issue_token(ctx: &Context, session_token: &str) -> Result<Session, 
     })
 }
 
-/// Counts a password check for `key` (a lower-case username) before it is made, and refuses it
-/// while the username is locked out; returns the failures in a row so far.
+/// How long a reserved password check counts as under way; a server that dies while checking
+/// gives its checks back after this.
+const CHECK_RESERVED_SECS: i64 = 30;
+
+/// How long an attempt waits for a free check while others for the same username are under way.
+const WAIT_FOR_CHECK: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Reserves a password check for `key` (a lower-case username) before it is made, waiting while
+/// as many checks are under way as failures are still allowed, and refuses it while the username
+/// is locked out; returns the failures in a row so far. Every reserved check must be ended with
+/// [`finish_attempt`].
 pub(crate) async fn reserve_attempt(ctx: &Context, key: &str) -> Result<u32, ProcessError> {
+    let policy = ctx.settings.login;
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(10);
+    loop {
+        let now = ctx.now();
+        let mut tx = ctx.store.begin().await?;
+        let attempt = operators::reserve_attempt(
+            &mut tx,
+            key,
+            policy.max_failures,
+            now,
+            now + chrono::Duration::seconds(CHECK_RESERVED_SECS),
+        )
+        .await?;
+        Store::commit(tx).await?;
+        match attempt {
+            Attempt::Allowed { failures } => return Ok(failures),
+            Attempt::Busy if started.elapsed() < WAIT_FOR_CHECK => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(200));
+            }
+            Attempt::Busy => {
+                tracing::warn!(username = ?key, "password check refused: too many at once");
+                return Err(ProcessError::Throttled(
+                    "too many logins for this username are being checked at once; try again in \
+                     a moment"
+                        .into(),
+                ));
+            }
+            Attempt::Locked { until } => {
+                tracing::warn!(username = ?key, "password check refused: locked out");
+                return Err(ProcessError::Throttled(match until {
+                    Some(until) => format!(
+                        "too many failed logins for this username; try again after {}",
+                        until.format("%H:%M:%S UTC")
+                    ),
+                    None => "too many failed logins for this username; try again later".into(),
+                }));
+            }
+        }
+    }
+}
+
+/// Ends a check [`reserve_attempt`] reserved: a wrong password counts as a failure (the one that
+/// reaches `max_failures` locks the username out), a right one clears the failures, and a check
+/// that did not happen only gives its turn back.
+pub(crate) async fn finish_attempt(
+    ctx: &Context,
+    key: &str,
+    outcome: CheckOutcome,
+) -> Result<(), ProcessError> {
     let policy = ctx.settings.login;
     let now = ctx.now();
     let mut tx = ctx.store.begin().await?;
-    let attempt =
-        operators::reserve_attempt(&mut tx, key, policy.max_failures, now, now + policy.lockout)
-            .await?;
+    operators::finish_attempt(
+        &mut tx,
+        key,
+        outcome,
+        policy.max_failures,
+        now + policy.lockout,
+    )
+    .await?;
     Store::commit(tx).await?;
-    match attempt {
-        Attempt::Allowed { failures } => Ok(failures),
-        Attempt::Locked { until } => {
-            tracing::warn!(username = ?key, "password check refused: locked out");
-            Err(ProcessError::Throttled(match until {
-                Some(until) => format!(
-                    "too many failed logins for this username; try again after {}",
-                    until.format("%H:%M:%S UTC")
-                ),
-                None => "too many failed logins for this username; try again later".into(),
-            }))
-        }
-    }
+    Ok(())
 }
 
 /// The operator a bearer token belongs to, if the token is known and unexpired and the

@@ -296,6 +296,28 @@ pub async fn unlock(ctx: &Context, actor: &Actor, username: &str) -> Result<Acco
     Ok(after)
 }
 
+/// Whether `old` is the operator's current password. An operator who signs in through the
+/// identity provider has none.
+async fn check_current_password(
+    ctx: &Context,
+    operator: &Operator,
+    old: &str,
+) -> Result<bool, ProcessError> {
+    let current = {
+        let mut conn = ctx.store.reader().await?;
+        rows::password_hash(&mut conn, operator.id)
+            .await?
+            .ok_or_else(|| unknown(operator.username.as_str()))?
+    };
+    if current == rows::NO_PASSWORD {
+        return Err(ProcessError::Conflict(format!(
+            "{} signs in through the identity provider and has no Cardwright password",
+            operator.username
+        )));
+    }
+    Ok(old.len() <= 1024 && verify_password(current, old.to_owned()).await?)
+}
+
 /// The operator behind `token` changes their own password; the current one is required and
 /// counts as a login attempt (a stolen session cannot guess it without end). Their other
 /// sessions end.
@@ -316,19 +338,14 @@ pub async fn change_own_password(
     }
     let key = operator.username.as_str().to_owned();
     crate::auth::reserve_attempt(ctx, &key).await?;
-    let current = {
-        let mut conn = ctx.store.reader().await?;
-        rows::password_hash(&mut conn, operator.id)
-            .await?
-            .ok_or_else(|| unknown(operator.username.as_str()))?
-    };
-    if current == rows::NO_PASSWORD {
-        return Err(ProcessError::Conflict(format!(
-            "{} signs in through the identity provider and has no Cardwright password",
-            operator.username
-        )));
-    }
-    if old.len() > 1024 || !verify_password(current, old.to_owned()).await? {
+    let checked = check_current_password(ctx, &operator, old).await;
+    if !matches!(checked, Ok(true)) {
+        let outcome = match checked {
+            Ok(_) => rows::CheckOutcome::Wrong,
+            Err(_) => rows::CheckOutcome::Unchecked,
+        };
+        crate::auth::finish_attempt(ctx, &key, outcome).await?;
+        checked?;
         return Err(ProcessError::Forbidden(
             "old_password: that is not your current password".into(),
         ));

@@ -305,7 +305,10 @@ pub async fn run_admin(cli: &Cli, config: &Config) -> anyhow::Result<()> {
 }
 
 /// `cardwright audit verify`: the chain, and the published checkpoints in `checkpoints`.
-async fn verify_audit(config: &Config, checkpoints: Option<&std::path::Path>) -> anyhow::Result<()> {
+async fn verify_audit(
+    config: &Config,
+    checkpoints: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     // The checkpoints are read first, so a file that cannot be read stops the command before the
     // database is opened.
     let checkpoints = match checkpoints {
@@ -341,11 +344,9 @@ async fn verify_audit(config: &Config, checkpoints: Option<&std::path::Path>) ->
                 .context("reading the audit log")?
         };
         let problems = match &checkpoints {
-            Some((_, found)) => {
-                cardwright_processes::audit::check_checkpoints(&store, &key, found)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?
-            }
+            Some((_, found)) => cardwright_processes::audit::check_checkpoints(&store, &key, found)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
             None => Vec::new(),
         };
         Ok::<_, anyhow::Error>((result, problems))

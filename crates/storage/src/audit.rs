@@ -254,7 +254,8 @@ impl Event {
 /// is signed when the installation's keys are made, so an unsigned head is never trusted: an
 /// append then writes its event without a MAC, so the break stays visible to `verify`.
 fn head_trusted(key: &AuditKey, seq: i64, hash: &str, signature: Option<&str>) -> bool {
-    let trusted = signature.is_some_and(|signature| key.verifies(Signed::Head, seq, hash, signature));
+    let trusted =
+        signature.is_some_and(|signature| key.verifies(Signed::Head, seq, hash, signature));
     if !trusted {
         tracing::error!(
             seq,

@@ -76,6 +76,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "station_renewal",
         sql: include_str!("../migrations/0013_station_renewal.sql"),
     },
+    Migration {
+        version: 15,
+        name: "login_checks",
+        sql: include_str!("../migrations/0015_login_checks.sql"),
+    },
 ];
 
 /// An arbitrary constant naming Cardwright's migration lock on PostgreSQL.

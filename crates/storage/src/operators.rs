@@ -339,41 +339,52 @@ pub async fn purge_sessions(conn: &mut Conn, now: Timestamp) -> Result<u64, Stor
 /// What the throttle says about one more login attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attempt {
-    /// The attempt may check its password; it is already counted as a failure (the
-    /// `failures`-th in a row) until a success clears the count.
+    /// The attempt may check its password; `failures` failed in a row before it.
     Allowed { failures: u32 },
-    /// Too many attempts: refused until `until`, the password is not checked.
+    /// As many checks are under way as failures are still allowed: wait for one to end.
+    Busy,
+    /// Too many failures: refused until `until`, the password is not checked.
     Locked { until: Option<Timestamp> },
 }
 
-/// Counts one login attempt for `username` before its password is checked, in one conditional
-/// statement, so that attempts sent in parallel (to one server or to several) are counted one
-/// by one by the database and at most `max_failures` of them ever reach the password check.
-/// The attempt that reaches `max_failures` locks the username until `now + lockout`; a
-/// lockout that has run out starts the count afresh.
+/// Reserves a password check for `username` in one conditional statement, so that attempts sent
+/// in parallel (to one server or to several) are counted one by one by the database: a check is
+/// reserved only while the failures so far and the checks under way together stay below
+/// `max_failures`, so at most `max_failures` wrong passwords are ever checked before the lockout,
+/// however many arrive at once. A lockout that has run out starts the count afresh; checks not
+/// finished by `checking_until` (their server died) no longer count.
 pub async fn reserve_attempt(
     conn: &mut Conn,
     username: &str,
     max_failures: u32,
     now: Timestamp,
-    lock_until: Timestamp,
+    checking_until: Timestamp,
 ) -> Result<Attempt, StoreError> {
     let max = i64::from(max_failures.max(1));
     let row = sqlx::query(
-        "INSERT INTO login_throttle (username, failures, locked_until) \
-         VALUES ($1, 1, CASE WHEN 1 >= $2 THEN $4 ELSE NULL END) \
+        "INSERT INTO login_throttle (username, failures, locked_until, checking, checking_until) \
+         VALUES ($1, 0, NULL, 1, $4) \
          ON CONFLICT (username) DO UPDATE SET \
-           failures = CASE WHEN login_throttle.locked_until IS NULL \
-               THEN login_throttle.failures + 1 ELSE 1 END, \
-           locked_until = CASE WHEN (CASE WHEN login_throttle.locked_until IS NULL \
-               THEN login_throttle.failures + 1 ELSE 1 END) >= $2 THEN $4 ELSE NULL END \
-         WHERE login_throttle.locked_until IS NULL OR login_throttle.locked_until <= $3 \
+           failures = CASE WHEN login_throttle.locked_until <= $3 THEN 0 \
+               ELSE login_throttle.failures END, \
+           locked_until = CASE WHEN login_throttle.locked_until <= $3 THEN NULL \
+               ELSE login_throttle.locked_until END, \
+           checking = CASE WHEN login_throttle.checking_until IS NULL \
+               OR login_throttle.checking_until <= $3 THEN 1 \
+               ELSE login_throttle.checking + 1 END, \
+           checking_until = $4 \
+         WHERE (login_throttle.locked_until IS NULL OR login_throttle.locked_until <= $3) \
+           AND (CASE WHEN login_throttle.locked_until <= $3 THEN 0 \
+                ELSE login_throttle.failures END) \
+             + (CASE WHEN login_throttle.checking_until IS NULL \
+                OR login_throttle.checking_until <= $3 THEN 0 \
+                ELSE login_throttle.checking END) < $2 \
          RETURNING failures",
     )
     .bind(username)
     .bind(max)
     .bind(to_micros(now))
-    .bind(to_micros(lock_until))
+    .bind(to_micros(checking_until))
     .fetch_optional(&mut *conn)
     .await?;
     if let Some(row) = row {
@@ -388,7 +399,60 @@ pub async fn reserve_attempt(
         Some(row) => opt_from_micros(row.try_get("locked_until")?)?,
         None => None,
     };
-    Ok(Attempt::Locked { until })
+    Ok(match until {
+        Some(until) if until > now => Attempt::Locked { until: Some(until) },
+        _ => Attempt::Busy,
+    })
+}
+
+/// How a password check reserved by [`reserve_attempt`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckOutcome {
+    /// The password was right: the failures and any lockout are cleared.
+    Right,
+    /// The password was wrong: one more failure.
+    Wrong,
+    /// No password was checked after all (an error, or an account without a password).
+    Unchecked,
+}
+
+/// Ends a check reserved by [`reserve_attempt`]; the wrong password that reaches
+/// `max_failures` locks the username until `lock_until`.
+pub async fn finish_attempt(
+    conn: &mut Conn,
+    username: &str,
+    outcome: CheckOutcome,
+    max_failures: u32,
+    lock_until: Timestamp,
+) -> Result<(), StoreError> {
+    let statement = match outcome {
+        CheckOutcome::Right => {
+            "UPDATE login_throttle SET failures = 0, locked_until = NULL, \
+             checking = CASE WHEN checking > 0 THEN checking - 1 ELSE 0 END \
+             WHERE username = $1"
+        }
+        CheckOutcome::Unchecked => {
+            "UPDATE login_throttle SET \
+             checking = CASE WHEN checking > 0 THEN checking - 1 ELSE 0 END \
+             WHERE username = $1"
+        }
+        CheckOutcome::Wrong => {
+            "UPDATE login_throttle SET failures = failures + 1, \
+             locked_until = CASE WHEN failures + 1 >= $2 THEN $3 ELSE locked_until END, \
+             checking = CASE WHEN checking > 0 THEN checking - 1 ELSE 0 END \
+             WHERE username = $1"
+        }
+    };
+    let query = sqlx::query(statement).bind(username);
+    let query = if outcome == CheckOutcome::Wrong {
+        query
+            .bind(i64::from(max_failures.max(1)))
+            .bind(to_micros(lock_until))
+    } else {
+        query
+    };
+    query.execute(conn).await?;
+    Ok(())
 }
 
 pub async fn clear_throttle(conn: &mut Conn, username: &str) -> Result<(), StoreError> {

@@ -423,7 +423,10 @@ async fn an_emptied_log_under_a_kept_empty_head_is_detected(db: Db) {
     assert!(ok, "{text}");
     let (ok, text) = cli(&["audit", "verify"], "");
     assert!(ok, "a new installation's empty log verifies: {text}");
-    assert!(text.contains("the log is empty and its head signed"), "{text}");
+    assert!(
+        text.contains("the log is empty and its head signed"),
+        "{text}"
+    );
     let url = if database_url.is_empty() {
         cardwright_storage::Store::sqlite_url(&data.join("cardwright.db"))
     } else {
@@ -436,7 +439,14 @@ async fn an_emptied_log_under_a_kept_empty_head_is_detected(db: Db) {
     assert!(empty_head.signature.is_some(), "the empty head is signed");
 
     let (ok, text) = cli(
-        &["operator", "add", "alice", "--role", "policy-admin", "--password-stdin"],
+        &[
+            "operator",
+            "add",
+            "alice",
+            "--role",
+            "policy-admin",
+            "--password-stdin",
+        ],
         PASSWORD,
     );
     assert!(ok, "{text}");
@@ -546,7 +556,10 @@ async fn a_head_moved_back_over_events_still_there_is_detected(db: Db) {
     let (ok, text) = verify(&app);
     assert!(!ok, "{text}");
     assert!(
-        text.contains(&format!("lies past the head of the log at event {}", earlier.0)),
+        text.contains(&format!(
+            "lies past the head of the log at event {}",
+            earlier.0
+        )),
         "{text}"
     );
     start_refused(&app).await;
@@ -581,7 +594,11 @@ async fn a_log_written_before_signing_is_adopted_only_by_audit_adopt(db: Db) {
     let log = read_log(&app).await;
     let adoption = log.last().unwrap();
     assert_eq!(
-        (adoption.seq, adoption.process.as_str(), adoption.operator.as_str()),
+        (
+            adoption.seq,
+            adoption.process.as_str(),
+            adoption.operator.as_str()
+        ),
         (legacy + 1, "AuditAdopt", "cli")
     );
     let (ok, text) = verify(&app);
@@ -628,7 +645,10 @@ async fn published_checkpoints_catch_a_rewind_by_someone_holding_the_keys(db: Db
     let (ok, text) = audit_command(&app, &["verify", "--checkpoint", &file]);
     assert!(ok, "{text}");
     assert!(
-        text.contains(&format!("1 published checkpoints hold, the newest at event {}", checkpoint.seq)),
+        text.contains(&format!(
+            "1 published checkpoints hold, the newest at event {}",
+            checkpoint.seq
+        )),
         "{text}"
     );
 
@@ -651,14 +671,14 @@ async fn published_checkpoints_catch_a_rewind_by_someone_holding_the_keys(db: Db
     );
 
     // A checkpoint line whose signature is not the installation's is refused as such.
-    let forged = line.replace(
-        checkpoint.signature.as_deref().unwrap(),
-        &"0".repeat(64),
-    );
+    let forged = line.replace(checkpoint.signature.as_deref().unwrap(), &"0".repeat(64));
     std::fs::write(&file, format!("{forged}\n")).unwrap();
     let (ok, text) = audit_command(&app, &["verify", "--checkpoint", &file]);
     assert!(!ok, "{text}");
-    assert!(text.contains("does not carry this installation's signature"), "{text}");
+    assert!(
+        text.contains("does not carry this installation's signature"),
+        "{text}"
+    );
 
     // A file without any checkpoint is an error, not a pass.
     std::fs::write(&file, "nothing here\n").unwrap();

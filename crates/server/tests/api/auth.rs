@@ -12,6 +12,7 @@ on_both_databases!(
     tokens_last_eight_hours_by_default,
     repeated_failures_lock_the_username_out,
     parallel_wrong_passwords_are_checked_at_most_max_failures_times,
+    parallel_correct_logins_all_succeed,
     tokens_expire_and_logout_ends_them
 );
 
@@ -124,6 +125,66 @@ async fn parallel_wrong_passwords_are_checked_at_most_max_failures_times(db: Db)
     assert_eq!(
         login(&app, "officer", PASSWORD).await.status,
         StatusCode::OK
+    );
+}
+
+/// A desk whose operators share one account, or a script that logs in from several threads:
+/// twelve correct logins of a fresh account sent at once all succeed (a check counts as a
+/// failure only once its password turned out wrong), while the wrong passwords of a burst after
+/// them are still held to `max_failures` (5).
+async fn parallel_correct_logins_all_succeed(db: Db) {
+    let app = spawn_app(db).await;
+    cardwright_processes::auth::add_operator(
+        app.ctx(),
+        &cardwright_processes::Actor::System("test"),
+        "fresh",
+        [cardwright_domain::Role::RegistrationOfficer]
+            .into_iter()
+            .collect::<cardwright_domain::Roles>(),
+        PASSWORD,
+    )
+    .await
+    .unwrap();
+    let burst = |passwords: Vec<String>| {
+        let mut set = tokio::task::JoinSet::new();
+        for password in passwords {
+            let client = app.client.clone();
+            let url = format!("{}/api/v1/auth/login", app.base);
+            set.spawn(async move {
+                client
+                    .post(url)
+                    .json(&json!({"username": "fresh", "password": password}))
+                    .send()
+                    .await
+                    .expect("login answers")
+                    .status()
+            });
+        }
+        set
+    };
+    let statuses = burst(vec![PASSWORD.to_owned(); 12]).join_all().await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "every correct login succeeds: {statuses:?}"
+    );
+    let statuses = burst((0..25).map(|i| format!("guess {i}")).collect())
+        .join_all()
+        .await;
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    assert_eq!(checked, 5, "exactly max_failures are checked: {statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::UNAUTHORIZED || *s == StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        login(&app, "fresh", PASSWORD).await.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "locked after the fifth failure"
     );
 }
 
