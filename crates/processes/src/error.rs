@@ -27,6 +27,12 @@ pub enum ProcessError {
     /// Too many failed logins.
     #[error("{0}")]
     Throttled(String),
+    /// Too many attempts of a kind in a while; the next may come after `retry_after_secs`.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A device (a chip encoder) refused the step; nothing was recorded.

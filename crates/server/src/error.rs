@@ -37,6 +37,8 @@ pub struct ApiError {
     pub message: String,
     /// Line and column in a refused option script.
     pub position: Option<(usize, usize)>,
+    /// Seconds after which a refused request may be tried again (`Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -45,6 +47,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
             position: None,
+            retry_after: None,
         }
     }
 
@@ -53,6 +56,7 @@ impl ApiError {
             status: StatusCode::UNAUTHORIZED,
             message: message.into(),
             position: None,
+            retry_after: None,
         }
     }
 
@@ -87,15 +91,28 @@ impl From<ProcessError> for ApiError {
                     status: StatusCode::UNPROCESSABLE_ENTITY,
                     message: script.to_string(),
                     position: script.position(),
+                    retry_after: None,
                 };
             }
             ProcessError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            ProcessError::RateLimited {
+                message,
+                retry_after_secs,
+            } => {
+                return Self {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    message: message.clone(),
+                    position: None,
+                    retry_after: Some(*retry_after_secs),
+                };
+            }
             ProcessError::Device { .. } => {
                 // The device's own words help the operator: the whole chain is the message.
                 return Self {
                     status: StatusCode::CONFLICT,
                     message: cardwright_processes::report(&e),
                     position: None,
+                    retry_after: None,
                 };
             }
             ProcessError::Store(_) | ProcessError::Internal(_) | ProcessError::Failed { .. } => {
@@ -106,6 +123,7 @@ impl From<ProcessError> for ApiError {
                     status: StatusCode::INTERNAL_SERVER_ERROR,
                     message: "internal error; the server log has the details".into(),
                     position: None,
+                    retry_after: None,
                 };
             }
         };
@@ -113,6 +131,7 @@ impl From<ProcessError> for ApiError {
             status,
             message: e.to_string(),
             position: None,
+            retry_after: None,
         }
     }
 }
@@ -127,7 +146,13 @@ impl IntoResponse for ApiError {
                 column: self.position.map(|(_, column)| column),
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.max(1).into());
+        }
+        response
     }
 }
 
@@ -137,5 +162,6 @@ pub fn not_found() -> ApiError {
         status: StatusCode::NOT_FOUND,
         message: "no such resource".into(),
         position: None,
+        retry_after: None,
     }
 }

@@ -16,6 +16,7 @@ pub mod operators;
 pub mod outbox;
 pub mod persons;
 pub mod photos;
+pub mod rate_limits;
 pub mod scripts;
 mod sql;
 pub mod stations;

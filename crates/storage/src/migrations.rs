@@ -81,6 +81,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "login_checks",
         sql: include_str!("../migrations/0015_login_checks.sql"),
     },
+    Migration {
+        version: 16,
+        name: "rate_limits",
+        sql: include_str!("../migrations/0016_rate_limits.sql"),
+    },
 ];
 
 /// An arbitrary constant naming Cardwright's migration lock on PostgreSQL.

@@ -164,6 +164,20 @@ pub async fn by_code(conn: &mut Conn, code_sha256: &str) -> Result<Option<String
     )
 }
 
+/// The stations whose enrolment code still works at `now`, by name.
+pub async fn awaiting_enrolment(
+    conn: &mut Conn,
+    now: Timestamp,
+) -> Result<Vec<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT name FROM stations WHERE code_sha256 IS NOT NULL AND code_expires_at >= $1 \
+         ORDER BY name",
+    )
+    .bind(crate::to_micros(now))
+    .fetch_all(conn)
+    .await?)
+}
+
 /// A client certificate issued to a station.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StationCertificate {

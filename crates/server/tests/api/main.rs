@@ -22,6 +22,7 @@ mod photos;
 mod pki;
 mod scripts;
 mod server_processes;
+mod station_enrolment;
 mod station_renewal;
 mod stations;
 mod webhooks;

@@ -9,10 +9,13 @@ use cardwright_pki::tls::TlsRole;
 use cardwright_storage::audit::{self, NewEvent};
 use cardwright_storage::stations::{self, StationCertificate, StationRecord};
 use cardwright_storage::{Conn, Store};
-use sha2::{Digest as _, Sha256};
 
 use crate::pki::{new_serial, pki};
 use crate::{require_any, Context, ProcessError};
+
+mod enrolment;
+use enrolment::new_code;
+pub use enrolment::{enroll, Enrolled, ENROLL_FAILURES_IN_ALL, ENROLL_FAILURES_PER_STATION};
 
 /// How long an enrolment code can be used.
 pub const CODE_VALID_MINUTES: i64 = 15;
@@ -99,27 +102,6 @@ pub fn ca_fingerprint(ctx: &Context) -> Result<(String, String), ProcessError> {
     Ok((
         info.fingerprint.replace(':', "").to_lowercase(),
         info.fingerprint,
-    ))
-}
-
-fn code_hash(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
-fn new_code(ctx: &Context, name: &str) -> Result<(EnrollmentCode, String), ProcessError> {
-    let (fingerprint, openssl) = ca_fingerprint(ctx)?;
-    let mut secret = [0u8; 16];
-    ctx.entropy.fill(&mut secret);
-    let secret = hex::encode(secret);
-    let hash = code_hash(&secret);
-    Ok((
-        EnrollmentCode {
-            station: name.to_owned(),
-            code: format!("{secret}-{fingerprint}"),
-            expires_at: ctx.now() + chrono::Duration::minutes(CODE_VALID_MINUTES),
-            ca_fingerprint: openssl,
-        },
-        hash,
     ))
 }
 
@@ -325,81 +307,6 @@ pub async fn set_disabled(
         .ok_or_else(|| ProcessError::NotFound(format!("no station '{name}'")))?;
     Store::commit(tx).await?;
     Ok(view(after, now))
-}
-
-/// What an enrolment gives the agent.
-#[derive(Debug, Clone)]
-pub struct Enrolled {
-    pub station: String,
-    /// The station's client certificate (PEM).
-    pub certificate_pem: String,
-    /// The CA certificate (PEM) the agent trusts from now on.
-    pub ca_pem: String,
-}
-
-/// Enrols the agent that holds `code`: its signing request (PEM) becomes the station's client
-/// certificate. The code works once, until it expires, and only with the CA it names.
-pub async fn enroll(
-    ctx: &Context,
-    code: &str,
-    request_pem: &str,
-) -> Result<Enrolled, ProcessError> {
-    let pki = pki(ctx)?;
-    let code = code.trim();
-    let Some((secret, fingerprint)) = code.split_once('-') else {
-        return Err(ProcessError::Invalid(
-            "the enrolment code is not one Cardwright gave (SECRET-FINGERPRINT)".into(),
-        ));
-    };
-    let (current, _) = ca_fingerprint(ctx)?;
-    if !fingerprint.eq_ignore_ascii_case(&current) {
-        return Err(ProcessError::Forbidden(
-            "the enrolment code names another certificate authority than this server's".into(),
-        ));
-    }
-    let hash = code_hash(&secret.to_ascii_lowercase());
-    let spki = cardwright_pki::tls::request_public_key(request_pem)
-        .map_err(|e| ProcessError::Invalid(crate::report(&e)))?;
-    let now = ctx.now();
-    let mut tx = ctx.store.begin().await?;
-    let Some(name) = stations::by_code(&mut tx, &hash).await? else {
-        return Err(ProcessError::Forbidden(
-            "the enrolment code is not valid: unknown, or used already".into(),
-        ));
-    };
-    let record = stations::get(&mut tx, &name, now)
-        .await?
-        .ok_or_else(|| ProcessError::Internal(format!("station {name} vanished")))?;
-    if record.disabled {
-        return Err(ProcessError::Forbidden(format!(
-            "station '{name}' is disabled"
-        )));
-    }
-    if record.code_expires_at.is_none_or(|at| at < now) {
-        return Err(ProcessError::Forbidden(format!(
-            "the enrolment code of station '{name}' has expired; register a new code"
-        )));
-    }
-    let (der, certificate) = issue(ctx, pki, &name, &spki, now)?;
-    if !stations::enroll(&mut tx, &hash, &certificate, now).await? {
-        return Err(ProcessError::Forbidden(
-            "the enrolment code is not valid: unknown, used already or expired".into(),
-        ));
-    }
-    event(
-        ctx,
-        &mut tx,
-        format!("station:{name}"),
-        "StationEnroll",
-        serde_json::json!({"station": name, "certificate": certificate.serial}),
-    )
-    .await?;
-    Store::commit(tx).await?;
-    Ok(Enrolled {
-        station: name,
-        certificate_pem: cardwright_pki::certificate_pem(&der),
-        ca_pem: pki.ca.certificate_pem().to_owned(),
-    })
 }
 
 /// A client certificate for station `name`, for the public key `spki`.
