@@ -604,7 +604,12 @@ async fn run_station(dir: &Path, config: Option<&Path>) -> anyhow::Result<()> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            toml::from_str(&text).with_context(|| format!("reading {}", path.display()))?
+            let file: StationFile =
+                toml::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+            file.printer
+                .check("printer")
+                .with_context(|| format!("checking {}", path.display()))?;
+            file
         }
         None => StationFile {
             printer: default_printer(),

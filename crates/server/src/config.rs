@@ -516,6 +516,37 @@ fn default_job_timeout() -> u64 {
     120
 }
 
+impl PrinterConfig {
+    /// Refuses values that cannot work, naming the key under `key` (`stations.NAME.printer` in
+    /// the server's configuration, `printer` in a station's).
+    pub fn check(&self, key: &str) -> anyhow::Result<()> {
+        match self {
+            PrinterConfig::Spool { .. } => Ok(()),
+            PrinterConfig::Ipp {
+                uri,
+                job_timeout_secs,
+            } => {
+                cardwright_cardsdk::IppPrinter::new(uri, std::time::Duration::from_secs(1))
+                    .map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+                in_range(
+                    &format!("{key}.job_timeout_secs"),
+                    *job_timeout_secs,
+                    1,
+                    DAY,
+                )
+            }
+            PrinterConfig::Simulated {
+                fail_every,
+                delay_ms,
+                ..
+            } => {
+                in_range(&format!("{key}.fail_every"), *fail_every, 0, 1_000_000)?;
+                in_range(&format!("{key}.delay_ms"), *delay_ms, 0, 600_000)
+            }
+        }
+    }
+}
+
 impl StationConfig {
     /// The embedded default: one local station with the spool printer.
     pub fn local() -> Self {
@@ -642,20 +673,7 @@ impl Config {
             if !names.insert(name) {
                 bail!("stations: the name '{name}' is used twice");
             }
-            if let PrinterConfig::Ipp {
-                uri,
-                job_timeout_secs,
-            } = &station.printer
-            {
-                cardwright_cardsdk::IppPrinter::new(uri, std::time::Duration::from_secs(1))
-                    .map_err(|e| anyhow::anyhow!("stations.{name}.printer: {e}"))?;
-                in_range(
-                    &format!("stations.{name}.printer.job_timeout_secs"),
-                    *job_timeout_secs,
-                    1,
-                    DAY,
-                )?;
-            }
+            station.printer.check(&format!("stations.{name}.printer"))?;
         }
         if self.pki.key_store == KeyStoreKind::Pkcs11
             && (self.pki.pkcs11_module.is_empty() || self.pki.token_label.is_empty())
@@ -668,9 +686,12 @@ impl Config {
         if !self.pki.kek.is_empty() && !self.pki.kek_file.is_empty() {
             bail!("pki.kek and pki.kek_file: give the key-encryption key one way, not both");
         }
-        if self.login.max_failures == 0 {
-            bail!("login.max_failures: must be at least 1");
-        }
+        in_range(
+            "login.max_failures",
+            u64::from(self.login.max_failures),
+            1,
+            MAX_LOGIN_FAILURES,
+        )?;
         in_range("station_lease_secs", self.station_lease_secs, 1, DAY)?;
         in_range("audit.checkpoint_secs", self.audit.checkpoint_secs, 10, DAY)?;
         self.check_tls()?;
@@ -721,6 +742,7 @@ impl Config {
 
     fn check_oidc(&self) -> anyhow::Result<()> {
         let o = &self.oidc;
+        in_range("oidc.timeout_secs", o.timeout_secs, 1, 300)?;
         if !o.enabled() {
             if !o.password_login {
                 bail!("oidc.password_login = false needs single sign-on: set oidc.issuer, client_id and redirect_url");
@@ -770,12 +792,20 @@ impl Config {
                     .map_err(|e| anyhow::anyhow!("oidc.roles.{value}: {e}"))?;
             }
         }
-        in_range("oidc.timeout_secs", o.timeout_secs, 1, 300)?;
         Ok(())
     }
 
     fn check_directory(&self) -> anyhow::Result<()> {
         let d = &self.directory;
+        if d.sync_interval_secs != 0 {
+            in_range(
+                "directory.sync_interval_secs",
+                d.sync_interval_secs,
+                60,
+                30 * DAY,
+            )?;
+        }
+        in_range("directory.timeout_secs", d.timeout_secs, 1, 3600)?;
         if d.url.is_empty() {
             return Ok(());
         }
@@ -797,15 +827,6 @@ impl Config {
                 "directory.base_dn: name where the persons are, e.g. ou=people,dc=example,dc=org"
             );
         }
-        if d.sync_interval_secs != 0 {
-            in_range(
-                "directory.sync_interval_secs",
-                d.sync_interval_secs,
-                60,
-                30 * DAY,
-            )?;
-        }
-        in_range("directory.timeout_secs", d.timeout_secs, 1, 3600)?;
         Ok(())
     }
 
@@ -836,8 +857,8 @@ impl Config {
             }
         }
         let smtp = &self.smtp;
+        in_range("smtp.timeout_secs", smtp.timeout_secs, 1, 600)?;
         if !smtp.host.is_empty() {
-            in_range("smtp.timeout_secs", smtp.timeout_secs, 1, 600)?;
             if smtp
                 .from
                 .trim()
@@ -915,6 +936,9 @@ impl Config {
 
 /// Seconds in a day, for the bounds of durations.
 const DAY: u64 = 24 * 3600;
+
+/// The most failed logins in a row `login.max_failures` may allow before a lockout.
+const MAX_LOGIN_FAILURES: u64 = 10_000;
 
 /// Refuses a value outside `min..=max`, naming the key.
 fn in_range(key: &str, value: u64, min: u64, max: u64) -> anyhow::Result<()> {
@@ -1220,6 +1244,97 @@ mod tests {
         .unwrap();
         let err = format!("{:#}", Config::load(Some(&path), |_| None).unwrap_err());
         assert!(err.contains("stations.a.printer.job_timeout_secs"), "{err}");
+    }
+
+    /// The environment variable and key of every whole-number setting, found from the defaults,
+    /// so a setting added later is held to the same test.
+    fn numeric_settings() -> Vec<(String, String)> {
+        fn walk(table: &toml::Table, var: &str, key: &str, out: &mut Vec<(String, String)>) {
+            for (name, value) in table {
+                let var = format!("{var}_{}", name.to_ascii_uppercase());
+                let key = if key.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{key}.{name}")
+                };
+                match value {
+                    toml::Value::Integer(_) => out.push((var, key)),
+                    toml::Value::Table(inner) => walk(inner, &var, &key, out),
+                    _ => {}
+                }
+            }
+        }
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        let mut out = Vec::new();
+        walk(&defaults, "CARDWRIGHT", "", &mut out);
+        out
+    }
+
+    #[test]
+    fn every_numeric_setting_has_a_checked_range() {
+        let settings = numeric_settings();
+        assert!(settings.len() >= 19, "{settings:?}");
+        for (var, key) in &settings {
+            let last = key.rsplit('.').next().unwrap();
+            for value in ["9223372036854775807", "4294967295", "0", "1", "-1"] {
+                let env = |k: &str| (k == var).then(|| value.to_owned());
+                match Config::load(None, env) {
+                    Ok(config) => {
+                        assert!(
+                            !["9223372036854775807", "-1"].contains(&value),
+                            "{key} = {value} was taken"
+                        );
+                        // What the server derives from the settings does not panic either.
+                        config.settings().unwrap();
+                        let _ = config.notify_settings();
+                    }
+                    Err(e) => {
+                        let e = format!("{e:#}");
+                        assert!(
+                            e.contains(key.as_str())
+                                || e.contains(var.as_str())
+                                || e.contains(last),
+                            "{var}={value}: the error does not name the setting: {e}"
+                        );
+                    }
+                }
+            }
+        }
+        let huge = |key: &str| {
+            let env = |k: &str| (k == key).then(|| "4294967295".to_owned());
+            Config::load(None, env).is_err()
+        };
+        assert!(
+            huge("CARDWRIGHT_LOGIN_MAX_FAILURES"),
+            "a lockout is never switched off"
+        );
+        assert!(
+            huge("CARDWRIGHT_SMTP_TIMEOUT_SECS"),
+            "checked without an SMTP host too"
+        );
+    }
+
+    #[test]
+    fn a_station_printer_is_held_to_the_same_ranges() {
+        for (printer, key) in [
+            (
+                "{ kind = \"ipp\", uri = \"ipp://127.0.0.1:631/printers/a\", job_timeout_secs = 0 }",
+                "printer.job_timeout_secs",
+            ),
+            (
+                "{ kind = \"ipp\", uri = \"ipp://127.0.0.1:631/printers/a\", job_timeout_secs = 9223372036854775807 }",
+                "printer.job_timeout_secs",
+            ),
+            (
+                "{ kind = \"simulated\", delay_ms = 9223372036854775807 }",
+                "printer.delay_ms",
+            ),
+        ] {
+            let file: crate::agent::StationFile =
+                toml::from_str(&format!("printer = {printer}\n")).unwrap();
+            let err = format!("{:#}", file.printer.check("printer").unwrap_err());
+            assert!(err.contains(key), "{err}");
+        }
     }
 
     #[test]
