@@ -63,9 +63,9 @@ pub fn normalize(bytes: &[u8]) -> Result<Photo, String> {
     if !matches!(format, ImageFormat::Jpeg | ImageFormat::Png) {
         return Err("the photo is neither a JPEG nor a PNG image".into());
     }
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
-    reader.limits(decode_limits());
-    let (width, height) = reader
+    // The header alone gives the size, before anything of the picture is allocated; read it
+    // without the size limits so that the refusal can name the size.
+    let (width, height) = ImageReader::with_format(Cursor::new(bytes), format)
         .into_dimensions()
         .map_err(|e| format!("the photo cannot be read: {e}"))?;
     if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE {
@@ -270,10 +270,51 @@ mod tests {
         assert!(normalize(&vec![0xFF; MAX_BYTES + 1])
             .unwrap_err()
             .contains("MiB"));
-        // a PNG header claiming 100,000 pixels a side is refused before anything is allocated
-        let mut huge = png(1, 1);
-        huge[16..20].copy_from_slice(&100_000u32.to_be_bytes());
-        huge[20..24].copy_from_slice(&100_000u32.to_be_bytes());
-        assert!(normalize(&huge).is_err());
+        // A PNG whose header (with a valid checksum) claims 100,000 pixels a side is refused by
+        // its size, before anything is allocated; one pixel over the limit too.
+        for (width, height) in [(100_000, 100_000), (MAX_SIDE + 1, 1), (1, MAX_SIDE + 1)] {
+            let error = normalize(&png_claiming(width, height)).unwrap_err();
+            assert!(
+                error.contains(&format!(
+                    "{width} × {height} pixels; at most {MAX_SIDE} on a side"
+                )),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn photos_at_the_size_limit_are_taken() {
+        let photo = normalize(&png(MAX_SIDE, 1)).unwrap();
+        assert_eq!(photo.width, OUT_WIDTH);
+        let photo = normalize(&png(1, MAX_SIDE)).unwrap();
+        assert_eq!(photo.height, OUT_HEIGHT);
+    }
+
+    /// A one-pixel PNG whose header claims `width` × `height`, with the header's checksum
+    /// computed anew, so a decoder reads the header as valid.
+    fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+        let mut bytes = png(1, 1);
+        bytes[16..20].copy_from_slice(&width.to_be_bytes());
+        bytes[20..24].copy_from_slice(&height.to_be_bytes());
+        let crc = crc32(&bytes[12..29]);
+        bytes[29..33].copy_from_slice(&crc.to_be_bytes());
+        bytes
+    }
+
+    /// CRC-32 as PNG chunks carry it (ISO 3309).
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = 0xFFFF_FFFF_u32;
+        for byte in data {
+            crc ^= u32::from(*byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
     }
 }

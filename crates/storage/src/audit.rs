@@ -718,79 +718,93 @@ pub struct Verification {
     pub first_bad: Option<(i64, String)>,
 }
 
-impl Verification {
-    fn broken(&mut self, seq: i64, reason: String) -> Result<Self, StoreError> {
-        self.first_bad = Some((seq, reason));
-        Ok(self.clone())
-    }
-}
-
 /// Reads the whole log in order and checks every link of the chain, every event's MAC and the
 /// head's signature. Every event and the head must be signed, the empty log's head too: a log
 /// without signatures (written before signing, or stripped of them) is reported, and taken over
 /// only by an explicit [`adopt`]. Events appended while the walk runs are left for the next one:
 /// the head is read first, and the events up to it are checked against it.
 pub async fn verify(conn: &mut Conn, key: &AuditKey) -> Result<Verification, StoreError> {
+    let head = head(&mut *conn).await?;
+    let end = head.as_ref().map_or(i64::MAX, |h| h.seq);
+    let (mut outcome, chain) = walk(&mut *conn, key, end).await?;
+    if outcome.first_bad.is_none() {
+        match check_end(conn, key, head.as_ref(), &chain).await? {
+            Some(bad) => outcome.first_bad = Some(bad),
+            None => outcome.last_checkpoint = head.filter(|h| h.seq > 0).map(|h| h.seq),
+        }
+    }
+    Ok(outcome)
+}
+
+/// Walks the events up to `end`, checking each link, hash and MAC: how far it got, and the
+/// first problem.
+async fn walk(
+    conn: &mut Conn,
+    key: &AuditKey,
+    end: i64,
+) -> Result<(Verification, Chain), StoreError> {
     let mut outcome = Verification {
         events: 0,
         last_checkpoint: None,
         first_bad: None,
     };
-    let head = head(&mut *conn).await?;
-    let end = head.as_ref().map_or(i64::MAX, |h| h.seq);
     let mut chain = Chain::new();
-    'walk: loop {
+    loop {
         let page = list(&mut *conn, &chain.next_page(), PAGE).await?;
-        for e in &page {
-            if e.seq > end {
-                break 'walk;
-            }
+        for e in page.iter().take_while(|e| e.seq <= end) {
             outcome.events += 1;
-            if let Err((seq, reason)) = chain.link(e) {
-                return outcome.broken(seq, reason);
+            if let Err(bad) = chain.link(e).and_then(|()| check_mac(e, key)) {
+                outcome.first_bad = Some(bad);
+                return Ok((outcome, chain));
             }
-            match &e.mac {
-                Some(mac) if key.verifies(Signed::Event, e.seq, &e.hash, mac) => {
-                    outcome.last_checkpoint = Some(e.seq);
-                }
-                Some(_) => {
-                    return outcome.broken(
-                        e.seq,
-                        format!(
-                            "event {} does not match its signature: it was changed after it \
-                             was written, or signed with another key",
-                            e.seq
-                        ),
-                    )
-                }
-                None => {
-                    return outcome.broken(
-                        e.seq,
-                        format!(
-                            "event {} is not signed: it was written or changed outside \
-                             Cardwright (a log written before signing is taken over with \
-                             `cardwright audit adopt`)",
-                            e.seq
-                        ),
-                    )
-                }
-            }
+            outcome.last_checkpoint = Some(e.seq);
         }
-        if page.len() < PAGE as usize {
-            break;
+        if page.len() < PAGE as usize || page.last().is_some_and(|e| e.seq >= end) {
+            return Ok((outcome, chain));
         }
     }
+}
+
+/// Checks an event's MAC; every event must carry one.
+fn check_mac(e: &Event, key: &AuditKey) -> Result<(), (i64, String)> {
+    let seq = e.seq;
+    match &e.mac {
+        Some(mac) if key.verifies(Signed::Event, seq, &e.hash, mac) => Ok(()),
+        Some(_) => Err((
+            seq,
+            format!(
+                "event {seq} does not match its signature: it was changed after it was written, \
+                 or signed with another key"
+            ),
+        )),
+        None => Err((
+            seq,
+            format!(
+                "event {seq} is not signed: it was written or changed outside Cardwright (a log \
+                 written before signing is taken over with `cardwright audit adopt`)"
+            ),
+        )),
+    }
+}
+
+/// Checks where the walked chain ends against the head: present, at the chain's last event,
+/// signed, with no event past it, and an empty log only in an empty database.
+async fn check_end(
+    conn: &mut Conn,
+    key: &AuditKey,
+    head: Option<&Head>,
+    chain: &Chain,
+) -> Result<Option<(i64, String)>, StoreError> {
     let Some(head) = head else {
-        let next = chain.next_seq;
-        return outcome.broken(
-            next,
+        return Ok(Some((
+            chain.next_seq,
             "the log's head row is missing: it was deleted outside Cardwright, so whether newer \
              events were removed cannot be told"
                 .into(),
-        );
+        )));
     };
-    if let Err((seq, reason)) = chain.ends_at(&head) {
-        return outcome.broken(seq, reason);
+    if let Err(bad) = chain.ends_at(head) {
+        return Ok(Some(bad));
     }
     if !head.is_signed(key) {
         let reason = match (&head.signature, head.seq) {
@@ -807,7 +821,7 @@ pub async fn verify(conn: &mut Conn, key: &AuditKey) -> Result<Verification, Sto
                  were removed, or the log is signed with another key"
             ),
         };
-        return outcome.broken(head.seq, reason);
+        return Ok(Some((head.seq, reason)));
     }
     // An event past the head: the head was moved back over events that are still there. Events
     // commit together with the head's move, so one read after the other cannot see an event
@@ -817,29 +831,28 @@ pub async fn verify(conn: &mut Conn, key: &AuditKey) -> Result<Verification, Sto
         .await?;
     let now = self::head(&mut *conn).await?.map_or(head.seq, |h| h.seq);
     if let Some(newest) = newest.filter(|n| *n > now) {
-        return outcome.broken(
+        return Ok(Some((
             head.seq + 1,
             format!(
                 "event {newest} lies past the head of the log at event {now}: the head was moved \
                  back outside Cardwright"
             ),
-        );
+        )));
     }
     if head.seq == 0 {
-        let held = audited_rows(&mut *conn).await?;
-        if !held.is_empty() {
-            return outcome.broken(
+        let found = audited_rows(&mut *conn).await?;
+        if !found.is_empty() {
+            return Ok(Some((
                 1,
                 format!(
                     "the log is empty, but the database holds {} whose making it would record: \
                      the log was emptied outside Cardwright",
-                    held.join(", ")
+                    found.join(", ")
                 ),
-            );
+            )));
         }
     }
-    outcome.last_checkpoint = (head.seq > 0).then_some(head.seq);
-    Ok(outcome)
+    Ok(None)
 }
 
 /// A head published outside the database (in the server's log, or to webhook receivers): the

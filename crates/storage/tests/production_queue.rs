@@ -53,16 +53,18 @@ impl TestDb {
     }
 
     async fn postgres() -> Option<Self> {
+        const INSTALL: &str = "run scripts/test, which uses the PostgreSQL at 127.0.0.1:5432, or \
+                               set TEST_DATABASE_URL=postgres://USER@HOST/DB";
         let url = match std::env::var("TEST_DATABASE_URL") {
             Ok(url) if !url.is_empty() => url,
             _ => {
-                cardwright_testkit::skip(
-                    "TEST_DATABASE_URL (a PostgreSQL server)",
-                    "run scripts/test, which uses the PostgreSQL at 127.0.0.1:5432, or set TEST_DATABASE_URL=postgres://USER@HOST/DB",
-                );
+                cardwright_testkit::skip("TEST_DATABASE_URL (a PostgreSQL server)", INSTALL);
                 return None;
             }
         };
+        if !cardwright_testkit::require(&[cardwright_testkit::Part::Postgres(&url)], INSTALL) {
+            return None;
+        }
         let admin = Store::connect(&url).await.unwrap();
         let (_, random) = id_parts();
         let schema = format!("q_{}_{}", std::process::id(), hex(&random));

@@ -263,18 +263,15 @@ async fn malicious_layouts_are_refused(db: Db) {
 /// and the avahi daemon it registers with; else the test is skipped.
 fn have_ippeveprinter() -> bool {
     let install = "install Debian's cups-ipp-utils, dbus, avahi-daemon and poppler-utils and start dbus-daemon --system and avahi-daemon (scripts/test does)";
-    if !cardwright_testkit::require_programs(&["ippeveprinter", "avahi-daemon", "pdfinfo"], install)
-    {
-        return false;
-    }
-    let avahi = Command::new("avahi-daemon")
-        .arg("--check")
-        .status()
-        .is_ok_and(|s| s.success());
-    if !avahi {
-        cardwright_testkit::skip("a running avahi-daemon", install);
-    }
-    avahi
+    cardwright_testkit::require(
+        &[
+            cardwright_testkit::Part::Program("ippeveprinter", &["--version"]),
+            cardwright_testkit::Part::Program("pdfinfo", &["-v"]),
+            // The daemon it registers with runs.
+            cardwright_testkit::Part::Succeeds("avahi-daemon", &["--check"]),
+        ],
+        install,
+    )
 }
 
 /// `ippeveprinter` (Debian's cups-ipp-utils) on a loopback port, keeping every job's document.

@@ -162,8 +162,8 @@ impl Slapd {
     /// A directory that also speaks TLS (ldaps:// on a port of its own, and StartTLS), with a
     /// certificate from a test CA.
     fn start_with(people: usize, tls: bool) -> Option<Self> {
-        if !cardwright_testkit::require_file(
-            Path::new(SLAPD),
+        if !cardwright_testkit::require(
+            &[cardwright_testkit::Part::Program(SLAPD, &["-VV"])],
             "install Debian's slapd (scripts/test does)",
         ) {
             return None;

@@ -27,13 +27,15 @@ pub enum Db {
 /// PostgreSQL for this test, if TEST_DATABASE_URL is set; else the PostgreSQL variant is skipped
 /// (a failure with CI=true).
 pub fn postgres() -> Option<Db> {
+    const INSTALL: &str = "run scripts/test, which uses the PostgreSQL at 127.0.0.1:5432, or set \
+                           TEST_DATABASE_URL=postgres://USER@HOST/DB";
     match std::env::var("TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(Db::Postgres(url)),
+        Ok(url) if !url.is_empty() => {
+            cardwright_testkit::require(&[cardwright_testkit::Part::Postgres(&url)], INSTALL)
+                .then_some(Db::Postgres(url))
+        }
         _ => {
-            cardwright_testkit::skip(
-                "TEST_DATABASE_URL (a PostgreSQL server)",
-                "run scripts/test, which uses the PostgreSQL at 127.0.0.1:5432, or set TEST_DATABASE_URL=postgres://USER@HOST/DB",
-            );
+            cardwright_testkit::skip("TEST_DATABASE_URL (a PostgreSQL server)", INSTALL);
             None
         }
     }

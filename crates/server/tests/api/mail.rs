@@ -545,12 +545,35 @@ async fn two_servers_on_one_postgres_send_once() {
         assert_eq!(theirs.len(), 2, "{to}: {theirs:#?}");
     }
     assert_eq!(cards.len(), 8);
-    // Both servers sent some (each log names the mails it sent).
-    let sent_by = |log: &str| {
+    // Each log names the mails its server sent: no mail is in both, and together they are the
+    // sixteen received.
+    let sent_by = |log: &str| -> std::collections::BTreeSet<String> {
         std::fs::read_to_string(dir.path().join(log))
             .unwrap()
-            .matches("mail sent")
-            .count()
+            .lines()
+            .filter(|line| line.contains("mail sent"))
+            .filter_map(|line| {
+                let id = line.split(" mail=").nth(1)?;
+                Some(id.split_whitespace().next()?.to_owned())
+            })
+            .collect()
     };
-    assert_eq!(sent_by("a.log") + sent_by("b.log"), 16);
+    let (by_a, by_b) = (sent_by("a.log"), sent_by("b.log"));
+    assert!(
+        by_a.is_disjoint(&by_b),
+        "a mail sent by both servers: {by_a:?} {by_b:?}"
+    );
+    assert_eq!(by_a.len() + by_b.len(), 16, "{by_a:?} {by_b:?}");
+    let log = ca.get("/api/v1/mails").await;
+    let ids: std::collections::BTreeSet<String> = log["mails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    let logged: std::collections::BTreeSet<String> = by_a.union(&by_b).cloned().collect();
+    assert_eq!(
+        logged, ids,
+        "the logs name exactly the mails of the mail log"
+    );
 }

@@ -200,10 +200,9 @@ async fn bad_photos_are_refused_and_change_nothing(db: Db) {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (_, _, before) = get_bytes(&app, &format!("/api/v1/persons/{person}/photo")).await;
 
-    // a PNG header claiming 100,000 pixels a side (a decompression bomb)
-    let mut bomb = picture(1, 1, [0, 0, 0], image::ImageFormat::Png);
-    bomb[16..20].copy_from_slice(&100_000u32.to_be_bytes());
-    bomb[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    // A PNG header claiming 100,000 pixels a side (a decompression bomb), its checksum valid so
+    // that only the size refuses it.
+    let bomb = png_claiming(100_000, 100_000);
     let mut cut = picture(200, 200, [1, 2, 3], image::ImageFormat::Jpeg);
     cut.truncate(100);
     let cases: Vec<(&str, Vec<u8>, StatusCode, &str)> = vec![
@@ -225,7 +224,12 @@ async fn bad_photos_are_refused_and_change_nothing(db: Db) {
             StatusCode::UNPROCESSABLE_ENTITY,
             "empty",
         ),
-        ("image/png", bomb, StatusCode::UNPROCESSABLE_ENTITY, "photo"),
+        (
+            "image/png",
+            bomb,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "100000 × 100000 pixels; at most 8000 on a side",
+        ),
         ("image/jpeg", cut, StatusCode::UNPROCESSABLE_ENTITY, "photo"),
     ];
     for (media, body, expected, says) in cases {
@@ -257,4 +261,24 @@ async fn bad_photos_are_refused_and_change_nothing(db: Db) {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, _, after) = get_bytes(&app, &format!("/api/v1/persons/{person}/photo")).await;
     assert_eq!(after, before, "refused uploads change nothing");
+}
+
+/// A one-pixel PNG whose header claims `width` × `height`, the header's checksum computed anew.
+fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+    let mut bytes = picture(1, 1, [0, 0, 0], image::ImageFormat::Png);
+    bytes[16..20].copy_from_slice(&width.to_be_bytes());
+    bytes[20..24].copy_from_slice(&height.to_be_bytes());
+    let mut crc = 0xFFFF_FFFF_u32;
+    for byte in &bytes[12..29] {
+        crc ^= u32::from(*byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    bytes[29..33].copy_from_slice(&(!crc).to_be_bytes());
+    bytes
 }

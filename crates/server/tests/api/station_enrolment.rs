@@ -103,8 +103,8 @@ async fn wrong_enrolment_codes_are_limited_and_audited(db: Db) {
     // Codes that name no station count against all stations: sixty a minute, then 429.
     app.clock.advance(chrono::Duration::seconds(61));
     let fingerprint = codes[0].split_once('-').unwrap().1;
-    for n in 0..60 {
-        let code = format!("{:032x}-{fingerprint}", u128::from(n as u32) * 7919);
+    for n in 0..60_u32 {
+        let code = format!("{:032x}-{fingerprint}", u128::from(n) * 7919);
         let (status, _, body) = enroll(&app, &code, &csr).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "attempt {n}: {body}");
     }

@@ -27,12 +27,23 @@ use super::{UiApp, PASSWORD};
 /// The longest any single wait of the walk lasts.
 const WAIT: Duration = Duration::from_secs(20);
 
+/// How to get the browser and its driver.
+const BROWSER: &str =
+    "install Debian's chromium and chromium-driver (scripts/test does and starts chromedriver)";
+
 /// Gives up on the browser test: a failure with CI=true, a recorded skip elsewhere.
 fn unavailable(why: &str) {
-    cardwright_testkit::skip(
-        why,
-        "install Debian's chromium and chromium-driver (scripts/test does and starts chromedriver)",
-    );
+    cardwright_testkit::skip(why, BROWSER);
+}
+
+/// Whether the browser and `parts` (the driver) answer; else the test gives up.
+fn require_browser(parts: &[cardwright_testkit::Part<'_>]) -> bool {
+    let chromium = find_program(&["chromium", "/usr/bin/chromium"])
+        .unwrap_or_else(|| PathBuf::from("chromium"));
+    let chromium = chromium.to_str().unwrap_or("chromium").to_owned();
+    let mut all = vec![cardwright_testkit::Part::Program(&chromium, &["--version"])];
+    all.extend_from_slice(parts);
+    cardwright_testkit::require(&all, BROWSER)
 }
 
 /// A chromedriver this test started, ended when dropped.
@@ -80,20 +91,24 @@ async fn driver() -> Option<Driver> {
         if !url.is_empty() {
             let url = url.trim_end_matches('/').to_owned();
             let deadline = Instant::now() + WAIT;
-            while !driver_ready(&url).await {
-                assert!(
-                    Instant::now() < deadline,
-                    "no ready chromedriver at CHROMEDRIVER_URL={url}"
-                );
+            while !driver_ready(&url).await && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let status = format!("{url}/status");
+            if !require_browser(&[cardwright_testkit::Part::Http(&status)]) {
+                return None;
             }
             return Some(Driver { url, child: None });
         }
     }
-    let Some(program) = find_program(&["chromedriver", "/usr/bin/chromedriver"]) else {
-        unavailable("chromedriver is not installed (Debian: apt-get install chromium-driver)");
+    let program = find_program(&["chromedriver", "/usr/bin/chromedriver"])
+        .unwrap_or_else(|| PathBuf::from("chromedriver"));
+    if !require_browser(&[cardwright_testkit::Part::Program(
+        program.to_str().unwrap_or("chromedriver"),
+        &["--version"],
+    )]) {
         return None;
-    };
+    }
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -688,13 +703,16 @@ impl IdentityProvider {
         let module = module_dir.join("node_modules/oidc-provider/lib/index.js");
         let install = "install node and the npm package oidc-provider (scripts/test does, under \
                        the target folder, and sets OIDC_PROVIDER_DIR)";
-        if !cardwright_testkit::require_file(&module, install) {
+        let node = find_program(&["node", "nodejs"]).unwrap_or_else(|| PathBuf::from("node"));
+        if !cardwright_testkit::require(
+            &[
+                cardwright_testkit::Part::File(&module),
+                cardwright_testkit::Part::Program(node.to_str().unwrap_or("node"), &["--version"]),
+            ],
+            install,
+        ) {
             return None;
         }
-        let Some(node) = find_program(&["node", "nodejs"]) else {
-            cardwright_testkit::skip("node", install);
-            return None;
-        };
         let dir = tempfile::tempdir().expect("provider folder");
         let accounts = dir.path().join("accounts.json");
         std::fs::write(&accounts, people.to_string()).unwrap();
