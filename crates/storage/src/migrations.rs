@@ -76,6 +76,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "station_renewal",
         sql: include_str!("../migrations/0013_station_renewal.sql"),
     },
+    Migration {
+        version: 14,
+        name: "webhook_state_and_checkpoints",
+        sql: include_str!("../migrations/0014_webhook_state_and_checkpoints.sql"),
+    },
 ];
 
 /// An arbitrary constant naming Cardwright's migration lock on PostgreSQL.

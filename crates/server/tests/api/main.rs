@@ -25,3 +25,5 @@ mod server_processes;
 mod station_renewal;
 mod stations;
 mod webhooks;
+mod webhooks_addresses;
+mod webhooks_senders;
