@@ -95,19 +95,25 @@ pub(crate) async fn run(
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut all = Vec::new();
+    let mut urls = Vec::new();
     for _ in 0..subscribers.max(1) {
         let arrivals = Arc::new(Mutex::new(Arrivals::default()));
-        let url = receiver(arrivals.clone()).await?;
-        webhooks::subscribe(ctx, &op, &url, &["card.requested".to_owned()])
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        urls.push(receiver(arrivals.clone()).await?);
         all.push(arrivals);
     }
+    // The receivers are on loopback, which only an allow-list that names them reaches.
     let mut config = Config {
         data_dir: data_dir.to_owned(),
         ..Config::default()
     };
     config.notify.interval_ms = interval_ms;
+    config.webhooks.allowed_urls.clone_from(&urls);
+    let ctx = &ctx.clone().with_notify(config.notify_settings());
+    for url in &urls {
+        webhooks::subscribe(ctx, &op, url, &["card.requested".to_owned()])
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
     let (stop, stopped) = watch::channel(false);
     let jobs = crate::notify::start(&config, ctx, &stopped).await?;
 

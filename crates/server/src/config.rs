@@ -383,8 +383,9 @@ impl SmtpConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhooksConfig {
-    /// URL prefixes a subscription may point at, e.g. `["https://siem.example.com/hooks/"]`;
-    /// empty: any http or https URL.
+    /// URL prefixes a subscription may point at, e.g. `["https://siem.example.com/hooks/"]`,
+    /// inside the network too; empty: any http or https URL whose host is not inside the
+    /// network (loopback, private, link-local and the like).
     pub allowed_urls: Vec<String>,
     /// How long a receiver may take to answer, in seconds.
     pub timeout_secs: u64,

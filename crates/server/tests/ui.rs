@@ -1385,3 +1385,97 @@ async fn the_attempts_of_an_order_name_their_station() {
     assert!(page.body.contains(r#"id="order-station">local<"#));
     app.stop().await;
 }
+
+/// A webhook receiver on a loopback port that answers 410 Gone while `gone` is set and 204
+/// otherwise, counting the deliveries it took; returns its address.
+async fn gone_receiver(
+    gone: Arc<std::sync::atomic::AtomicBool>,
+    taken: Arc<std::sync::atomic::AtomicU64>,
+) -> std::net::SocketAddr {
+    use std::sync::atomic::Ordering;
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let (gone, taken) = (gone.clone(), taken.clone());
+            async move {
+                if gone.load(Ordering::SeqCst) {
+                    axum::http::StatusCode::GONE
+                } else {
+                    taken.fetch_add(1, Ordering::SeqCst);
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    addr
+}
+
+/// A subscription whose receiver answered 410 Gone is shown disabled on the Webhooks page, with
+/// why, and its Enable button sends what waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_whose_receiver_is_gone_is_enabled_again_on_the_webhooks_page() {
+    use cardwright_processes::notify::webhooks;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let gone = Arc::new(AtomicBool::new(true));
+    let taken = Arc::new(AtomicU64::new(0));
+    let addr = gone_receiver(gone.clone(), taken.clone()).await;
+    let app = UiApp::start_with(|config| {
+        config.webhooks.allowed_urls = vec![format!("http://{addr}/")];
+    })
+    .await;
+    let (webhook, _) = webhooks::subscribe(
+        &app.ctx,
+        app.op("paula"),
+        &format!("http://{addr}/hook"),
+        &["card.requested".to_owned()],
+    )
+    .await
+    .unwrap();
+    let id = webhook.id;
+    app.request_cards(1).await;
+    for _ in 0..400 {
+        let view = webhooks::get(&app.ctx, app.op("paula"), id).await.unwrap();
+        if !view.webhook.enabled() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let mut browser = Browser::new(&app);
+    browser.login("paula").await;
+    let page = browser.get("/admin/webhooks").await;
+    assert_eq!(page.status, StatusCode::OK, "{page:?}");
+    assert!(
+        page.body.contains(r#"data-field="state">disabled<"#)
+            && page.body.contains("because the receiver answered 410 Gone")
+            && page.body.contains(&format!(r#"id="enable-{id}""#)),
+        "{}",
+        page.body
+    );
+    let csrf = page.csrf();
+    gone.store(false, Ordering::SeqCst);
+    let enabled = browser
+        .post(&format!("/admin/webhooks/{id}/enable"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(enabled.status, StatusCode::SEE_OTHER, "{enabled:?}");
+    let page = browser.get(&enabled.location.unwrap()).await;
+    assert!(page.body.contains("is enabled again"), "{}", page.body);
+    assert!(page.body.contains(r#"data-field="state">enabled<"#));
+    assert!(!page.body.contains(&format!(r#"id="enable-{id}""#)));
+    for _ in 0..400 {
+        if taken.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        taken.load(Ordering::SeqCst),
+        1,
+        "the delivery that waited went out"
+    );
+    app.stop().await;
+}

@@ -77,6 +77,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0013_station_renewal.sql"),
     },
     Migration {
+        version: 14,
+        name: "webhook_state_and_checkpoints",
+        sql: include_str!("../migrations/0014_webhook_state_and_checkpoints.sql"),
+    },
+    Migration {
         version: 15,
         name: "login_checks",
         sql: include_str!("../migrations/0015_login_checks.sql"),

@@ -1,5 +1,7 @@
 //! Webhook subscriptions and their deliveries.
 //!
+//! A subscription is `enabled` or, after its receiver answered 410 Gone, `disabled` until a
+//! policy-admin enables it again; only enabled subscriptions get deliveries and have them sent.
 //! A delivery is `pending` until it is `delivered` or, after its last attempt, `dead`. Workers
 //! claim pending deliveries with a lease (`lease_until`, `claimed_by`); a lease that ran out (its
 //! server died) makes the delivery claimable again, so none is lost.
@@ -10,6 +12,31 @@ use sqlx::Row;
 
 use crate::sql::opt_from_micros;
 use crate::{from_micros, to_micros, Conn, Dialect, StoreError};
+
+/// Whether a subscription gets deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookState {
+    Enabled,
+    /// Its receiver said it is gone; nothing is sent until it is enabled again.
+    Disabled,
+}
+
+impl WebhookState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookState::Enabled => "enabled",
+            WebhookState::Disabled => "disabled",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "enabled" => Ok(WebhookState::Enabled),
+            "disabled" => Ok(WebhookState::Disabled),
+            other => Err(StoreError::Corrupt(format!("webhook state '{other}'"))),
+        }
+    }
+}
 
 /// A subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,11 +50,23 @@ pub struct Webhook {
     pub since_seq: i64,
     pub created_at: Timestamp,
     pub created_by: String,
+    pub state: WebhookState,
+    /// When and why it was disabled (disabled subscriptions).
+    pub disabled: Option<(Timestamp, String)>,
+}
+
+impl Webhook {
+    pub fn enabled(&self) -> bool {
+        self.state == WebhookState::Enabled
+    }
 }
 
 fn webhook(row: &AnyRow) -> Result<Webhook, StoreError> {
     let id: String = row.try_get("id")?;
     let events: String = row.try_get("events")?;
+    let state: String = row.try_get("state")?;
+    let disabled_at = opt_from_micros(row.try_get("disabled_at")?)?;
+    let disabled_reason: Option<String> = row.try_get("disabled_reason")?;
     Ok(Webhook {
         id: WebhookId::parse(&id)?,
         url: row.try_get("url")?,
@@ -37,16 +76,19 @@ fn webhook(row: &AnyRow) -> Result<Webhook, StoreError> {
         since_seq: row.try_get("since_seq")?,
         created_at: from_micros(row.try_get("created_at")?)?,
         created_by: row.try_get("created_by")?,
+        state: WebhookState::parse(&state)?,
+        disabled: disabled_at.map(|at| (at, disabled_reason.unwrap_or_default())),
     })
 }
 
-const SELECT_WEBHOOK: &str =
-    "SELECT id, url, events, secret_sealed, since_seq, created_at, created_by FROM webhooks";
+const SELECT_WEBHOOK: &str = "SELECT id, url, events, secret_sealed, since_seq, created_at, \
+    created_by, state, disabled_at, disabled_reason FROM webhooks";
 
+/// Writes a new subscription, enabled.
 pub async fn insert(conn: &mut Conn, w: &Webhook) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO webhooks (id, url, events, secret_sealed, since_seq, created_at, created_by) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO webhooks (id, url, events, secret_sealed, since_seq, created_at, created_by, \
+         state) VALUES ($1, $2, $3, $4, $5, $6, $7, 'enabled')",
     )
     .bind(w.id.to_string())
     .bind(&w.url)
@@ -68,12 +110,72 @@ pub async fn list(conn: &mut Conn) -> Result<Vec<Webhook>, StoreError> {
     rows.iter().map(webhook).collect()
 }
 
+/// The enabled subscriptions, oldest first.
+pub async fn list_enabled(conn: &mut Conn) -> Result<Vec<Webhook>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "{SELECT_WEBHOOK} WHERE state = 'enabled' ORDER BY id"
+    ))
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(webhook).collect()
+}
+
 pub async fn get(conn: &mut Conn, id: WebhookId) -> Result<Option<Webhook>, StoreError> {
     let row = sqlx::query(&format!("{SELECT_WEBHOOK} WHERE id = $1"))
         .bind(id.to_string())
         .fetch_optional(conn)
         .await?;
     row.as_ref().map(webhook).transpose()
+}
+
+/// Disables an enabled subscription, saying why; false when it was not enabled (another server
+/// disabled it first, or it is gone).
+pub async fn disable(
+    conn: &mut Conn,
+    id: WebhookId,
+    at: Timestamp,
+    reason: &str,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE webhooks SET state = 'disabled', disabled_at = $1, disabled_reason = $2 \
+         WHERE id = $3 AND state = 'enabled'",
+    )
+    .bind(to_micros(at))
+    .bind(reason)
+    .bind(id.to_string())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Enables a disabled subscription; its pending deliveries that no worker holds are due at
+/// `now`, with `give_up_at` as their new end. False when it was not disabled.
+pub async fn enable(
+    conn: &mut Conn,
+    id: WebhookId,
+    now: Timestamp,
+    give_up_at: Timestamp,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE webhooks SET state = 'enabled', disabled_at = NULL, disabled_reason = NULL \
+         WHERE id = $1 AND state = 'disabled'",
+    )
+    .bind(id.to_string())
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE webhook_deliveries SET next_attempt_at = $1, give_up_at = $2 \
+         WHERE webhook_id = $3 AND state = 'pending' AND (lease_until IS NULL OR lease_until < $1)",
+    )
+    .bind(to_micros(now))
+    .bind(to_micros(give_up_at))
+    .bind(id.to_string())
+    .execute(conn)
+    .await?;
+    Ok(true)
 }
 
 /// Removes a subscription and its deliveries; false when there was none.
@@ -94,6 +196,11 @@ pub async fn delete(conn: &mut Conn, id: WebhookId) -> Result<bool, StoreError> 
 pub struct NewDelivery {
     pub id: DeliveryId,
     pub webhook: WebhookId,
+    /// What it tells of, unique per subscription: `event:<seq>` for an audit event,
+    /// `checkpoint:<seq>` for a checkpoint of the audit log.
+    pub source: String,
+    /// The audit sequence number it is about (the event, or the last event a checkpoint
+    /// covers); deliveries go out in this order.
     pub event_seq: i64,
     pub event_type: String,
     pub ordering_key: String,
@@ -103,20 +210,23 @@ pub struct NewDelivery {
     pub give_up_at: Timestamp,
 }
 
-/// Writes deliveries; one that exists already (same subscription and event) is left alone.
+/// Writes deliveries; one that exists already (same subscription and source) is left alone.
+/// Returns how many were written.
 pub async fn insert_deliveries(
     conn: &mut Conn,
     deliveries: &[NewDelivery],
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
+    let mut written = 0;
     for d in deliveries {
-        sqlx::query(
-            "INSERT INTO webhook_deliveries (id, webhook_id, event_seq, event_type, ordering_key, \
-             payload, state, attempts, created_at, next_attempt_at, give_up_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $8) \
-             ON CONFLICT (webhook_id, event_seq) DO NOTHING",
+        let done = sqlx::query(
+            "INSERT INTO webhook_deliveries (id, webhook_id, source, event_seq, event_type, \
+             ordering_key, payload, state, attempts, created_at, next_attempt_at, give_up_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8, $9) \
+             ON CONFLICT (webhook_id, source) DO NOTHING",
         )
         .bind(d.id.to_string())
         .bind(d.webhook.to_string())
+        .bind(&d.source)
         .bind(d.event_seq)
         .bind(&d.event_type)
         .bind(&d.ordering_key)
@@ -125,8 +235,9 @@ pub async fn insert_deliveries(
         .bind(to_micros(d.give_up_at))
         .execute(&mut *conn)
         .await?;
+        written += done.rows_affected();
     }
-    Ok(())
+    Ok(written)
 }
 
 /// Where a delivery stands.
@@ -201,11 +312,11 @@ fn delivery(row: &AnyRow) -> Result<Delivery, StoreError> {
 const DELIVERY_COLUMNS: &str = "id, webhook_id, event_seq, event_type, ordering_key, payload, \
     state, attempts, created_at, next_attempt_at, give_up_at, last_status, last_error, delivered_at";
 
-/// Claims up to `limit` due deliveries of one subscription for `claimer` until `lease_until`,
-/// in event order. A delivery waits while an earlier one with the same ordering key (the same
-/// card) is pending, claimed or not, so a card's events arrive in order. The conditions are
-/// repeated outside the subquery: on PostgreSQL a row another server claimed meanwhile is
-/// re-checked against them and skipped.
+/// Claims up to `limit` due deliveries of one enabled subscription for `claimer` until
+/// `lease_until`, in event order; a disabled subscription's deliveries wait. A delivery waits
+/// while an earlier one with the same ordering key (the same card) is pending, claimed or not, so
+/// a card's events arrive in order. The conditions are repeated outside the subquery: on
+/// PostgreSQL a row another server claimed meanwhile is re-checked against them and skipped.
 pub async fn claim(
     conn: &mut Conn,
     dialect: Dialect,
@@ -225,11 +336,12 @@ pub async fn claim(
         "UPDATE webhook_deliveries SET lease_until = $1, claimed_by = $2 \
          WHERE {free} AND id IN (SELECT d.id FROM webhook_deliveries d \
            WHERE d.webhook_id = $4 AND d.state = 'pending' AND d.next_attempt_at <= $3 \
+           AND EXISTS (SELECT 1 FROM webhooks w WHERE w.id = $4 AND w.state = 'enabled') \
            AND (d.lease_until IS NULL OR d.lease_until < $3) \
            AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.webhook_id = d.webhook_id \
              AND e.ordering_key = d.ordering_key AND e.state = 'pending' \
              AND e.event_seq < d.event_seq) \
-           ORDER BY d.event_seq LIMIT $5{lock}) \
+           ORDER BY d.event_seq, d.id LIMIT $5{lock}) \
          RETURNING {DELIVERY_COLUMNS}"
     );
     let rows = sqlx::query(&sql)
@@ -332,7 +444,7 @@ pub async fn recent(
 ) -> Result<Vec<Delivery>, StoreError> {
     let rows = sqlx::query(&format!(
         "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = $1 \
-         ORDER BY event_seq DESC LIMIT $2"
+         ORDER BY event_seq DESC, id DESC LIMIT $2"
     ))
     .bind(webhook.to_string())
     .bind(limit)

@@ -19,10 +19,13 @@ pub enum EventType {
     CardLocked,
     CardExpired,
     BatchOrderCompleted,
+    /// A signed checkpoint of the audit log's head, published now and then. It comes from no
+    /// audit event: publishing one writes nothing to the log it vouches for.
+    AuditCheckpoint,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 9] = [
+    pub const ALL: [EventType; 10] = [
         EventType::CardRequested,
         EventType::CardProduced,
         EventType::CardFailed,
@@ -32,6 +35,7 @@ impl EventType {
         EventType::CardLocked,
         EventType::CardExpired,
         EventType::BatchOrderCompleted,
+        EventType::AuditCheckpoint,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +49,7 @@ impl EventType {
             EventType::CardLocked => "card.locked",
             EventType::CardExpired => "card.expired",
             EventType::BatchOrderCompleted => "batch_order.completed",
+            EventType::AuditCheckpoint => "audit.checkpoint",
         }
     }
 

@@ -8,6 +8,7 @@
 //! lease and record each outcome, so each is sent once across restarts and servers, and at least
 //! once when a server dies between sending and recording.
 
+pub mod addresses;
 pub mod mails;
 pub mod webhooks;
 
@@ -27,7 +28,8 @@ use crate::{Context, ProcessError};
 pub struct NotifySettings {
     /// Whether mails are written at all (an SMTP server is configured).
     pub mail: bool,
-    /// URL prefixes a webhook may point at; empty: any URL.
+    /// URL prefixes a webhook may point at, inside the network too; empty: any URL whose host
+    /// is not inside the network.
     pub allowed_urls: Vec<String>,
     /// The wait before the first retry; each further retry waits twice as long...
     pub retry_base: Duration,
@@ -110,7 +112,8 @@ pub async fn fan_out(ctx: &Context, limit: u32) -> Result<usize, ProcessError> {
     let Some(last) = events.last().map(|e| e.seq) else {
         return Ok(0);
     };
-    let subscriptions = rows::list(&mut tx).await?;
+    // A disabled subscription hears of nothing while it is disabled.
+    let subscriptions = rows::list_enabled(&mut tx).await?;
     let announced: Vec<(&Event, EventType)> = events
         .iter()
         .filter_map(|e| {
@@ -139,6 +142,7 @@ pub async fn fan_out(ctx: &Context, limit: u32) -> Result<usize, ProcessError> {
                 deliveries.push(NewDelivery {
                     id: DeliveryId::new(millis, random),
                     webhook: w.id,
+                    source: format!("event:{}", event.seq),
                     event_seq: event.seq,
                     event_type: kind.as_str().to_owned(),
                     ordering_key: ordering_key.clone(),

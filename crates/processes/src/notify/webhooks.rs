@@ -4,13 +4,14 @@
 
 use base64::Engine as _;
 use cardwright_domain::temp_cards::EventType;
-use cardwright_domain::{DeliveryId, Operator, Role, WebhookId};
+use cardwright_domain::{DeliveryId, Operator, Role, Timestamp, WebhookId};
 use cardwright_storage::audit::{self, NewEvent};
-use cardwright_storage::webhooks::{self as rows, Delivery, Webhook};
+use cardwright_storage::webhooks::{self as rows, Delivery, NewDelivery, Webhook, WebhookState};
 use cardwright_storage::{outbox, Store};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::addresses::{self, Inside, Lookup, SystemLookup};
 use crate::{require_any, Context, ProcessError};
 
 /// The most characters of a webhook URL.
@@ -27,9 +28,12 @@ pub struct WebhookView {
     pub dead: i64,
 }
 
-/// Parses and checks a webhook URL: at most 2,000 characters (else `Invalid`), http or https, a
-/// host, no credentials, and allowed by the allow-list (each entry a URL prefix: same scheme, host
-/// and port, and a path starting with the entry's); else `Unprocessable`.
+/// Parses and checks a webhook URL as written: at most 2,000 characters (else `Invalid`), http
+/// or https, a host after `//`, no credentials, and (else `Unprocessable`) either within the
+/// allow-list (each entry a URL prefix: same scheme, host and port, and a path starting with the
+/// entry's) or, when the list does not name it, no address inside the network. It is checked
+/// at every send too. Host names are checked by [`check_destination`] when subscribing and by the
+/// sender's resolver at every connection.
 pub fn check_url(url: &str, allowed: &[String]) -> Result<url::Url, ProcessError> {
     if url.chars().count() > MAX_URL_CHARS {
         return Err(ProcessError::Invalid(format!(
@@ -37,6 +41,19 @@ pub fn check_url(url: &str, allowed: &[String]) -> Result<url::Url, ProcessError
         )));
     }
     let trimmed = url.trim();
+    let no_host = || {
+        ProcessError::Unprocessable(
+            "url: a webhook URL names a host after http:// or https://".into(),
+        )
+    };
+    // The parser makes a host of what follows a missing one (`http:///x` becomes `http://x/`),
+    // so the text as written must name it.
+    let web = trimmed.split_once(':').is_some_and(|(scheme, _)| {
+        scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")
+    });
+    if web && !names_a_host(trimmed) {
+        return Err(no_host());
+    }
     let parsed = url::Url::parse(trimmed)
         .map_err(|e| ProcessError::Unprocessable(format!("url: '{trimmed}' is not a URL ({e})")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
@@ -46,9 +63,7 @@ pub fn check_url(url: &str, allowed: &[String]) -> Result<url::Url, ProcessError
         )));
     }
     if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(ProcessError::Unprocessable(
-            "url: a webhook URL names a host".into(),
-        ));
+        return Err(no_host());
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(ProcessError::Unprocessable(
@@ -56,13 +71,55 @@ pub fn check_url(url: &str, allowed: &[String]) -> Result<url::Url, ProcessError
                 .into(),
         ));
     }
-    if !allowed.is_empty() && !allowed.iter().any(|prefix| url_allowed(&parsed, prefix)) {
+    if allow_listed(&parsed, allowed) {
+        return Ok(parsed);
+    }
+    let inside = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => addresses::inside(ip.into()).map(|why| (ip.to_string(), why)),
+        Some(url::Host::Ipv6(ip)) => addresses::inside(ip.into()).map(|why| (ip.to_string(), why)),
+        _ => None,
+    };
+    if let Some((host, why)) = inside {
+        return Err(points_inside(&format!("({host}, {why})")));
+    }
+    if !allowed.is_empty() {
         return Err(ProcessError::Unprocessable(format!(
             "url: {parsed} is not allowed; webhook URLs must start with one of: {}",
             allowed.join(", ")
         )));
     }
     Ok(parsed)
+}
+
+fn points_inside(what: &str) -> ProcessError {
+    ProcessError::Unprocessable(format!(
+        "url: this URL points inside the network {what} and is not allowed; ask the \
+         administrator to allow it in webhooks.allowed_urls"
+    ))
+}
+
+/// Whether the URL as written has a host between `scheme://` and the path.
+fn names_a_host(raw: &str) -> bool {
+    let Some((scheme, rest)) = raw.split_once("://") else {
+        return false;
+    };
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return false;
+    }
+    let authority = rest.split(['/', '\\', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if host_port.starts_with('[') {
+        host_port
+    } else {
+        host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
+    };
+    !host.is_empty()
+}
+
+/// Whether a prefix of the allow-list names the URL; such a URL may point anywhere, inside the
+/// network too.
+pub fn allow_listed(url: &url::Url, allowed: &[String]) -> bool {
+    allowed.iter().any(|prefix| url_allowed(url, prefix))
 }
 
 fn url_allowed(url: &url::Url, prefix: &str) -> bool {
@@ -76,6 +133,38 @@ fn url_allowed(url: &url::Url, prefix: &str) -> bool {
             && (prefix.path().ends_with('/')
                 || url.path().len() == prefix.path().len()
                 || url.path()[prefix.path().len()..].starts_with('/')))
+}
+
+/// Refuses the host name of a URL that [`check_url`] passed when it is `localhost` (or a name
+/// under it) or any of its addresses is inside the network, unless the allow-list names the URL.
+/// A name that does not resolve (yet) is taken: every connection checks the addresses it is
+/// about to use.
+pub async fn check_destination(
+    url: &url::Url,
+    allowed: &[String],
+    lookup: &impl Lookup,
+) -> Result<(), ProcessError> {
+    if allow_listed(url, allowed) {
+        return Ok(());
+    }
+    let Some(url::Host::Domain(name)) = url.host() else {
+        return Ok(());
+    };
+    if addresses::is_local_name(name) {
+        return Err(points_inside(&format!("({name}, {})", Inside::Loopback)));
+    }
+    let port = url.port_or_known_default().unwrap_or(443);
+    let found = tokio::time::timeout(addresses::LOOKUP_TIMEOUT, lookup.lookup(name, port)).await;
+    let Ok(Ok(found)) = found else {
+        return Ok(());
+    };
+    if found.iter().any(|a| addresses::inside(a.ip()).is_some()) {
+        // The address itself is left out: the answer should not read internal DNS to anyone.
+        return Err(points_inside(&format!(
+            "({name} resolves to an address inside it)"
+        )));
+    }
+    Ok(())
 }
 
 /// Parses the event types asked for: at least one, each known; sorted, without repeats.
@@ -106,6 +195,8 @@ pub async fn subscribe(
     require_any(operator, &[Role::PolicyAdmin], "Managing webhooks")?;
     let url = check_url(url, &ctx.notify.allowed_urls)?;
     let events = parse_events(events)?;
+    // Resolved before the transaction: no network call while it is open.
+    check_destination(&url, &ctx.notify.allowed_urls, &SystemLookup).await?;
     let pki = ctx.pki.as_ref().ok_or_else(|| {
         ProcessError::Conflict("webhooks need the installation's keys, which are not open".into())
     })?;
@@ -127,6 +218,8 @@ pub async fn subscribe(
         since_seq: outbox::audit_head(&mut tx).await?,
         created_at: ctx.now(),
         created_by: operator.username.as_str().to_owned(),
+        state: WebhookState::Enabled,
+        disabled: None,
     };
     rows::insert(&mut tx, &webhook).await?;
     audit::append(
@@ -213,6 +306,45 @@ pub async fn unsubscribe(
     Ok(())
 }
 
+/// Enables a subscription its receiver had disabled (410 Gone), once its URL is still allowed.
+/// Its pending deliveries are due at once, with a new time to give up; what happened while it
+/// was disabled was not queued for it. Enabling an enabled subscription changes nothing.
+pub async fn enable(
+    ctx: &Context,
+    operator: &Operator,
+    id: WebhookId,
+) -> Result<WebhookView, ProcessError> {
+    require_any(operator, &[Role::PolicyAdmin], "Managing webhooks")?;
+    let found = {
+        let mut conn = ctx.store.reader().await?;
+        rows::get(&mut conn, id).await?.ok_or_else(|| unknown(id))?
+    };
+    if found.enabled() {
+        return get(ctx, operator, id).await;
+    }
+    let url = check_url(&found.url, &ctx.notify.allowed_urls)?;
+    check_destination(&url, &ctx.notify.allowed_urls, &SystemLookup).await?;
+    let now = ctx.now();
+    let mut tx = ctx.store.begin().await?;
+    if rows::enable(&mut tx, id, now, ctx.notify.give_up_at(now)).await? {
+        audit::append(
+            &mut tx,
+            &ctx.audit_key,
+            NewEvent::admin(
+                now,
+                operator.username.as_str().to_owned(),
+                "WebhookEnable",
+                serde_json::json!({"webhook": id.to_string(), "url": found.url}),
+            ),
+        )
+        .await?;
+    }
+    let webhook = rows::get(&mut tx, id).await?.ok_or_else(|| unknown(id))?;
+    let shown = view(&mut tx, webhook).await?;
+    Store::commit(tx).await?;
+    Ok(shown)
+}
+
 /// The most deliveries one listing shows.
 pub const MAX_DELIVERIES_SHOWN: i64 = 200;
 
@@ -271,10 +403,10 @@ pub async fn resend(
     Ok(again)
 }
 
-/// Every subscription, for the senders.
-pub async fn all(ctx: &Context) -> Result<Vec<Webhook>, ProcessError> {
+/// The enabled subscriptions, for the senders.
+pub async fn enabled(ctx: &Context) -> Result<Vec<Webhook>, ProcessError> {
     let mut conn = ctx.store.reader().await?;
-    Ok(rows::list(&mut conn).await?)
+    Ok(rows::list_enabled(&mut conn).await?)
 }
 
 /// The signing key of a subscription, opened from its sealed secret.
@@ -347,14 +479,20 @@ pub enum Attempt {
     Delivered { status: u16 },
     /// It answered otherwise, or not at all.
     Failed { status: Option<u16>, error: String },
+    /// It answered 410 Gone: the subscription is disabled, and this delivery waits with the rest.
+    Gone,
     /// It may not be sent at all (its URL is no longer allowed): dead at once.
     Refused { error: String },
     /// It was not tried (the run stopped first).
     NotTried,
 }
 
-/// Records the attempts of one claimed batch in one transaction: delivered ones are done, failed
-/// ones wait for their retry (or are dead after the last), untried ones are given back.
+/// What a receiver's 410 Gone is recorded as, on the delivery and on the subscription.
+pub const GONE: &str = "the receiver answered 410 Gone";
+
+/// Records the attempts of claimed deliveries in one transaction: delivered ones are done,
+/// failed ones wait for their retry (or are dead after the last), untried ones are given back.
+/// A 410 Gone disables the subscription, audited as done by `system`.
 pub async fn record(
     ctx: &Context,
     claimer: &str,
@@ -383,6 +521,13 @@ pub async fn record(
                 rows::mark_failed(&mut tx, d.id, claimer, status.map(i64::from), error, retry)
                     .await?;
             }
+            Attempt::Gone => {
+                let retry = ctx.notify.retry_at(now, d.attempts + 1, d.give_up_at);
+                let error =
+                    format!("{GONE}; the subscription is disabled until a policy-admin enables it");
+                rows::mark_failed(&mut tx, d.id, claimer, Some(410), &error, retry).await?;
+                disable(ctx, &mut tx, d.webhook, now).await?;
+            }
             Attempt::Refused { error } => {
                 rows::mark_failed(&mut tx, d.id, claimer, None, error, None).await?;
             }
@@ -391,6 +536,97 @@ pub async fn record(
     }
     Store::commit(tx).await?;
     Ok(())
+}
+
+/// Disables a subscription whose receiver answered 410 Gone, with its audit event; a
+/// subscription another server disabled first is left as it is.
+async fn disable(
+    ctx: &Context,
+    conn: &mut cardwright_storage::Conn,
+    id: WebhookId,
+    now: Timestamp,
+) -> Result<(), ProcessError> {
+    let Some(webhook) = rows::get(&mut *conn, id).await? else {
+        return Ok(());
+    };
+    if rows::disable(&mut *conn, id, now, GONE).await? {
+        audit::append(
+            conn,
+            &ctx.audit_key,
+            NewEvent::admin(
+                now,
+                "system".to_owned(),
+                "WebhookDisable",
+                serde_json::json!({
+                    "webhook": id.to_string(),
+                    "url": webhook.url,
+                    "answer": "410 Gone",
+                }),
+            ),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// A signed checkpoint of the audit log: its head's sequence number and hash, the signature
+/// over them, and when it was taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditCheckpoint {
+    pub seq: i64,
+    pub hash: String,
+    pub signature: String,
+    pub at: Timestamp,
+}
+
+/// The event type of checkpoints.
+const CHECKPOINT: EventType = EventType::AuditCheckpoint;
+
+/// Queues a delivery of `checkpoint` for each enabled subscription that lists
+/// `audit.checkpoint`, signed and retried like every delivery; returns how many were queued. A
+/// checkpoint of a sequence number published before is not queued again. Publishing is no change
+/// of the installation: nothing is written to the audit log it vouches for.
+pub async fn publish_checkpoint(
+    ctx: &Context,
+    checkpoint: &AuditCheckpoint,
+) -> Result<usize, ProcessError> {
+    let time = |t: Timestamp| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let payload = serde_json::json!({
+        "type": CHECKPOINT.as_str(),
+        "timestamp": time(checkpoint.at),
+        "data": {
+            "seq": checkpoint.seq,
+            "hash": checkpoint.hash,
+            "signature": checkpoint.signature,
+            "at": time(checkpoint.at),
+        }
+    })
+    .to_string();
+    let now = ctx.now();
+    let mut tx = ctx.store.begin().await?;
+    let deliveries: Vec<NewDelivery> = rows::list_enabled(&mut tx)
+        .await?
+        .into_iter()
+        .filter(|w| w.events.iter().any(|e| e == CHECKPOINT.as_str()))
+        .map(|w| {
+            let (millis, random) = ctx.id_parts();
+            NewDelivery {
+                id: DeliveryId::new(millis, random),
+                webhook: w.id,
+                source: format!("checkpoint:{}", checkpoint.seq),
+                event_seq: checkpoint.seq,
+                event_type: CHECKPOINT.as_str().to_owned(),
+                // Checkpoints arrive in order among themselves, whatever else waits.
+                ordering_key: CHECKPOINT.as_str().to_owned(),
+                payload: payload.clone(),
+                created_at: now,
+                give_up_at: ctx.notify.give_up_at(now),
+            }
+        })
+        .collect();
+    let written = rows::insert_deliveries(&mut tx, &deliveries).await?;
+    Store::commit(tx).await?;
+    Ok(usize::try_from(written).unwrap_or(usize::MAX))
 }
 
 #[cfg(test)]
@@ -416,7 +652,7 @@ mod tests {
         assert!(check_url("https://hooks.example.com:8443/cardwright/in", &allowed).is_err());
         assert!(check_url("http://hooks.example.com/cardwright/in", &allowed).is_err());
         assert!(check_url("https://evil.example.com/cardwright/in", &allowed).is_err());
-        assert!(check_url("http://127.0.0.1:9/x", &[]).is_ok());
+        assert!(check_url("http://192.0.2.10:9/x", &[]).is_ok());
         assert!(check_url("ftp://example.com/", &[]).is_err());
         assert!(check_url("https://user:pw@example.com/", &[]).is_err());
         assert!(check_url("not a url", &[]).is_err());
@@ -424,5 +660,154 @@ mod tests {
         assert!(check_url("https://siem.example.com/in", &exact).is_ok());
         assert!(check_url("https://siem.example.com/in/x", &exact).is_ok());
         assert!(check_url("https://siem.example.com/inx", &exact).is_err());
+    }
+
+    fn refused(url: &str, allowed: &[String]) -> String {
+        match check_url(url, allowed) {
+            Err(ProcessError::Unprocessable(message)) => message,
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn urls_inside_the_network_are_refused_unless_allowed() {
+        for (url, shown) in [
+            ("http://127.0.0.1:8080/x", "127.0.0.1, a loopback address"),
+            ("http://127.1/", "127.0.0.1, a loopback address"),
+            ("http://2130706433/", "127.0.0.1, a loopback address"),
+            ("http://0x7f000001:9/", "127.0.0.1, a loopback address"),
+            ("http://017700000001/", "127.0.0.1, a loopback address"),
+            ("http://[::1]:9/", "::1, a loopback address"),
+            (
+                "http://[::ffff:127.0.0.1]/",
+                "127.0.0.1, a loopback address",
+            ),
+            ("http://[::ffff:a00:1]/", "10.0.0.1, a private address"),
+            ("http://0.0.0.0:9/", "0.0.0.0, an unspecified address"),
+            ("http://0/", "0.0.0.0, an unspecified address"),
+            ("http://[::]/", "::, an unspecified address"),
+            ("http://10.1.2.3/", "10.1.2.3, a private address"),
+            ("https://172.20.0.1/", "172.20.0.1, a private address"),
+            ("http://192.168.0.10/", "192.168.0.10, a private address"),
+            (
+                "http://100.64.1.1/",
+                "100.64.1.1, a shared (carrier-grade NAT) address",
+            ),
+            (
+                "http://169.254.169.254/latest/meta-data/",
+                "169.254.169.254, a link-local address",
+            ),
+            ("http://[fe80::1]/", "fe80::1, a link-local address"),
+            ("http://[fd00::1]/", "fd00::1, a unique-local address"),
+            ("http://224.0.0.1/", "224.0.0.1, a multicast address"),
+            (
+                "http://255.255.255.255/",
+                "255.255.255.255, the broadcast address",
+            ),
+        ] {
+            let message = refused(url, &[]);
+            assert!(message.contains("inside the network"), "{url}: {message}");
+            assert!(message.contains(shown), "{url}: {message}");
+            assert!(
+                message.contains("webhooks.allowed_urls"),
+                "{url}: {message}"
+            );
+        }
+        // A prefix of the allow-list names what may be reached, inside the network too.
+        let allowed = vec!["http://127.0.0.1:8080/hooks/".to_owned()];
+        assert!(check_url("http://127.0.0.1:8080/hooks/in", &allowed).is_ok());
+        assert!(refused("http://127.0.0.1:8081/hooks/in", &allowed).contains("inside the network"));
+        assert!(refused("https://hooks.example.com/", &allowed).contains("not allowed"));
+    }
+
+    #[test]
+    fn a_url_names_its_host_as_written() {
+        for url in [
+            "http:///x",
+            "https:///",
+            "http://:80/x",
+            "http://@/x",
+            "http:/x.example.com/",
+            "http:x.example.com",
+            "http:\\\\x.example.com/",
+            "http://\\x.example.com/",
+        ] {
+            assert!(refused(url, &[]).contains("names a host"), "{url}");
+        }
+        assert!(check_url("HTTPS://Hooks.Example.com:8443/in", &[]).is_ok());
+        assert!(check_url("https://[2606:4700::1111]/in", &[]).is_ok());
+    }
+
+    /// Answers names from a table, as DNS would.
+    struct Table(Vec<(&'static str, Vec<&'static str>)>);
+
+    impl Lookup for Table {
+        async fn lookup(
+            &self,
+            host: &str,
+            port: u16,
+        ) -> std::io::Result<Vec<std::net::SocketAddr>> {
+            let (_, found) = self
+                .0
+                .iter()
+                .find(|(name, _)| *name == host)
+                .ok_or_else(|| std::io::Error::other("no such name"))?;
+            Ok(found
+                .iter()
+                .map(|ip| std::net::SocketAddr::new(ip.parse().unwrap(), port))
+                .collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn names_resolving_inside_the_network_are_refused() {
+        let dns = Table(vec![
+            ("rebind.example", vec!["127.0.0.1"]),
+            ("split.example", vec!["203.0.113.9", "10.0.0.7"]),
+            ("metadata.example", vec!["::ffff:169.254.169.254"]),
+            ("public.example", vec!["203.0.113.9", "2001:db8::9"]),
+        ]);
+        let check = |url: &str, allowed: Vec<String>| {
+            let url = url::Url::parse(url).unwrap();
+            let dns = &dns;
+            async move { check_destination(&url, &allowed, dns).await }
+        };
+        for url in [
+            "http://localhost:9/",
+            "http://LocalHost./",
+            "http://hooks.localhost/",
+        ] {
+            match check(url, Vec::new()).await {
+                Err(ProcessError::Unprocessable(message)) => {
+                    assert!(message.contains("a loopback address"), "{message}");
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+        for url in [
+            "http://rebind.example/x",
+            "https://split.example/x",
+            "http://metadata.example/",
+        ] {
+            match check(url, Vec::new()).await {
+                Err(ProcessError::Unprocessable(message)) => {
+                    assert!(
+                        message.contains("resolves to an address inside"),
+                        "{message}"
+                    );
+                    assert!(!message.contains("10.0.0.7") && !message.contains("127.0.0.1"));
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+        assert!(check("https://public.example/x", Vec::new()).await.is_ok());
+        // A name that does not resolve yet is taken; each connection checks it again.
+        assert!(check("https://unknown.example/x", Vec::new()).await.is_ok());
+        assert!(check(
+            "http://rebind.example/x",
+            vec!["http://rebind.example/".to_owned()]
+        )
+        .await
+        .is_ok());
     }
 }

@@ -63,6 +63,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::list_events))
         .routes(routes!(notify::create_webhook, notify::list_webhooks))
         .routes(routes!(notify::get_webhook, notify::delete_webhook))
+        .routes(routes!(notify::enable_webhook))
         .routes(routes!(notify::list_deliveries))
         .routes(routes!(notify::resend_delivery))
         .routes(routes!(notify::list_mail_templates))

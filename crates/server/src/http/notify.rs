@@ -8,7 +8,7 @@ use cardwright_domain::{DeliveryId, WebhookId};
 use cardwright_processes::notify::mails::{self, MailText};
 use cardwright_processes::notify::webhooks::{self, WebhookView as Subscription};
 use cardwright_storage::mails::Mail;
-use cardwright_storage::webhooks::Delivery;
+use cardwright_storage::webhooks::{Delivery, WebhookState};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -23,13 +23,26 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewWebhookBody {
-    /// Where deliveries are POSTed: http or https, no user name or password, within the
-    /// configured allow-list (`webhooks.allowed_urls`).
+    /// Where deliveries are POSTed: http or https, a host, no user name or password. A URL
+    /// that a prefix of `webhooks.allowed_urls` names is taken; otherwise the list must be empty
+    /// and the host neither be nor resolve to an address inside the network (loopback,
+    /// private, link-local, unique-local, unspecified, shared, multicast, broadcast, reserved;
+    /// IPv4 in IPv6 too) nor be `localhost`.
     #[schema(max_length = 2000)]
     pub url: String,
     /// The event types to deliver; at least one.
     #[schema(value_type = Vec<EventTypeText>, min_items = 1)]
     pub events: Vec<String>,
+}
+
+/// Whether a subscription gets deliveries.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SubscriptionState {
+    Enabled,
+    /// Its receiver answered 410 Gone: nothing is sent and nothing new is queued until a
+    /// policy-admin enables it again.
+    Disabled,
 }
 
 /// A subscription.
@@ -41,6 +54,11 @@ pub struct WebhookView {
     pub events: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub created_by: String,
+    pub state: SubscriptionState,
+    /// When it was disabled (disabled subscriptions).
+    pub disabled_at: Option<DateTime<Utc>>,
+    /// Why it was disabled, e.g. "the receiver answered 410 Gone".
+    pub disabled_reason: Option<String>,
     /// Deliveries waiting to be made or retried.
     pub pending: i64,
     pub delivered: i64,
@@ -50,12 +68,19 @@ pub struct WebhookView {
 
 impl From<Subscription> for WebhookView {
     fn from(v: Subscription) -> Self {
+        let (disabled_at, disabled_reason) = v.webhook.disabled.unzip();
         Self {
             id: v.webhook.id.to_string(),
             url: v.webhook.url,
             events: v.webhook.events,
             created_at: v.webhook.created_at,
             created_by: v.webhook.created_by,
+            state: match v.webhook.state {
+                WebhookState::Enabled => SubscriptionState::Enabled,
+                WebhookState::Disabled => SubscriptionState::Disabled,
+            },
+            disabled_at,
+            disabled_reason,
             pending: v.pending,
             delivered: v.delivered,
             dead: v.dead,
@@ -87,7 +112,8 @@ pub struct DeliveryView {
     /// Sent as the `webhook-id` header; the same on every retry.
     pub id: String,
     pub event_type: String,
-    /// The audit event's sequence number.
+    /// The audit event's sequence number; for `audit.checkpoint`, the one the checkpoint
+    /// covers.
     pub seq: i64,
     /// `pending`, `delivered` or `dead`.
     pub state: String,
@@ -139,7 +165,7 @@ pub struct DeliveryList {
         (status = 400, description = "The URL is longer than 2,000 characters, no event type is named, or one is unknown.", body = ErrorBody),
         JsonBody, NeedsLogin,
         (status = 403, description = "Needs the role policy-admin.", body = ErrorBody),
-        (status = 422, description = "The URL is not an http or https URL with a host, carries a user name or password, or is outside the allow-list (`webhooks.allowed_urls`).", body = ErrorBody)))]
+        (status = 422, description = "The URL is not an http or https URL with a host, carries a user name or password, is outside the allow-list (`webhooks.allowed_urls`), or, when the allow-list does not name it, its host is or resolves to an address inside the network or is `localhost`.", body = ErrorBody)))]
 pub async fn create_webhook(
     State(state): State<AppState>,
     Auth(op): Auth,
@@ -199,6 +225,23 @@ pub async fn delete_webhook(
 ) -> Result<StatusCode, ApiError> {
     webhooks::unsubscribe(&state.ctx, &op, id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Enable a subscription that was disabled because its receiver answered 410 Gone. Its pending
+/// deliveries go out at once, with another day to succeed; events while it was disabled were not
+/// queued for it. An enabled subscription is answered as it is.
+#[utoipa::path(post, path = "/webhooks/{id}/enable", tag = "webhooks",
+    params(("id" = Id, Path, description = "webhook id")), security(("bearer" = [])),
+    responses((status = 200, description = "The subscription, enabled.", body = WebhookView), BadId, NeedsLogin,
+        (status = 403, description = "Needs the role policy-admin.", body = ErrorBody),
+        (status = 404, description = "No such subscription.", body = ErrorBody),
+        (status = 422, description = "Its URL is no longer allowed (see `POST /webhooks`).", body = ErrorBody)))]
+pub async fn enable_webhook(
+    State(state): State<AppState>,
+    Auth(op): Auth,
+    IdPath(id): IdPath<WebhookId>,
+) -> Result<Json<WebhookView>, ApiError> {
+    Ok(Json(webhooks::enable(&state.ctx, &op, id).await?.into()))
 }
 
 /// A subscription's deliveries, newest first.

@@ -1,19 +1,19 @@
 //! The background jobs that tell people and systems: one turns audit events into deliveries and
-//! mails, decides reminders and sends mails; the other delivers to webhook receivers, each
-//! subscription on its own so a slow receiver holds up only itself.
+//! mails, decides reminders and sends mails; the other keeps a task per enabled webhook
+//! subscription, each sending on its own, so a slow receiver holds up only itself.
 
 pub mod smtp;
 pub mod webhook;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use cardwright_domain::WebhookId;
 use cardwright_processes::notify::{self, mails, webhooks};
 use cardwright_processes::Context;
-use tokio::sync::{watch, Notify};
+use cardwright_storage::webhooks::Webhook;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
@@ -44,7 +44,8 @@ pub async fn start(
             "mails and webhook deliveries claimed before the last stop are sent again"
         );
     }
-    let woken = Arc::new(Notify::new());
+    // Counts fan-outs that made deliveries; every subscription's task wakes when it moves.
+    let (woken, wake) = watch::channel(0u64);
     Ok(vec![
         tokio::spawn(announce_job(
             ctx.clone(),
@@ -59,7 +60,7 @@ pub async fn start(
             claimer,
             timeout,
             every,
-            woken,
+            wake,
             stop.clone(),
         )),
     ])
@@ -102,7 +103,7 @@ async fn announce_job(
     mailer: Option<smtp::Mailer>,
     claimer: String,
     every: Duration,
-    woken: Arc<Notify>,
+    woken: watch::Sender<u64>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut ticker = tokio::time::interval(every);
@@ -115,7 +116,7 @@ async fn announce_job(
         }
         match fan_out(&ctx).await {
             Ok(0) => {}
-            Ok(_) => woken.notify_one(),
+            Ok(_) => woken.send_modify(|n| *n = n.wrapping_add(1)),
             Err(e) => tracing::error!(error = %e, "announcing events failed"),
         }
         if turn.is_multiple_of(REMINDER_TURNS) {
@@ -183,65 +184,113 @@ async fn send_mails(
     Ok(())
 }
 
-/// Delivers to every subscription at once, each in its own task, whenever woken or every `every`.
+/// A subscription's sending task, the URL it sends to, and the signal that ends it.
+struct Sending {
+    task: tokio::task::AbortHandle,
+    url: String,
+    quit: watch::Sender<bool>,
+}
+
+/// Keeps one sending task per enabled subscription: every `every` it starts the tasks of new or
+/// re-enabled subscriptions and ends those of removed or disabled ones (and those whose URL
+/// changed, which get a new task and client). On `stop` it waits for the tasks to finish the
+/// delivery each is making.
 async fn deliver_job(
     ctx: Context,
     claimer: String,
     timeout: Duration,
     every: Duration,
-    woken: Arc<Notify>,
+    wake: watch::Receiver<u64>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut senders: HashMap<WebhookId, webhook::Sender> = HashMap::new();
+    let mut tasks = JoinSet::new();
+    let mut sending: HashMap<WebhookId, Sending> = HashMap::new();
     loop {
-        tokio::select! {
-            () = tokio::time::sleep(every) => {}
-            () = woken.notified() => {}
-            _ = stop.wait_for(|stop| *stop) => return,
-        }
-        let subscriptions = match webhooks::all(&ctx).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "reading webhook subscriptions failed");
-                continue;
-            }
-        };
-        senders.retain(|id, _| subscriptions.iter().any(|w| w.id == *id));
-        let mut running = JoinSet::new();
-        for webhook in subscriptions {
-            let mut sender = match senders.remove(&webhook.id) {
-                Some(s) => s,
-                None => match webhook::Sender::new(timeout) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::error!(error = %e, "building the webhook client failed");
+        match webhooks::enabled(&ctx).await {
+            Ok(subscriptions) => {
+                sending.retain(|id, s| {
+                    let keep = !s.task.is_finished()
+                        && subscriptions.iter().any(|w| w.id == *id && w.url == s.url);
+                    if !keep {
+                        let _ = s.quit.send(true);
+                    }
+                    keep
+                });
+                for webhook in subscriptions {
+                    if sending.contains_key(&webhook.id) {
                         continue;
                     }
-                },
-            };
-            let (ctx, claimer, stop) = (ctx.clone(), claimer.clone(), stop.clone());
-            running.spawn(async move {
-                let stopped = || *stop.borrow();
-                let result = sender.run(&ctx, &webhook, &claimer, &stopped).await;
-                (webhook, sender, result)
-            });
-        }
-        let mut busy = false;
-        while let Some(done) = running.join_next().await {
-            let Ok((webhook, sender, result)) = done else {
-                continue;
-            };
-            match result {
-                Ok(n) => busy |= n > 0,
-                Err(e) => {
-                    tracing::error!(webhook = %webhook.id, error = %e, "webhook delivery failed");
+                    let (quit, quitting) = watch::channel(false);
+                    let (id, url) = (webhook.id, webhook.url.clone());
+                    let task = tasks.spawn(send_to(
+                        ctx.clone(),
+                        webhook,
+                        claimer.clone(),
+                        timeout,
+                        every,
+                        wake.clone(),
+                        quitting,
+                        stop.clone(),
+                    ));
+                    sending.insert(id, Sending { task, url, quit });
                 }
             }
-            senders.insert(webhook.id, sender);
+            Err(e) => tracing::error!(error = %e, "reading webhook subscriptions failed"),
         }
-        if busy {
-            // More may be due already (a full run stops after a bounded number of batches).
-            woken.notify_one();
+        // Finished tasks are collected as they end, so the set does not grow.
+        while tasks.try_join_next().is_some() {}
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|stop| *stop) => break,
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Sends one subscription's deliveries whenever the fan-out made new ones or every `every`,
+/// until the subscription is disabled, `quit` (it was removed or disabled elsewhere) or `stop`.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one task's whole world, passed once"
+)]
+async fn send_to(
+    ctx: Context,
+    webhook: Webhook,
+    claimer: String,
+    timeout: Duration,
+    every: Duration,
+    mut wake: watch::Receiver<u64>,
+    mut quit: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut sender = match webhook::Sender::new(&webhook, &ctx.notify.allowed_urls, timeout) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(webhook = %webhook.id, error = %e, "building the webhook client failed");
+            return;
+        }
+    };
+    loop {
+        let stopped = || *stop.borrow() || *quit.borrow();
+        if stopped() {
+            return;
+        }
+        match sender.run(&ctx, &webhook, &claimer, &stopped).await {
+            Ok(webhook::Turn::MoreDue) => continue,
+            Ok(webhook::Turn::Disabled) => {
+                tracing::warn!(webhook = %webhook.id, url = %webhook.url, "the receiver answered 410 Gone; the subscription is disabled");
+                return;
+            }
+            Ok(webhook::Turn::CaughtUp) => {}
+            Err(e) => {
+                tracing::error!(webhook = %webhook.id, error = %e, "webhook delivery failed");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            Ok(()) = wake.changed() => {}
+            _ = quit.wait_for(|quit| *quit) => return,
+            _ = stop.wait_for(|stop| *stop) => return,
         }
     }
 }

@@ -91,6 +91,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/admin/webhooks/{id}", get(notify::webhook))
         .route("/admin/webhooks/{id}/delete", post(notify::unsubscribe))
+        .route("/admin/webhooks/{id}/enable", post(notify::enable))
         .route("/admin/webhooks/{id}/resend", post(notify::resend))
         .route("/stations", get(stations::list).post(stations::register))
         .route("/stations/{name}/disable", post(stations::disable))

@@ -1,5 +1,5 @@
-//! Webhooks (subscribe, see deliveries, resend, remove) and mail (the texts in both languages,
-//! the mail log), for policy-admins.
+//! Webhooks (subscribe, see deliveries, resend, enable a disabled one, remove) and mail (the
+//! texts in both languages, the mail log), for policy-admins.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -31,6 +31,20 @@ struct WebhookRow {
     pending: i64,
     delivered: i64,
     dead: i64,
+    /// Why nothing is sent to it, for a disabled subscription.
+    disabled: Option<String>,
+}
+
+/// The sentence that says why a subscription is disabled and what enabling it does.
+fn disabled_because(view: &webhooks::WebhookView) -> Option<String> {
+    view.webhook.disabled.as_ref().map(|(at, reason)| {
+        format!(
+            "Disabled {} because {reason}: nothing is sent to it and nothing new is queued for it. \
+             Enabling it sends its {} pending deliveries.",
+            when(*at),
+            view.pending
+        )
+    })
 }
 
 #[derive(Template)]
@@ -43,6 +57,21 @@ struct WebhooksPage {
     error: Option<String>,
     /// A subscription just made: its URL and secret, shown once.
     created: Option<(String, String, String)>,
+    /// The notice that a subscription was enabled again.
+    enabled: Option<String>,
+}
+
+/// What the Webhooks page shows besides the subscriptions.
+#[derive(Default)]
+struct Shown {
+    /// The subscribe form as posted.
+    url: String,
+    chosen: Vec<String>,
+    error: Option<String>,
+    /// A subscription just made (id, URL, secret).
+    created: Option<(String, String, String)>,
+    /// The id of a subscription just enabled.
+    enabled: Option<String>,
 }
 
 fn check(session: &UiSession, section: Section) -> Result<(), axum::response::Response> {
@@ -56,20 +85,25 @@ fn check(session: &UiSession, section: Section) -> Result<(), axum::response::Re
 async fn webhooks_page(
     state: &AppState,
     session: &UiSession,
-    url: String,
-    chosen: &[String],
-    error: Option<String>,
-    created: Option<(String, String, String)>,
+    shown: Shown,
     status: StatusCode,
 ) -> Reply {
     let list = webhooks::list(&state.ctx, &session.operator)
         .await
         .map_err(|e| process_error(session, e))?;
+    let enabled = shown.enabled.and_then(|id| {
+        let v = list.iter().find(|v| v.webhook.id.to_string() == id)?;
+        Some(format!(
+            "{} is enabled again; its pending deliveries go out now.",
+            v.webhook.url
+        ))
+    });
     let page = WebhooksPage {
         layout: Layout::new(session, Section::Webhooks, "Webhooks"),
         rows: list
             .into_iter()
             .map(|v| WebhookRow {
+                disabled: disabled_because(&v),
                 id: v.webhook.id.to_string(),
                 url: v.webhook.url,
                 events: v.webhook.events.join(", "),
@@ -83,12 +117,13 @@ async fn webhooks_page(
             .iter()
             .map(|t| EventChoice {
                 name: t.as_str(),
-                checked: chosen.iter().any(|c| c == t.as_str()),
+                checked: shown.chosen.iter().any(|c| c == t.as_str()),
             })
             .collect(),
-        url,
-        error,
-        created,
+        url: shown.url,
+        error: shown.error,
+        created: shown.created,
+        enabled,
     };
     if status.is_success() {
         Ok(render_with(status, &page))
@@ -97,19 +132,46 @@ async fn webhooks_page(
     }
 }
 
+#[derive(Deserialize)]
+pub(crate) struct WebhooksQuery {
+    enabled: Option<String>,
+}
+
 /// GET /admin/webhooks: the subscriptions and the form for a new one.
-pub(crate) async fn webhooks(State(state): State<AppState>, session: UiSession) -> Reply {
+pub(crate) async fn webhooks(
+    State(state): State<AppState>,
+    session: UiSession,
+    Query(q): Query<WebhooksQuery>,
+) -> Reply {
     check(&session, Section::Webhooks)?;
-    webhooks_page(
-        &state,
-        &session,
-        String::new(),
-        &[],
-        None,
-        None,
-        StatusCode::OK,
-    )
-    .await
+    let shown = Shown {
+        enabled: q.enabled,
+        ..Shown::default()
+    };
+    webhooks_page(&state, &session, shown, StatusCode::OK).await
+}
+
+/// POST /admin/webhooks/{id}/enable: enables a subscription its receiver had disabled.
+pub(crate) async fn enable(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    posted: Posted,
+) -> Reply {
+    let Posted { session, .. } = posted;
+    check(&session, Section::Webhooks)?;
+    let id: WebhookId = path_id(&session, &id)?;
+    match webhooks::enable(&state.ctx, &session.operator, id).await {
+        Ok(_) => Ok(see_other(&format!("/admin/webhooks?enabled={id}"))),
+        Err(e @ ProcessError::Unprocessable(_)) => {
+            let (status, message) = explain(e);
+            let shown = Shown {
+                error: Some(message),
+                ..Shown::default()
+            };
+            webhooks_page(&state, &session, shown, status).await
+        }
+        Err(e) => Err(process_error(&session, e)),
+    }
 }
 
 /// POST /admin/webhooks: subscribes, and shows the secret once (it cannot travel in a redirect).
@@ -120,20 +182,21 @@ pub(crate) async fn subscribe(State(state): State<AppState>, posted: Posted) -> 
     let events = form.all("events");
     match webhooks::subscribe(&state.ctx, &session.operator, &url, &events).await {
         Ok((webhook, secret)) => {
-            webhooks_page(
-                &state,
-                &session,
-                String::new(),
-                &[],
-                None,
-                Some((webhook.id.to_string(), webhook.url, secret)),
-                StatusCode::CREATED,
-            )
-            .await
+            let shown = Shown {
+                created: Some((webhook.id.to_string(), webhook.url, secret)),
+                ..Shown::default()
+            };
+            webhooks_page(&state, &session, shown, StatusCode::CREATED).await
         }
         Err(e @ (ProcessError::Invalid(_) | ProcessError::Unprocessable(_))) => {
             let (status, message) = explain(e);
-            webhooks_page(&state, &session, url, &events, Some(message), None, status).await
+            let shown = Shown {
+                url,
+                chosen: events,
+                error: Some(message),
+                ..Shown::default()
+            };
+            webhooks_page(&state, &session, shown, status).await
         }
         Err(e) => Err(process_error(&session, e)),
     }
@@ -160,6 +223,7 @@ struct WebhookPage {
     pending: i64,
     delivered: i64,
     dead: i64,
+    disabled: Option<String>,
     rows: Vec<DeliveryRow>,
     resent: bool,
 }
@@ -187,6 +251,7 @@ pub(crate) async fn webhook(
         .map_err(fail)?;
     let page = WebhookPage {
         layout: Layout::new(&session, Section::Webhooks, "Webhook"),
+        disabled: disabled_because(&view),
         id: id.to_string(),
         url: view.webhook.url,
         events: view.webhook.events.join(", "),

@@ -26,3 +26,5 @@ mod station_enrolment;
 mod station_renewal;
 mod stations;
 mod webhooks;
+mod webhooks_addresses;
+mod webhooks_senders;

@@ -49,6 +49,7 @@ async fn openapi_describes_every_api_route() {
         ("/api/v1/webhooks", "post"),
         ("/api/v1/webhooks/{id}", "get"),
         ("/api/v1/webhooks/{id}", "delete"),
+        ("/api/v1/webhooks/{id}/enable", "post"),
         ("/api/v1/webhooks/{id}/deliveries", "get"),
         ("/api/v1/webhooks/{id}/deliveries/{delivery}/resend", "post"),
         ("/api/v1/mail-templates", "get"),
@@ -81,7 +82,7 @@ async fn openapi_describes_every_api_route() {
     }
     assert_eq!(
         paths.len(),
-        45,
+        46,
         "unexpected paths: {:?}",
         paths.keys().collect::<Vec<_>>()
     );
