@@ -124,6 +124,27 @@ pub async fn checkpoint(ctx: &Context) -> Result<Option<(Checkpoint, Timestamp)>
     }
 }
 
+/// Publishes the signed head outside the database: a line in the server's log
+/// ([`checkpoint_line`]) and an `audit.checkpoint` webhook delivery for each subscription that
+/// lists it. Returns what was published; nothing when the head does not verify.
+pub async fn publish_checkpoint(ctx: &Context) -> Result<Option<Checkpoint>, ProcessError> {
+    let Some((checkpoint, at)) = checkpoint(ctx).await? else {
+        return Ok(None);
+    };
+    tracing::info!("{}", checkpoint_line(&checkpoint, at));
+    crate::notify::webhooks::publish_checkpoint(
+        ctx,
+        &crate::notify::webhooks::AuditCheckpoint {
+            seq: checkpoint.seq,
+            hash: checkpoint.hash.clone(),
+            signature: checkpoint.signature.clone().unwrap_or_default(),
+            at,
+        },
+    )
+    .await?;
+    Ok(Some(checkpoint))
+}
+
 /// What marks a checkpoint in the server's log.
 const CHECKPOINT_MARK: &str = "audit checkpoint:";
 

@@ -388,9 +388,9 @@ async fn lease_job(ctx: Context, every: Duration, mut stop: watch::Receiver<bool
 }
 
 /// Publishes the audit log's signed head at start and every `every` until shut down: in the
-/// server's log, a line `cardwright audit verify --checkpoint` reads back. A copy kept outside
-/// the database shows later whether the log was cut back or rewritten past it, even by someone
-/// holding the keys.
+/// server's log, a line `cardwright audit verify --checkpoint` reads back, and as an
+/// `audit.checkpoint` webhook event. A copy kept outside the database shows later whether the log
+/// was cut back or rewritten past it, even by someone holding the keys.
 async fn checkpoint_job(ctx: Context, every: Duration, mut stop: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -399,12 +399,8 @@ async fn checkpoint_job(ctx: Context, every: Duration, mut stop: watch::Receiver
             _ = ticker.tick() => {}
             _ = stop.wait_for(|stop| *stop) => return,
         }
-        match audit::checkpoint(&ctx).await {
-            Ok(Some((checkpoint, at))) => {
-                tracing::info!("{}", audit::checkpoint_line(&checkpoint, at));
-            }
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "reading the audit log's head failed"),
+        if let Err(e) = audit::publish_checkpoint(&ctx).await {
+            tracing::error!(error = %e, "publishing the audit checkpoint failed");
         }
     }
 }

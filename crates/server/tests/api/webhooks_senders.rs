@@ -18,6 +18,7 @@ on_both_databases!(
     a_slow_receiver_holds_up_only_itself,
     a_receiver_that_is_gone_disables_its_subscription_until_enabled,
     checkpoints_go_to_the_subscriptions_that_list_them,
+    the_servers_checkpoint_reaches_receivers_and_verifies_the_log,
 );
 
 async fn a_slow_receiver_holds_up_only_itself(db: Db) {
@@ -254,5 +255,52 @@ async fn checkpoints_go_to_the_subscriptions_that_list_them(db: Db) {
     assert_eq!(
         now_logged, logged,
         "publishing wrote nothing to the audit log"
+    );
+}
+
+/// The server's own checkpoint of its log, as a receiver gets it: the body, kept one per line in
+/// a file, is what `cardwright audit verify --checkpoint` checks the log against.
+async fn the_servers_checkpoint_reaches_receivers_and_verifies_the_log(db: Db) {
+    let inbox = Receiver::start().await;
+    let mut app = spawn_app_for(db, &[&inbox], |_| {}).await;
+    subscribe(&app, &inbox.url(), &["audit.checkpoint"]).await;
+    app.request_cards(2).await;
+    let published = cardwright_processes::audit::publish_checkpoint(app.ctx())
+        .await
+        .unwrap()
+        .expect("the head is signed");
+    let received = inbox.wait_until("the checkpoint", |r| !r.is_empty()).await;
+    let body = received[0].json();
+    assert_eq!(body["type"], "audit.checkpoint");
+    assert_eq!(body["data"]["seq"], published.seq);
+    assert_eq!(body["data"]["hash"], published.hash.as_str());
+    assert_eq!(
+        body["data"]["signature"].as_str(),
+        published.signature.as_deref()
+    );
+    app.stop().await;
+    let file = app.config.data_dir.with_file_name("checkpoints.jsonl");
+    std::fs::write(&file, format!("{}\n", received[0].body.trim())).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cardwright"))
+        .args(["audit", "verify", "--checkpoint"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&app.config.data_dir)
+        .args(["--database-url", &app.database_url])
+        .env_remove("CARDWRIGHT_CONFIG")
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{said}");
+    assert!(
+        said.contains(&format!(
+            "1 published checkpoints hold, the newest at event {}",
+            published.seq
+        )),
+        "{said}"
     );
 }
