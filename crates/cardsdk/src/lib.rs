@@ -9,4 +9,5 @@ pub mod printer;
 
 pub use ipp_printer::IppPrinter;
 pub use layout::{check_layout, CardArtwork, CardFace, LayoutError, Side};
+pub use limits::Lane;
 pub use printer::{PrintError, PrintJob, Printer, SimulatedPrinter, SpoolPrinter};

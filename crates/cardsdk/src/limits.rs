@@ -1,15 +1,20 @@
 //! What a layout may cost. Layouts are uploaded by administrators and treated as hostile: their
-//! structure is bounded before any SVG library recurses into them, the parsed drawing is bounded
-//! before it is rasterised, and every render runs on a thread of its own under a time budget, so
-//! no layout can overflow a stack, take the memory of the server or hold a request.
+//! structure is bounded before any SVG library recurses into them or copies parts of them, the
+//! parsed drawing is bounded before it is rasterised, and every render runs on a thread of its
+//! own under a time budget that it checks between its steps, so no layout can overflow a stack,
+//! take the memory of the server or hold a request, and a render over its budget stops.
 //!
 //! The same checks run when a layout is uploaded (so the administrator learns the limit at once,
 //! with a 422) and again by the renderer before every render (so a layout stored by any other
 //! path is held to the same budget).
+//!
+//! Renders run in one of two lanes, each with capacity of its own: production (a card's PDF, its
+//! PIN letter, the spooled picture) and previews. Previews can never take production's capacity,
+//! so a card is never refused or held up because people are looking at previews.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use resvg::usvg;
 
@@ -20,8 +25,17 @@ use crate::layout::LayoutError;
 pub const MAX_DEPTH: usize = 32;
 /// Elements in one layout.
 pub const MAX_ELEMENTS: usize = 5_000;
-/// Characters of text in one layout (the shipped card has under 200).
+/// Elements drawn, counting every copy a `<use>` or a marker makes of them.
+pub const MAX_DRAWN_ELEMENTS: usize = 20_000;
+/// Characters of text in one layout (the shipped card has under 200), also counting every copy
+/// a `<use>` or a marker makes.
 pub const MAX_TEXT_CHARS: usize = 4_000;
+/// Path segments one render draws, counting every copy a `<use>` or a marker makes, the outlines
+/// of text, and clip paths, masks and patterns once per element they apply to. Parsing and
+/// drawing take time in proportion to the segments: this many take about a tenth of a second,
+/// so no single step of a render (parsing the layout, drawing one element, converting one page)
+/// can run long. The shipped card draws about 4,000.
+pub const MAX_PATH_SEGMENTS: usize = 200_000;
 /// `<use>` elements in one layout; a `<use>` may not point at an element that holds another.
 pub const MAX_USES: usize = 100;
 /// Filter primitives in one layout.
@@ -47,15 +61,11 @@ pub const MEMORY_BUDGET_BYTES: f64 = 256.0 * 1024.0 * 1024.0;
 pub const MAX_FILTER_WORK: f64 = 64_000_000.0;
 /// How long one render (a PDF or a PNG of one card) may take.
 pub const TIME_BUDGET: Duration = Duration::from_secs(5);
-/// Renders running at once in this process, including any that outran their time budget and
-/// are still finishing; past this a render is refused rather than queued. Four per core, and
-/// at least sixteen, so that many stations and previews at once are not refused.
-pub fn max_renders_in_flight() -> usize {
-    std::thread::available_parallelism()
-        .map_or(4, std::num::NonZeroUsize::get)
-        .saturating_mul(4)
-        .max(16)
-}
+/// How long a preview waits for room in the preview lane before it is refused as busy.
+pub const PREVIEW_WAIT: Duration = Duration::from_secs(5);
+/// How long past its budget the caller of a render waits for it to reach its next step and
+/// stop. The structural limits keep every step far shorter.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 /// Filters and PDF conversion rasterise at up to this many pixels per canvas pixel.
 const RASTER_SCALE: f64 = 2.0;
 
@@ -160,23 +170,201 @@ pub fn check_structure(doc: &roxmltree::Document) -> Result<(), String> {
             check_primitive(node)?;
         }
     }
+    check_drawn(doc)
+}
+
+/// What a part of a layout draws.
+#[derive(Debug, Default, Clone, Copy)]
+struct Drawn {
+    elements: usize,
+    segments: usize,
+    chars: usize,
+}
+
+impl Drawn {
+    /// Adds `times` copies of `other`.
+    fn add(&mut self, other: Drawn, times: usize) {
+        self.elements = self
+            .elements
+            .saturating_add(other.elements.saturating_mul(times));
+        self.segments = self
+            .segments
+            .saturating_add(other.segments.saturating_mul(times));
+        self.chars = self.chars.saturating_add(other.chars.saturating_mul(times));
+    }
+}
+
+/// Bounds what the layout draws once usvg has made the copies it makes while parsing: the
+/// content of each `<use>` again, and the content of every marker at each vertex of a path
+/// (counted as if every marker were on every vertex, since markers are inherited and may be set
+/// from a style sheet). Parsing a 260 KB layout whose 128,700-segment path is used 100 times
+/// took seconds and a hundred megabytes per render; this refuses it before parsing.
+fn check_drawn(doc: &roxmltree::Document) -> Result<(), String> {
+    const COPIES: &str = "counting each copy a <use> or a marker makes";
+    let mut drawn = Drawn::default();
+    let mut markers = Drawn::default();
+    for node in doc.descendants() {
+        drawn.add(own(node), 1);
+        if node.is_element() && node.tag_name().name() == "use" {
+            drawn.add(use_content(doc, node), 1);
+        }
+        if node.is_element() && node.tag_name().name() == "marker" {
+            for part in node.descendants() {
+                markers.add(own(part), 1);
+                if part.is_element() && part.tag_name().name() == "use" {
+                    markers.add(use_content(doc, part), 1);
+                }
+            }
+        }
+    }
+    // Each vertex of a path is at most one segment's end point.
+    let vertices = drawn.segments;
+    drawn.add(markers, vertices);
+    if drawn.segments > MAX_PATH_SEGMENTS {
+        return Err(format!(
+            "the layout draws about {} path segments, {COPIES}; at most {MAX_PATH_SEGMENTS} are allowed",
+            drawn.segments
+        ));
+    }
+    if drawn.elements > MAX_DRAWN_ELEMENTS {
+        return Err(format!(
+            "the layout draws about {} elements, {COPIES}; at most {MAX_DRAWN_ELEMENTS} are allowed",
+            drawn.elements
+        ));
+    }
+    if drawn.chars > MAX_TEXT_CHARS {
+        return Err(format!(
+            "the layout draws more than {MAX_TEXT_CHARS} characters of text, {COPIES}"
+        ));
+    }
     Ok(())
+}
+
+/// What the element a `<use>` points at draws (nothing when it points nowhere).
+fn use_content(doc: &roxmltree::Document, node: roxmltree::Node) -> Drawn {
+    let mut drawn = Drawn::default();
+    if let Some(target) = use_target(doc, node) {
+        for part in target.descendants() {
+            drawn.add(own(part), 1);
+        }
+    }
+    drawn
+}
+
+/// The element a `<use>` points at.
+fn use_target<'a, 'input>(
+    doc: &'a roxmltree::Document<'input>,
+    node: roxmltree::Node,
+) -> Option<roxmltree::Node<'a, 'input>> {
+    let target = node
+        .attributes()
+        .find(|a| a.name() == "href")
+        .map(|a| a.value().trim().trim_start_matches('#'))?;
+    doc.descendants()
+        .find(|n| n.is_element() && n.attribute("id") == Some(target))
+}
+
+/// What one node draws itself, leaving out its children.
+fn own(node: roxmltree::Node) -> Drawn {
+    if node.is_text() {
+        return Drawn {
+            chars: node.text().map_or(0, |t| t.chars().count()),
+            ..Drawn::default()
+        };
+    }
+    if !node.is_element() {
+        return Drawn::default();
+    }
+    let points = |attr: &str| node.attribute(attr).map_or(0, |v| numbers(v).count() / 2);
+    let segments = match node.tag_name().name() {
+        "path" => node.attribute("d").map_or(0, path_segments),
+        "polyline" => points("points"),
+        "polygon" => points("points") + 1,
+        // Four sides, or four sides and four rounded corners, and the close.
+        "rect" => 9,
+        "circle" | "ellipse" => 5,
+        "line" => 2,
+        _ => 0,
+    };
+    Drawn {
+        elements: 1,
+        segments,
+        chars: 0,
+    }
+}
+
+/// The segments of path data, read without building the path: each command takes its numbers
+/// in groups (a command letter may be followed by many groups), and an arc may become four
+/// curves.
+fn path_segments(d: &str) -> usize {
+    let bytes = d.as_bytes();
+    let mut segments = 0_usize;
+    // Numbers per segment of the current command, and the segments each group makes.
+    let (mut group, mut weight) = (0_usize, 0_usize);
+    let mut numbers = 0_usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c.is_ascii_digit() || matches!(c, b'.' | b'-' | b'+') {
+            i = number_end(bytes, i);
+            numbers += 1;
+            if group > 0 && numbers.is_multiple_of(group) {
+                segments = segments.saturating_add(weight);
+            }
+            continue;
+        }
+        if c.is_ascii_alphabetic() {
+            (group, weight) = match c.to_ascii_lowercase() {
+                b'm' | b'l' | b't' => (2, 1),
+                b'h' | b'v' => (1, 1),
+                b'c' => (6, 1),
+                b's' | b'q' => (4, 1),
+                b'a' => (7, 4),
+                b'z' => {
+                    segments = segments.saturating_add(1);
+                    (0, 0)
+                }
+                _ => (0, 0),
+            };
+            numbers = 0;
+        }
+        i += 1;
+    }
+    segments
+}
+
+/// Where the number starting at `start` ends: a sign, digits, one decimal point, an exponent.
+fn number_end(bytes: &[u8], start: usize) -> usize {
+    let mut i = start;
+    let digits = |i: &mut usize| {
+        while *i < bytes.len() && bytes[*i].is_ascii_digit() {
+            *i += 1;
+        }
+    };
+    if matches!(bytes[i], b'-' | b'+') {
+        i += 1;
+    }
+    digits(&mut i);
+    if i < bytes.len() && bytes[i] == b'.' {
+        i += 1;
+        digits(&mut i);
+    }
+    if i < bytes.len()
+        && matches!(bytes[i], b'e' | b'E')
+        && bytes
+            .get(i + 1)
+            .is_some_and(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+'))
+    {
+        i += 2;
+        digits(&mut i);
+    }
+    i.max(start + 1)
 }
 
 /// A `<use>` may copy an element, but not one that itself copies others: chains of copies grow
 /// exponentially.
 fn check_use_target(doc: &roxmltree::Document, node: roxmltree::Node) -> Result<(), String> {
-    let target = node
-        .attributes()
-        .find(|a| a.name() == "href")
-        .map(|a| a.value().trim().trim_start_matches('#'));
-    let Some(target) = target else {
-        return Ok(());
-    };
-    let Some(element) = doc
-        .descendants()
-        .find(|n| n.is_element() && n.attribute("id") == Some(target))
-    else {
+    let Some(element) = use_target(doc, node) else {
         return Ok(());
     };
     if element
@@ -184,7 +372,8 @@ fn check_use_target(doc: &roxmltree::Document, node: roxmltree::Node) -> Result<
         .any(|n| n.is_element() && n.tag_name().name() == "use")
     {
         return Err(format!(
-            "<use> may not point at '{target}', which itself contains <use>"
+            "<use> may not point at '{}', which itself contains <use>",
+            element.attribute("id").unwrap_or_default()
         ));
     }
     Ok(())
@@ -240,8 +429,15 @@ pub fn check_tree(tree: &usvg::Tree, output_pixels: f64) -> Result<(), String> {
         bytes: 4.0 * output_pixels.max(canvas * RASTER_SCALE * RASTER_SCALE),
         work: 0.0,
         canvas,
+        segments: 0,
     };
     cost.group(tree.root())?;
+    if cost.segments > MAX_PATH_SEGMENTS {
+        return Err(format!(
+            "the layout draws {} path segments, counting each copy a <use> or a marker makes and the outlines of its text; at most {MAX_PATH_SEGMENTS} are allowed",
+            cost.segments
+        ));
+    }
     if cost.work > MAX_FILTER_WORK {
         return Err(format!(
             "the layout's filters would take about {:.0} million pixel operations; the budget is {:.0} million",
@@ -263,6 +459,8 @@ struct Cost {
     bytes: f64,
     work: f64,
     canvas: f64,
+    /// Path segments drawn, clip paths, masks and patterns once per element they apply to.
+    segments: usize,
 }
 
 impl Cost {
@@ -317,7 +515,10 @@ impl Cost {
                 Ok(())
             }
             usvg::Node::Text(text) => self.group(text.flattened()),
-            usvg::Node::Path(_) => Ok(()),
+            usvg::Node::Path(path) => {
+                self.segments = self.segments.saturating_add(path.data().verbs().len());
+                Ok(())
+            }
         }
     }
 }
@@ -380,55 +581,190 @@ fn work_weight(kind: &usvg::filter::Kind) -> f64 {
     }
 }
 
-static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+/// What a render is for. Each lane has render capacity of its own: previews, however many
+/// people ask for them, never take the capacity of production, so a card is never refused or
+/// held up behind them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// A card's PDF, its PIN letter and the picture spooled with it. Waits for room as long as
+    /// it takes: only other production renders take that room, and stations render one card
+    /// at a time.
+    Production,
+    /// Previews of templates and cards, and measuring an uploaded layout. Waits at most
+    /// [`PREVIEW_WAIT`] for room, then is refused as busy.
+    Preview,
+}
 
-/// Leaves the in-flight count when the render thread ends, however it ends.
-struct InFlight;
+impl Lane {
+    /// Renders of this lane that run at once: for production one per core, two to eight; for
+    /// previews one per two cores, one to four. Each render's pixels are held to
+    /// [`MEMORY_BUDGET_BYTES`] and its drawing to [`MAX_PATH_SEGMENTS`], so the lanes together
+    /// bound the memory rendering may take.
+    pub fn capacity(self) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        match self {
+            Lane::Production => cores.clamp(2, 8),
+            Lane::Preview => (cores / 2).clamp(1, 4),
+        }
+    }
 
-impl Drop for InFlight {
+    /// Renders of this lane running now, counting one that outran its budget until it stopped.
+    pub fn running(self) -> usize {
+        self.slots().in_use()
+    }
+
+    fn slots(self) -> &'static Slots {
+        static PRODUCTION: std::sync::OnceLock<Slots> = std::sync::OnceLock::new();
+        static PREVIEW: std::sync::OnceLock<Slots> = std::sync::OnceLock::new();
+        match self {
+            Lane::Production => PRODUCTION.get_or_init(|| Slots::new(self.capacity())),
+            Lane::Preview => PREVIEW.get_or_init(|| Slots::new(self.capacity())),
+        }
+    }
+
+    /// How long a render waits for room; `None`: as long as it takes.
+    fn wait(self) -> Option<Duration> {
+        match self {
+            Lane::Production => None,
+            Lane::Preview => Some(PREVIEW_WAIT),
+        }
+    }
+}
+
+/// Room for a number of renders at once.
+#[derive(Debug)]
+struct Slots {
+    capacity: usize,
+    used: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Slots {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            used: Mutex::new(0),
+            freed: Condvar::new(),
+        }
+    }
+
+    fn in_use(&self) -> usize {
+        *self.used.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes room for one render, waiting at most `wait` (`None`: without end) for it.
+    fn take(&'static self, wait: Option<Duration>) -> Option<Slot> {
+        let until = wait.map(|wait| Instant::now() + wait);
+        let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
+        while *used >= self.capacity {
+            used = match until {
+                None => self
+                    .freed
+                    .wait(used)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(until) => {
+                    let left = until.checked_duration_since(Instant::now())?;
+                    self.freed
+                        .wait_timeout(used, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+        *used += 1;
+        Some(Slot(self))
+    }
+}
+
+/// One render's room; given back when the render's thread ends, however it ends.
+struct Slot(&'static Slots);
+
+impl Drop for Slot {
     fn drop(&mut self) {
-        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+        let mut used = self.0.used.lock().unwrap_or_else(PoisonError::into_inner);
+        *used = used.saturating_sub(1);
+        self.0.freed.notify_one();
     }
 }
 
-/// Runs one render on a thread of its own and waits at most [`TIME_BUDGET`] for it. A render
-/// that outruns the budget is answered with an error at once; its thread is left to finish
-/// (the structural limits bound how long that takes) and counts against
-/// [`max_renders_in_flight`] until it does. The thread is not a runtime's blocking task, so it
-/// never holds up a shutdown.
-pub fn with_time_budget<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, LayoutError> + Send + 'static,
-) -> Result<T, LayoutError> {
-    with_budget(TIME_BUDGET, work)
-}
-
-pub(crate) fn with_budget<T: Send + 'static>(
+/// When a render must stop. The renderer checks it between its steps (parsing, drawing each
+/// element, converting each page), and the structural limits keep every step short, so a render
+/// over its budget stops within moments of it instead of running on after its answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    at: Instant,
     budget: Duration,
-    work: impl FnOnce() -> Result<T, LayoutError> + Send + 'static,
-) -> Result<T, LayoutError> {
-    let most = max_renders_in_flight();
-    if IN_FLIGHT.fetch_add(1, Ordering::SeqCst) >= most {
-        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
-        return Err(LayoutError::Budget(format!(
-            "the renderer is busy with {most} renders; try again shortly"
-        )));
+}
+
+impl Deadline {
+    /// A deadline `budget` from now.
+    pub fn after(budget: Duration) -> Self {
+        Self {
+            at: Instant::now() + budget,
+            budget,
+        }
     }
-    let guard = InFlight;
+
+    /// Refuses to go on once the budget is spent.
+    pub fn check(&self) -> Result<(), LayoutError> {
+        if Instant::now() >= self.at {
+            Err(LayoutError::TooSlow {
+                budget: self.budget,
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A duration as a person reads it: "7.2 s", "5 s", "40 ms".
+pub fn describe(duration: Duration) -> String {
+    if duration < Duration::from_secs(1) {
+        return format!("{} ms", duration.as_millis());
+    }
+    let tenths = (duration.as_millis() + 50) / 100;
+    if tenths.is_multiple_of(10) {
+        format!("{} s", tenths / 10)
+    } else {
+        format!("{}.{} s", tenths / 10, tenths % 10)
+    }
+}
+
+/// Runs one render in `lane` on a thread of its own, with `budget` to do it in. The render
+/// checks its [`Deadline`] between its steps and stops there once the budget is spent; its
+/// caller waits a moment longer for that and answers in any case. The render's room in its lane
+/// is given back when its thread ends, so a render that outran its budget counts against the
+/// lane until it has stopped. The thread is not a runtime's blocking task, so it never holds up
+/// a shutdown.
+pub fn render_in<T: Send + 'static>(
+    lane: Lane,
+    budget: Duration,
+    work: impl FnOnce(&Deadline) -> Result<T, LayoutError> + Send + 'static,
+) -> Result<T, LayoutError> {
+    run(lane.slots(), lane.wait(), budget, work)
+}
+
+fn run<T: Send + 'static>(
+    slots: &'static Slots,
+    wait: Option<Duration>,
+    budget: Duration,
+    work: impl FnOnce(&Deadline) -> Result<T, LayoutError> + Send + 'static,
+) -> Result<T, LayoutError> {
+    let slot = slots.take(wait).ok_or(LayoutError::Busy)?;
     let (tx, rx) = mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("cardwright-render".into())
         .stack_size(8 * 1024 * 1024)
         .spawn(move || {
-            let _guard = guard;
-            let _ = tx.send(work());
+            let result = work(&Deadline::after(budget));
+            // The room is free before the answer is sent, so whoever reads the answer finds it.
+            drop(slot);
+            let _ = tx.send(result);
         })
         .map_err(|e| LayoutError::Render(format!("cannot start a render thread: {e}")))?;
-    match rx.recv_timeout(budget) {
+    match rx.recv_timeout(budget + STOP_GRACE) {
         Ok(result) => result,
-        Err(mpsc::RecvTimeoutError::Timeout) => Err(LayoutError::Budget(format!(
-            "rendering took longer than {} s, the budget of one card",
-            budget.as_secs_f32()
-        ))),
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(LayoutError::TooSlow { budget }),
         Err(mpsc::RecvTimeoutError::Disconnected) => {
             Err(LayoutError::Render("the render thread stopped".into()))
         }
@@ -439,15 +775,89 @@ pub(crate) fn with_budget<T: Send + 'static>(
 mod tests {
     use super::*;
 
+    fn slots(capacity: usize) -> &'static Slots {
+        Box::leak(Box::new(Slots::new(capacity)))
+    }
+
     #[test]
-    fn a_render_over_its_time_budget_is_answered_in_time() {
+    fn a_render_that_never_checks_its_deadline_is_still_answered() {
         let (release, wait) = mpsc::channel::<()>();
-        let result = with_budget(Duration::from_millis(50), move || {
+        let started = Instant::now();
+        let result = run(slots(1), None, Duration::from_millis(50), move |_| {
             let _ = wait.recv();
             Ok(())
         });
-        assert!(matches!(result, Err(LayoutError::Budget(ref m)) if m.contains("longer than")));
+        assert!(
+            matches!(result, Err(LayoutError::TooSlow { .. })),
+            "{result:?}"
+        );
+        assert!(result
+            .unwrap_err()
+            .to_string()
+            .contains("longer than 50 ms"));
+        assert!(started.elapsed() < Duration::from_secs(30));
         release.send(()).unwrap();
+    }
+
+    #[test]
+    fn a_render_over_its_budget_stops_at_its_next_step_and_gives_its_room_back() {
+        let room = slots(1);
+        let steps = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = steps.clone();
+        let result: Result<(), _> =
+            run(
+                room,
+                None,
+                Duration::from_millis(30),
+                move |deadline| loop {
+                    deadline.check()?;
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(1));
+                },
+            );
+        assert!(
+            matches!(result, Err(LayoutError::TooSlow { .. })),
+            "{result:?}"
+        );
+        assert_eq!(
+            room.in_use(),
+            0,
+            "the render has ended by the time it is answered"
+        );
+        let after = steps.load(std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            steps.load(std::sync::atomic::Ordering::SeqCst),
+            after,
+            "no step runs after the answer"
+        );
+    }
+
+    #[test]
+    fn a_full_lane_refuses_after_its_wait_and_holds_only_its_own_room() {
+        let room = slots(1);
+        let (release, wait) = mpsc::channel::<()>();
+        let (started_tx, started) = mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            run(room, None, Duration::from_mins(1), move |_| {
+                let _ = started_tx.send(());
+                let _ = wait.recv();
+                Ok(())
+            })
+        });
+        started.recv_timeout(Duration::from_secs(30)).unwrap();
+        let refused = run(room, Some(Duration::from_millis(20)), TIME_BUDGET, |_| {
+            Ok(())
+        });
+        assert!(matches!(refused, Err(LayoutError::Busy)), "{refused:?}");
+        // Another lane's room is untouched by this one being full.
+        assert_eq!(run(slots(1), None, TIME_BUDGET, |_| Ok(7)).unwrap(), 7);
+        release.send(()).unwrap();
+        holder.join().unwrap().unwrap();
+        assert_eq!(
+            run(room, Some(Duration::from_secs(30)), TIME_BUDGET, |_| Ok(8)).unwrap(),
+            8
+        );
     }
 
     #[test]
@@ -461,7 +871,7 @@ mod tests {
             .unwrap();
         runtime.spawn(async move {
             let _ = tokio::task::spawn_blocking(move || {
-                with_budget(Duration::from_millis(50), move || {
+                run(slots(1), None, Duration::from_millis(50), move |_| {
                     let _ = started_tx.send(());
                     let _ = wait.recv();
                     let _ = finished_tx.send(());
@@ -474,7 +884,7 @@ mod tests {
             .recv_timeout(Duration::from_secs(30))
             .expect("the render starts");
         // Dropping a runtime waits for its blocking tasks; the caller's wait ends with the
-        // budget, so this returns while the render itself is still blocked.
+        // budget and its grace, so this returns while the render itself is still blocked.
         drop(runtime);
         assert!(
             finished.try_recv().is_err(),
@@ -484,5 +894,21 @@ mod tests {
         finished
             .recv_timeout(Duration::from_secs(30))
             .expect("the render finishes once released");
+    }
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        assert_eq!(describe(Duration::from_millis(7_240)), "7.2 s");
+        assert_eq!(describe(TIME_BUDGET), "5 s");
+        assert_eq!(describe(Duration::from_millis(40)), "40 ms");
+    }
+
+    #[test]
+    fn path_data_is_counted_in_segments() {
+        assert_eq!(path_segments("M0 0h1v1h-1z"), 5);
+        assert_eq!(path_segments("M0,0 L1,1 2,2 3,3"), 4);
+        assert_eq!(path_segments("M0 0c1 1 2 2 3 3 4 4 5 5 6 6"), 3);
+        assert_eq!(path_segments("M1.5.5l-1-1e2-3 4"), 3);
+        assert_eq!(path_segments("M0 0a5 5 0 0 1 10 10"), 5);
     }
 }
