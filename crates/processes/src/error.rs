@@ -27,6 +27,20 @@ pub enum ProcessError {
     /// Too many failed logins.
     #[error("{0}")]
     Throttled(String),
+    /// The operator has as many renders under way as one may have at once; they may try again
+    /// after `retry_after` (429).
+    #[error("{message}")]
+    Limited {
+        message: String,
+        retry_after: std::time::Duration,
+    },
+    /// The server has no room for the work now; it may be asked again after `retry_after`
+    /// (503).
+    #[error("{message}")]
+    Busy {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A device (a chip encoder) refused the step; nothing was recorded.

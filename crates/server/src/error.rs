@@ -19,7 +19,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable, machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
     /// `conflict`, `method_not_allowed`, `payload_too_large`, `unsupported_media_type`,
-    /// `unprocessable`, `too_many_requests`, `internal`.
+    /// `unprocessable`, `too_many_requests`, `unavailable`, `internal`.
     pub code: String,
     /// For the person reading it.
     pub message: String,
@@ -37,6 +37,8 @@ pub struct ApiError {
     pub message: String,
     /// Line and column in a refused option script.
     pub position: Option<(usize, usize)>,
+    /// When the client may ask again (`Retry-After`), for answers that say "not now".
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -45,6 +47,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
             position: None,
+            retry_after: None,
         }
     }
 
@@ -53,7 +56,15 @@ impl ApiError {
             status: StatusCode::UNAUTHORIZED,
             message: message.into(),
             position: None,
+            retry_after: None,
         }
+    }
+
+    /// `Retry-After` in whole seconds, at least one.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after
+            .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
+            .map(|s| s.max(1))
     }
 
     fn code(&self) -> &'static str {
@@ -68,6 +79,7 @@ impl ApiError {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
             StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
             StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
             _ => "internal",
         }
     }
@@ -87,15 +99,39 @@ impl From<ProcessError> for ApiError {
                     status: StatusCode::UNPROCESSABLE_ENTITY,
                     message: script.to_string(),
                     position: script.position(),
+                    retry_after: None,
                 };
             }
             ProcessError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            ProcessError::Limited {
+                message,
+                retry_after,
+            } => {
+                return Self {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    message: message.clone(),
+                    position: None,
+                    retry_after: Some(*retry_after),
+                };
+            }
+            ProcessError::Busy {
+                message,
+                retry_after,
+            } => {
+                return Self {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    message: message.clone(),
+                    position: None,
+                    retry_after: Some(*retry_after),
+                };
+            }
             ProcessError::Device { .. } => {
                 // The device's own words help the operator: the whole chain is the message.
                 return Self {
                     status: StatusCode::CONFLICT,
                     message: cardwright_processes::report(&e),
                     position: None,
+                    retry_after: None,
                 };
             }
             ProcessError::Store(_) | ProcessError::Internal(_) | ProcessError::Failed { .. } => {
@@ -106,6 +142,7 @@ impl From<ProcessError> for ApiError {
                     status: StatusCode::INTERNAL_SERVER_ERROR,
                     message: "internal error; the server log has the details".into(),
                     position: None,
+                    retry_after: None,
                 };
             }
         };
@@ -113,12 +150,14 @@ impl From<ProcessError> for ApiError {
             status,
             message: e.to_string(),
             position: None,
+            retry_after: None,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = self.retry_after_secs();
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code().to_owned(),
@@ -127,7 +166,13 @@ impl IntoResponse for ApiError {
                 column: self.position.map(|(_, column)| column),
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
@@ -137,5 +182,6 @@ pub fn not_found() -> ApiError {
         status: StatusCode::NOT_FOUND,
         message: "no such resource".into(),
         position: None,
+        retry_after: None,
     }
 }

@@ -34,6 +34,7 @@ pub async fn read_body(req: Request, next: Next) -> Response {
                     limit / (1024 * 1024)
                 ),
                 position: None,
+                retry_after: None,
             }
             .into_response();
         }

@@ -33,6 +33,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 message: "send the body as JSON with Content-Type: application/json".into(),
                 position: None,
+                retry_after: None,
             });
         }
         if !req.headers().contains_key(CONTENT_TYPE) {
@@ -47,6 +48,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 crate::state::BODY_LIMIT / (1024 * 1024)
             ),
             position: None,
+            retry_after: None,
         };
         let bytes = match axum::body::Bytes::from_request(req, state).await {
             Ok(bytes) => bytes,

@@ -148,6 +148,7 @@ pub async fn put_photo(
             status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
             message: "send the photo with Content-Type: image/jpeg or image/png".into(),
             position: None,
+            retry_after: None,
         });
     }
     photos::upload(&state.ctx, &op, id, body.to_vec()).await?;

@@ -119,6 +119,7 @@ pub async fn import_persons(
             status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
             message: "send the file with Content-Type: text/csv".into(),
             position: None,
+            retry_after: None,
         });
     }
     let text = persons_import::decode(&body)
