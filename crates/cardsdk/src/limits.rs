@@ -203,16 +203,30 @@ fn check_drawn(doc: &roxmltree::Document) -> Result<(), String> {
     const COPIES: &str = "counting each copy a <use> or a marker makes";
     let mut drawn = Drawn::default();
     let mut markers = Drawn::default();
+    // What each element a `<use>` points at draws, read once however often it is used.
+    let mut targets = std::collections::HashMap::new();
+    let mut use_content = |node: roxmltree::Node| {
+        let Some(target) = use_target(doc, node) else {
+            return Drawn::default();
+        };
+        *targets.entry(target.id()).or_insert_with(|| {
+            let mut content = Drawn::default();
+            for part in target.descendants() {
+                content.add(own(part), 1);
+            }
+            content
+        })
+    };
     for node in doc.descendants() {
         drawn.add(own(node), 1);
         if node.is_element() && node.tag_name().name() == "use" {
-            drawn.add(use_content(doc, node), 1);
+            drawn.add(use_content(node), 1);
         }
         if node.is_element() && node.tag_name().name() == "marker" {
             for part in node.descendants() {
                 markers.add(own(part), 1);
                 if part.is_element() && part.tag_name().name() == "use" {
-                    markers.add(use_content(doc, part), 1);
+                    markers.add(use_content(part), 1);
                 }
             }
         }
@@ -238,17 +252,6 @@ fn check_drawn(doc: &roxmltree::Document) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// What the element a `<use>` points at draws (nothing when it points nowhere).
-fn use_content(doc: &roxmltree::Document, node: roxmltree::Node) -> Drawn {
-    let mut drawn = Drawn::default();
-    if let Some(target) = use_target(doc, node) {
-        for part in target.descendants() {
-            drawn.add(own(part), 1);
-        }
-    }
-    drawn
 }
 
 /// The element a `<use>` points at.
