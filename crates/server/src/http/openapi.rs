@@ -110,16 +110,17 @@ impl IntoResponses for PreviewLimits {
             (
                 "429".to_owned(),
                 error_retry_after(
-                    "The operator has as many previews rendering as one may have at once (four); \
-                     `Retry-After` says when to ask again. A preview rendered before comes from \
-                     the cache and is never refused so.",
+                    "The operator has as many renders under way as one may have at once (four \
+                     previews, or uploads being measured); `Retry-After` says when to ask again. \
+                     A preview rendered before comes from the cache and is never refused so.",
                 ),
             ),
             (
                 "503".to_owned(),
                 error_retry_after(
-                    "The renderer's room for previews stayed full for five seconds; `Retry-After` \
-                     says when to ask again. Production has room of its own and is not held up.",
+                    "The renderer's room for previews (and for measuring uploads) stayed full for \
+                     five seconds; `Retry-After` says when to ask again. Production has room of its \
+                     own and is not held up.",
                 ),
             ),
         ])
