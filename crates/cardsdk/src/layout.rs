@@ -452,9 +452,14 @@ impl Renderer {
         Ok(tree)
     }
 
-    /// A PNG of one filled side, `width` pixels wide, card proportions, in `lane` within the
-    /// time and memory budget of one card ([`crate::limits`]).
-    pub fn png(&self, lane: Lane, filled: &str, width: u32) -> Result<Vec<u8>, LayoutError> {
+    /// A PNG of one filled side, `width` pixels wide, card proportions, in the production lane
+    /// within the time and memory budget of one card ([`crate::limits`]).
+    pub fn png(&self, filled: &str, width: u32) -> Result<Vec<u8>, LayoutError> {
+        self.png_in(Lane::Production, filled, width)
+    }
+
+    /// [`Self::png`] in `lane`.
+    pub fn png_in(&self, lane: Lane, filled: &str, width: u32) -> Result<Vec<u8>, LayoutError> {
         self.png_within(lane, limits::TIME_BUDGET, filled, width)
     }
 
@@ -682,9 +687,15 @@ impl CardArtwork {
         Renderer::shared().pdf(&self.svg(Side::Front)?, &self.svg(Side::Back)?)
     }
 
+    /// A PNG of one side, `width` pixels wide, in the production lane (the picture spooled
+    /// with a card).
+    pub fn png(&self, side: Side, width: u32) -> Result<Vec<u8>, LayoutError> {
+        self.png_in(Lane::Production, side, width)
+    }
+
     /// A PNG of one side, `width` pixels wide, in `lane`.
-    pub fn png(&self, lane: Lane, side: Side, width: u32) -> Result<Vec<u8>, LayoutError> {
-        Renderer::shared().png(lane, &self.svg(side)?, width)
+    pub fn png_in(&self, lane: Lane, side: Side, width: u32) -> Result<Vec<u8>, LayoutError> {
+        Renderer::shared().png_in(lane, &self.svg(side)?, width)
     }
 
     /// How long the slowest of the card's renders takes: its PDF, and a PNG of each side
@@ -850,7 +861,7 @@ mod tests {
         );
         let pdf = art.pdf().unwrap();
         assert!(pdf.starts_with(b"%PDF"));
-        let png = art.png(Lane::Preview, Side::Front, 428).unwrap();
+        let png = art.png(Side::Front, 428).unwrap();
         assert_eq!(&png[1..4], b"PNG");
         let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
         let height = u32::from_be_bytes(png[20..24].try_into().unwrap());

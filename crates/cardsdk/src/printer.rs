@@ -96,7 +96,7 @@ impl SpoolPrinter {
         let (pdf, png) = tokio::task::spawn_blocking(move || {
             Ok::<_, crate::LayoutError>((
                 artwork.pdf()?,
-                artwork.png(crate::Lane::Production, crate::Side::Front, PREVIEW_WIDTH)?,
+                artwork.png(crate::Side::Front, PREVIEW_WIDTH)?,
             ))
         })
         .await

@@ -53,7 +53,7 @@ fn the_renderer_refuses_a_stored_hostile_layout_within_its_budget() {
             TEMPORARY_BACK,
             CardFace::sample("Temporary card"),
         );
-        match art.png(Lane::Preview, Side::Front, 640) {
+        match art.png(Side::Front, 640) {
             Err(LayoutError::Budget(message)) => {
                 assert!(message.contains(expected), "{name}: {message}");
             }
@@ -73,14 +73,11 @@ fn previews_wider_than_the_limit_are_refused() {
         TEMPORARY_BACK,
         CardFace::sample("Temporary card"),
     );
-    let err = art
-        .png(Lane::Preview, Side::Front, 100_000)
-        .unwrap_err()
-        .to_string();
+    let err = art.png(Side::Front, 100_000).unwrap_err().to_string();
     assert!(err.contains("2048 pixels wide"), "{err}");
-    assert!(art.png(Lane::Preview, Side::Front, 640).is_ok());
+    assert!(art.png(Side::Front, 640).is_ok());
     let filled = art.svg(Side::Front).unwrap();
-    assert!(Renderer::shared().png(Lane::Preview, &filled, 0).is_err());
+    assert!(Renderer::shared().png(&filled, 0).is_err());
 }
 
 #[test]
@@ -94,10 +91,7 @@ fn a_heavy_layout_within_the_limits_still_renders() {
     </svg>"#;
     check_layout(Side::Front, svg).unwrap();
     let art = CardArtwork::new(svg, TEMPORARY_BACK, CardFace::sample("Temporary card"));
-    assert!(art
-        .png(Lane::Preview, Side::Front, 640)
-        .unwrap()
-        .starts_with(b"\x89PNG"));
+    assert!(art.png(Side::Front, 640).unwrap().starts_with(b"\x89PNG"));
     assert!(art.pdf().unwrap().starts_with(b"%PDF"));
 }
 
@@ -168,7 +162,7 @@ fn copies_are_counted_before_any_svg_library_makes_them() {
         assert!(err.contains(expected), "{err}");
         // Stored without the check, the renderer refuses it as fast, before parsing it.
         let art = CardArtwork::new(svg, TEMPORARY_BACK, CardFace::sample("Temporary card"));
-        match art.png(Lane::Preview, Side::Front, 640) {
+        match art.png_in(Lane::Preview, Side::Front, 640) {
             Err(LayoutError::Budget(message)) => assert!(message.contains(expected), "{message}"),
             other => panic!("expected a budget refusal, got {other:?}"),
         }
@@ -189,7 +183,7 @@ fn the_most_a_layout_may_draw_still_renders() {
     assert!(err.contains("path segments"), "{err}");
     let art = CardArtwork::new(&svg, TEMPORARY_BACK, CardFace::sample("Temporary card"));
     assert!(art
-        .png(Lane::Preview, Side::Front, 640)
+        .png_in(Lane::Preview, Side::Front, 640)
         .unwrap()
         .starts_with(b"\x89PNG"));
     assert!(art.pdf().unwrap().starts_with(b"%PDF"));

@@ -60,14 +60,11 @@ fn previews_never_take_the_room_of_production() {
     assert!(pin_letter_pdf("TMP-000001", "123456", "2026-03-02")
         .unwrap()
         .starts_with(b"%PDF"));
-    assert!(card
-        .png(Lane::Production, Side::Front, 640)
-        .unwrap()
-        .starts_with(b"\x89PNG"));
+    assert!(card.png(Side::Front, 640).unwrap().starts_with(b"\x89PNG"));
 
     // A preview waits for room of its own lane, and is refused as busy when none comes.
     let started = std::time::Instant::now();
-    let refused = card.png(Lane::Preview, Side::Front, 640);
+    let refused = card.png_in(Lane::Preview, Side::Front, 640);
     assert!(matches!(refused, Err(LayoutError::Busy)), "{refused:?}");
     assert!(started.elapsed() >= PREVIEW_WAIT);
 
@@ -77,7 +74,7 @@ fn previews_never_take_the_room_of_production() {
     for holder in holders {
         holder.join().unwrap().unwrap();
     }
-    assert!(card.png(Lane::Preview, Side::Front, 640).is_ok());
+    assert!(card.png_in(Lane::Preview, Side::Front, 640).is_ok());
 }
 
 #[test]

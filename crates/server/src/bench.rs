@@ -563,7 +563,7 @@ fn render(cards: u32) -> anyhow::Result<()> {
     let pdf_time = started.elapsed();
     let started = Instant::now();
     for n in 0..cards {
-        CardArtwork::new(TEMPORARY_FRONT, TEMPORARY_BACK, face(n)).png(
+        CardArtwork::new(TEMPORARY_FRONT, TEMPORARY_BACK, face(n)).png_in(
             Lane::Preview,
             Side::Front,
             640,

@@ -286,7 +286,7 @@ impl Previews {
         tokio::spawn(async move {
             let outcome = tokio::task::spawn_blocking(move || {
                 Renderer::shared()
-                    .png(Lane::Preview, &filled, width)
+                    .png_in(Lane::Preview, &filled, width)
                     .map(Arc::new)
             })
             .await
