@@ -32,10 +32,11 @@ pub const MAX_DRAWN_ELEMENTS: usize = 20_000;
 pub const MAX_TEXT_CHARS: usize = 4_000;
 /// Path segments one render draws, counting every copy a `<use>` or a marker makes, the outlines
 /// of text, and clip paths, masks and patterns once per element they apply to. Parsing and
-/// drawing take time in proportion to the segments: this many take about a tenth of a second,
-/// so no single step of a render (parsing the layout, drawing one element, converting one page)
-/// can run long. The shipped card draws about 4,000.
-pub const MAX_PATH_SEGMENTS: usize = 200_000;
+/// drawing take time in proportion to the segments: this many take well under a tenth of a
+/// second in a release build (about a second in a debug build), so no single step of a render
+/// (parsing the layout, drawing one element, converting one page) can run long. The shipped
+/// card's sides draw about 5,000 and 8,000 (4,000 characters of text draw about 70,000).
+pub const MAX_PATH_SEGMENTS: usize = 100_000;
 /// `<use>` elements in one layout; a `<use>` may not point at an element that holds another.
 pub const MAX_USES: usize = 100;
 /// Filter primitives in one layout.
@@ -599,15 +600,15 @@ pub enum Lane {
 }
 
 impl Lane {
-    /// Renders of this lane that run at once: for production one per core, two to eight; for
-    /// previews one per two cores, one to four. Each render's pixels are held to
-    /// [`MEMORY_BUDGET_BYTES`] and its drawing to [`MAX_PATH_SEGMENTS`], so the lanes together
-    /// bound the memory rendering may take.
+    /// Renders of this lane that run at once: one per core, two to eight for production and
+    /// two to four for previews. Each render's pixels are held to [`MEMORY_BUDGET_BYTES`] and
+    /// its drawing to [`MAX_PATH_SEGMENTS`], so the lanes together bound the memory rendering
+    /// may take.
     pub fn capacity(self) -> usize {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         match self {
             Lane::Production => cores.clamp(2, 8),
-            Lane::Preview => (cores / 2).clamp(1, 4),
+            Lane::Preview => cores.clamp(2, 4),
         }
     }
 
