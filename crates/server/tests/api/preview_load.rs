@@ -13,14 +13,13 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use cardwright_cardsdk::limits::MAX_PATH_SEGMENTS;
+
 use crate::helpers::{fresh_database, Db, PASSWORD};
 use crate::on_both_databases;
 use crate::server_processes::{Client, Server};
 
 on_both_databases!(previews_under_load_never_hold_up_production);
-
-/// The most path segments a layout may draw (`cardwright_cardsdk::limits::MAX_PATH_SEGMENTS`).
-const MAX_PATH_SEGMENTS: usize = 200_000;
 
 /// A path of `segments` segments in `<defs>`, drawn by 100 `<use>` elements. With 128,700
 /// segments it is the layout (260 KB).
@@ -338,8 +337,9 @@ async fn bursts(scene: &Scene) -> Vec<Answer> {
     answers
 }
 
-/// Every preview is answered: a picture, a refusal of the legacy layout naming its limit, or
-/// "not now" with when to ask again; and one operator's sixteen at once are over their limit.
+/// Every preview is answered: a picture, a refusal of the legacy layout naming its limit, a
+/// render stopped at its budget, or "not now" with when to ask again; and one operator's
+/// sixteen at once are over their limit.
 fn check(scene: &Scene, answers: &[Answer]) {
     let legacy = |path: &str| {
         path.contains(&scene.legacy) || scene.legacy_cards.iter().any(|c| path.contains(c))
@@ -358,9 +358,16 @@ fn check(scene: &Scene, answers: &[Answer]) {
                 assert!(secs >= 1, "{path}");
                 assert!(message.contains("try again in"), "{path}: {message}");
             }
-            StatusCode::UNPROCESSABLE_ENTITY => {
-                assert!(legacy(path), "{path}: {message}");
+            StatusCode::UNPROCESSABLE_ENTITY if legacy(path) => {
                 assert!(message.contains("path segments"), "{path}: {message}");
+            }
+            // On a loaded machine a render of the heaviest layout may run out of its budget:
+            // it stops and says so.
+            StatusCode::UNPROCESSABLE_ENTITY => {
+                assert!(
+                    message.contains("took longer than 5 s"),
+                    "{path}: {message}"
+                );
             }
             other => panic!("{path}: {other} {message}"),
         }
