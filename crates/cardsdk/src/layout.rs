@@ -17,7 +17,8 @@ use resvg::usvg::{self, fontdb};
 
 use std::time::{Duration, Instant};
 
-use crate::limits::{self, Deadline, Lane};
+use crate::lanes::{self, Deadline, Lane};
+use crate::limits;
 
 /// The largest layout accepted, per side.
 pub const MAX_LAYOUT_BYTES: usize = 256 * 1024;
@@ -61,7 +62,7 @@ pub enum LayoutError {
     #[error("rendering refused: {0}")]
     Budget(String),
     /// The render ran out of its time budget and stopped.
-    #[error("rendering refused: rendering took longer than {}, the budget of one card", limits::describe(*budget))]
+    #[error("rendering refused: rendering took longer than {}, the budget of one card", lanes::describe(*budget))]
     TooSlow { budget: std::time::Duration },
     /// The preview lane stayed full for as long as a preview waits for room.
     #[error("the renderer is busy with other previews; try again in a few seconds")]
@@ -472,7 +473,7 @@ impl Renderer {
         width: u32,
     ) -> Result<Vec<u8>, LayoutError> {
         let filled = filled.to_owned();
-        limits::render_in(lane, budget, move |deadline| {
+        lanes::render_in(lane, budget, move |deadline| {
             Renderer::shared().png_now(&filled, width, deadline)
         })
     }
@@ -524,7 +525,7 @@ impl Renderer {
         height_mm: f32,
     ) -> Result<Vec<u8>, LayoutError> {
         let pages: Vec<String> = pages.iter().map(|p| (*p).to_owned()).collect();
-        limits::render_in(Lane::Production, limits::TIME_BUDGET, move |deadline| {
+        lanes::render_in(Lane::Production, limits::TIME_BUDGET, move |deadline| {
             Renderer::shared().pdf_pages_now(&pages, width_mm, height_mm, deadline)
         })
     }
@@ -708,7 +709,7 @@ impl CardArtwork {
         let (front, back) = (self.svg(Side::Front)?, self.svg(Side::Back)?);
         let longest = budget.saturating_mul(2);
         let timed = |work: Box<Step>| {
-            limits::render_in(Lane::Preview, longest, move |deadline| {
+            lanes::render_in(Lane::Preview, longest, move |deadline| {
                 let started = Instant::now();
                 work(deadline)?;
                 Ok(started.elapsed())

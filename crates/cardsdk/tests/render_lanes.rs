@@ -6,10 +6,11 @@ use std::fmt::Write as _;
 use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
+use cardwright_cardsdk::lanes::render_in;
 use cardwright_cardsdk::layout::{
     check_layout, pin_letter_pdf, CardArtwork, CardFace, Renderer, TEMPORARY_BACK, TEMPORARY_FRONT,
 };
-use cardwright_cardsdk::limits::{render_in, PREVIEW_WAIT};
+use cardwright_cardsdk::limits::PREVIEW_WAIT;
 use cardwright_cardsdk::{Lane, LayoutError, Side};
 
 /// The tests here count what runs in the lanes, so they take turns.

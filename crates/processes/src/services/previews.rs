@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use cardwright_cardsdk::lanes::describe;
 use cardwright_cardsdk::layout::Renderer;
-use cardwright_cardsdk::limits::{self, describe};
+use cardwright_cardsdk::limits;
 use cardwright_cardsdk::{CardArtwork, Lane, LayoutError, Side};
 use cardwright_domain::{Operator, OperatorId};
 use sha2::{Digest, Sha256};
