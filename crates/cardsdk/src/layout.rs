@@ -15,6 +15,9 @@ use pdf_writer::{Content, Finish, Name, Pdf, Rect, Ref};
 use resvg::tiny_skia;
 use resvg::usvg::{self, fontdb};
 
+use std::time::{Duration, Instant};
+
+use crate::lanes::{self, Deadline, Lane};
 use crate::limits;
 
 /// The largest layout accepted, per side.
@@ -55,9 +58,15 @@ pub enum LayoutError {
     Forbidden { side: &'static str, message: String },
     #[error("rendering failed: {0}")]
     Render(String),
-    /// The render would take more time or memory than one card may.
+    /// The render would take more time or memory than one card may, by the structural limits.
     #[error("rendering refused: {0}")]
     Budget(String),
+    /// The render ran out of its time budget and stopped.
+    #[error("rendering refused: rendering took longer than {}, the budget of one card", lanes::describe(*budget))]
+    TooSlow { budget: std::time::Duration },
+    /// The preview lane stayed full for as long as a preview waits for room.
+    #[error("the renderer is busy with other previews; try again in a few seconds")]
+    Busy,
 }
 
 /// Which side of the card.
@@ -422,7 +431,12 @@ impl Renderer {
 
     /// Parses a filled layout for rendering, holding it to the same limits as an upload and to
     /// the memory budget of a render producing `output_pixels`.
-    fn tree(&self, svg: &str, output_pixels: f64) -> Result<usvg::Tree, LayoutError> {
+    fn tree(
+        &self,
+        svg: &str,
+        output_pixels: f64,
+        deadline: &Deadline,
+    ) -> Result<usvg::Tree, LayoutError> {
         limits::check_nesting(svg).map_err(LayoutError::Budget)?;
         let options = roxmltree::ParsingOptions {
             allow_dtd: false,
@@ -431,20 +445,45 @@ impl Renderer {
         let doc = roxmltree::Document::parse_with_options(svg, options)
             .map_err(|e| LayoutError::Render(format!("layout does not parse: {e}")))?;
         limits::check_structure(&doc).map_err(LayoutError::Budget)?;
+        deadline.check()?;
         let tree = usvg::Tree::from_xmltree(&doc, &self.options)
             .map_err(|e| LayoutError::Render(e.to_string()))?;
         limits::check_tree(&tree, output_pixels).map_err(LayoutError::Budget)?;
+        deadline.check()?;
         Ok(tree)
     }
 
-    /// A PNG of one filled side, `width` pixels wide, card proportions, within the time and
-    /// memory budget of one card ([`crate::limits`]).
+    /// A PNG of one filled side, `width` pixels wide, card proportions, in the production lane
+    /// within the time and memory budget of one card ([`crate::limits`]).
     pub fn png(&self, filled: &str, width: u32) -> Result<Vec<u8>, LayoutError> {
-        let filled = filled.to_owned();
-        limits::with_time_budget(move || Renderer::shared().png_now(&filled, width))
+        self.png_in(Lane::Production, filled, width)
     }
 
-    fn png_now(&self, filled: &str, width: u32) -> Result<Vec<u8>, LayoutError> {
+    /// [`Self::png`] in `lane`.
+    pub fn png_in(&self, lane: Lane, filled: &str, width: u32) -> Result<Vec<u8>, LayoutError> {
+        self.png_within(lane, limits::TIME_BUDGET, filled, width)
+    }
+
+    /// [`Self::png`] with a time budget of its own.
+    pub fn png_within(
+        &self,
+        lane: Lane,
+        budget: Duration,
+        filled: &str,
+        width: u32,
+    ) -> Result<Vec<u8>, LayoutError> {
+        let filled = filled.to_owned();
+        lanes::render_in(lane, budget, move |deadline| {
+            Renderer::shared().png_now(&filled, width, deadline)
+        })
+    }
+
+    fn png_now(
+        &self,
+        filled: &str,
+        width: u32,
+        deadline: &Deadline,
+    ) -> Result<Vec<u8>, LayoutError> {
         if width == 0 || width > MAX_PNG_WIDTH {
             return Err(LayoutError::Budget(format!(
                 "a preview may be 1 to {MAX_PNG_WIDTH} pixels wide, not {width}"
@@ -457,7 +496,7 @@ impl Renderer {
         )]
         let height = (f64::from(width) * f64::from(CARD_HEIGHT_MM) / f64::from(CARD_WIDTH_MM))
             .round() as u32;
-        let tree = self.tree(filled, f64::from(width) * f64::from(height))?;
+        let tree = self.tree(filled, f64::from(width) * f64::from(height), deadline)?;
         let mut pixmap = tiny_skia::Pixmap::new(width, height)
             .ok_or_else(|| LayoutError::Render(format!("cannot make a {width}×{height} image")))?;
         #[allow(clippy::cast_precision_loss, reason = "pixel sizes are small")]
@@ -465,19 +504,20 @@ impl Renderer {
             width as f32 / tree.size().width(),
             height as f32 / tree.size().height(),
         );
-        resvg::render(&tree, transform, &mut pixmap.as_mut());
+        draw(&tree, transform, &mut pixmap.as_mut(), deadline)?;
         pixmap
             .encode_png()
             .map_err(|e| LayoutError::Render(e.to_string()))
     }
 
-    /// A two-page PDF (front, then back) at ID-1 size with the text as real text.
+    /// A two-page PDF (front, then back) at ID-1 size with the text as real text, in the
+    /// production lane.
     pub fn pdf(&self, front: &str, back: &str) -> Result<Vec<u8>, LayoutError> {
         self.pdf_pages(&[front, back], CARD_WIDTH_MM, CARD_HEIGHT_MM)
     }
 
-    /// A PDF with one page per SVG, each `width_mm` × `height_mm`, text as real text, within the
-    /// time and memory budget of one card ([`crate::limits`]).
+    /// A PDF with one page per SVG, each `width_mm` × `height_mm`, text as real text, in the
+    /// production lane within the time and memory budget of one card ([`crate::limits`]).
     pub fn pdf_pages(
         &self,
         pages: &[&str],
@@ -485,16 +525,19 @@ impl Renderer {
         height_mm: f32,
     ) -> Result<Vec<u8>, LayoutError> {
         let pages: Vec<String> = pages.iter().map(|p| (*p).to_owned()).collect();
-        limits::with_time_budget(move || {
-            Renderer::shared().pdf_pages_now(&pages, width_mm, height_mm)
+        lanes::render_in(Lane::Production, limits::TIME_BUDGET, move |deadline| {
+            Renderer::shared().pdf_pages_now(&pages, width_mm, height_mm, deadline)
         })
     }
 
+    /// svg2pdf converts a whole page at once, so a page is one step: the structural limits keep
+    /// it short, and the deadline is checked before and after each.
     fn pdf_pages_now(
         &self,
         pages: &[String],
         width_mm: f32,
         height_mm: f32,
+        deadline: &Deadline,
     ) -> Result<Vec<u8>, LayoutError> {
         let width = width_mm * POINTS_PER_MM;
         let height = height_mm * POINTS_PER_MM;
@@ -505,7 +548,8 @@ impl Renderer {
         let mut page_ids = Vec::new();
         let mut chunks = Vec::new();
         for svg in pages {
-            let tree = self.tree(svg, 0.0)?;
+            deadline.check()?;
+            let tree = self.tree(svg, 0.0, deadline)?;
             let (chunk, svg_ref) = svg2pdf::to_chunk(&tree, svg2pdf::ConversionOptions::default())
                 .map_err(|e| LayoutError::Render(e.to_string()))?;
             let mut map = HashMap::new();
@@ -541,6 +585,66 @@ impl Renderer {
     }
 }
 
+/// Draws a drawing one element at a time, checking the deadline before each, so that a render
+/// over its budget stops at the next element.
+fn draw(
+    tree: &usvg::Tree,
+    transform: tiny_skia::Transform,
+    pixmap: &mut tiny_skia::PixmapMut,
+    deadline: &Deadline,
+) -> Result<(), LayoutError> {
+    if steppable(tree.root()) {
+        draw_children(tree.root(), transform, pixmap, deadline)
+    } else {
+        resvg::render(tree, transform, pixmap);
+        Ok(())
+    }
+}
+
+/// Whether each child of a group can be drawn on its own. resvg draws a single element only
+/// when it has an area (it places the element by it), so a stroked horizontal or vertical line
+/// is drawn with its group, in one step; the structural limits keep any group short to draw.
+fn steppable(group: &usvg::Group) -> bool {
+    group.children().iter().all(|node| match node {
+        usvg::Node::Path(path) => {
+            node.abs_layer_bounding_box().is_some() || path.stroke().is_none()
+        }
+        _ => true,
+    })
+}
+
+/// Draws a group's children one at a time. A group that needs a layer of its own (opacity, a
+/// filter, a clip path or a mask) is drawn whole, as one step; any other group is entered, as
+/// resvg itself does, with its transform.
+fn draw_children(
+    group: &usvg::Group,
+    transform: tiny_skia::Transform,
+    pixmap: &mut tiny_skia::PixmapMut,
+    deadline: &Deadline,
+) -> Result<(), LayoutError> {
+    for node in group.children() {
+        deadline.check()?;
+        match node {
+            usvg::Node::Group(inner) if !inner.should_isolate() && steppable(inner) => {
+                draw_children(
+                    inner,
+                    transform.pre_concat(inner.transform()),
+                    pixmap,
+                    deadline,
+                )?;
+            }
+            node => {
+                // resvg::render_node draws a node at the origin of a layer of its own, moved by
+                // its bounding box; moving the transform the other way first puts it in place.
+                if let Some(bbox) = node.abs_layer_bounding_box() {
+                    resvg::render_node(node, transform.pre_translate(bbox.x(), bbox.y()), pixmap);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The PIN letter for an encoded card (A6 PDF). The PIN exists only in this document.
 pub fn pin_letter_pdf(serial: &str, pin: &str, issue_date: &str) -> Result<Vec<u8>, LayoutError> {
     let filled = PIN_LETTER
@@ -549,6 +653,9 @@ pub fn pin_letter_pdf(serial: &str, pin: &str, issue_date: &str) -> Result<Vec<u
         .replace("{{issue_date}}", &escape(issue_date));
     Renderer::shared().pdf_pages(&[&filled], 148.0, 105.0)
 }
+
+/// One render of a card, as [`CardArtwork::measure`] times it.
+type Step = dyn FnOnce(&Deadline) -> Result<Vec<u8>, LayoutError> + Send;
 
 /// A card's layouts and values. Nothing is filled or rendered until a printer or a preview
 /// asks for it, so a printer that needs no artwork pays nothing for it.
@@ -576,14 +683,52 @@ impl CardArtwork {
         }
     }
 
-    /// The print-ready PDF, front then back.
+    /// The print-ready PDF, front then back, in the production lane.
     pub fn pdf(&self) -> Result<Vec<u8>, LayoutError> {
         Renderer::shared().pdf(&self.svg(Side::Front)?, &self.svg(Side::Back)?)
     }
 
-    /// A PNG preview of one side, `width` pixels wide.
+    /// A PNG of one side, `width` pixels wide, in the production lane (the picture spooled
+    /// with a card).
     pub fn png(&self, side: Side, width: u32) -> Result<Vec<u8>, LayoutError> {
-        Renderer::shared().png(&self.svg(side)?, width)
+        self.png_in(Lane::Production, side, width)
+    }
+
+    /// A PNG of one side, `width` pixels wide, in `lane`.
+    pub fn png_in(&self, lane: Lane, side: Side, width: u32) -> Result<Vec<u8>, LayoutError> {
+        Renderer::shared().png_in(lane, &self.svg(side)?, width)
+    }
+
+    /// How long the slowest of the card's renders takes: its PDF, and a PNG of each side
+    /// `width` pixels wide. An uploaded layout is judged by it against `budget`. The renders run
+    /// in the preview lane and each may go on to twice the budget before it is stopped (then
+    /// the answer is [`LayoutError::TooSlow`] with that longer budget), so an administrator
+    /// learns how far over the budget a layout is; measuring ends at the first render over the
+    /// budget.
+    pub fn measure(&self, budget: Duration, width: u32) -> Result<Duration, LayoutError> {
+        let (front, back) = (self.svg(Side::Front)?, self.svg(Side::Back)?);
+        let longest = budget.saturating_mul(2);
+        let timed = |work: Box<Step>| {
+            lanes::render_in(Lane::Preview, longest, move |deadline| {
+                let started = Instant::now();
+                work(deadline)?;
+                Ok(started.elapsed())
+            })
+        };
+        let pages = [front.clone(), back.clone()];
+        let mut slowest = timed(Box::new(move |deadline| {
+            Renderer::shared().pdf_pages_now(&pages, CARD_WIDTH_MM, CARD_HEIGHT_MM, deadline)
+        }))?;
+        for side in [front, back] {
+            if slowest > budget {
+                break;
+            }
+            let took = timed(Box::new(move |deadline| {
+                Renderer::shared().png_now(&side, width, deadline)
+            }))?;
+            slowest = slowest.max(took);
+        }
+        Ok(slowest)
     }
 }
 
@@ -662,6 +807,50 @@ mod tests {
             check_layout(Side::Back, &huge),
             Err(LayoutError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn drawing_one_element_at_a_time_gives_the_same_picture_as_resvg() {
+        let layouts = [
+            fill(TEMPORARY_FRONT, &CardFace::sample("Temporary card")).unwrap(),
+            fill(TEMPORARY_BACK, &CardFace::sample("Temporary card")).unwrap(),
+            r##"<svg xmlns="http://www.w3.org/2000/svg" width="856" height="540">
+              <defs><path id="p" d="M0 0h40v20h-40z" fill="#e8590c"/></defs>
+              <g transform="translate(30 40) rotate(10)"><use href="#p" x="5" y="6"/>
+                <g opacity="0.5"><rect width="300" height="100" fill="#1d2b45"/></g>
+                <g transform="scale(2)"><circle cx="100" cy="100" r="30" stroke="#000" stroke-width="3"/></g>
+                <g transform="translate(0 5)"><line x1="0" y1="300" x2="400" y2="300" stroke="#000"/><rect width="5" height="5"/></g>
+              </g>
+              <text x="40" y="400" font-size="50">Ada</text>
+            </svg>"##
+                .to_owned(),
+        ];
+        let renderer = Renderer::shared();
+        for (n, svg) in layouts.iter().enumerate() {
+            let far = Deadline::after(Duration::from_mins(10));
+            let tree = renderer.tree(svg, 0.0, &far).unwrap();
+            // The drawing is one group (the view box's); the back has a line in it, so it is
+            // drawn whole, while the others are drawn an element at a time.
+            let usvg::Node::Group(view) = &tree.root().children()[0] else {
+                panic!("the view box's group")
+            };
+            assert_eq!(steppable(view), n != 1, "layout {n}");
+            let transform = tiny_skia::Transform::from_scale(
+                640.0 / tree.size().width(),
+                404.0 / tree.size().height(),
+            );
+            let mut whole = tiny_skia::Pixmap::new(640, 404).unwrap();
+            resvg::render(&tree, transform, &mut whole.as_mut());
+            let mut stepwise = tiny_skia::Pixmap::new(640, 404).unwrap();
+            draw(&tree, transform, &mut stepwise.as_mut(), &far).unwrap();
+            let differing = whole
+                .pixels()
+                .iter()
+                .zip(stepwise.pixels())
+                .filter(|(a, b)| a != b)
+                .count();
+            assert_eq!(differing, 0, "{differing} pixels differ");
+        }
     }
 
     #[test]

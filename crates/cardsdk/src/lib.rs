@@ -3,10 +3,12 @@
 
 pub mod encoder;
 pub mod ipp_printer;
+pub mod lanes;
 pub mod layout;
 pub mod limits;
 pub mod printer;
 
 pub use ipp_printer::IppPrinter;
+pub use lanes::Lane;
 pub use layout::{check_layout, CardArtwork, CardFace, LayoutError, Side};
 pub use printer::{PrintError, PrintJob, Printer, SimulatedPrinter, SpoolPrinter};

@@ -1,27 +1,36 @@
 //! What a layout may cost. Layouts are uploaded by administrators and treated as hostile: their
-//! structure is bounded before any SVG library recurses into them, the parsed drawing is bounded
-//! before it is rasterised, and every render runs on a thread of its own under a time budget, so
-//! no layout can overflow a stack, take the memory of the server or hold a request.
+//! structure is bounded before any SVG library recurses into them or copies parts of them, the
+//! parsed drawing is bounded before it is rasterised, and every render runs on a thread of its
+//! own under a time budget that it checks between its steps, so no layout can overflow a stack,
+//! take the memory of the server or hold a request, and a render over its budget stops.
 //!
 //! The same checks run when a layout is uploaded (so the administrator learns the limit at once,
 //! with a 422) and again by the renderer before every render (so a layout stored by any other
 //! path is held to the same budget).
+//!
+//! How renders run within the time budget, and in which lane, is [`crate::lanes`].
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use resvg::usvg;
-
-use crate::layout::LayoutError;
 
 /// Elements nested deeper than this are refused; XML parsers and SVG libraries recurse once per
 /// level.
 pub const MAX_DEPTH: usize = 32;
 /// Elements in one layout.
 pub const MAX_ELEMENTS: usize = 5_000;
-/// Characters of text in one layout (the shipped card has under 200).
+/// Elements drawn, counting every copy a `<use>` or a marker makes of them.
+pub const MAX_DRAWN_ELEMENTS: usize = 20_000;
+/// Characters of text in one layout (the shipped card has under 200), also counting every copy
+/// a `<use>` or a marker makes.
 pub const MAX_TEXT_CHARS: usize = 4_000;
+/// Path segments one render draws, counting every copy a `<use>` or a marker makes, the outlines
+/// of text, and clip paths, masks and patterns once per element they apply to. Parsing and
+/// drawing take time in proportion to the segments: this many take well under a tenth of a
+/// second in a release build (about a second in a debug build), so no single step of a render
+/// (parsing the layout, drawing one element, converting one page) can run long. The shipped
+/// card's sides draw about 5,000 and 8,000 (4,000 characters of text draw about 70,000).
+pub const MAX_PATH_SEGMENTS: usize = 100_000;
 /// `<use>` elements in one layout; a `<use>` may not point at an element that holds another.
 pub const MAX_USES: usize = 100;
 /// Filter primitives in one layout.
@@ -47,15 +56,8 @@ pub const MEMORY_BUDGET_BYTES: f64 = 256.0 * 1024.0 * 1024.0;
 pub const MAX_FILTER_WORK: f64 = 64_000_000.0;
 /// How long one render (a PDF or a PNG of one card) may take.
 pub const TIME_BUDGET: Duration = Duration::from_secs(5);
-/// Renders running at once in this process, including any that outran their time budget and
-/// are still finishing; past this a render is refused rather than queued. Four per core, and
-/// at least sixteen, so that many stations and previews at once are not refused.
-pub fn max_renders_in_flight() -> usize {
-    std::thread::available_parallelism()
-        .map_or(4, std::num::NonZeroUsize::get)
-        .saturating_mul(4)
-        .max(16)
-}
+/// How long a preview waits for room in the preview lane before it is refused as busy.
+pub const PREVIEW_WAIT: Duration = Duration::from_secs(5);
 /// Filters and PDF conversion rasterise at up to this many pixels per canvas pixel.
 const RASTER_SCALE: f64 = 2.0;
 
@@ -160,23 +162,204 @@ pub fn check_structure(doc: &roxmltree::Document) -> Result<(), String> {
             check_primitive(node)?;
         }
     }
+    check_drawn(doc)
+}
+
+/// What a part of a layout draws.
+#[derive(Debug, Default, Clone, Copy)]
+struct Drawn {
+    elements: usize,
+    segments: usize,
+    chars: usize,
+}
+
+impl Drawn {
+    /// Adds `times` copies of `other`.
+    fn add(&mut self, other: Drawn, times: usize) {
+        self.elements = self
+            .elements
+            .saturating_add(other.elements.saturating_mul(times));
+        self.segments = self
+            .segments
+            .saturating_add(other.segments.saturating_mul(times));
+        self.chars = self.chars.saturating_add(other.chars.saturating_mul(times));
+    }
+}
+
+/// Bounds what the layout draws once usvg has made the copies it makes while parsing: the
+/// content of each `<use>` again, and the content of every marker at each vertex of a path
+/// (counted as if every marker were on every vertex, since markers are inherited and may be set
+/// from a style sheet). Parsing a 260 KB layout whose 128,700-segment path is used 100 times
+/// took seconds and a hundred megabytes per render; this refuses it before parsing.
+fn check_drawn(doc: &roxmltree::Document) -> Result<(), String> {
+    const COPIES: &str = "counting each copy a <use> or a marker makes";
+    let mut drawn = Drawn::default();
+    let mut markers = Drawn::default();
+    // What each element a `<use>` points at draws, read once however often it is used.
+    let mut targets = std::collections::HashMap::new();
+    let mut use_content = |node: roxmltree::Node| {
+        let Some(target) = use_target(doc, node) else {
+            return Drawn::default();
+        };
+        *targets.entry(target.id()).or_insert_with(|| {
+            let mut content = Drawn::default();
+            for part in target.descendants() {
+                content.add(own(part), 1);
+            }
+            content
+        })
+    };
+    for node in doc.descendants() {
+        drawn.add(own(node), 1);
+        if node.is_element() && node.tag_name().name() == "use" {
+            drawn.add(use_content(node), 1);
+        }
+        if node.is_element() && node.tag_name().name() == "marker" {
+            for part in node.descendants() {
+                markers.add(own(part), 1);
+                if part.is_element() && part.tag_name().name() == "use" {
+                    markers.add(use_content(part), 1);
+                }
+            }
+        }
+    }
+    // Each vertex of a path is at most one segment's end point.
+    let vertices = drawn.segments;
+    drawn.add(markers, vertices);
+    if drawn.segments > MAX_PATH_SEGMENTS {
+        return Err(format!(
+            "the layout draws about {} path segments, {COPIES}; at most {MAX_PATH_SEGMENTS} are allowed",
+            drawn.segments
+        ));
+    }
+    if drawn.elements > MAX_DRAWN_ELEMENTS {
+        return Err(format!(
+            "the layout draws about {} elements, {COPIES}; at most {MAX_DRAWN_ELEMENTS} are allowed",
+            drawn.elements
+        ));
+    }
+    if drawn.chars > MAX_TEXT_CHARS {
+        return Err(format!(
+            "the layout draws more than {MAX_TEXT_CHARS} characters of text, {COPIES}"
+        ));
+    }
     Ok(())
+}
+
+/// The element a `<use>` points at.
+fn use_target<'a, 'input>(
+    doc: &'a roxmltree::Document<'input>,
+    node: roxmltree::Node,
+) -> Option<roxmltree::Node<'a, 'input>> {
+    let target = node
+        .attributes()
+        .find(|a| a.name() == "href")
+        .map(|a| a.value().trim().trim_start_matches('#'))?;
+    doc.descendants()
+        .find(|n| n.is_element() && n.attribute("id") == Some(target))
+}
+
+/// What one node draws itself, leaving out its children.
+fn own(node: roxmltree::Node) -> Drawn {
+    if node.is_text() {
+        return Drawn {
+            chars: node.text().map_or(0, |t| t.chars().count()),
+            ..Drawn::default()
+        };
+    }
+    if !node.is_element() {
+        return Drawn::default();
+    }
+    let points = |attr: &str| node.attribute(attr).map_or(0, |v| numbers(v).count() / 2);
+    let segments = match node.tag_name().name() {
+        "path" => node.attribute("d").map_or(0, path_segments),
+        "polyline" => points("points"),
+        "polygon" => points("points") + 1,
+        // Four sides, or four sides and four rounded corners, and the close.
+        "rect" => 9,
+        "circle" | "ellipse" => 5,
+        "line" => 2,
+        _ => 0,
+    };
+    Drawn {
+        elements: 1,
+        segments,
+        chars: 0,
+    }
+}
+
+/// The segments of path data, read without building the path: each command takes its numbers
+/// in groups (a command letter may be followed by many groups), and an arc may become four
+/// curves.
+fn path_segments(d: &str) -> usize {
+    let bytes = d.as_bytes();
+    let mut segments = 0_usize;
+    // Numbers per segment of the current command, and the segments each group makes.
+    let (mut group, mut weight) = (0_usize, 0_usize);
+    let mut numbers = 0_usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c.is_ascii_digit() || matches!(c, b'.' | b'-' | b'+') {
+            i = number_end(bytes, i);
+            numbers += 1;
+            if group > 0 && numbers.is_multiple_of(group) {
+                segments = segments.saturating_add(weight);
+            }
+            continue;
+        }
+        if c.is_ascii_alphabetic() {
+            (group, weight) = match c.to_ascii_lowercase() {
+                b'm' | b'l' | b't' => (2, 1),
+                b'h' | b'v' => (1, 1),
+                b'c' => (6, 1),
+                b's' | b'q' => (4, 1),
+                b'a' => (7, 4),
+                b'z' => {
+                    segments = segments.saturating_add(1);
+                    (0, 0)
+                }
+                _ => (0, 0),
+            };
+            numbers = 0;
+        }
+        i += 1;
+    }
+    segments
+}
+
+/// Where the number starting at `start` ends: a sign, digits, one decimal point, an exponent.
+fn number_end(bytes: &[u8], start: usize) -> usize {
+    let mut i = start;
+    let digits = |i: &mut usize| {
+        while *i < bytes.len() && bytes[*i].is_ascii_digit() {
+            *i += 1;
+        }
+    };
+    if matches!(bytes[i], b'-' | b'+') {
+        i += 1;
+    }
+    digits(&mut i);
+    if i < bytes.len() && bytes[i] == b'.' {
+        i += 1;
+        digits(&mut i);
+    }
+    if i < bytes.len()
+        && matches!(bytes[i], b'e' | b'E')
+        && bytes
+            .get(i + 1)
+            .is_some_and(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+'))
+    {
+        i += 2;
+        digits(&mut i);
+    }
+    i.max(start + 1)
 }
 
 /// A `<use>` may copy an element, but not one that itself copies others: chains of copies grow
 /// exponentially.
 fn check_use_target(doc: &roxmltree::Document, node: roxmltree::Node) -> Result<(), String> {
-    let target = node
-        .attributes()
-        .find(|a| a.name() == "href")
-        .map(|a| a.value().trim().trim_start_matches('#'));
-    let Some(target) = target else {
-        return Ok(());
-    };
-    let Some(element) = doc
-        .descendants()
-        .find(|n| n.is_element() && n.attribute("id") == Some(target))
-    else {
+    let Some(element) = use_target(doc, node) else {
         return Ok(());
     };
     if element
@@ -184,7 +367,8 @@ fn check_use_target(doc: &roxmltree::Document, node: roxmltree::Node) -> Result<
         .any(|n| n.is_element() && n.tag_name().name() == "use")
     {
         return Err(format!(
-            "<use> may not point at '{target}', which itself contains <use>"
+            "<use> may not point at '{}', which itself contains <use>",
+            element.attribute("id").unwrap_or_default()
         ));
     }
     Ok(())
@@ -240,8 +424,15 @@ pub fn check_tree(tree: &usvg::Tree, output_pixels: f64) -> Result<(), String> {
         bytes: 4.0 * output_pixels.max(canvas * RASTER_SCALE * RASTER_SCALE),
         work: 0.0,
         canvas,
+        segments: 0,
     };
     cost.group(tree.root())?;
+    if cost.segments > MAX_PATH_SEGMENTS {
+        return Err(format!(
+            "the layout draws {} path segments, counting each copy a <use> or a marker makes and the outlines of its text; at most {MAX_PATH_SEGMENTS} are allowed",
+            cost.segments
+        ));
+    }
     if cost.work > MAX_FILTER_WORK {
         return Err(format!(
             "the layout's filters would take about {:.0} million pixel operations; the budget is {:.0} million",
@@ -263,6 +454,8 @@ struct Cost {
     bytes: f64,
     work: f64,
     canvas: f64,
+    /// Path segments drawn, clip paths, masks and patterns once per element they apply to.
+    segments: usize,
 }
 
 impl Cost {
@@ -317,7 +510,10 @@ impl Cost {
                 Ok(())
             }
             usvg::Node::Text(text) => self.group(text.flattened()),
-            usvg::Node::Path(_) => Ok(()),
+            usvg::Node::Path(path) => {
+                self.segments = self.segments.saturating_add(path.data().verbs().len());
+                Ok(())
+            }
         }
     }
 }
@@ -380,109 +576,16 @@ fn work_weight(kind: &usvg::filter::Kind) -> f64 {
     }
 }
 
-static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
-
-/// Leaves the in-flight count when the render thread ends, however it ends.
-struct InFlight;
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Runs one render on a thread of its own and waits at most [`TIME_BUDGET`] for it. A render
-/// that outruns the budget is answered with an error at once; its thread is left to finish
-/// (the structural limits bound how long that takes) and counts against
-/// [`max_renders_in_flight`] until it does. The thread is not a runtime's blocking task, so it
-/// never holds up a shutdown.
-pub fn with_time_budget<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, LayoutError> + Send + 'static,
-) -> Result<T, LayoutError> {
-    with_budget(TIME_BUDGET, work)
-}
-
-pub(crate) fn with_budget<T: Send + 'static>(
-    budget: Duration,
-    work: impl FnOnce() -> Result<T, LayoutError> + Send + 'static,
-) -> Result<T, LayoutError> {
-    let most = max_renders_in_flight();
-    if IN_FLIGHT.fetch_add(1, Ordering::SeqCst) >= most {
-        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
-        return Err(LayoutError::Budget(format!(
-            "the renderer is busy with {most} renders; try again shortly"
-        )));
-    }
-    let guard = InFlight;
-    let (tx, rx) = mpsc::sync_channel(1);
-    std::thread::Builder::new()
-        .name("cardwright-render".into())
-        .stack_size(8 * 1024 * 1024)
-        .spawn(move || {
-            let _guard = guard;
-            let _ = tx.send(work());
-        })
-        .map_err(|e| LayoutError::Render(format!("cannot start a render thread: {e}")))?;
-    match rx.recv_timeout(budget) {
-        Ok(result) => result,
-        Err(mpsc::RecvTimeoutError::Timeout) => Err(LayoutError::Budget(format!(
-            "rendering took longer than {} s, the budget of one card",
-            budget.as_secs_f32()
-        ))),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            Err(LayoutError::Render("the render thread stopped".into()))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_render_over_its_time_budget_is_answered_in_time() {
-        let (release, wait) = mpsc::channel::<()>();
-        let result = with_budget(Duration::from_millis(50), move || {
-            let _ = wait.recv();
-            Ok(())
-        });
-        assert!(matches!(result, Err(LayoutError::Budget(ref m)) if m.contains("longer than")));
-        release.send(()).unwrap();
-    }
-
-    #[test]
-    fn a_runtime_shuts_down_while_a_render_is_still_running() {
-        let (release, wait) = mpsc::channel::<()>();
-        let (finished_tx, finished) = mpsc::channel::<()>();
-        let (started_tx, started) = mpsc::channel::<()>();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .build()
-            .unwrap();
-        runtime.spawn(async move {
-            let _ = tokio::task::spawn_blocking(move || {
-                with_budget(Duration::from_millis(50), move || {
-                    let _ = started_tx.send(());
-                    let _ = wait.recv();
-                    let _ = finished_tx.send(());
-                    Ok(())
-                })
-            })
-            .await;
-        });
-        started
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the render starts");
-        // Dropping a runtime waits for its blocking tasks; the caller's wait ends with the
-        // budget, so this returns while the render itself is still blocked.
-        drop(runtime);
-        assert!(
-            finished.try_recv().is_err(),
-            "the render must still be running after the shutdown"
-        );
-        release.send(()).unwrap();
-        finished
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the render finishes once released");
+    fn path_data_is_counted_in_segments() {
+        assert_eq!(path_segments("M0 0h1v1h-1z"), 5);
+        assert_eq!(path_segments("M0,0 L1,1 2,2 3,3"), 4);
+        assert_eq!(path_segments("M0 0c1 1 2 2 3 3 4 4 5 5 6 6"), 3);
+        assert_eq!(path_segments("M1.5.5l-1-1e2-3 4"), 3);
+        assert_eq!(path_segments("M0 0a5 5 0 0 1 10 10"), 5);
     }
 }

@@ -10,6 +10,7 @@ use rand::RngCore;
 
 use crate::notify::NotifySettings;
 use crate::services::pki::Pki;
+use crate::services::previews::Previews;
 use crate::services::scripts::ScriptRuntime;
 
 /// Tells the time. Tests pass a [`ManualClock`] to move time on their own.
@@ -110,6 +111,8 @@ pub struct Context {
     pub notify: Arc<NotifySettings>,
     /// The server's own stations and the lease of stations elsewhere.
     pub stations: Arc<StationSettings>,
+    /// The preview cache and each operator's previews under way.
+    pub previews: Arc<Previews>,
 }
 
 /// What the processes know of the server's stations.
@@ -148,7 +151,15 @@ impl Context {
             audit_key,
             notify: Arc::new(NotifySettings::default()),
             stations: Arc::new(StationSettings::default()),
+            previews: Arc::new(Previews::default()),
         }
+    }
+
+    /// The same context with this preview service.
+    #[must_use]
+    pub fn with_previews(mut self, previews: Previews) -> Self {
+        self.previews = Arc::new(previews);
+        self
     }
 
     /// The same context with these station settings.

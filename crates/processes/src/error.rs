@@ -27,11 +27,19 @@ pub enum ProcessError {
     /// Too many failed logins.
     #[error("{0}")]
     Throttled(String),
-    /// Too many attempts of a kind in a while; the next may come after `retry_after_secs`.
+    /// The operator has as many renders under way as one may have at once; they may try again
+    /// after `retry_after` (429).
     #[error("{message}")]
-    RateLimited {
+    Limited {
         message: String,
-        retry_after_secs: u64,
+        retry_after: std::time::Duration,
+    },
+    /// The server has no room for the work now; it may be asked again after `retry_after`
+    /// (503).
+    #[error("{message}")]
+    Busy {
+        message: String,
+        retry_after: std::time::Duration,
     },
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -1,6 +1,6 @@
 //! Card templates (policy administrators' master data).
 
-use cardwright_cardsdk::{check_layout, CardArtwork, CardFace, LayoutError, Side};
+use cardwright_cardsdk::{check_layout, CardArtwork, CardFace, Side};
 use cardwright_domain::template::{DEFAULT_TEMPLATE_NAME, DEFAULT_TEMPLATE_PREFIX};
 use cardwright_domain::{
     CardTemplate, Operator, Role, SerialPrefix, TemplateId, TemplateKind, TemplateName,
@@ -120,6 +120,7 @@ pub async fn create(
     require_any(operator, &[Role::PolicyAdmin], "Editing card templates")?;
     let (millis, random) = ctx.id_parts();
     let template = build(TemplateId::new(millis, random), input, None)?;
+    check_render_time(ctx, operator, input, &template).await?;
     let mut tx = ctx.store.begin().await?;
     templates::insert(&mut tx, &template, ctx.now(), false)
         .await
@@ -143,14 +144,29 @@ pub async fn update(
     input: &TemplateInput,
 ) -> Result<CardTemplate, ProcessError> {
     require_any(operator, &[Role::PolicyAdmin], "Editing card templates")?;
+    let not_found = || ProcessError::NotFound(format!("card template {id} not found"));
+    // The layouts are measured before the transaction: rendering takes up to seconds.
+    let changed = |existing: CardTemplate| {
+        let template = build(id, input, Some(existing.clone()))?;
+        if existing.kind == template.kind {
+            Ok(template)
+        } else {
+            Err(ProcessError::Invalid(
+                "kind: a template's kind cannot change".into(),
+            ))
+        }
+    };
+    let measured = {
+        let mut conn = ctx.store.reader().await?;
+        changed(templates::get(&mut conn, id).await?.ok_or_else(not_found)?)?
+    };
+    check_render_time(ctx, operator, input, &measured).await?;
     let mut tx = ctx.store.begin().await?;
-    let existing = templates::get(&mut tx, id)
-        .await?
-        .ok_or_else(|| ProcessError::NotFound(format!("card template {id} not found")))?;
-    let template = build(id, input, Some(existing.clone()))?;
-    if existing.kind != template.kind {
-        return Err(ProcessError::Invalid(
-            "kind: a template's kind cannot change".into(),
+    let template = changed(templates::get(&mut tx, id).await?.ok_or_else(not_found)?)?;
+    if effective_layouts(&template) != effective_layouts(&measured) {
+        return Err(ProcessError::Conflict(
+            "the template's layouts were changed meanwhile; load it again and repeat the change"
+                .into(),
         ));
     }
     templates::update(&mut tx, &template, ctx.now())
@@ -239,29 +255,37 @@ pub fn parse_side(side: &str) -> Result<Side, ProcessError> {
 /// Width of API previews, in pixels.
 pub const PREVIEW_WIDTH: u32 = 640;
 
-pub(crate) async fn render_png(artwork: CardArtwork, side: Side) -> Result<Vec<u8>, ProcessError> {
-    tokio::task::spawn_blocking(move || artwork.png(side, PREVIEW_WIDTH))
+/// Refuses uploaded layouts whose card takes longer to render than a card may, measured with
+/// sample values. Nothing is measured when no layout was uploaded.
+async fn check_render_time(
+    ctx: &Context,
+    operator: &Operator,
+    input: &TemplateInput,
+    template: &CardTemplate,
+) -> Result<(), ProcessError> {
+    let uploaded = |svg: &Option<String>| svg.as_deref().is_some_and(|s| !s.trim().is_empty());
+    if !uploaded(&input.front_svg) && !uploaded(&input.back_svg) {
+        return Ok(());
+    }
+    let (front, back) = effective_layouts(template);
+    let artwork = CardArtwork::new(front, back, CardFace::sample(template.name.as_str()));
+    ctx.previews
+        .check_render_time(operator, artwork, PREVIEW_WIDTH)
         .await
-        .map_err(|e| ProcessError::failed("rendering the preview stopped", e))?
-        .map_err(|e| match e {
-            // A layout over the renderer's limits is the administrator's to fix, not a fault.
-            LayoutError::Budget(_)
-            | LayoutError::Forbidden { .. }
-            | LayoutError::TooLarge { .. } => {
-                ProcessError::Unprocessable(format!("the card's layout cannot be previewed: {e}"))
-            }
-            other => ProcessError::Internal(format!("rendering the preview failed: {other}")),
-        })
 }
 
-/// A PNG of one side of a template, filled with sample values.
+/// A PNG of one side of a template, filled with sample values. Previews are rendered once per
+/// template version and side, and are limited per operator ([`crate::services::previews`]).
 pub async fn template_preview(
     ctx: &Context,
+    operator: &Operator,
     name_or_id: &str,
     side: Side,
 ) -> Result<Vec<u8>, ProcessError> {
     let template = get(ctx, name_or_id).await?;
     let (front, back) = effective_layouts(&template);
     let artwork = CardArtwork::new(front, back, CardFace::sample(template.name.as_str()));
-    render_png(artwork, side).await
+    ctx.previews
+        .png(operator, artwork, side, PREVIEW_WIDTH)
+        .await
 }

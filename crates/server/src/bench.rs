@@ -543,7 +543,7 @@ async fn audit_log(ctx: &Context, backend: &str, total: u32) -> anyhow::Result<(
 /// Renders on the calling thread only, so the numbers are per core.
 fn render(cards: u32) -> anyhow::Result<()> {
     use cardwright_cardsdk::layout::{TEMPORARY_BACK, TEMPORARY_FRONT};
-    use cardwright_cardsdk::{CardArtwork, CardFace, Side};
+    use cardwright_cardsdk::{CardArtwork, CardFace, Lane, Side};
     let cards = cards.max(1);
     let face = |n: u32| CardFace {
         serial: format!("TMP-{n:06}"),
@@ -563,7 +563,11 @@ fn render(cards: u32) -> anyhow::Result<()> {
     let pdf_time = started.elapsed();
     let started = Instant::now();
     for n in 0..cards {
-        CardArtwork::new(TEMPORARY_FRONT, TEMPORARY_BACK, face(n)).png(Side::Front, 640)?;
+        CardArtwork::new(TEMPORARY_FRONT, TEMPORARY_BACK, face(n)).png_in(
+            Lane::Preview,
+            Side::Front,
+            640,
+        )?;
     }
     let png_time = started.elapsed();
     println!(

@@ -19,7 +19,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable, machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
     /// `conflict`, `method_not_allowed`, `payload_too_large`, `unsupported_media_type`,
-    /// `unprocessable`, `too_many_requests`, `internal`.
+    /// `unprocessable`, `too_many_requests`, `unavailable`, `internal`.
     pub code: String,
     /// For the person reading it.
     pub message: String,
@@ -37,8 +37,8 @@ pub struct ApiError {
     pub message: String,
     /// Line and column in a refused option script.
     pub position: Option<(usize, usize)>,
-    /// Seconds after which a refused request may be tried again (`Retry-After`).
-    pub retry_after: Option<u64>,
+    /// When the client may ask again (`Retry-After`), for answers that say "not now".
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -60,6 +60,13 @@ impl ApiError {
         }
     }
 
+    /// `Retry-After` in whole seconds, at least one.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after
+            .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
+            .map(|s| s.max(1))
+    }
+
     fn code(&self) -> &'static str {
         match self.status {
             StatusCode::BAD_REQUEST => "bad_request",
@@ -72,6 +79,7 @@ impl ApiError {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
             StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
             StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
             _ => "internal",
         }
     }
@@ -95,15 +103,26 @@ impl From<ProcessError> for ApiError {
                 };
             }
             ProcessError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
-            ProcessError::RateLimited {
+            ProcessError::Limited {
                 message,
-                retry_after_secs,
+                retry_after,
             } => {
                 return Self {
                     status: StatusCode::TOO_MANY_REQUESTS,
                     message: message.clone(),
                     position: None,
-                    retry_after: Some(*retry_after_secs),
+                    retry_after: Some(*retry_after),
+                };
+            }
+            ProcessError::Busy {
+                message,
+                retry_after,
+            } => {
+                return Self {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    message: message.clone(),
+                    position: None,
+                    retry_after: Some(*retry_after),
                 };
             }
             ProcessError::Device { .. } => {
@@ -138,6 +157,7 @@ impl From<ProcessError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = self.retry_after_secs();
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code().to_owned(),
@@ -147,10 +167,10 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, Json(body)).into_response();
-        if let Some(secs) = self.retry_after {
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, secs.max(1).into());
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         response
     }

@@ -102,6 +102,22 @@
     area.addEventListener("scroll", function () { gutter.scrollTop = area.scrollTop; });
   });
 
+  // Previews are limited per operator: a picture refused because its operator has as many
+  // previews rendering as one may (429) is asked for again a little later, a few times.
+  document.querySelectorAll('img[src*="/preview?"]').forEach(function (img) {
+    var tries = 0;
+    var source = img.getAttribute("src");
+    var again = function () {
+      if (tries >= 5) { return; }
+      tries += 1;
+      window.setTimeout(function () {
+        img.src = source + "&try=" + tries;
+      }, 1000 * tries);
+    };
+    img.addEventListener("error", again);
+    if (img.complete && img.naturalWidth === 0) { again(); }
+  });
+
   // A file picked for a text area (the persons import) is read into it.
   document.querySelectorAll("input[type=file][data-fill]").forEach(function (input) {
     var area = document.getElementById(input.getAttribute("data-fill"));

@@ -1479,3 +1479,99 @@ async fn a_webhook_whose_receiver_is_gone_is_enabled_again_on_the_webhooks_page(
     );
     app.stop().await;
 }
+
+/// A heavy layout: a path of 600 segments drawn 100 times, so that previews of it take a
+/// moment to render.
+fn heavy_layout() -> String {
+    use std::fmt::Write as _;
+    let mut copies = String::new();
+    for i in 0..100 {
+        let _ = write!(
+            copies,
+            r##"<use href="#p" x="{}" y="{}"/>"##,
+            i % 10 * 8,
+            i / 10 * 5
+        );
+    }
+    format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="856" height="540" viewBox="0 0 856 540"><defs><path id="p" d="M10 10{}" fill="none" stroke="#1d2b45" stroke-width="0.5"/></defs>{copies}<text x="40" y="500" font-size="40">{{{{serial}}}}</text></svg>"##,
+        "h1v1".repeat(300)
+    )
+}
+
+/// The UI's card previews are limited as the API's: of eight at once, those over the
+/// operator's limit get the error page with 429, the message and `Retry-After`, and the page's
+/// script asks again for a picture so refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn previews_over_an_operators_limit_say_when_to_ask_again() {
+    use cardwright_processes::templates::{self, TemplateInput};
+    let app = UiApp::start(Vec::new()).await;
+    templates::create(
+        &app.ctx,
+        app.op("paula"),
+        &TemplateInput {
+            name: "Heavy".into(),
+            serial_prefix: "HVY-".into(),
+            front_svg: Some(heavy_layout()),
+            ..TemplateInput::default()
+        },
+    )
+    .await
+    .unwrap();
+    let cards = request::request(&app.ctx, app.op("rita"), "Heavy", 8)
+        .await
+        .unwrap();
+    let mut browser = Browser::new(&app);
+    browser.login("rita").await;
+    let cookie: Vec<String> = browser
+        .cookies
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let cookie = cookie.join("; ");
+    let mut burst = tokio::task::JoinSet::new();
+    for card in &cards {
+        let request = browser
+            .client
+            .get(format!(
+                "{}/cards/{}/preview?side=front",
+                app.base, card.card.id
+            ))
+            .header("Cookie", cookie.clone());
+        burst.spawn(async move {
+            let res = request.send().await.unwrap();
+            let status = res.status();
+            let retry_after = res
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (status, retry_after, res.text().await.unwrap_or_default())
+        });
+    }
+    let answers = burst.join_all().await;
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|(status, _, _)| *status == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
+    assert!(!refused.is_empty(), "eight at once are over the limit");
+    for (_, retry_after, body) in refused {
+        assert_eq!(retry_after.as_deref(), Some("5"));
+        assert!(
+            body.contains("as many as one operator may have at once; try again in 5 s"),
+            "{body}"
+        );
+    }
+    // Previews of other tests in this process may fill the preview lane meanwhile (503).
+    assert!(answers.iter().all(|(status, _, _)| [
+        StatusCode::OK,
+        StatusCode::TOO_MANY_REQUESTS,
+        StatusCode::SERVICE_UNAVAILABLE
+    ]
+    .contains(status)));
+    let script = browser.get("/static/app.js").await;
+    assert!(
+        script.body.contains(r#"img[src*="/preview?"]"#),
+        "the page's script asks again for refused previews"
+    );
+    app.stop().await;
+}

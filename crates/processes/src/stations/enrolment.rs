@@ -182,9 +182,9 @@ async fn take_turn(ctx: &Context, aimed: &[String], now: Timestamp) -> Result<()
             let wait = u64::try_from((until - now).num_seconds())
                 .unwrap_or(0)
                 .max(1);
-            Err(ProcessError::RateLimited {
+            Err(ProcessError::Limited {
                 message: format!("{what}; try again in {wait} seconds"),
-                retry_after_secs: wait,
+                retry_after: std::time::Duration::from_secs(wait),
             })
         }
     }

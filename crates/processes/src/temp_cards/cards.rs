@@ -129,7 +129,14 @@ pub async fn of_person(
 }
 
 /// A PNG of one side of a card as it prints (or printed), with its holder and validity.
-pub async fn preview(ctx: &Context, id: CardId, side: Side) -> Result<Vec<u8>, ProcessError> {
+/// Previews come from the preview cache, keyed by what they show, and are limited per
+/// operator ([`crate::services::previews`]).
+pub async fn preview(
+    ctx: &Context,
+    operator: &Operator,
+    id: CardId,
+    side: Side,
+) -> Result<Vec<u8>, ProcessError> {
     let (record, template, photo) = {
         let mut conn = ctx.store.reader().await?;
         let record = cards::get(&mut conn, id)
@@ -160,5 +167,7 @@ pub async fn preview(ctx: &Context, id: CardId, side: Side) -> Result<Vec<u8>, P
     };
     let (front, back) = crate::templates::effective_layouts(&template);
     let artwork = CardArtwork::new(front, back, face);
-    crate::templates::render_png(artwork, side).await
+    ctx.previews
+        .png(operator, artwork, side, crate::templates::PREVIEW_WIDTH)
+        .await
 }

@@ -74,6 +74,59 @@ impl IntoResponses for NeedsLogin {
     }
 }
 
+/// An error answer that says when to ask again, in its `Retry-After` header.
+fn error_retry_after(description: &str) -> RefOr<Response> {
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ResponseBuilder::new()
+        .description(description)
+        .header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(1)),
+                )
+                .description(Some("Seconds to wait before asking again."))
+                .build(),
+        )
+        .content(
+            "application/json",
+            Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+        )
+        .build()
+        .into()
+}
+
+/// The answers of the preview operations when previews are limited: each operator has at most
+/// a few previews rendering at once (answers from the preview cache do not count), and previews
+/// render with room of their own, apart from production.
+pub struct PreviewLimits;
+
+impl IntoResponses for PreviewLimits {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        BTreeMap::from([
+            (
+                "429".to_owned(),
+                error_retry_after(
+                    "The operator has as many renders under way as one may have at once (four \
+                     previews, or uploads being measured); `Retry-After` says when to ask again. \
+                     A preview rendered before comes from the cache and is never refused so.",
+                ),
+            ),
+            (
+                "503".to_owned(),
+                error_retry_after(
+                    "The renderer's room for previews (and for measuring uploads) stayed full for \
+                     five seconds; `Retry-After` says when to ask again. Production has room of its \
+                     own and is not held up.",
+                ),
+            ),
+        ])
+    }
+}
+
 /// The answer of every operation with an id in its path to an id that is not one.
 pub struct BadId;
 

@@ -9,7 +9,7 @@ use cardwright_domain::TemplateId;
 use cardwright_processes::templates;
 
 use super::extract::{ApiJson, ApiQuery, Auth, IdPath};
-use super::openapi::{JsonBody, NeedsLogin};
+use super::openapi::{JsonBody, NeedsLogin, PreviewLimits};
 use super::schema::{Id, PreviewQuery, Side};
 use super::views::{TemplateBody, TemplateList, TemplateView};
 use crate::error::ApiError;
@@ -34,7 +34,8 @@ pub async fn list_templates(
     responses((status = 201, description = "The new template.", body = TemplateView), JsonBody, NeedsLogin,
         (status = 403, description = "Needs the role policy-admin.", body = ErrorBody),
         (status = 409, description = "The name or serial prefix is taken.", body = ErrorBody),
-        (status = 422, description = "A layout is refused: not well-formed SVG, too large, or with scripts, DTDs or outside links; the message says which.", body = ErrorBody)))]
+        (status = 422, description = "A layout is refused: not well-formed SVG, too large, with scripts, DTDs or outside links, over a structural limit, or its card takes longer to render than a card may (the message says how long it took); the message says which.", body = ErrorBody),
+        PreviewLimits))]
 pub async fn create_template(
     State(state): State<AppState>,
     Auth(op): Auth,
@@ -65,7 +66,8 @@ pub async fn get_template(
         (status = 403, description = "Needs the role policy-admin.", body = ErrorBody),
         (status = 404, description = "No such template.", body = ErrorBody),
         (status = 409, description = "The name or serial prefix is taken.", body = ErrorBody),
-        (status = 422, description = "A layout is refused: not well-formed SVG, too large, or with scripts, DTDs or outside links; the message says which.", body = ErrorBody)))]
+        (status = 422, description = "A layout is refused: not well-formed SVG, too large, with scripts, DTDs or outside links, over a structural limit, or its card takes longer to render than a card may (the message says how long it took); the message says which.", body = ErrorBody),
+        PreviewLimits))]
 pub async fn update_template(
     State(state): State<AppState>,
     Auth(op): Auth,
@@ -79,21 +81,26 @@ pub async fn update_template(
     ))
 }
 
-/// A PNG preview of the template filled with sample values.
+/// A PNG preview of the template filled with sample values. A template version's preview is
+/// rendered once and then served from a cache; requests for it while it renders wait for that
+/// render. An operator may have four previews rendering at once; more are refused with 429 and
+/// `Retry-After`.
 #[utoipa::path(get, path = "/card-templates/{id}/preview", tag = "templates", operation_id = "preview_template",
     params(("id" = String, Path, description = "template id or name"), PreviewQuery), security(("bearer" = [])),
     responses((status = 200, description = "The preview.", content_type = "image/png", body = Vec<u8>),
         (status = 400, description = "`side` is neither front nor back.", body = ErrorBody), NeedsLogin,
         (status = 404, description = "No such template.", body = ErrorBody),
-        (status = 422, description = "The layout is over the renderer's limits or budget (for instance one stored before the limits); the message names the limit.", body = ErrorBody)))]
+        (status = 422, description = "The layout is over the renderer's limits or budget (for instance one stored before the limits); the message names the limit.", body = ErrorBody),
+        PreviewLimits))]
 pub async fn preview(
     State(state): State<AppState>,
-    Auth(_op): Auth,
+    Auth(op): Auth,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<PreviewQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let png = cardwright_processes::templates::template_preview(
         &state.ctx,
+        &op,
         &id,
         q.side.unwrap_or(Side::Front).into(),
     )

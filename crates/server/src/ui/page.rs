@@ -222,6 +222,7 @@ fn heading(status: StatusCode) -> &'static str {
         StatusCode::CONFLICT => "Not possible now",
         StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => "Check the input",
         StatusCode::TOO_MANY_REQUESTS => "Too many attempts",
+        StatusCode::SERVICE_UNAVAILABLE => "Busy",
         _ => "Something went wrong",
     }
 }
@@ -247,10 +248,17 @@ pub(crate) fn error_page(
     render_with(status, &page)
 }
 
-/// The error page for a refused process.
+/// The error page for a refused process, with `Retry-After` when the refusal says when to ask
+/// again.
 pub(crate) fn process_error(session: &UiSession, e: ProcessError) -> Response {
-    let (status, message) = explain(e);
-    error_page(session, status, message)
+    let api = ApiError::from(e);
+    let retry_after = api.retry_after_secs();
+    let mut page = error_page(session, api.status, api.message);
+    if let Some(secs) = retry_after {
+        page.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, secs.into());
+    }
+    page
 }
 
 /// The "not allowed" page (403) for a section the operator's roles do not open.

@@ -240,6 +240,9 @@ pub(crate) async fn update(
 }
 
 /// GET /admin/templates/{id}/preview?side=front|back: the template filled with sample values.
+/// Previews are limited as in the API: an operator has at most four rendering at once, and one
+/// more is refused with 429 and `Retry-After` (the page's script asks again for a picture so
+/// refused); a preview rendered before comes from the cache.
 pub(crate) async fn preview(
     State(state): State<AppState>,
     session: UiSession,
@@ -249,7 +252,7 @@ pub(crate) async fn preview(
     allowed(&session)?;
     let side = cardwright_processes::parse_side(q.side.as_deref().unwrap_or("front"))
         .map_err(|e| process_error(&session, e))?;
-    let png = templates::template_preview(&state.ctx, &id, side)
+    let png = templates::template_preview(&state.ctx, &session.operator, &id, side)
         .await
         .map_err(|e| process_error(&session, e))?;
     Ok(png_reply(png))

@@ -15,6 +15,8 @@ on_both_databases!(
     custom_layouts_are_printed_and_previewed,
     malicious_layouts_are_refused,
     hostile_layouts_neither_crash_nor_hold_the_server,
+    a_preview_is_rendered_once_for_everyone_who_asks,
+    previews_over_an_operators_limit_say_when_to_ask_again,
 );
 
 /// `pdfinfo` and `pdftotext` from poppler: (page size line, page count, text).
@@ -563,4 +565,121 @@ async fn hostile_layouts_neither_crash_nor_hold_the_server(db: Db) {
         app.call(Method::GET, "/healthz", None, None).await.status,
         StatusCode::OK
     );
+}
+
+/// A template's preview is rendered once: asked for three times at once and then by another
+/// operator, it is rendered once; a card's preview is rendered once for what it shows.
+async fn a_preview_is_rendered_once_for_everyone_who_asks(db: Db) {
+    let app = spawn_app(db).await;
+    let previews = app.ctx().previews.clone();
+    let before = previews.renders();
+    let path = "/api/v1/card-templates/Temporary%20card/preview?side=front";
+    let (first, second, third) =
+        tokio::join!(bytes(&app, path), bytes(&app, path), bytes(&app, path));
+    for (status, png) in [&first, &second, &third] {
+        assert_eq!(*status, StatusCode::OK);
+        assert_eq!(png, &first.1);
+    }
+    let by_policy = app
+        .client
+        .get(format!("{}{path}", app.base))
+        .bearer_auth(&app.policy)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_policy.status(), StatusCode::OK);
+    assert_eq!(by_policy.bytes().await.unwrap().to_vec(), first.1);
+    assert_eq!(previews.renders() - before, 1);
+
+    let cards = ids(&app.request_cards(2).await);
+    let (a, b) = (
+        format!("/api/v1/cards/{}/preview?side=front", cards[0]),
+        format!("/api/v1/cards/{}/preview?side=front", cards[1]),
+    );
+    let (one, again, other) = tokio::join!(bytes(&app, &a), bytes(&app, &a), bytes(&app, &b));
+    assert_eq!(one, again);
+    assert_ne!(one.1, other.1, "each card shows its own serial");
+    assert_eq!(previews.renders() - before, 3);
+}
+
+/// A heavy layout: a path of 600 segments drawn 100 times, a moment to render.
+fn heavy_layout() -> String {
+    crate::preview_load::copied_path(600)
+}
+
+/// Eight previews of different cards at once by one operator: four render, the others are
+/// answered 429 with a sentence and Retry-After, and another operator is not held to the
+/// first one's limit.
+async fn previews_over_an_operators_limit_say_when_to_ask_again(db: Db) {
+    let app = spawn_app(db).await;
+    let created = app
+        .post(
+            "/api/v1/card-templates",
+            &app.policy,
+            json!({"name": "Heavy", "serial_prefix": "HVY-", "front_svg": heavy_layout()}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    let cards = app
+        .post(
+            "/api/v1/temporary-cards",
+            &app.officer,
+            json!({"template": "Heavy", "amount": 8}),
+        )
+        .await;
+    let cards = ids(cards.body["cards"].as_array().unwrap());
+    let mut burst = tokio::task::JoinSet::new();
+    for card in &cards {
+        let request = app
+            .client
+            .get(format!(
+                "{}/api/v1/cards/{card}/preview?side=front",
+                app.base
+            ))
+            .bearer_auth(&app.officer);
+        burst.spawn(async move {
+            let res = request.send().await.unwrap();
+            let status = res.status();
+            let retry_after = res
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (status, retry_after, res.bytes().await.unwrap().to_vec())
+        });
+    }
+    let other = app
+        .get(
+            &format!(
+                "/api/v1/card-templates/{}/preview",
+                created.body["id"].as_str().unwrap()
+            ),
+            &app.policy,
+        )
+        .await;
+    assert_ne!(other.status, StatusCode::TOO_MANY_REQUESTS, "{other:?}");
+    let answers = burst.join_all().await;
+    let mut refused = 0;
+    for (status, retry_after, body) in &answers {
+        match *status {
+            StatusCode::OK => {
+                assert!(body.starts_with(b"\x89PNG"));
+                continue;
+            }
+            // Previews of other tests in this process may fill the preview lane meanwhile.
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert!(retry_after.is_some());
+                continue;
+            }
+            status => assert_eq!(status, StatusCode::TOO_MANY_REQUESTS),
+        }
+        refused += 1;
+        assert_eq!(retry_after.as_deref(), Some("5"));
+        let error: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(error["error"]["code"], "too_many_requests");
+        assert_eq!(
+            error["error"]["message"],
+            "you have 4 previews being rendered, as many as one operator may have at once; try again in 5 s"
+        );
+    }
+    assert!(refused > 0 && refused <= 4, "{refused} of eight refused");
 }

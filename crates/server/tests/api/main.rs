@@ -20,6 +20,7 @@ mod operators;
 mod persons_import;
 mod photos;
 mod pki;
+mod preview_load;
 mod scripts;
 mod server_processes;
 mod station_enrolment;

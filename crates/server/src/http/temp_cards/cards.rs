@@ -25,7 +25,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::error::ApiError;
 use crate::error::ErrorBody;
 use crate::http::extract::{ApiJson, ApiQuery, Auth, IdPath};
-use crate::http::openapi::{error, BadId, JsonBody, NeedsLogin};
+use crate::http::openapi::{error, BadId, JsonBody, NeedsLogin, PreviewLimits};
 use crate::http::schema::{
     optional_whole_number, whole_number, CardStateParam, Id, PreviewQuery, Side,
 };
@@ -348,20 +348,23 @@ fn process_path(def: &ProcessDef) -> Paths {
         .build()
 }
 
-/// The card's PNG preview, as it prints, with its holder and validity.
+/// The card's PNG preview, as it prints, with its holder and validity. A preview is rendered
+/// once for what it shows and then served from a cache. An operator may have four previews
+/// rendering at once; more are refused with 429 and `Retry-After`.
 #[utoipa::path(get, path = "/cards/{id}/preview", tag = "cards", operation_id = "preview_card",
     params(("id" = Id, Path, description = "card id"), PreviewQuery), security(("bearer" = [])),
     responses((status = 200, description = "The preview.", content_type = "image/png", body = Vec<u8>),
         (status = 400, description = "The id or `side` breaks its rule.", body = ErrorBody), NeedsLogin,
         (status = 404, description = "No such card.", body = ErrorBody),
-        (status = 422, description = "The layout is over the renderer's limits or budget (for instance one stored before the limits); the message names the limit.", body = ErrorBody)))]
+        (status = 422, description = "The layout is over the renderer's limits or budget (for instance one stored before the limits); the message names the limit.", body = ErrorBody),
+        PreviewLimits))]
 pub async fn preview(
     State(state): State<AppState>,
-    Auth(_op): Auth,
+    Auth(op): Auth,
     IdPath(id): IdPath<CardId>,
     ApiQuery(q): ApiQuery<PreviewQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let side = q.side.unwrap_or(Side::Front);
-    let png = cards::preview(&state.ctx, id, side.into()).await?;
+    let png = cards::preview(&state.ctx, &op, id, side.into()).await?;
     Ok(([(CONTENT_TYPE, "image/png")], png))
 }

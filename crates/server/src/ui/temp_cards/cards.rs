@@ -274,7 +274,8 @@ pub(crate) async fn profile(
     }))
 }
 
-/// GET /cards/{id}/preview?side=front|back: the card's PNG as it prints.
+/// GET /cards/{id}/preview?side=front|back: the card's PNG as it prints. Limited as the
+/// template previews are ([`crate::ui::templates::preview`]).
 pub(crate) async fn preview(
     State(state): State<AppState>,
     session: UiSession,
@@ -284,7 +285,7 @@ pub(crate) async fn preview(
     let id = path_id(&session, &id)?;
     let side = cardwright_processes::parse_side(q.side.as_deref().unwrap_or("front"))
         .map_err(|e| process_error(&session, e))?;
-    let png = cards::preview(&state.ctx, id, side)
+    let png = cards::preview(&state.ctx, &session.operator, id, side)
         .await
         .map_err(|e| process_error(&session, e))?;
     Ok(png_reply(png))
