@@ -211,7 +211,8 @@ fn connect(addr: &str) -> std::io::Result<TcpStream> {
     Err(last)
 }
 
-/// `GET url` over HTTP/1.0; Ok when the status is 2xx.
+/// `GET url` over HTTP/1.1; Ok when the status is 2xx. Only the status line is read, so a
+/// server that keeps the connection open answers as quickly as one that closes it.
 fn http_ok(url: &str) -> Result<(), String> {
     let rest = url.strip_prefix("http://").ok_or("not an http:// URL")?;
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
@@ -222,14 +223,19 @@ fn http_ok(url: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     write!(
         stream,
-        "GET {path} HTTP/1.0\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
     )
     .map_err(|e| e.to_string())?;
-    let mut answer = String::new();
-    stream
-        .take(64 * 1024)
-        .read_to_string(&mut answer)
-        .map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 512];
+    while !answer.windows(2).any(|w| w == b"\r\n") && answer.len() < 8192 {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
     let status = answer.split_whitespace().nth(1).unwrap_or("none");
     if status.starts_with('2') {
         Ok(())
@@ -273,7 +279,7 @@ mod tests {
             let mut request = [0u8; 1024];
             let _ = stream.read(&mut request);
             stream
-                .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                 .unwrap();
         });
         assert!(answers(&Part::Http(&format!("http://127.0.0.1:{port}/status"))).is_ok());
