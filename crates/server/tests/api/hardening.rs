@@ -7,7 +7,9 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE, X_CONTENT_TYPE_OPTIONS};
+use reqwest::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE, X_CONTENT_TYPE_OPTIONS,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -21,6 +23,7 @@ on_both_databases!(
     json_bodies_must_be_sent_as_application_json,
     an_unread_request_body_does_not_reset_the_connection,
     names_with_hidden_characters_are_refused,
+    the_bearer_scheme_is_read_in_any_case,
 );
 
 const METRICS_TOKEN: &str = "0123456789abcdef0123456789abcdef-scraper";
@@ -275,6 +278,61 @@ async fn names_with_hidden_characters_are_refused(db: Db) {
         )
         .await;
     assert_eq!(ok.status, StatusCode::CREATED, "{ok:?}");
+}
+
+/// The authentication scheme's name is not case-sensitive (RFC 9110 section 11.1): the API, the
+/// logout and the metrics read `bearer` and `BEARER` as `Bearer`.
+async fn the_bearer_scheme_is_read_in_any_case(db: Db) {
+    let app = spawn_app_with(db, |c| c.metrics_token = METRICS_TOKEN.into()).await;
+    let get = |path: &str, authorization: String| {
+        app.client
+            .get(format!("{}{path}", app.base))
+            .header(AUTHORIZATION, authorization)
+            .send()
+    };
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let cards = get("/api/v1/cards", format!("{scheme} {}", app.officer))
+            .await
+            .unwrap();
+        assert_eq!(cards.status(), StatusCode::OK, "{scheme}");
+        let scraped = get("/metrics", format!("{scheme} {METRICS_TOKEN}"))
+            .await
+            .unwrap();
+        assert_eq!(scraped.status(), StatusCode::OK, "{scheme}");
+        let own = get("/metrics", format!("{scheme} {}", app.auditor))
+            .await
+            .unwrap();
+        assert_eq!(own.status(), StatusCode::OK, "{scheme}");
+    }
+    for refused in [
+        format!("Basic {}", app.officer),
+        format!("Bearer{}", app.officer),
+        "bearer ".to_owned(),
+    ] {
+        let cards = get("/api/v1/cards", refused.clone()).await.unwrap();
+        assert_eq!(cards.status(), StatusCode::UNAUTHORIZED, "{refused}");
+    }
+    let login = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "officer", "password": PASSWORD})),
+        )
+        .await;
+    let token = login.body["token"].as_str().unwrap().to_owned();
+    let logout = app
+        .client
+        .post(format!("{}/api/v1/auth/logout", app.base))
+        .header(AUTHORIZATION, format!("BEARER {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    let after = get("/api/v1/cards", format!("bearer {token}"))
+        .await
+        .unwrap();
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
 }
 
 /// The real binary on the embedded default in `dir`, logging at `level` to the file it returns.
