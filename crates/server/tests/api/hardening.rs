@@ -1,6 +1,7 @@
 //! What strangers and hostile clients can do to a running server: grow its metrics, read cached
-//! answers, smuggle other media types as JSON, reset connections, forge log lines, hide
-//! characters in names, and what files it leaves readable to other local users.
+//! answers, smuggle other media types as JSON, send bodies at and past their limits, reset
+//! connections, forge log lines, hide characters in names, and what files it leaves readable to
+//! other local users.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
@@ -24,6 +25,8 @@ on_both_databases!(
     an_unread_request_body_does_not_reset_the_connection,
     names_with_hidden_characters_are_refused,
     the_bearer_scheme_is_read_in_any_case,
+    request_bodies_are_taken_up_to_their_limit_and_refused_past_it,
+    a_body_announced_too_large_is_refused_before_it_is_sent,
 );
 
 const METRICS_TOKEN: &str = "0123456789abcdef0123456789abcdef-scraper";
@@ -333,6 +336,164 @@ async fn the_bearer_scheme_is_read_in_any_case(db: Db) {
         .await
         .unwrap();
     assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// A route with a body limit, and what it answers to a body of exactly the limit.
+struct LimitedRoute<'a> {
+    method: Method,
+    path: &'a str,
+    token: &'a str,
+    media: &'a str,
+    limit: usize,
+    /// A body of the given length.
+    body: fn(usize) -> Vec<u8>,
+    at_limit: StatusCode,
+}
+
+/// A CSV file of the given length: a header and one row with a long family name.
+fn csv_of_length(length: usize) -> Vec<u8> {
+    let mut body = b"employee_number,given_name,family_name\nE-1,Ann,".to_vec();
+    body.resize(length, b'x');
+    body
+}
+
+/// Bytes of the given length that are no image.
+fn no_image_of_length(length: usize) -> Vec<u8> {
+    vec![0xFF; length]
+}
+
+/// Each body limit holds at its edge: a body of exactly the limit is read and reaches the
+/// handler (which answers for itself, here mostly refusing what it was sent), one byte more is
+/// 413. The requests are written by hand, so a reset connection could not pass for a refusal.
+async fn request_bodies_are_taken_up_to_their_limit_and_refused_past_it(db: Db) {
+    use cardwright::state::{BODY_LIMIT, PHOTO_BODY_LIMIT};
+    let app = spawn_app(db).await;
+    let person = app.person("E-7003").await;
+    let photo = format!("/api/v1/persons/{person}/photo");
+    let routes = [
+        LimitedRoute {
+            method: Method::POST,
+            path: "/api/v1/card-templates",
+            token: &app.policy,
+            media: "application/json",
+            limit: BODY_LIMIT,
+            body: crate::helpers::template_json,
+            at_limit: StatusCode::UNPROCESSABLE_ENTITY,
+        },
+        LimitedRoute {
+            method: Method::POST,
+            path: "/api/v1/persons/import?dry_run=true",
+            token: &app.officer,
+            media: "text/csv",
+            limit: BODY_LIMIT,
+            body: csv_of_length,
+            at_limit: StatusCode::OK,
+        },
+        LimitedRoute {
+            method: Method::PUT,
+            path: &photo,
+            token: &app.officer,
+            media: "image/jpeg",
+            limit: PHOTO_BODY_LIMIT,
+            body: no_image_of_length,
+            at_limit: StatusCode::UNPROCESSABLE_ENTITY,
+        },
+    ];
+    for route in routes {
+        let LimitedRoute {
+            method,
+            path,
+            token,
+            media,
+            limit,
+            ..
+        } = route;
+        let answer = app
+            .send_raw(
+                method.clone(),
+                path,
+                token,
+                media,
+                (route.body)(limit),
+                false,
+            )
+            .await;
+        assert_eq!(
+            answer.status, route.at_limit,
+            "{method} {path} with exactly {limit} bytes: {}",
+            answer.head
+        );
+        app.send_too_large(method, path, token, media, (route.body)(limit + 1))
+            .await;
+    }
+    let found = app.get("/api/v1/persons?q=E-7003", &app.officer).await;
+    assert_eq!(
+        found.body["persons"].as_array().unwrap().len(),
+        1,
+        "{found:?}"
+    );
+    let photo = app.get(&photo, &app.officer).await;
+    assert_eq!(photo.status, StatusCode::NOT_FOUND, "no photo was set");
+}
+
+/// A client that asks for `100 Continue` is told 413 before it sends a body over the limit, and
+/// is asked for a body within it.
+async fn a_body_announced_too_large_is_refused_before_it_is_sent(db: Db) {
+    use cardwright::state::{BODY_LIMIT, PHOTO_BODY_LIMIT};
+    let app = spawn_app(db).await;
+    let person = app.person("E-7004").await;
+    let photo = format!("/api/v1/persons/{person}/photo");
+    let refused = app
+        .send_raw(
+            Method::PUT,
+            &photo,
+            &app.officer,
+            "image/jpeg",
+            vec![0xFF; 50 * 1024 * 1024],
+            true,
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        refused.head
+    );
+    assert!(!refused.continued, "the body was asked for: {refused:?}");
+    let refused = app
+        .send_raw(
+            Method::POST,
+            "/api/v1/card-templates",
+            &app.policy,
+            "application/json",
+            crate::helpers::template_json(BODY_LIMIT + 1),
+            true,
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        refused.head
+    );
+    assert!(!refused.continued, "the body was asked for: {refused:?}");
+    let taken = app
+        .send_raw(
+            Method::PUT,
+            &photo,
+            &app.officer,
+            "image/jpeg",
+            vec![0xFF; PHOTO_BODY_LIMIT],
+            true,
+        )
+        .await;
+    assert!(taken.continued, "{taken:?}");
+    assert_eq!(
+        taken.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        taken.head
+    );
 }
 
 /// The real binary on the embedded default in `dir`, logging at `level` to the file it returns.
