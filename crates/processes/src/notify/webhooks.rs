@@ -4,7 +4,7 @@
 
 use base64::Engine as _;
 use cardwright_domain::temp_cards::EventType;
-use cardwright_domain::{DeliveryId, Operator, Role, WebhookId};
+use cardwright_domain::{DeliveryId, FreeText, Operator, Role, TextRule, WebhookId};
 use cardwright_storage::audit::{self, NewEvent};
 use cardwright_storage::webhooks::{self as rows, Delivery, Webhook};
 use cardwright_storage::{outbox, Store};
@@ -15,6 +15,10 @@ use crate::{require_any, Context, ProcessError};
 
 /// The most characters of a webhook URL.
 pub const MAX_URL_CHARS: usize = 2000;
+/// A webhook URL is read as free text of one line first ([`cardwright_domain::text`]): the URL
+/// parser would drop tabs and line breaks from it silently, and shows invisible formatting as it
+/// came.
+pub const URL_RULE: TextRule = TextRule::line(MAX_URL_CHARS);
 /// The prefix of a signing secret; the rest is the key in base64.
 pub const SECRET_PREFIX: &str = "whsec_";
 
@@ -27,8 +31,8 @@ pub struct WebhookView {
     pub dead: i64,
 }
 
-/// Parses and checks a webhook URL: at most 2,000 characters (else `Invalid`), http or https, a
-/// host, no credentials, and allowed by the allow-list (each entry a URL prefix: same scheme, host
+/// Parses and checks a webhook URL: at most 2,000 characters (else `Invalid`), no control or
+/// invisible formatting characters, http or https, a host, no credentials, and allowed by the allow-list (each entry a URL prefix: same scheme, host
 /// and port, and a path starting with the entry's); else `Unprocessable`.
 pub fn check_url(url: &str, allowed: &[String]) -> Result<url::Url, ProcessError> {
     if url.chars().count() > MAX_URL_CHARS {
@@ -36,7 +40,8 @@ pub fn check_url(url: &str, allowed: &[String]) -> Result<url::Url, ProcessError
             "url: a webhook URL has at most {MAX_URL_CHARS} characters"
         )));
     }
-    let trimmed = url.trim();
+    let url = FreeText::parse("url", URL_RULE, url)?;
+    let trimmed = url.as_str();
     let parsed = url::Url::parse(trimmed)
         .map_err(|e| ProcessError::Unprocessable(format!("url: '{trimmed}' is not a URL ({e})")))?;
     if !matches!(parsed.scheme(), "http" | "https") {

@@ -62,7 +62,8 @@ pub async fn list_persons(
 #[utoipa::path(post, path = "/persons", tag = "persons", request_body = NewPersonBody, security(("bearer" = [])),
     responses((status = 201, description = "The new person.", body = PersonView), JsonBody, NeedsLogin,
         (status = 403, description = "Needs the role registration-officer.", body = ErrorBody),
-        (status = 409, description = "The employee number is taken.", body = ErrorBody)))]
+        (status = 409, description = "The employee number is taken.", body = ErrorBody),
+        (status = 422, description = "A name has a control or invisible formatting character; the message names the field.", body = ErrorBody)))]
 pub async fn create_person(
     State(state): State<AppState>,
     Auth(op): Auth,

@@ -34,7 +34,7 @@ pub async fn list_templates(
     responses((status = 201, description = "The new template.", body = TemplateView), JsonBody, NeedsLogin,
         (status = 403, description = "Needs the role policy-admin.", body = ErrorBody),
         (status = 409, description = "The name or serial prefix is taken.", body = ErrorBody),
-        (status = 422, description = "A layout is refused: not well-formed SVG, too large, or with scripts, DTDs or outside links; the message says which.", body = ErrorBody)))]
+        (status = 422, description = "A layout is refused (not well-formed SVG, too large, or with scripts, DTDs or outside links), or the name or the description has a control or invisible formatting character; the message says which, naming the field.", body = ErrorBody)))]
 pub async fn create_template(
     State(state): State<AppState>,
     Auth(op): Auth,
@@ -65,7 +65,7 @@ pub async fn get_template(
         (status = 403, description = "Needs the role policy-admin.", body = ErrorBody),
         (status = 404, description = "No such template.", body = ErrorBody),
         (status = 409, description = "The name or serial prefix is taken.", body = ErrorBody),
-        (status = 422, description = "A layout is refused: not well-formed SVG, too large, or with scripts, DTDs or outside links; the message says which.", body = ErrorBody)))]
+        (status = 422, description = "A layout is refused (not well-formed SVG, too large, or with scripts, DTDs or outside links), or the name or the description has a control or invisible formatting character; the message says which, naming the field.", body = ErrorBody)))]
 pub async fn update_template(
     State(state): State<AppState>,
     Auth(op): Auth,

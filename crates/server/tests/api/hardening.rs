@@ -1,7 +1,7 @@
 //! What strangers and hostile clients can do to a running server: grow its metrics, read cached
 //! answers, smuggle other media types as JSON, send bodies at and past their limits, reset
-//! connections, forge log lines, hide characters in names, and what files it leaves readable to
-//! other local users.
+//! connections, forge log lines, hide characters in names and other free text, and what files it
+//! leaves readable to other local users.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
@@ -24,6 +24,7 @@ on_both_databases!(
     json_bodies_must_be_sent_as_application_json,
     an_unread_request_body_does_not_reset_the_connection,
     names_with_hidden_characters_are_refused,
+    free_text_with_control_or_bidirectional_characters_is_refused_not_trimmed,
     the_bearer_scheme_is_read_in_any_case,
     request_bodies_are_taken_up_to_their_limit_and_refused_past_it,
     a_body_announced_too_large_is_refused_before_it_is_sent,
@@ -261,11 +262,14 @@ async fn names_with_hidden_characters_are_refused(db: Db) {
         let answer = app.post("/api/v1/persons", &app.officer, person).await;
         assert_eq!(
             answer.status,
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "{value:?}: {answer:?}"
         );
         let message = answer.body["error"]["message"].as_str().unwrap();
-        assert!(message.contains("invisible formatting"), "{message}");
+        assert!(
+            message.starts_with(field) && message.contains("invisible formatting"),
+            "{message}"
+        );
     }
     let persons = app.get("/api/v1/persons?q=E-7001", &app.officer).await;
     assert_eq!(
@@ -281,6 +285,138 @@ async fn names_with_hidden_characters_are_refused(db: Db) {
         )
         .await;
     assert_eq!(ok.status, StatusCode::CREATED, "{ok:?}");
+}
+
+/// Characters a free text may not hold, at its start, in it and at its end: control characters
+/// (a vertical tab, which `str::trim` would have removed from either end) and the invisible
+/// formatting ones (bidirectional overrides, embeddings, isolates and marks).
+const REFUSED_TEXTS: [&str; 8] = [
+    "\u{b}front desk",
+    "front desk\u{b}",
+    "\tfront desk",
+    "front \u{202E}ksed",
+    "\u{202A}front desk",
+    "front desk\u{2069}",
+    "\u{200F}front desk",
+    "front\u{061C} desk",
+];
+
+/// Checks a refusal of free text: 422, and a message that names the field and the kind of
+/// character.
+fn assert_text_refused(answer: &crate::helpers::Answer, field: &str, value: &str) {
+    assert_eq!(
+        answer.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{field} = {value:?}: {answer:?}"
+    );
+    assert_eq!(answer.body["error"]["code"], "unprocessable", "{answer:?}");
+    let message = answer.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!("{field} may not contain "))
+            && (message.contains("control characters")
+                || message.contains("invisible formatting characters")),
+        "{field} = {value:?}: {message}"
+    );
+}
+
+/// Every free-text field of the API follows one rule: a control or invisible formatting
+/// character anywhere in it is refused with 422 naming the field, never trimmed away; plain
+/// spaces around the text are trimmed.
+async fn free_text_with_control_or_bidirectional_characters_is_refused_not_trimmed(db: Db) {
+    let app = spawn_app(db).await;
+    let card = app.unassigned_card().await;
+    for value in REFUSED_TEXTS {
+        let station = app
+            .post(
+                "/api/v1/stations",
+                &app.producer,
+                json!({"name": "desk-9", "description": value}),
+            )
+            .await;
+        assert_text_refused(&station, "description", value);
+        for field in ["given_name", "family_name"] {
+            let mut person =
+                json!({"employee_number": "E-7002", "given_name": "Ann", "family_name": "Lee"});
+            person[field] = json!(value);
+            let answer = app.post("/api/v1/persons", &app.officer, person).await;
+            assert_text_refused(&answer, field, value);
+        }
+        for (field, body) in [
+            ("name", json!({"name": value, "serial_prefix": "GST-"})),
+            (
+                "description",
+                json!({"name": "Guest", "serial_prefix": "GST-", "description": value}),
+            ),
+        ] {
+            let answer = app.post("/api/v1/card-templates", &app.policy, body).await;
+            assert_text_refused(&answer, field, value);
+        }
+        let lock = app
+            .post(
+                &format!("/api/v1/cards/{card}/lock"),
+                &app.officer,
+                json!({"reason": "other", "comment": value}),
+            )
+            .await;
+        assert_text_refused(&lock, "comment", value);
+        let mail = app
+            .call(
+                Method::PUT,
+                "/api/v1/mail-templates/assigned/en",
+                Some(&app.policy),
+                Some(json!({"subject": value, "body": "Hello {{holder}}"})),
+            )
+            .await;
+        assert_text_refused(&mail, "subject", value);
+        let url = format!("https://siem.example.com/{value}");
+        let webhook = app
+            .post(
+                "/api/v1/webhooks",
+                &app.policy,
+                json!({"url": url, "events": ["card.locked"]}),
+            )
+            .await;
+        assert_text_refused(&webhook, "url", &url);
+    }
+    // Nothing refused was kept.
+    let stations = app.get("/api/v1/stations", &app.producer).await;
+    assert_eq!(stations.body["stations"], json!([]), "{stations:?}");
+    let templates = app.get("/api/v1/card-templates", &app.policy).await;
+    assert_eq!(templates.body["templates"].as_array().unwrap().len(), 1);
+    assert_eq!(app.card(&card).await["state"], "unassigned");
+    let webhooks = app.get("/api/v1/webhooks", &app.policy).await;
+    assert_eq!(webhooks.body["webhooks"], json!([]), "{webhooks:?}");
+
+    // Plain spaces around a text are trimmed; a comment keeps the lines inside it.
+    let station = app
+        .post(
+            "/api/v1/stations",
+            &app.producer,
+            json!({"name": "desk-9", "description": " \u{a0}front desk, hall B  "}),
+        )
+        .await;
+    assert_eq!(station.status, StatusCode::CREATED, "{station:?}");
+    let station = app.get("/api/v1/stations/desk-9", &app.producer).await;
+    assert_eq!(station.body["description"], "front desk, hall B");
+    let lock = app
+        .post(
+            &format!("/api/v1/cards/{card}/lock"),
+            &app.officer,
+            json!({"reason": "other", "comment": "left on the train\r\nat 9 "}),
+        )
+        .await;
+    assert_eq!(lock.status, StatusCode::OK, "{lock:?}");
+    let history = app.card(&card).await["history"].clone();
+    let locked = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["new_state"] == "locked")
+        .unwrap_or_else(|| panic!("{history}"));
+    assert_eq!(
+        locked["details"]["comment"], "left on the train\r\nat 9",
+        "{locked}"
+    );
 }
 
 /// The authentication scheme's name is not case-sensitive (RFC 9110 section 11.1): the API, the

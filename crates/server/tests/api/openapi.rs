@@ -325,6 +325,83 @@ fn the_document_states_the_limits_the_server_enforces() {
     );
 }
 
+/// Whether `pattern` (anchored, as the document's are) matches all of `value`.
+fn pattern_matches(pattern: &str, value: &str) -> bool {
+    use regex_automata::nfa::thompson::pikevm::PikeVM;
+    let vm = PikeVM::new(pattern).expect("the pattern compiles");
+    vm.is_match(&mut vm.create_cache(), value)
+}
+
+/// Every free-text field of a request states one rule: its length, and a pattern that bars
+/// control and invisible formatting characters anywhere; the operations that take one document
+/// the 422 such a character gets.
+#[test]
+fn every_free_text_field_states_the_rule_of_free_text() {
+    let doc = document();
+    let schemas = &doc["components"]["schemas"];
+    let fields = [
+        ("NewPersonBody", "given_name", false),
+        ("NewPersonBody", "family_name", false),
+        ("TemplateBody", "name", false),
+        ("TemplateBody", "description", false),
+        ("NewStationBody", "description", false),
+        ("ReasonBody", "comment", true),
+        ("MailTemplateBody", "subject", false),
+        ("MailTemplateBody", "body", true),
+        ("NewWebhookBody", "url", false),
+    ];
+    for (body, field, lines) in fields {
+        let rule = resolve(&doc, &schemas[body]["properties"][field]);
+        assert!(rule["maxLength"].is_u64(), "{body}.{field}: {rule}");
+        let pattern = rule["pattern"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{body}.{field}: {rule}"));
+        let admits = |value: &str| pattern_matches(pattern, value);
+        assert!(admits("front desk"), "{body}.{field}");
+        assert!(admits(" front desk "), "{body}.{field}");
+        for refused in [
+            "\u{b}front desk",
+            "front desk\u{b}",
+            "\tfront",
+            "front\u{0}",
+            "front\u{7f}",
+            "front\u{85}",
+            "front\u{202A}",
+            "\u{202E}front",
+            "front\u{2066}desk",
+            "front\u{2069}",
+            "\u{200E}front",
+            "front\u{200F}",
+            "front\u{061C}desk",
+            "front\u{2028}desk",
+        ] {
+            assert!(!admits(refused), "{body}.{field} admits {refused:?}");
+        }
+        assert_eq!(admits("front\ndesk"), lines, "{body}.{field}");
+        assert_eq!(admits("front\r\ndesk"), lines, "{body}.{field}");
+    }
+    let bodies: Vec<String> = fields
+        .iter()
+        .map(|(body, _, _)| format!("#/components/schemas/{body}"))
+        .collect();
+    let mut takers = 0;
+    for (method, path, op) in operations(&doc) {
+        let schema = &op["requestBody"]["content"]["application/json"]["schema"]["$ref"];
+        if schema
+            .as_str()
+            .is_some_and(|s| bodies.iter().any(|b| b == s))
+        {
+            takers += 1;
+            assert!(
+                statuses(&op).contains(&"422"),
+                "{method} {path} takes free text but does not document 422"
+            );
+        }
+    }
+    // Persons, templates (create, update), stations, withdraw, lock, mail texts, webhooks.
+    assert_eq!(takers, 8);
+}
+
 #[tokio::test]
 async fn the_api_takes_what_its_document_admits_and_refuses_the_rest() {
     let app = spawn_app(Db::Sqlite).await;
@@ -422,7 +499,11 @@ async fn a_nul_character_is_answered_without_a_server_error(db: Db) {
             json!({"name": "Guest", "serial_prefix": "GST-", "description": "a\u{0}"}),
         )
         .await;
-    assert_eq!(template.status, StatusCode::BAD_REQUEST, "{template:?}");
+    assert_eq!(
+        template.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{template:?}"
+    );
     let script = app
         .call(
             Method::PUT,

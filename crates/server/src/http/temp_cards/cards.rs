@@ -27,7 +27,7 @@ use crate::error::ErrorBody;
 use crate::http::extract::{ApiJson, ApiQuery, Auth, IdPath};
 use crate::http::openapi::{error, BadId, JsonBody, NeedsLogin};
 use crate::http::schema::{
-    optional_whole_number, whole_number, CardStateParam, Id, PreviewQuery, Side,
+    optional_comment, optional_whole_number, whole_number, CardStateParam, Id, PreviewQuery, Side,
 };
 use crate::http::views::{CardDetail, CardList, CardView};
 use crate::state::AppState;
@@ -138,8 +138,7 @@ pub struct ReasonBody {
     /// the card's history.
     #[schema(value_type = Option<ReasonText>)]
     pub reason: Option<String>,
-    /// Free text beside the reason (at most 500 characters).
-    #[schema(max_length = 500)]
+    #[schema(schema_with = optional_comment)]
     pub comment: Option<String>,
 }
 
@@ -318,7 +317,11 @@ fn process_path(def: &ProcessDef) -> Paths {
     if takes_body && !takes_person {
         responses = responses.response(
             "422",
-            error("The reason is not one of the list, or the comment is too long."),
+            error(
+                "The reason is not one of the list, or the comment is too long or has a control \
+                 character other than a line break or an invisible formatting character; the \
+                 message names the field.",
+            ),
         );
     }
     let operation = OperationBuilder::new()
