@@ -18,7 +18,9 @@ use cardwright_processes::notify::webhooks::URL_RULE;
 use cardwright_processes::stations::DESCRIPTION_RULE as STATION_DESCRIPTION_RULE;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaFormat, SchemaType, Type};
+use utoipa::openapi::schema::{
+    ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, SchemaType, Type,
+};
 use utoipa::openapi::{Ref, RefOr, Schema};
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 
@@ -319,6 +321,27 @@ schema!(
     string("1 to 64 letters, digits, '.', '_' or '-'; unique.")
         .pattern(Some("^[A-Za-z0-9._-]{1,64}$"))
         .examples(["desk-7"])
+);
+
+/// Bytes of `media`, sent or answered as the body itself (not JSON).
+fn binary(media: &str, description: &str) -> ObjectBuilder {
+    string(description)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+        .content_media_type(media)
+}
+
+schema!(
+    /// A PNG image as a body.
+    PngImage,
+    "PngImage",
+    binary("image/png", "A PNG image.")
+);
+
+schema!(
+    /// A JPEG image as a body.
+    JpegImage,
+    "JpegImage",
+    binary("image/jpeg", "A JPEG image.")
 );
 
 /// An id as a request names it: a UUID in its written form.

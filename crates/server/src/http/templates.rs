@@ -10,7 +10,7 @@ use cardwright_processes::templates;
 
 use super::extract::{ApiJson, ApiQuery, Auth, IdPath};
 use super::openapi::{JsonBody, NeedsLogin};
-use super::schema::{Id, PreviewQuery, Side};
+use super::schema::{Id, PngImage, PreviewQuery, Side};
 use super::views::{TemplateBody, TemplateList, TemplateView};
 use crate::error::ApiError;
 use crate::error::ErrorBody;
@@ -82,7 +82,7 @@ pub async fn update_template(
 /// A PNG preview of the template filled with sample values.
 #[utoipa::path(get, path = "/card-templates/{id}/preview", tag = "templates", operation_id = "preview_template",
     params(("id" = String, Path, description = "template id or name"), PreviewQuery), security(("bearer" = [])),
-    responses((status = 200, description = "The preview.", content_type = "image/png", body = Vec<u8>),
+    responses((status = 200, description = "The preview.", content_type = "image/png", body = inline(PngImage)),
         (status = 400, description = "`side` is neither front nor back.", body = ErrorBody), NeedsLogin,
         (status = 404, description = "No such template.", body = ErrorBody),
         (status = 422, description = "The layout is over the renderer's limits or budget (for instance one stored before the limits); the message names the limit.", body = ErrorBody)))]

@@ -325,6 +325,55 @@ fn the_document_states_the_limits_the_server_enforces() {
     );
 }
 
+/// Every body that is neither JSON nor text (photos, previews) is a string of bytes of its
+/// media type, which a client or Schemathesis can check an answer against; none is an array of
+/// numbers.
+#[test]
+fn binary_bodies_are_strings_of_their_media_type() {
+    let doc = document();
+    let mut binary = Vec::new();
+    for (method, path, op) in operations(&doc) {
+        let mut contents: Vec<(String, &Value)> = Vec::new();
+        if let Some(request) = op["requestBody"]["content"].as_object() {
+            contents.extend(request.iter().map(|(m, c)| (format!("{m} request"), c)));
+        }
+        for (status, response) in op["responses"].as_object().expect("responses") {
+            if let Some(content) = response["content"].as_object() {
+                contents.extend(content.iter().map(|(m, c)| (format!("{m} {status}"), c)));
+            }
+        }
+        for (what, content) in contents {
+            let media = what.split(' ').next().unwrap();
+            let schema = resolve(&doc, &content["schema"]);
+            assert_ne!(schema["type"], "array", "{method} {path} {what}: {schema}");
+            if media == "application/json" || media.starts_with("text/") {
+                continue;
+            }
+            assert_eq!(schema["type"], "string", "{method} {path} {what}: {schema}");
+            assert_eq!(
+                schema["format"], "binary",
+                "{method} {path} {what}: {schema}"
+            );
+            assert_eq!(
+                schema["contentMediaType"], media,
+                "{method} {path} {what}: {schema}"
+            );
+            binary.push(format!("{method} {path} {what}"));
+        }
+    }
+    binary.sort();
+    assert_eq!(
+        binary,
+        [
+            "GET /api/v1/card-templates/{id}/preview image/png 200",
+            "GET /api/v1/cards/{id}/preview image/png 200",
+            "GET /api/v1/persons/{id}/photo image/jpeg 200",
+            "PUT /api/v1/persons/{id}/photo image/jpeg request",
+            "PUT /api/v1/persons/{id}/photo image/png request",
+        ]
+    );
+}
+
 /// Whether `pattern` (anchored, as the document's are) matches all of `value`.
 fn pattern_matches(pattern: &str, value: &str) -> bool {
     use regex_automata::nfa::thompson::pikevm::PikeVM;

@@ -27,7 +27,8 @@ use crate::error::ErrorBody;
 use crate::http::extract::{ApiJson, ApiQuery, Auth, IdPath};
 use crate::http::openapi::{error, BadId, JsonBody, NeedsLogin};
 use crate::http::schema::{
-    optional_comment, optional_whole_number, whole_number, CardStateParam, Id, PreviewQuery, Side,
+    optional_comment, optional_whole_number, whole_number, CardStateParam, Id, PngImage,
+    PreviewQuery, Side,
 };
 use crate::http::views::{CardDetail, CardList, CardView};
 use crate::state::AppState;
@@ -354,7 +355,7 @@ fn process_path(def: &ProcessDef) -> Paths {
 /// The card's PNG preview, as it prints, with its holder and validity.
 #[utoipa::path(get, path = "/cards/{id}/preview", tag = "cards", operation_id = "preview_card",
     params(("id" = Id, Path, description = "card id"), PreviewQuery), security(("bearer" = [])),
-    responses((status = 200, description = "The preview.", content_type = "image/png", body = Vec<u8>),
+    responses((status = 200, description = "The preview.", content_type = "image/png", body = inline(PngImage)),
         (status = 400, description = "The id or `side` breaks its rule.", body = ErrorBody), NeedsLogin,
         (status = 404, description = "No such card.", body = ErrorBody),
         (status = 422, description = "The layout is over the renderer's limits or budget (for instance one stored before the limits); the message names the limit.", body = ErrorBody)))]
