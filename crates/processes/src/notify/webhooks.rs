@@ -31,9 +31,10 @@ pub struct WebhookView {
     pub dead: i64,
 }
 
-/// Parses and checks a webhook URL: at most 2,000 characters (else `Invalid`), no control or
-/// invisible formatting characters, http or https, a host, no credentials, and allowed by the allow-list (each entry a URL prefix: same scheme, host
-/// and port, and a path starting with the entry's); else `Unprocessable`.
+/// Parses and checks a webhook URL: at most 2,000 characters and not blank (else `Invalid`); no
+/// control or invisible formatting characters, http or https, a host, no credentials, and allowed
+/// by the allow-list (each entry a URL prefix: same scheme, host and port, and a path starting
+/// with the entry's); else `Unprocessable`.
 pub fn check_url(url: &str, allowed: &[String]) -> Result<url::Url, ProcessError> {
     if url.chars().count() > MAX_URL_CHARS {
         return Err(ProcessError::Invalid(format!(

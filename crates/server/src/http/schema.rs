@@ -1,8 +1,10 @@
 //! The values the API reads, each with the schema the OpenAPI document states for it. A value
-//! that matches its schema is taken and one that does not is refused with 400, so the patterns
-//! here follow the domain's parsers character for character: they allow the surrounding spaces
-//! that `str::trim` removes, count what is left the way the parser does, and bar the control
-//! characters it bars. Patterns are ECMA-262, as JSON Schema reads them.
+//! that matches its schema is taken and one that does not is refused (with 400, or with 422 for
+//! free text holding a character its rule forbids), so the patterns here follow the domain's
+//! parsers character for character: they allow the surrounding spaces the parser trims, count
+//! what is sent the way the parser does, and bar the characters it bars. Free text's patterns are
+//! built from the same `TextRule` its parser reads. Patterns are ECMA-262, as JSON Schema reads
+//! them.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -60,9 +62,9 @@ fn trimmed(core: &str) -> String {
     format!("^[{SPACE}]*{core}[{SPACE}]*$")
 }
 
-/// What [`cardwright_domain::FreeText::parse`] admits under `rule`: no character the rule bars, anywhere, and
-/// (unless the field may be empty) one that is not trimmed. The length is the schema's
-/// `maxLength`, counted as sent as the parser counts it.
+/// What [`cardwright_domain::FreeText::parse`] admits under `rule`: no character the rule bars,
+/// anywhere, and (unless the field may be empty) one that is not trimmed. The length is the
+/// schema's `maxLength`, counted as sent as the parser counts it.
 fn free_text_pattern(rule: TextRule) -> String {
     let hidden = hidden();
     let (barred, trimmed) = if rule.lines {
