@@ -7,6 +7,12 @@ pub enum DomainError {
         field: &'static str,
         message: String,
     },
+    /// Free text that breaks its field's rule ([`crate::text`]).
+    #[error("{field} {problem}")]
+    Text {
+        field: &'static str,
+        problem: crate::text::TextProblem,
+    },
     /// The process is not allowed in the card's current state.
     #[error("{process} is not allowed on a card in state {state}; it needs state {allowed}")]
     WrongState {

@@ -16,6 +16,7 @@ pub use ids::{BatchOrderId, CardId, DeliveryId, OperatorId, PersonId, TemplateId
 pub use operator::{Operator, Role, Roles, Username};
 pub use person::{Email, EmployeeNumber, Person, PersonName, PersonState};
 pub use template::{CardTemplate, SerialPrefix, TemplateKind, TemplateName};
+pub use text::{FreeText, TextRule};
 
 /// The point in time every rule is evaluated at.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

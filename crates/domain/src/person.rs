@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use crate::error::DomainError;
 use crate::ids::PersonId;
+use crate::text::{FreeText, TextRule};
 
 /// Whether a person may be given a card.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,21 +65,15 @@ impl EmployeeNumber {
     }
 }
 
-/// A given or family name: 1 to 100 characters, no control or invisible formatting characters
-/// ([`crate::text`]).
+/// A given or family name: free text ([`crate::text`]) of one line, 1 to 100 characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PersonName(String);
 
 impl PersonName {
+    pub const RULE: TextRule = TextRule::line(100);
+
     pub fn parse(field: &'static str, s: &str) -> Result<Self, DomainError> {
-        let s = s.trim();
-        if s.is_empty() || s.chars().count() > 100 || crate::text::has_hidden_characters(s) {
-            return Err(DomainError::invalid(
-                field,
-                "a name has 1 to 100 characters and no control or invisible formatting characters (such as bidirectional overrides, zero-width characters or line separators)",
-            ));
-        }
-        Ok(Self(s.to_owned()))
+        FreeText::parse(field, Self::RULE, s).map(|text| Self(text.into_string()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -185,6 +180,8 @@ mod tests {
         assert!(PersonName::parse("given_name", "Ann\u{0}").is_err());
         assert!(PersonName::parse("given_name", "  ").is_err());
         assert!(PersonName::parse("family_name", "Lee\u{202E}").is_err());
+        assert!(PersonName::parse("family_name", "\u{b}Lee").is_err());
+        assert!(PersonName::parse("family_name", "Lee\t").is_err());
         assert!(Email::parse("ann\u{200B}@example.org").is_err());
         assert_eq!(
             PersonName::parse("given_name", " Åsa ").unwrap().as_str(),

@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use crate::error::DomainError;
 use crate::ids::TemplateId;
+use crate::text::{FreeText, TextRule};
 
 /// The kind of card a template makes. Only temporary cards exist so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,26 +40,24 @@ impl FromStr for TemplateKind {
     }
 }
 
-/// A template's name: 1 to 64 characters, no control or invisible formatting characters, unique.
+/// A template's name: free text ([`crate::text`]) of one line, 1 to 64 characters; unique.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TemplateName(String);
 
 impl TemplateName {
+    pub const RULE: TextRule = TextRule::line(64);
+
     pub fn parse(s: &str) -> Result<Self, DomainError> {
-        let s = s.trim();
-        if s.is_empty() || s.chars().count() > 64 || crate::text::has_hidden_characters(s) {
-            return Err(DomainError::invalid(
-                "name",
-                "a template name has 1 to 64 characters and no control or invisible formatting characters",
-            ));
-        }
-        Ok(Self(s.to_owned()))
+        FreeText::parse("name", Self::RULE, s).map(|text| Self(text.into_string()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
 }
+
+/// A template's description: free text of one line, at most 500 characters, or none.
+pub const DESCRIPTION_RULE: TextRule = TextRule::line(500).or_empty();
 
 /// The start of every serial of a template: 1 to 12 upper-case letters, digits or dashes. Unique
 /// among templates, so serials never collide.

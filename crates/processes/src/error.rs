@@ -1,3 +1,4 @@
+use cardwright_domain::text::TextProblem;
 use cardwright_domain::DomainError;
 use cardwright_storage::StoreError;
 
@@ -77,7 +78,18 @@ impl ProcessError {
 impl From<DomainError> for ProcessError {
     fn from(e: DomainError) -> Self {
         match e {
-            DomainError::Invalid { .. } => ProcessError::Invalid(e.to_string()),
+            // A text of the wrong length is refused like any value that breaks its rule; one
+            // with characters the rules of free text forbid is refused for what it says (422),
+            // as a comment's always was.
+            DomainError::Invalid { .. }
+            | DomainError::Text {
+                problem: TextProblem::Empty | TextProblem::TooLong { .. },
+                ..
+            } => ProcessError::Invalid(e.to_string()),
+            DomainError::Text {
+                problem: TextProblem::Control { .. } | TextProblem::InvisibleFormatting,
+                ..
+            } => ProcessError::Unprocessable(e.to_string()),
             DomainError::WrongState { .. } | DomainError::Conflict(_) => {
                 ProcessError::Conflict(e.to_string())
             }

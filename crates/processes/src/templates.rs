@@ -1,9 +1,11 @@
 //! Card templates (policy administrators' master data).
 
 use cardwright_cardsdk::{check_layout, CardArtwork, CardFace, Side};
-use cardwright_domain::template::{DEFAULT_TEMPLATE_NAME, DEFAULT_TEMPLATE_PREFIX};
+use cardwright_domain::template::{
+    DEFAULT_TEMPLATE_NAME, DEFAULT_TEMPLATE_PREFIX, DESCRIPTION_RULE,
+};
 use cardwright_domain::{
-    CardTemplate, Operator, Role, SerialPrefix, TemplateId, TemplateKind, TemplateName,
+    CardTemplate, FreeText, Operator, Role, SerialPrefix, TemplateId, TemplateKind, TemplateName,
 };
 use cardwright_storage::audit::{self, NewEvent};
 use cardwright_storage::{templates, Conn, Store, StoreError};
@@ -42,17 +44,12 @@ fn build(
     input: &TemplateInput,
     current: Option<CardTemplate>,
 ) -> Result<CardTemplate, ProcessError> {
-    let description = input.description.clone().unwrap_or_default();
-    if description.chars().count() > 500 {
-        return Err(ProcessError::Invalid(
-            "description: at most 500 characters".into(),
-        ));
-    }
-    if description.contains('\0') {
-        return Err(ProcessError::Invalid(
-            "description: no NUL characters".into(),
-        ));
-    }
+    let description = FreeText::parse(
+        "description",
+        DESCRIPTION_RULE,
+        input.description.as_deref().unwrap_or_default(),
+    )?
+    .into_string();
     Ok(CardTemplate {
         id,
         name: TemplateName::parse(&input.name)?,

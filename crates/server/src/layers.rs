@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header::{CACHE_CONTROL, SET_COOKIE, X_CONTENT_TYPE_OPTIONS};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_LENGTH, EXPECT, SET_COOKIE, X_CONTENT_TYPE_OPTIONS,
+};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -19,28 +21,56 @@ use crate::state::{body_limit, AppState};
 
 /// Reads the request body before the handler runs. A handler that needs no body would otherwise
 /// answer with the body still unread; the connection is then closed with data in it, which the
-/// client sees as a reset while it reads the answer. A body over its limit ([`crate::state::body_limit`]) is refused with
-/// 413 before any handler sees it.
+/// client sees as a reset while it reads the answer. A body over its limit
+/// ([`crate::state::body_limit`]; a body of exactly the limit is taken) is refused with 413
+/// before any handler sees it.
+///
+/// A client that sends `Expect: 100-continue` and a `Content-Length` over the limit is refused
+/// before its body is asked for: the server answers 413 instead of `100 Continue`, so the client
+/// never sends the body and reads the answer on a connection with nothing left unread in it.
 pub async fn read_body(req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let limit = body_limit(parts.uri.path());
+    if expects_continue(&parts.headers)
+        && declared_length(&parts.headers).is_some_and(|n| n > limit)
+    {
+        return too_large(limit);
+    }
     let bytes: Bytes = match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => bytes,
-        Err(_) => {
-            return ApiError {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                message: format!(
-                    "the request body is larger than {} MiB",
-                    limit / (1024 * 1024)
-                ),
-                position: None,
-                retry_after: None,
-            }
-            .into_response();
-        }
+        Err(_) => return too_large(limit),
     };
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
+}
+
+fn too_large(limit: usize) -> Response {
+    ApiError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        message: format!(
+            "the request body is larger than {} MiB",
+            limit / (1024 * 1024)
+        ),
+        position: None,
+        retry_after: None,
+    }
+    .into_response()
+}
+
+/// Whether the client waits for `100 Continue` before it sends the body.
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"))
+}
+
+/// The body's length as the request declares it.
+fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Whether the request reached the server over HTTPS, as a TLS-terminating proxy in front of it

@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::DomainError;
+use crate::text::{FreeText, TextRule};
 
 /// The fixed list of reasons.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,32 +69,20 @@ pub struct Reason {
     pub comment: Option<String>,
 }
 
+/// A reason's comment: free text ([`crate::text`]) of any number of lines, at most
+/// [`MAX_COMMENT`] characters, or none.
+pub const COMMENT_RULE: TextRule = TextRule::lines(MAX_COMMENT).or_empty();
+
 impl Reason {
-    /// A reason from its name and an optional comment (trimmed; at most [`MAX_COMMENT`]
-    /// characters, no control characters but line breaks).
+    /// A reason from its name and an optional comment ([`COMMENT_RULE`]; an empty one is none).
     pub fn parse(kind: &str, comment: Option<&str>) -> Result<Self, DomainError> {
         let kind = kind.parse()?;
-        let comment = comment.map(str::trim).filter(|c| !c.is_empty());
-        if let Some(c) = comment {
-            if c.chars().count() > MAX_COMMENT {
-                return Err(DomainError::invalid(
-                    "comment",
-                    format!("at most {MAX_COMMENT} characters"),
-                ));
-            }
-            if c.chars()
-                .any(|ch| ch.is_control() && ch != '\n' && ch != '\r')
-            {
-                return Err(DomainError::invalid(
-                    "comment",
-                    "control characters are not allowed".to_owned(),
-                ));
-            }
-        }
-        Ok(Self {
-            kind,
-            comment: comment.map(str::to_owned),
-        })
+        let comment = comment
+            .map(|c| FreeText::parse("comment", COMMENT_RULE, c))
+            .transpose()?
+            .map(FreeText::into_string)
+            .filter(|c| !c.is_empty());
+        Ok(Self { kind, comment })
     }
 }
 
@@ -110,5 +99,14 @@ mod tests {
         assert!(Reason::parse("eaten", None).is_err());
         assert!(Reason::parse("lost", Some(&"x".repeat(501))).is_err());
         assert!(Reason::parse("lost", Some("a\u{0}b")).is_err());
+        assert!(Reason::parse("lost", Some("\u{b}on the train")).is_err());
+        assert!(Reason::parse("lost", Some("on the \u{202E}train")).is_err());
+        assert_eq!(
+            Reason::parse("lost", Some("on the train\r\nat 9"))
+                .unwrap()
+                .comment
+                .as_deref(),
+            Some("on the train\r\nat 9")
+        );
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use cardwright_domain::temp_cards::{CardState, EventType, Language, MailKind};
-use cardwright_domain::{CardId, Operator, PersonId, Role, Timestamp};
+use cardwright_domain::{CardId, FreeText, Operator, PersonId, Role, TextRule, Timestamp};
 use cardwright_storage::audit::{self, Event, NewEvent};
 use cardwright_storage::mails::{self as rows, Mail, NewMail, StoredTemplate};
 use cardwright_storage::{cards, persons, templates, Conn, Store};
@@ -134,45 +134,18 @@ fn text_of(stored: &[StoredTemplate], kind: MailKind, language: Language) -> Mai
     }
 }
 
-/// Checks a text: its length (`Invalid`), then that neither is blank, the subject is one line,
-/// and only known placeholders are used (`Unprocessable`).
-fn check_text(subject: &str, body: &str) -> Result<(), ProcessError> {
-    if subject.chars().count() > MAX_SUBJECT_CHARS {
-        return Err(ProcessError::Invalid(format!(
-            "subject: a subject has at most {MAX_SUBJECT_CHARS} characters"
-        )));
-    }
-    if body.chars().count() > MAX_BODY_CHARS {
-        return Err(ProcessError::Invalid(format!(
-            "body: a body has at most {MAX_BODY_CHARS} characters"
-        )));
-    }
-    let subject = subject.trim();
-    if subject.is_empty() {
-        return Err(ProcessError::Unprocessable(
-            "subject: the subject is empty".into(),
-        ));
-    }
-    if subject.chars().any(char::is_control) {
-        return Err(ProcessError::Unprocessable(
-            "subject: a subject is one line without control characters".into(),
-        ));
-    }
-    if body.trim().is_empty() {
-        return Err(ProcessError::Unprocessable(
-            "body: the body is empty".into(),
-        ));
-    }
-    if body
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
-    {
-        return Err(ProcessError::Unprocessable(
-            "body: control characters other than line breaks and tabs are not allowed".into(),
-        ));
-    }
-    for (field, text) in [("subject", subject), ("body", body)] {
-        let mut rest = text;
+/// A subject: free text ([`cardwright_domain::text`]) of one line.
+pub const SUBJECT_RULE: TextRule = TextRule::line(MAX_SUBJECT_CHARS);
+/// A body: free text of any number of lines.
+pub const BODY_RULE: TextRule = TextRule::lines(MAX_BODY_CHARS);
+
+/// Checks a text: the rules of free text, then that only known placeholders are used. Returns
+/// the subject and body as they are kept.
+fn check_text(subject: &str, body: &str) -> Result<(String, String), ProcessError> {
+    let subject = FreeText::parse("subject", SUBJECT_RULE, subject)?.into_string();
+    let body = FreeText::parse("body", BODY_RULE, body)?.into_string();
+    for (field, text) in [("subject", &subject), ("body", &body)] {
+        let mut rest = text.as_str();
         while let Some(start) = rest.find("{{") {
             let after = &rest[start + 2..];
             let Some(end) = after.find("}}") else {
@@ -190,7 +163,7 @@ fn check_text(subject: &str, body: &str) -> Result<(), ProcessError> {
             rest = &after[end + 2..];
         }
     }
-    Ok(())
+    Ok((subject, body))
 }
 
 /// Saves an admin's text for one mail and language.
@@ -205,12 +178,12 @@ pub async fn put_text(
     require_any(operator, &[Role::PolicyAdmin], "Changing the mail texts")?;
     let kind: MailKind = kind.parse().map_err(not_found)?;
     let language: Language = language.parse().map_err(not_found)?;
-    check_text(subject, body)?;
+    let (subject, body) = check_text(subject, body)?;
     let stored = StoredTemplate {
         kind: kind.as_str().to_owned(),
         language: language.as_str().to_owned(),
-        subject: subject.trim().to_owned(),
-        body: body.to_owned(),
+        subject,
+        body,
         updated_at: ctx.now(),
         updated_by: operator.username.as_str().to_owned(),
     };
@@ -650,6 +623,8 @@ mod tests {
         assert!(check_text("Card {{serial", "x").is_err());
         assert!(check_text("a\nb", "x").is_err());
         assert!(check_text("", "x").is_err());
+        assert!(check_text("\u{b}Card", "x").is_err());
+        assert!(check_text("Card", "x\u{202E}y").is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! certificate from the built-in CA, with which it makes every later call. Disabling a station
 //! puts its certificate on hold (the revocation list shows it) and refuses its next call.
 
-use cardwright_domain::{Operator, Role, Timestamp};
+use cardwright_domain::{FreeText, Operator, Role, TextRule, Timestamp};
 use cardwright_pki::tls::TlsRole;
 use cardwright_storage::audit::{self, NewEvent};
 use cardwright_storage::stations::{self, StationCertificate, StationRecord};
@@ -25,6 +25,9 @@ pub const CERTIFICATE_DAYS: u32 = 365;
 pub const RENEW_AFTER_MINUTES: i64 = 60;
 /// A station that called within this many seconds is online.
 pub const ONLINE_SECS: i64 = 90;
+/// A station's description (where it stands, what it has): free text of one line, at most 200
+/// characters, or none.
+pub const DESCRIPTION_RULE: TextRule = TextRule::line(200).or_empty();
 
 /// What a station is doing, as the Stations page and the API show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,12 +149,8 @@ pub async fn register(
 ) -> Result<EnrollmentCode, ProcessError> {
     require_any(operator, &[Role::ProductionAdmin], "Registering a station")?;
     check_name(name)?;
-    let description = description.trim();
-    if description.chars().count() > 200 || description.chars().any(char::is_control) {
-        return Err(ProcessError::Invalid(
-            "description: at most 200 characters, no control characters".into(),
-        ));
-    }
+    let description = FreeText::parse("description", DESCRIPTION_RULE, description)?;
+    let description = description.as_str();
     if ctx.stations.local.iter().any(|local| local == name) {
         return Err(ProcessError::Conflict(format!(
             "station '{name}' is one of the server's own stations (its configuration); choose \

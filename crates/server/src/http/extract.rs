@@ -123,15 +123,15 @@ where
 /// The operator behind the request's bearer token. Missing or bad tokens are 401.
 pub struct Auth(pub Operator);
 
-/// The token of a request, from `Authorization: Bearer ...`.
+/// The token of a request, from `Authorization: Bearer ...`. The scheme's name is compared
+/// without case (`bearer`, `BEARER`), as RFC 9110 section 11.1 has it, and one or more spaces
+/// may follow it.
 pub fn bearer(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
-        .get(AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
         .filter(|t| !t.is_empty())
 }
 
@@ -158,4 +158,45 @@ pub fn media_type(headers: &axum::http::HeaderMap) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .map(|m| m.trim().to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Request;
+
+    use super::*;
+
+    fn token_of(authorization: &str) -> Option<String> {
+        let (parts, ()) = Request::builder()
+            .header(AUTHORIZATION, authorization)
+            .body(())
+            .unwrap()
+            .into_parts();
+        bearer(&parts).map(str::to_owned)
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_named_in_any_case() {
+        for header in [
+            "Bearer abc",
+            "bearer abc",
+            "BEARER abc",
+            "bEaReR abc",
+            "Bearer   abc ",
+        ] {
+            assert_eq!(token_of(header).as_deref(), Some("abc"), "{header:?}");
+        }
+        for header in [
+            "Basic YWJj",
+            "Bearer",
+            "Bearer ",
+            "Bearerabc",
+            "Token abc",
+            "abc",
+        ] {
+            assert_eq!(token_of(header), None, "{header:?}");
+        }
+        let (parts, ()) = Request::builder().body(()).unwrap().into_parts();
+        assert_eq!(bearer(&parts), None);
+    }
 }

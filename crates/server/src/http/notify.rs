@@ -15,7 +15,9 @@ use utoipa::ToSchema;
 
 use super::extract::{ApiJson, Auth, IdPath};
 use super::openapi::{BadId, JsonBody, NeedsLogin};
-use super::schema::{EventTypeText, Id, LanguageText, MailKindText};
+use super::schema::{
+    EventTypeText, Id, LanguageText, MailBodyText, MailKindText, MailSubjectText, WebhookUrlText,
+};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
@@ -28,7 +30,7 @@ pub struct NewWebhookBody {
     /// and the host neither be nor resolve to an address inside the network (loopback,
     /// private, link-local, unique-local, unspecified, shared, multicast, broadcast, reserved;
     /// IPv4 in IPv6 too) nor be `localhost`.
-    #[schema(max_length = 2000)]
+    #[schema(value_type = WebhookUrlText)]
     pub url: String,
     /// The event types to deliver; at least one.
     #[schema(value_type = Vec<EventTypeText>, min_items = 1)]
@@ -162,10 +164,10 @@ pub struct DeliveryList {
 #[utoipa::path(post, path = "/webhooks", tag = "webhooks", request_body = NewWebhookBody,
     security(("bearer" = [])),
     responses((status = 201, description = "Subscribed; the answer carries the signing secret, shown once.", body = CreatedWebhook),
-        (status = 400, description = "The URL is longer than 2,000 characters, no event type is named, or one is unknown.", body = ErrorBody),
+        (status = 400, description = "The URL is empty or longer than 2,000 characters, no event type is named, or one is unknown.", body = ErrorBody),
         JsonBody, NeedsLogin,
         (status = 403, description = "Needs the role policy-admin.", body = ErrorBody),
-        (status = 422, description = "The URL is not an http or https URL with a host, carries a user name or password, is outside the allow-list (`webhooks.allowed_urls`), or, when the allow-list does not name it, its host is or resolves to an address inside the network or is `localhost`.", body = ErrorBody)))]
+        (status = 422, description = "The URL has a control or invisible formatting character, is not an http or https URL with a host, carries a user name or password, is outside the allow-list (`webhooks.allowed_urls`), or, when the allow-list does not name it, its host is or resolves to an address inside the network or is `localhost`.", body = ErrorBody)))]
 pub async fn create_webhook(
     State(state): State<AppState>,
     Auth(op): Auth,
@@ -330,11 +332,10 @@ pub struct MailTemplateList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MailTemplateBody {
-    /// One line, at most 200 characters.
-    #[schema(max_length = 200)]
+    #[schema(value_type = MailSubjectText)]
     pub subject: String,
-    /// At most 8,000 characters; only the known placeholders.
-    #[schema(max_length = 8000)]
+    /// Only the known placeholders.
+    #[schema(value_type = MailBodyText)]
     pub body: String,
 }
 
@@ -357,11 +358,11 @@ pub async fn list_mail_templates(
     params(("kind" = MailKindText, Path, description = "the mail"), ("language" = LanguageText, Path, description = "the language")),
     request_body = MailTemplateBody, security(("bearer" = [])),
     responses((status = 200, description = "The text, now in force.", body = MailTemplateView),
-        (status = 400, description = "The subject or the body is too long.", body = ErrorBody),
+        (status = 400, description = "The subject or the body is blank or too long.", body = ErrorBody),
         JsonBody, NeedsLogin,
         (status = 403, description = "Needs the role policy-admin.", body = ErrorBody),
         (status = 404, description = "No such mail or language.", body = ErrorBody),
-        (status = 422, description = "The subject or the body is blank, the subject is more than one line, a control character is used, or a placeholder is unknown or not closed.", body = ErrorBody)))]
+        (status = 422, description = "The subject or the body has a control character (a line break, in the subject) or an invisible formatting character, or a placeholder is unknown or not closed; the message names the field.", body = ErrorBody)))]
 pub async fn put_mail_template(
     State(state): State<AppState>,
     Auth(op): Auth,

@@ -14,7 +14,7 @@ use utoipa::IntoParams;
 
 use super::extract::{ApiJson, ApiQuery, Auth, IdPath};
 use super::openapi::{BadId, JsonBody, NeedsLogin};
-use super::schema::{optional_whole_number, Id};
+use super::schema::{optional_whole_number, Id, JpegImage, PngImage};
 use super::views::{CardView, NewPersonBody, PersonDetail, PersonList, PersonView};
 use crate::error::ApiError;
 use crate::error::ErrorBody;
@@ -62,7 +62,8 @@ pub async fn list_persons(
 #[utoipa::path(post, path = "/persons", tag = "persons", request_body = NewPersonBody, security(("bearer" = [])),
     responses((status = 201, description = "The new person.", body = PersonView), JsonBody, NeedsLogin,
         (status = 403, description = "Needs the role registration-officer.", body = ErrorBody),
-        (status = 409, description = "The employee number is taken.", body = ErrorBody)))]
+        (status = 409, description = "The employee number is taken.", body = ErrorBody),
+        (status = 422, description = "A name has a control or invisible formatting character; the message names the field.", body = ErrorBody)))]
 pub async fn create_person(
     State(state): State<AppState>,
     Auth(op): Auth,
@@ -107,7 +108,7 @@ pub async fn get_person(
 /// A person's photo: the JPEG Cardwright re-encoded from the upload or the directory.
 #[utoipa::path(get, path = "/persons/{id}/photo", tag = "persons", operation_id = "get_person_photo",
     params(("id" = Id, Path, description = "person id")), security(("bearer" = [])),
-    responses((status = 200, description = "The photo.", content_type = "image/jpeg", body = Vec<u8>),
+    responses((status = 200, description = "The photo.", content_type = "image/jpeg", body = inline(JpegImage)),
         BadId, NeedsLogin,
         (status = 403, description = "Needs the role registration-officer.", body = ErrorBody),
         (status = 404, description = "No such person, or the person has no photo.", body = ErrorBody)))]
@@ -126,8 +127,8 @@ pub async fn get_photo(
 #[utoipa::path(put, path = "/persons/{id}/photo", tag = "persons", operation_id = "put_person_photo",
     params(("id" = Id, Path, description = "person id")), security(("bearer" = [])),
     request_body(content(
-        (Vec<u8> = "image/jpeg"),
-        (Vec<u8> = "image/png"),
+        (inline(JpegImage) = "image/jpeg"),
+        (inline(PngImage) = "image/png"),
     ), description = "The photo's bytes."),
     responses((status = 204, description = "The photo is set."), BadId, NeedsLogin,
         (status = 403, description = "Needs the role registration-officer.", body = ErrorBody),

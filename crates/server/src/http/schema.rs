@@ -1,29 +1,43 @@
 //! The values the API reads, each with the schema the OpenAPI document states for it. A value
-//! that matches its schema is taken and one that does not is refused with 400, so the patterns
-//! here follow the domain's parsers character for character: they allow the surrounding spaces
-//! that `str::trim` removes, count what is left the way the parser does, and bar the control
-//! characters it bars. Patterns are ECMA-262, as JSON Schema reads them.
+//! that matches its schema is taken and one that does not is refused (with 400, or with 422 for
+//! free text holding a character its rule forbids), so the patterns here follow the domain's
+//! parsers character for character: they allow the surrounding spaces the parser trims, count
+//! what is sent the way the parser does, and bar the characters it bars. Free text's patterns are
+//! built from the same `TextRule` its parser reads. Patterns are ECMA-262, as JSON Schema reads
+//! them.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use cardwright_domain::temp_cards::batch_order::MAX_ORDER_CARDS;
+use cardwright_domain::temp_cards::reason::COMMENT_RULE;
 use cardwright_domain::temp_cards::OPTION_SCRIPT as SCRIPT_NAME;
 use cardwright_domain::temp_cards::{CardState, OrderState, ProcessName};
-use cardwright_domain::{CardId, PersonState, TemplateKind};
+use cardwright_domain::template::DESCRIPTION_RULE;
+use cardwright_domain::{CardId, PersonName, PersonState, TemplateKind, TemplateName, TextRule};
+use cardwright_processes::notify::mails::{BODY_RULE, SUBJECT_RULE};
+use cardwright_processes::notify::webhooks::URL_RULE;
+use cardwright_processes::stations::DESCRIPTION_RULE as STATION_DESCRIPTION_RULE;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaFormat, Type};
+use utoipa::openapi::schema::{
+    ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, SchemaType, Type,
+};
 use utoipa::openapi::{Ref, RefOr, Schema};
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 /// What `str::trim` removes: Unicode `White_Space`, control characters among them.
 const SPACE: &str =
     r"\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
-/// `White_Space` without the control characters.
-const PRINTABLE_SPACE: &str = r"\u0020\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+/// `White_Space` that is neither a control nor an invisible formatting character: the plain
+/// spaces trimmed from around free text (`cardwright_domain::text::is_plain_space`).
+const PLAIN_SPACE: &str = r"\u0020\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000";
 /// What `char::is_control` is true for.
 const CONTROL: &str = r"\u0000-\u001f\u007f-\u009f";
+/// The line breaks multi-line free text may hold (`cardwright_domain::text::is_line_break`).
+const LINE_BREAKS: &str = r"\u000a\u000d";
+/// The control characters without the line breaks.
+const CONTROL_BUT_LINE_BREAKS: &str = r"\u0000-\u0009\u000b\u000c\u000e-\u001f\u007f-\u009f";
 
 /// The invisible formatting characters the domain refuses in names besides control characters
 /// (`cardwright_domain::text::HIDDEN`), as a character-class body.
@@ -48,15 +62,55 @@ fn trimmed(core: &str) -> String {
     format!("^[{SPACE}]*{core}[{SPACE}]*$")
 }
 
-/// 1 to `max` characters after trimming, none of them a control or invisible formatting
-/// character.
-fn text_pattern(max: usize) -> String {
+/// What [`cardwright_domain::FreeText::parse`] admits under `rule`: no character the rule bars,
+/// anywhere, and (unless the field may be empty) one that is not trimmed. The length is the
+/// schema's `maxLength`, counted as sent as the parser counts it.
+fn free_text_pattern(rule: TextRule) -> String {
     let hidden = hidden();
-    let edge = format!("[^{CONTROL}{PRINTABLE_SPACE}{hidden}]");
-    trimmed(&format!(
-        "{edge}(?:[^{CONTROL}{hidden}]{{0,{}}}{edge})?",
-        max - 2
+    let (barred, trimmed) = if rule.lines {
+        (
+            format!("{CONTROL_BUT_LINE_BREAKS}{hidden}"),
+            format!("{PLAIN_SPACE}{LINE_BREAKS}"),
+        )
+    } else {
+        (format!("{CONTROL}{hidden}"), PLAIN_SPACE.to_owned())
+    };
+    if rule.may_be_empty {
+        format!("^[^{barred}]*$")
+    } else {
+        format!("^[{trimmed}]*[^{CONTROL}{PLAIN_SPACE}{hidden}][^{barred}]*$")
+    }
+}
+
+/// The schema of a free-text field: `what` it is, then the rule in words, the pattern and the
+/// length.
+fn free_text(rule: TextRule, what: &str) -> ObjectBuilder {
+    let shape = if rule.lines { "Lines" } else { "One line" };
+    let empty = if rule.may_be_empty {
+        ", or empty"
+    } else {
+        ", not blank"
+    };
+    let trimmed = if rule.lines {
+        "Plain spaces and line breaks"
+    } else {
+        "Plain spaces"
+    };
+    let control = if rule.lines {
+        "control characters other than line breaks (LF, CR)"
+    } else {
+        "control characters (tabs, vertical tabs and line breaks among them)"
+    };
+    string(&format!(
+        "{what} {shape} of at most {} characters, counted as sent{empty}. {trimmed} around \
+         it are trimmed. It may not contain {control} or invisible formatting characters \
+         (bidirectional controls U+202A to U+202E, U+2066 to U+2069, U+200E, U+200F and U+061C, \
+         zero-width characters, line and paragraph separators) anywhere: such text is refused \
+         with 422 and a message that names the field, never cleaned up.",
+        rule.max_chars
     ))
+    .max_length(Some(rule.max_chars))
+    .pattern(Some(free_text_pattern(rule)))
 }
 
 fn string(description: &str) -> ObjectBuilder {
@@ -90,9 +144,7 @@ schema!(
     /// A person's given or family name (`PersonName`).
     PersonNameText,
     "PersonName",
-    string("1 to 100 characters once surrounding spaces are trimmed; no control or invisible formatting characters (bidirectional overrides, zero-width characters, line separators).")
-        .pattern(Some(text_pattern(100)))
-        .examples(["Grace"])
+    free_text(PersonName::RULE, "A given or family name.").examples(["Grace"])
 );
 
 schema!(
@@ -126,8 +178,8 @@ schema!(
     "Email",
     {
         let hidden = hidden();
-        let part = format!("[^@{CONTROL}{PRINTABLE_SPACE}{hidden}]");
-        let edge = format!("[^@.{CONTROL}{PRINTABLE_SPACE}{hidden}]");
+        let part = format!("[^@{CONTROL}{PLAIN_SPACE}{hidden}]");
+        let edge = format!("[^@.{CONTROL}{PLAIN_SPACE}{hidden}]");
         string(
             "`local@domain.tld` once surrounding spaces are trimmed, at most 254 characters in all; \
              empty or blank means none.",
@@ -144,9 +196,59 @@ schema!(
     /// A card template's name (`TemplateName`).
     TemplateNameText,
     "TemplateName",
-    string("1 to 64 characters once surrounding spaces are trimmed; no control or invisible formatting characters; unique.")
-        .pattern(Some(text_pattern(64)))
-        .examples(["Temporary card"])
+    free_text(TemplateName::RULE, "A template's name, unique.").examples(["Temporary card"])
+);
+
+/// A card template's description (`template::DESCRIPTION_RULE`), which may also be left out or
+/// null: `#[schema(schema_with)]` of an optional field.
+pub fn optional_template_description() -> ObjectBuilder {
+    free_text(DESCRIPTION_RULE, "What the template is for.")
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .examples(["Spare badge for an employee who forgot theirs"])
+}
+
+schema!(
+    /// A station's description (`stations::DESCRIPTION_RULE`).
+    StationDescriptionText,
+    "StationDescription",
+    free_text(STATION_DESCRIPTION_RULE, "Where the station stands and what it has.")
+        .examples(["front desk, hall B"])
+);
+
+/// A reason's comment (`reason::COMMENT_RULE`), which may also be left out or null:
+/// `#[schema(schema_with)]` of an optional field.
+pub fn optional_comment() -> ObjectBuilder {
+    free_text(COMMENT_RULE, "Free text beside the reason.")
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .examples(["left on the train"])
+}
+
+schema!(
+    /// A mail's subject (`mails::SUBJECT_RULE`).
+    MailSubjectText,
+    "MailSubject",
+    free_text(SUBJECT_RULE, "The subject, with placeholders.")
+        .examples(["Your temporary card {{serial}}"])
+);
+
+schema!(
+    /// A mail's body (`mails::BODY_RULE`).
+    MailBodyText,
+    "MailBody",
+    free_text(BODY_RULE, "The body, with placeholders.")
+        .examples(["Hello {{holder}},\n\nplease bring {{serial}} back by {{valid_until}}."])
+);
+
+schema!(
+    /// A webhook's URL (`webhooks::URL_RULE`, then `webhooks::check_url`).
+    WebhookUrlText,
+    "WebhookUrl",
+    free_text(
+        URL_RULE,
+        "Where deliveries are POSTed: http or https, no user name or password, within the \
+         configured allow-list (`webhooks.allowed_urls`); a URL the allow-list refuses is 422.",
+    )
+    .examples(["https://siem.example.com/cardwright"])
 );
 
 schema!(
@@ -221,6 +323,27 @@ schema!(
     string("1 to 64 letters, digits, '.', '_' or '-'; unique.")
         .pattern(Some("^[A-Za-z0-9._-]{1,64}$"))
         .examples(["desk-7"])
+);
+
+/// Bytes of `media`, sent or answered as the body itself (not JSON).
+fn binary(media: &str, description: &str) -> ObjectBuilder {
+    string(description)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+        .content_media_type(media)
+}
+
+schema!(
+    /// A PNG image as a body.
+    PngImage,
+    "PngImage",
+    binary("image/png", "A PNG image.")
+);
+
+schema!(
+    /// A JPEG image as a body.
+    JpegImage,
+    "JpegImage",
+    binary("image/jpeg", "A JPEG image.")
 );
 
 /// An id as a request names it: a UUID in its written form.
@@ -419,14 +542,20 @@ pub struct PreviewQuery {
 mod tests {
     use std::collections::HashSet;
 
-    use cardwright_domain::{Email, EmployeeNumber, PersonName, SerialPrefix, TemplateName};
+    use cardwright_domain::temp_cards::reason::Reason;
+    use cardwright_domain::{Email, EmployeeNumber, FreeText, SerialPrefix};
     use regex_automata::nfa::thompson::pikevm::PikeVM;
 
     use super::*;
 
     /// Whether the schema of `T` (its pattern and length) admits `value`.
     fn schema_admits<T: PartialSchema>(value: &str) -> bool {
-        let RefOr::T(Schema::Object(object)) = T::schema() else {
+        admits(T::schema(), value)
+    }
+
+    /// Whether `schema` (its pattern and length) admits `value`.
+    fn admits(schema: impl Into<RefOr<Schema>>, value: &str) -> bool {
+        let RefOr::T(Schema::Object(object)) = schema.into() else {
             panic!("an object schema");
         };
         let pattern = object.pattern.expect("a pattern");
@@ -486,16 +615,41 @@ mod tests {
             "\u{ad}a",
             "a\u{2066}",
             "a\u{200b}@b.c",
+            "\u{b}a",
+            "a\u{b}",
+            "\u{b}",
+            "a\u{c}b",
+            "\u{85}",
+            "a\nb",
+            "a\r\nb",
+            "\na",
+            "a\n",
+            "\r\n",
+            "\n \n",
+            " \u{a0}a\u{3000} ",
+            "\u{2000}",
+            "\u{202a}a",
+            "a\u{202c}",
+            "a\u{2069}b",
+            "\u{200e}a",
+            "a\u{200f}",
+            "a\u{61c}b",
+            "a\u{2029}",
+            "https://siem.example.com/cardwright",
+            "{{serial}}",
         ]
         .into_iter()
         .map(str::to_owned)
         .collect();
         for n in [
-            11, 12, 13, 31, 32, 33, 63, 64, 65, 99, 100, 101, 250, 254, 255,
+            11, 12, 13, 31, 32, 33, 63, 64, 65, 99, 100, 101, 199, 200, 201, 250, 254, 255, 499,
+            500, 501, 1999, 2000, 2001, 7999, 8000, 8001,
         ] {
             values.push("A".repeat(n));
             values.push("é".repeat(n));
             values.push(format!(" {}\n", "1".repeat(n)));
+            values.push(format!(" {} ", "1".repeat(n.saturating_sub(2))));
+            values.push(format!("{}\r\n", "1".repeat(n.saturating_sub(2))));
             values.push(format!("{}@ex.org", "a".repeat(n.saturating_sub(7))));
             values.push(format!(" {}@ex.org", "a".repeat(n.saturating_sub(8))));
         }
@@ -503,12 +657,19 @@ mod tests {
     }
 
     fn agree<T: PartialSchema>(parses: impl Fn(&str) -> bool) {
+        agree_with(std::any::type_name::<T>(), T::schema, parses);
+    }
+
+    fn agree_with<S: Into<RefOr<Schema>>>(
+        name: &str,
+        schema: impl Fn() -> S,
+        parses: impl Fn(&str) -> bool,
+    ) {
         for value in samples() {
             assert_eq!(
-                schema_admits::<T>(&value),
+                admits(schema(), &value),
                 parses(&value),
-                "{value:?} in the schema of {}",
-                std::any::type_name::<T>()
+                "{value:?} in the schema of {name}"
             );
         }
     }
@@ -521,6 +682,20 @@ mod tests {
         agree::<SerialPrefixText>(|s| SerialPrefix::parse(s).is_ok());
         agree::<EmailText>(|s| Email::parse_optional(s).is_ok());
         agree::<StationNameText>(|s| cardwright_processes::stations::check_name(s).is_ok());
+        agree_with(
+            "TemplateBody.description",
+            optional_template_description,
+            |s| FreeText::parse("description", DESCRIPTION_RULE, s).is_ok(),
+        );
+        agree::<StationDescriptionText>(|s| {
+            FreeText::parse("description", STATION_DESCRIPTION_RULE, s).is_ok()
+        });
+        agree_with("ReasonBody.comment", optional_comment, |s| {
+            Reason::parse("lost", Some(s)).is_ok()
+        });
+        agree::<MailSubjectText>(|s| FreeText::parse("subject", SUBJECT_RULE, s).is_ok());
+        agree::<MailBodyText>(|s| FreeText::parse("body", BODY_RULE, s).is_ok());
+        agree::<WebhookUrlText>(|s| FreeText::parse("url", URL_RULE, s).is_ok());
         agree::<Id>(|s| CardId::parse(s).is_ok());
         let id = CardId::new(1_700_000_000_000, [9; 10]).to_string();
         assert!(schema_admits::<Id>(&id));
@@ -552,17 +727,59 @@ mod tests {
 
     #[test]
     fn the_classes_are_what_rust_trims_and_bars() {
+        use cardwright_domain::text::{is_line_break, is_plain_space};
         let space = class_chars(SPACE);
-        let printable = class_chars(PRINTABLE_SPACE);
+        let plain = class_chars(PLAIN_SPACE);
         let control = class_chars(CONTROL);
+        let line_breaks = class_chars(LINE_BREAKS);
+        let control_but_line_breaks = class_chars(CONTROL_BUT_LINE_BREAKS);
         for c in '\0'..=char::MAX {
             assert_eq!(space.contains(&c), c.is_whitespace(), "{c:?}");
+            assert_eq!(plain.contains(&c), is_plain_space(c), "{c:?}");
+            assert_eq!(control.contains(&c), c.is_control(), "{c:?}");
+            assert_eq!(line_breaks.contains(&c), is_line_break(c), "{c:?}");
             assert_eq!(
-                printable.contains(&c),
-                c.is_whitespace() && !c.is_control(),
+                control_but_line_breaks.contains(&c),
+                c.is_control() && !is_line_break(c),
                 "{c:?}"
             );
-            assert_eq!(control.contains(&c), c.is_control(), "{c:?}");
+        }
+    }
+
+    /// Every character in and around the ranges the rules name, one at a time, at the start, in
+    /// the middle and at the end of a text, under every kind of rule.
+    #[test]
+    fn free_text_patterns_agree_with_the_parser_on_every_special_character() {
+        let rules = [
+            TextRule::line(10),
+            TextRule::line(10).or_empty(),
+            TextRule::lines(10),
+            TextRule::lines(10).or_empty(),
+        ];
+        let mut special: Vec<char> = ('\0'..='\u{a0}').collect();
+        for (from, to) in cardwright_domain::text::HIDDEN {
+            let before = char::from_u32(u32::from(from) - 1).unwrap();
+            let after = char::from_u32(u32::from(to) + 1).unwrap();
+            special.extend([before, after]);
+            special.extend(from..=to);
+        }
+        special.extend(('\0'..=char::MAX).filter(|c| c.is_whitespace()));
+        for rule in rules {
+            let pattern = free_text_pattern(rule);
+            for c in &special {
+                for value in [
+                    format!("{c}"),
+                    format!("{c}ab"),
+                    format!("a{c}b"),
+                    format!("ab{c}"),
+                ] {
+                    assert_eq!(
+                        matches(&pattern, &value),
+                        FreeText::parse("field", rule, &value).is_ok(),
+                        "{value:?} under {rule:?}"
+                    );
+                }
+            }
         }
     }
 }

@@ -23,7 +23,7 @@ use utoipa::ToSchema;
 
 use super::extract::{ApiJson, Auth};
 use super::openapi::{JsonBody, NeedsLogin};
-use super::schema::StationNameText;
+use super::schema::{StationDescriptionText, StationNameText};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
@@ -33,9 +33,8 @@ use crate::state::AppState;
 pub struct NewStationBody {
     #[schema(value_type = StationNameText)]
     pub name: String,
-    /// Where it stands, what it has: at most 200 characters, no control characters.
     #[serde(default)]
-    #[schema(max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
+    #[schema(value_type = StationDescriptionText)]
     pub description: String,
 }
 
@@ -122,10 +121,11 @@ pub struct StationList {
 #[utoipa::path(post, path = "/stations", tag = "stations", request_body = NewStationBody,
     security(("bearer" = [])),
     responses((status = 201, description = "Registered; the enrolment code is shown this once.", body = EnrollmentView),
-        (status = 400, description = "The name or the description is not valid.", body = ErrorBody),
+        (status = 400, description = "The name is not a station name, or the description is longer than 200 characters.", body = ErrorBody),
         JsonBody, NeedsLogin,
         (status = 403, description = "Needs the role production-admin.", body = ErrorBody),
-        (status = 409, description = "A station of that name exists, or it is one of the server's own.", body = ErrorBody)))]
+        (status = 409, description = "A station of that name exists, or it is one of the server's own.", body = ErrorBody),
+        (status = 422, description = "The description has a control or invisible formatting character; the message names the field.", body = ErrorBody)))]
 pub async fn register_station(
     State(state): State<AppState>,
     Auth(op): Auth,

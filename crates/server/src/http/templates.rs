@@ -10,7 +10,7 @@ use cardwright_processes::templates;
 
 use super::extract::{ApiJson, ApiQuery, Auth, IdPath};
 use super::openapi::{JsonBody, NeedsLogin, PreviewLimits};
-use super::schema::{Id, PreviewQuery, Side};
+use super::schema::{Id, PngImage, PreviewQuery, Side};
 use super::views::{TemplateBody, TemplateList, TemplateView};
 use crate::error::ApiError;
 use crate::error::ErrorBody;
@@ -34,7 +34,7 @@ pub async fn list_templates(
     responses((status = 201, description = "The new template.", body = TemplateView), JsonBody, NeedsLogin,
         (status = 403, description = "Needs the role policy-admin.", body = ErrorBody),
         (status = 409, description = "The name or serial prefix is taken.", body = ErrorBody),
-        (status = 422, description = "A layout is refused: not well-formed SVG, too large, with scripts, DTDs or outside links, over a structural limit, or its card takes longer to render than a card may (the message says how long it took); the message says which.", body = ErrorBody),
+        (status = 422, description = "A layout is refused: not well-formed SVG, too large, with scripts, DTDs or outside links, over a structural limit, or its card takes longer to render than a card may (the message says how long it took); or the name or the description has a control or invisible formatting character. The message says which, naming the field.", body = ErrorBody),
         PreviewLimits))]
 pub async fn create_template(
     State(state): State<AppState>,
@@ -66,7 +66,7 @@ pub async fn get_template(
         (status = 403, description = "Needs the role policy-admin.", body = ErrorBody),
         (status = 404, description = "No such template.", body = ErrorBody),
         (status = 409, description = "The name or serial prefix is taken.", body = ErrorBody),
-        (status = 422, description = "A layout is refused: not well-formed SVG, too large, with scripts, DTDs or outside links, over a structural limit, or its card takes longer to render than a card may (the message says how long it took); the message says which.", body = ErrorBody),
+        (status = 422, description = "A layout is refused: not well-formed SVG, too large, with scripts, DTDs or outside links, over a structural limit, or its card takes longer to render than a card may (the message says how long it took); or the name or the description has a control or invisible formatting character. The message says which, naming the field.", body = ErrorBody),
         PreviewLimits))]
 pub async fn update_template(
     State(state): State<AppState>,
@@ -87,7 +87,7 @@ pub async fn update_template(
 /// `Retry-After`.
 #[utoipa::path(get, path = "/card-templates/{id}/preview", tag = "templates", operation_id = "preview_template",
     params(("id" = String, Path, description = "template id or name"), PreviewQuery), security(("bearer" = [])),
-    responses((status = 200, description = "The preview.", content_type = "image/png", body = Vec<u8>),
+    responses((status = 200, description = "The preview.", content_type = "image/png", body = inline(PngImage)),
         (status = 400, description = "`side` is neither front nor back.", body = ErrorBody), NeedsLogin,
         (status = 404, description = "No such template.", body = ErrorBody),
         (status = 422, description = "The layout is over the renderer's limits or budget (for instance one stored before the limits); the message names the limit.", body = ErrorBody),

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::schema::{
-    EmailText, EmployeeNumberText, PersonNameText, PersonStateText, SerialPrefixText,
-    TemplateKindText, TemplateNameText,
+    optional_template_description, EmailText, EmployeeNumberText, PersonNameText, PersonStateText,
+    SerialPrefixText, TemplateKindText, TemplateNameText,
 };
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -307,8 +307,7 @@ pub struct TemplateBody {
     pub kind: Option<String>,
     #[schema(value_type = SerialPrefixText)]
     pub serial_prefix: String,
-    /// At most 500 characters, no NUL.
-    #[schema(max_length = 500, pattern = r"^[^\u0000]*$")]
+    #[schema(schema_with = optional_template_description)]
     pub description: Option<String>,
     /// Front layout (SVG, at most 256 KiB; no scripts, DTDs or outside links). Omitted: keep
     /// the current one.

@@ -218,17 +218,14 @@ async fn malicious_layouts_are_refused(db: Db) {
         let message = answer.body["error"]["message"].as_str().unwrap();
         assert!(message.contains(expected), "{message}");
     }
-    // A 50 MB upload is refused before it is even read whole.
-    let huge = format!(
-        "{{\"name\":\"Big\",\"serial_prefix\":\"BIG-\",\"front_svg\":\"{}\"}}",
-        "x".repeat(50 * 1024 * 1024)
-    );
+    // An upload one byte over the body limit (2 MiB) is refused with 413.
+    let huge = crate::helpers::template_json(cardwright::state::BODY_LIMIT + 1);
     app.send_too_large(
         Method::POST,
         "/api/v1/card-templates",
         &app.policy,
         "application/json",
-        huge.into_bytes(),
+        huge,
     )
     .await;
     assert_eq!(

@@ -1,13 +1,16 @@
 //! What strangers and hostile clients can do to a running server: grow its metrics, read cached
-//! answers, smuggle other media types as JSON, reset connections, forge log lines, hide
-//! characters in names, and what files it leaves readable to other local users.
+//! answers, smuggle other media types as JSON, send bodies at and past their limits, reset
+//! connections, forge log lines, hide characters in names and other free text, and what files it
+//! leaves readable to other local users.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE, X_CONTENT_TYPE_OPTIONS};
+use reqwest::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE, X_CONTENT_TYPE_OPTIONS,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -21,6 +24,10 @@ on_both_databases!(
     json_bodies_must_be_sent_as_application_json,
     an_unread_request_body_does_not_reset_the_connection,
     names_with_hidden_characters_are_refused,
+    free_text_with_control_or_bidirectional_characters_is_refused_not_trimmed,
+    the_bearer_scheme_is_read_in_any_case,
+    request_bodies_are_taken_up_to_their_limit_and_refused_past_it,
+    a_body_announced_too_large_is_refused_before_it_is_sent,
 );
 
 const METRICS_TOKEN: &str = "0123456789abcdef0123456789abcdef-scraper";
@@ -255,11 +262,14 @@ async fn names_with_hidden_characters_are_refused(db: Db) {
         let answer = app.post("/api/v1/persons", &app.officer, person).await;
         assert_eq!(
             answer.status,
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "{value:?}: {answer:?}"
         );
         let message = answer.body["error"]["message"].as_str().unwrap();
-        assert!(message.contains("invisible formatting"), "{message}");
+        assert!(
+            message.starts_with(field) && message.contains("invisible formatting"),
+            "{message}"
+        );
     }
     let persons = app.get("/api/v1/persons?q=E-7001", &app.officer).await;
     assert_eq!(
@@ -275,6 +285,351 @@ async fn names_with_hidden_characters_are_refused(db: Db) {
         )
         .await;
     assert_eq!(ok.status, StatusCode::CREATED, "{ok:?}");
+}
+
+/// Characters a free text may not hold, at its start, in it and at its end: control characters
+/// (a vertical tab, which `str::trim` would have removed from either end) and the invisible
+/// formatting ones (bidirectional overrides, embeddings, isolates and marks).
+const REFUSED_TEXTS: [&str; 8] = [
+    "\u{b}front desk",
+    "front desk\u{b}",
+    "\tfront desk",
+    "front \u{202E}ksed",
+    "\u{202A}front desk",
+    "front desk\u{2069}",
+    "\u{200F}front desk",
+    "front\u{061C} desk",
+];
+
+/// Checks a refusal of free text: 422, and a message that names the field and the kind of
+/// character.
+fn assert_text_refused(answer: &crate::helpers::Answer, field: &str, value: &str) {
+    assert_eq!(
+        answer.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{field} = {value:?}: {answer:?}"
+    );
+    assert_eq!(answer.body["error"]["code"], "unprocessable", "{answer:?}");
+    let message = answer.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!("{field} may not contain "))
+            && (message.contains("control characters")
+                || message.contains("invisible formatting characters")),
+        "{field} = {value:?}: {message}"
+    );
+}
+
+/// Every free-text field of the API follows one rule: a control or invisible formatting
+/// character anywhere in it is refused with 422 naming the field, never trimmed away; plain
+/// spaces around the text are trimmed.
+async fn free_text_with_control_or_bidirectional_characters_is_refused_not_trimmed(db: Db) {
+    let app = spawn_app(db).await;
+    let card = app.unassigned_card().await;
+    for value in REFUSED_TEXTS {
+        let station = app
+            .post(
+                "/api/v1/stations",
+                &app.producer,
+                json!({"name": "desk-9", "description": value}),
+            )
+            .await;
+        assert_text_refused(&station, "description", value);
+        for field in ["given_name", "family_name"] {
+            let mut person =
+                json!({"employee_number": "E-7002", "given_name": "Ann", "family_name": "Lee"});
+            person[field] = json!(value);
+            let answer = app.post("/api/v1/persons", &app.officer, person).await;
+            assert_text_refused(&answer, field, value);
+        }
+        for (field, body) in [
+            ("name", json!({"name": value, "serial_prefix": "GST-"})),
+            (
+                "description",
+                json!({"name": "Guest", "serial_prefix": "GST-", "description": value}),
+            ),
+        ] {
+            let answer = app.post("/api/v1/card-templates", &app.policy, body).await;
+            assert_text_refused(&answer, field, value);
+        }
+        let lock = app
+            .post(
+                &format!("/api/v1/cards/{card}/lock"),
+                &app.officer,
+                json!({"reason": "other", "comment": value}),
+            )
+            .await;
+        assert_text_refused(&lock, "comment", value);
+        let mail = app
+            .call(
+                Method::PUT,
+                "/api/v1/mail-templates/assigned/en",
+                Some(&app.policy),
+                Some(json!({"subject": value, "body": "Hello {{holder}}"})),
+            )
+            .await;
+        assert_text_refused(&mail, "subject", value);
+        let url = format!("https://siem.example.com/{value}");
+        let webhook = app
+            .post(
+                "/api/v1/webhooks",
+                &app.policy,
+                json!({"url": url, "events": ["card.locked"]}),
+            )
+            .await;
+        assert_text_refused(&webhook, "url", &url);
+    }
+    // Nothing refused was kept.
+    let stations = app.get("/api/v1/stations", &app.producer).await;
+    assert_eq!(stations.body["stations"], json!([]), "{stations:?}");
+    let templates = app.get("/api/v1/card-templates", &app.policy).await;
+    assert_eq!(templates.body["templates"].as_array().unwrap().len(), 1);
+    assert_eq!(app.card(&card).await["state"], "unassigned");
+    let webhooks = app.get("/api/v1/webhooks", &app.policy).await;
+    assert_eq!(webhooks.body["webhooks"], json!([]), "{webhooks:?}");
+
+    // Plain spaces around a text are trimmed; a comment keeps the lines inside it.
+    let station = app
+        .post(
+            "/api/v1/stations",
+            &app.producer,
+            json!({"name": "desk-9", "description": " \u{a0}front desk, hall B  "}),
+        )
+        .await;
+    assert_eq!(station.status, StatusCode::CREATED, "{station:?}");
+    let station = app.get("/api/v1/stations/desk-9", &app.producer).await;
+    assert_eq!(station.body["description"], "front desk, hall B");
+    let lock = app
+        .post(
+            &format!("/api/v1/cards/{card}/lock"),
+            &app.officer,
+            json!({"reason": "other", "comment": "left on the train\r\nat 9 "}),
+        )
+        .await;
+    assert_eq!(lock.status, StatusCode::OK, "{lock:?}");
+    let history = app.card(&card).await["history"].clone();
+    let locked = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["new_state"] == "locked")
+        .unwrap_or_else(|| panic!("{history}"));
+    assert_eq!(
+        locked["details"]["comment"], "left on the train\r\nat 9",
+        "{locked}"
+    );
+}
+
+/// The authentication scheme's name is not case-sensitive (RFC 9110 section 11.1): the API, the
+/// logout and the metrics read `bearer` and `BEARER` as `Bearer`.
+async fn the_bearer_scheme_is_read_in_any_case(db: Db) {
+    let app = spawn_app_with(db, |c| c.metrics_token = METRICS_TOKEN.into()).await;
+    let get = |path: &str, authorization: String| {
+        app.client
+            .get(format!("{}{path}", app.base))
+            .header(AUTHORIZATION, authorization)
+            .send()
+    };
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let cards = get("/api/v1/cards", format!("{scheme} {}", app.officer))
+            .await
+            .unwrap();
+        assert_eq!(cards.status(), StatusCode::OK, "{scheme}");
+        let scraped = get("/metrics", format!("{scheme} {METRICS_TOKEN}"))
+            .await
+            .unwrap();
+        assert_eq!(scraped.status(), StatusCode::OK, "{scheme}");
+        let own = get("/metrics", format!("{scheme} {}", app.auditor))
+            .await
+            .unwrap();
+        assert_eq!(own.status(), StatusCode::OK, "{scheme}");
+    }
+    for refused in [
+        format!("Basic {}", app.officer),
+        format!("Bearer{}", app.officer),
+        "bearer ".to_owned(),
+    ] {
+        let cards = get("/api/v1/cards", refused.clone()).await.unwrap();
+        assert_eq!(cards.status(), StatusCode::UNAUTHORIZED, "{refused}");
+    }
+    let login = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "officer", "password": PASSWORD})),
+        )
+        .await;
+    let token = login.body["token"].as_str().unwrap().to_owned();
+    let logout = app
+        .client
+        .post(format!("{}/api/v1/auth/logout", app.base))
+        .header(AUTHORIZATION, format!("BEARER {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    let after = get("/api/v1/cards", format!("bearer {token}"))
+        .await
+        .unwrap();
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// A route with a body limit, and what it answers to a body of exactly the limit.
+struct LimitedRoute<'a> {
+    method: Method,
+    path: &'a str,
+    token: &'a str,
+    media: &'a str,
+    limit: usize,
+    /// A body of the given length.
+    body: fn(usize) -> Vec<u8>,
+    at_limit: StatusCode,
+}
+
+/// A CSV file of the given length: a header and one row with a long family name.
+fn csv_of_length(length: usize) -> Vec<u8> {
+    let mut body = b"employee_number,given_name,family_name\nE-1,Ann,".to_vec();
+    body.resize(length, b'x');
+    body
+}
+
+/// Bytes of the given length that are no image.
+fn no_image_of_length(length: usize) -> Vec<u8> {
+    vec![0xFF; length]
+}
+
+/// Each body limit holds at its edge: a body of exactly the limit is read and reaches the
+/// handler (which answers for itself, here mostly refusing what it was sent), one byte more is
+/// 413. The requests are written by hand, so a reset connection could not pass for a refusal.
+async fn request_bodies_are_taken_up_to_their_limit_and_refused_past_it(db: Db) {
+    use cardwright::state::{BODY_LIMIT, PHOTO_BODY_LIMIT};
+    let app = spawn_app(db).await;
+    let person = app.person("E-7003").await;
+    let photo = format!("/api/v1/persons/{person}/photo");
+    let routes = [
+        LimitedRoute {
+            method: Method::POST,
+            path: "/api/v1/card-templates",
+            token: &app.policy,
+            media: "application/json",
+            limit: BODY_LIMIT,
+            body: crate::helpers::template_json,
+            at_limit: StatusCode::UNPROCESSABLE_ENTITY,
+        },
+        LimitedRoute {
+            method: Method::POST,
+            path: "/api/v1/persons/import?dry_run=true",
+            token: &app.officer,
+            media: "text/csv",
+            limit: BODY_LIMIT,
+            body: csv_of_length,
+            at_limit: StatusCode::OK,
+        },
+        LimitedRoute {
+            method: Method::PUT,
+            path: &photo,
+            token: &app.officer,
+            media: "image/jpeg",
+            limit: PHOTO_BODY_LIMIT,
+            body: no_image_of_length,
+            at_limit: StatusCode::UNPROCESSABLE_ENTITY,
+        },
+    ];
+    for route in routes {
+        let LimitedRoute {
+            method,
+            path,
+            token,
+            media,
+            limit,
+            ..
+        } = route;
+        let answer = app
+            .send_raw(
+                method.clone(),
+                path,
+                token,
+                media,
+                (route.body)(limit),
+                false,
+            )
+            .await;
+        assert_eq!(
+            answer.status, route.at_limit,
+            "{method} {path} with exactly {limit} bytes: {}",
+            answer.head
+        );
+        app.send_too_large(method, path, token, media, (route.body)(limit + 1))
+            .await;
+    }
+    let found = app.get("/api/v1/persons?q=E-7003", &app.officer).await;
+    assert_eq!(
+        found.body["persons"].as_array().unwrap().len(),
+        1,
+        "{found:?}"
+    );
+    let photo = app.get(&photo, &app.officer).await;
+    assert_eq!(photo.status, StatusCode::NOT_FOUND, "no photo was set");
+}
+
+/// A client that asks for `100 Continue` is told 413 before it sends a body over the limit, and
+/// is asked for a body within it.
+async fn a_body_announced_too_large_is_refused_before_it_is_sent(db: Db) {
+    use cardwright::state::{BODY_LIMIT, PHOTO_BODY_LIMIT};
+    let app = spawn_app(db).await;
+    let person = app.person("E-7004").await;
+    let photo = format!("/api/v1/persons/{person}/photo");
+    let refused = app
+        .send_raw(
+            Method::PUT,
+            &photo,
+            &app.officer,
+            "image/jpeg",
+            vec![0xFF; 50 * 1024 * 1024],
+            true,
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        refused.head
+    );
+    assert!(!refused.continued, "the body was asked for: {refused:?}");
+    let refused = app
+        .send_raw(
+            Method::POST,
+            "/api/v1/card-templates",
+            &app.policy,
+            "application/json",
+            crate::helpers::template_json(BODY_LIMIT + 1),
+            true,
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        refused.head
+    );
+    assert!(!refused.continued, "the body was asked for: {refused:?}");
+    let taken = app
+        .send_raw(
+            Method::PUT,
+            &photo,
+            &app.officer,
+            "image/jpeg",
+            vec![0xFF; PHOTO_BODY_LIMIT],
+            true,
+        )
+        .await;
+    assert!(taken.continued, "{taken:?}");
+    assert_eq!(
+        taken.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        taken.head
+    );
 }
 
 /// The real binary on the embedded default in `dir`, logging at `level` to the file it returns.

@@ -114,6 +114,58 @@ impl std::fmt::Debug for Answer {
     }
 }
 
+/// The final answer to a request sent by hand ([`TestApp::send_raw`]).
+#[derive(Debug)]
+pub struct RawAnswer {
+    pub status: StatusCode,
+    /// Whether the server asked for the body with `100 Continue` first.
+    pub continued: bool,
+    /// The answer's head as received, for messages.
+    pub head: String,
+}
+
+impl RawAnswer {
+    fn new(head: &str, continued: bool) -> Self {
+        Self {
+            status: StatusCode::from_u16(status_of(head)).expect("a status code"),
+            continued,
+            head: head.to_owned(),
+        }
+    }
+}
+
+/// Reads one answer's head (up to the blank line) from `stream`, a byte at a time so that
+/// nothing after it is taken.
+fn read_head(stream: &mut std::net::TcpStream) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut received = Vec::new();
+    let mut byte = [0u8; 1];
+    while !received.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the connection ended after {:?}",
+                    String::from_utf8_lossy(&received)
+                ),
+            ));
+        }
+        received.push(byte[0]);
+        if received.len() > 64 * 1024 {
+            return Err(std::io::ErrorKind::InvalidData.into());
+        }
+    }
+    Ok(String::from_utf8_lossy(&received).into_owned())
+}
+
+/// The status code of an answer's head (`HTTP/1.1 413 Payload Too Large`).
+fn status_of(head: &str) -> u16 {
+    head.split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {head:?}"))
+}
+
 /// Drops a test's PostgreSQL schema when the test ends, passed or failed.
 pub struct SchemaGuard {
     server_url: String,
@@ -281,9 +333,10 @@ impl TestApp {
         Answer { status, body }
     }
 
-    /// Sends a body over a server's limit and checks it is refused: 413, or the connection
-    /// closed while the client still sends. It goes over a connection of its own, so that a
-    /// connection the server closed half-way never returns to the pool the test goes on with.
+    /// Sends a body one byte over its route's limit and checks that the server answers 413. The
+    /// server has read the whole body by the time it knows it is too large, so it answers with
+    /// nothing left unread on the connection: a reset or a refused connection is a failure, as is
+    /// any other status.
     pub async fn send_too_large(
         &self,
         method: Method,
@@ -292,21 +345,70 @@ impl TestApp {
         media: &str,
         body: Vec<u8>,
     ) {
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
-            .build()
-            .expect("a client");
-        let res = client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .header("content-type", media)
-            .body(body)
-            .send()
+        let length = body.len();
+        let answer = self
+            .send_raw(method.clone(), path, token, media, body, false)
             .await;
-        match res {
-            Ok(res) => assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE),
-            Err(e) => assert!(e.is_request(), "{e}"),
+        assert_eq!(
+            answer.status,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{method} {path} with {length} bytes: {}",
+            answer.head
+        );
+    }
+
+    /// Sends one request with a body over a connection of its own, written by hand, and reads
+    /// the final answer's head. With `expect_continue`, the head asks for `100 Continue` and the
+    /// body is sent only when the server asks for it; a final answer instead is returned with
+    /// the body unsent. A body is otherwise written whole before the answer is read; should the
+    /// server close the connection meanwhile, the answer it sent is still read. An answer that
+    /// cannot be read (a reset, a refused connection) fails the test.
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        media: &str,
+        body: Vec<u8>,
+        expect_continue: bool,
+    ) -> RawAnswer {
+        use std::io::Write as _;
+        let addr = self.base.trim_start_matches("http://").to_owned();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: {media}\r\nContent-Length: {}\r\nConnection: close\r\n",
+            body.len()
+        );
+        if expect_continue {
+            head.push_str("Expect: 100-continue\r\n");
         }
+        head.push_str("\r\n");
+        tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(&addr).expect("connect to the server");
+            // A guard against a server that never answers, not a measure of how fast it is.
+            stream
+                .set_read_timeout(Some(std::time::Duration::from_mins(2)))
+                .unwrap();
+            stream
+                .set_write_timeout(Some(std::time::Duration::from_mins(2)))
+                .unwrap();
+            stream.write_all(head.as_bytes()).expect("the head is sent");
+            let mut continued = false;
+            if expect_continue {
+                let interim = read_head(&mut stream).expect("an answer to Expect: 100-continue");
+                if status_of(&interim) != 100 {
+                    return RawAnswer::new(&interim, false);
+                }
+                continued = true;
+            }
+            let sent = stream.write_all(&body).and_then(|()| stream.flush());
+            let answer = read_head(&mut stream).unwrap_or_else(|e| {
+                panic!("no answer could be read ({e}); sending the body: {sent:?}")
+            });
+            RawAnswer::new(&answer, continued)
+        })
+        .await
+        .expect("the raw request ran")
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Answer {
@@ -488,6 +590,17 @@ pub fn history_processes(card: &Value) -> Vec<String> {
         .iter()
         .map(|e| e["process"].as_str().unwrap().to_owned())
         .collect()
+}
+
+/// A request body of exactly `length` bytes that creates a card template with a front layout of
+/// almost that size (which, read whole, is refused as over the layout limit).
+pub fn template_json(length: usize) -> Vec<u8> {
+    let open = br#"{"name":"Big","serial_prefix":"BIG-","front_svg":""#;
+    let close = br#""}"#;
+    let mut body = open.to_vec();
+    body.resize(length - close.len(), b'x');
+    body.extend_from_slice(close);
+    body
 }
 
 /// A loopback port free at the moment of asking, for a server a test starts.

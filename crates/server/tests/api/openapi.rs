@@ -326,6 +326,132 @@ fn the_document_states_the_limits_the_server_enforces() {
     );
 }
 
+/// Every body that is neither JSON nor text (photos, previews) is a string of bytes of its
+/// media type, which a client or Schemathesis can check an answer against; none is an array of
+/// numbers.
+#[test]
+fn binary_bodies_are_strings_of_their_media_type() {
+    let doc = document();
+    let mut binary = Vec::new();
+    for (method, path, op) in operations(&doc) {
+        let mut contents: Vec<(String, &Value)> = Vec::new();
+        if let Some(request) = op["requestBody"]["content"].as_object() {
+            contents.extend(request.iter().map(|(m, c)| (format!("{m} request"), c)));
+        }
+        for (status, response) in op["responses"].as_object().expect("responses") {
+            if let Some(content) = response["content"].as_object() {
+                contents.extend(content.iter().map(|(m, c)| (format!("{m} {status}"), c)));
+            }
+        }
+        for (what, content) in contents {
+            let media = what.split(' ').next().unwrap();
+            let schema = resolve(&doc, &content["schema"]);
+            assert_ne!(schema["type"], "array", "{method} {path} {what}: {schema}");
+            if media == "application/json" || media.starts_with("text/") {
+                continue;
+            }
+            assert_eq!(schema["type"], "string", "{method} {path} {what}: {schema}");
+            assert_eq!(
+                schema["format"], "binary",
+                "{method} {path} {what}: {schema}"
+            );
+            assert_eq!(
+                schema["contentMediaType"], media,
+                "{method} {path} {what}: {schema}"
+            );
+            binary.push(format!("{method} {path} {what}"));
+        }
+    }
+    binary.sort();
+    assert_eq!(
+        binary,
+        [
+            "GET /api/v1/card-templates/{id}/preview image/png 200",
+            "GET /api/v1/cards/{id}/preview image/png 200",
+            "GET /api/v1/persons/{id}/photo image/jpeg 200",
+            "PUT /api/v1/persons/{id}/photo image/jpeg request",
+            "PUT /api/v1/persons/{id}/photo image/png request",
+        ]
+    );
+}
+
+/// Whether `pattern` (anchored, as the document's are) matches all of `value`.
+fn pattern_matches(pattern: &str, value: &str) -> bool {
+    use regex_automata::nfa::thompson::pikevm::PikeVM;
+    let vm = PikeVM::new(pattern).expect("the pattern compiles");
+    vm.is_match(&mut vm.create_cache(), value)
+}
+
+/// Every free-text field of a request states one rule: its length, and a pattern that bars
+/// control and invisible formatting characters anywhere; the operations that take one document
+/// the 422 such a character gets.
+#[test]
+fn every_free_text_field_states_the_rule_of_free_text() {
+    let doc = document();
+    let schemas = &doc["components"]["schemas"];
+    let fields = [
+        ("NewPersonBody", "given_name", false),
+        ("NewPersonBody", "family_name", false),
+        ("TemplateBody", "name", false),
+        ("TemplateBody", "description", false),
+        ("NewStationBody", "description", false),
+        ("ReasonBody", "comment", true),
+        ("MailTemplateBody", "subject", false),
+        ("MailTemplateBody", "body", true),
+        ("NewWebhookBody", "url", false),
+    ];
+    for (body, field, lines) in fields {
+        let rule = resolve(&doc, &schemas[body]["properties"][field]);
+        assert!(rule["maxLength"].is_u64(), "{body}.{field}: {rule}");
+        let pattern = rule["pattern"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{body}.{field}: {rule}"));
+        let admits = |value: &str| pattern_matches(pattern, value);
+        assert!(admits("front desk"), "{body}.{field}");
+        assert!(admits(" front desk "), "{body}.{field}");
+        for refused in [
+            "\u{b}front desk",
+            "front desk\u{b}",
+            "\tfront",
+            "front\u{0}",
+            "front\u{7f}",
+            "front\u{85}",
+            "front\u{202A}",
+            "\u{202E}front",
+            "front\u{2066}desk",
+            "front\u{2069}",
+            "\u{200E}front",
+            "front\u{200F}",
+            "front\u{061C}desk",
+            "front\u{2028}desk",
+        ] {
+            assert!(!admits(refused), "{body}.{field} admits {refused:?}");
+        }
+        assert_eq!(admits("front\ndesk"), lines, "{body}.{field}");
+        assert_eq!(admits("front\r\ndesk"), lines, "{body}.{field}");
+    }
+    let bodies: Vec<String> = fields
+        .iter()
+        .map(|(body, _, _)| format!("#/components/schemas/{body}"))
+        .collect();
+    let mut takers = 0;
+    for (method, path, op) in operations(&doc) {
+        let schema = &op["requestBody"]["content"]["application/json"]["schema"]["$ref"];
+        if schema
+            .as_str()
+            .is_some_and(|s| bodies.iter().any(|b| b == s))
+        {
+            takers += 1;
+            assert!(
+                statuses(&op).contains(&"422"),
+                "{method} {path} takes free text but does not document 422"
+            );
+        }
+    }
+    // Persons, templates (create, update), stations, withdraw, lock, mail texts, webhooks.
+    assert_eq!(takers, 8);
+}
+
 #[tokio::test]
 async fn the_api_takes_what_its_document_admits_and_refuses_the_rest() {
     let app = spawn_app(Db::Sqlite).await;
@@ -423,7 +549,11 @@ async fn a_nul_character_is_answered_without_a_server_error(db: Db) {
             json!({"name": "Guest", "serial_prefix": "GST-", "description": "a\u{0}"}),
         )
         .await;
-    assert_eq!(template.status, StatusCode::BAD_REQUEST, "{template:?}");
+    assert_eq!(
+        template.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{template:?}"
+    );
     let script = app
         .call(
             Method::PUT,

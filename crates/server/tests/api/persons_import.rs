@@ -316,9 +316,9 @@ async fn bad_files_are_refused_with_their_line(db: Db) {
             .contains("line 2"),
         "{report}"
     );
-    // 50 MB: refused before it is read (or the connection closed while it is still sent).
+    // One byte over the body limit (2 MiB): 413, and nothing is imported.
     let mut huge = b"employee_number,given_name,family_name\n".to_vec();
-    huge.resize(50 * 1024 * 1024, b'x');
+    huge.resize(cardwright::state::BODY_LIMIT + 1, b'x');
     app.send_too_large(
         Method::POST,
         "/api/v1/persons/import",

@@ -4,7 +4,7 @@
 
 use base64::Engine as _;
 use cardwright_domain::temp_cards::EventType;
-use cardwright_domain::{DeliveryId, Operator, Role, WebhookId};
+use cardwright_domain::{DeliveryId, Operator, Role, TextRule, WebhookId};
 use cardwright_storage::audit::{self, NewEvent};
 use cardwright_storage::webhooks::{self as rows, Delivery, Webhook, WebhookState};
 use cardwright_storage::{outbox, Store};
@@ -22,6 +22,10 @@ pub use urls::*;
 
 /// The most characters of a webhook URL.
 pub const MAX_URL_CHARS: usize = 2000;
+/// A webhook URL is read as free text of one line first ([`cardwright_domain::text`]): the URL
+/// parser would drop tabs and line breaks from it silently, and shows invisible formatting as it
+/// came.
+pub const URL_RULE: TextRule = TextRule::line(MAX_URL_CHARS);
 /// The prefix of a signing secret; the rest is the key in base64.
 pub const SECRET_PREFIX: &str = "whsec_";
 

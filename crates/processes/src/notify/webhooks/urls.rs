@@ -2,11 +2,13 @@
 //! the network unless the allow-list names it.
 
 use super::super::addresses::{self, Inside, Lookup};
-use super::MAX_URL_CHARS;
+use super::{MAX_URL_CHARS, URL_RULE};
 use crate::ProcessError;
+use cardwright_domain::FreeText;
 
-/// Parses and checks a webhook URL as written: at most 2,000 characters (else `Invalid`), http
-/// or https, a host after `//`, no credentials, and (else `Unprocessable`) either within the
+/// Parses and checks a webhook URL as written: at most 2,000 characters and not blank (else
+/// `Invalid`); no control or invisible formatting characters, http or https, a host after `//`,
+/// no credentials, and (else `Unprocessable`) either within the
 /// allow-list (each entry a URL prefix: same scheme, host and port, and a path starting with the
 /// entry's) or, when the list does not name it, no address inside the network. It is checked
 /// at every send too. Host names are checked by [`check_destination`] when subscribing and by the
@@ -17,7 +19,8 @@ pub fn check_url(url: &str, allowed: &[String]) -> Result<url::Url, ProcessError
             "url: a webhook URL has at most {MAX_URL_CHARS} characters"
         )));
     }
-    let trimmed = url.trim();
+    let url = FreeText::parse("url", URL_RULE, url)?;
+    let trimmed = url.as_str();
     let no_host = || {
         ProcessError::Unprocessable(
             "url: a webhook URL names a host after http:// or https://".into(),

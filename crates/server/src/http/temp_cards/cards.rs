@@ -27,7 +27,8 @@ use crate::error::ErrorBody;
 use crate::http::extract::{ApiJson, ApiQuery, Auth, IdPath};
 use crate::http::openapi::{error, BadId, JsonBody, NeedsLogin, PreviewLimits};
 use crate::http::schema::{
-    optional_whole_number, whole_number, CardStateParam, Id, PreviewQuery, Side,
+    optional_comment, optional_whole_number, whole_number, CardStateParam, Id, PngImage,
+    PreviewQuery, Side,
 };
 use crate::http::views::{CardDetail, CardList, CardView};
 use crate::state::AppState;
@@ -138,8 +139,7 @@ pub struct ReasonBody {
     /// the card's history.
     #[schema(value_type = Option<ReasonText>)]
     pub reason: Option<String>,
-    /// Free text beside the reason (at most 500 characters).
-    #[schema(max_length = 500)]
+    #[schema(schema_with = optional_comment)]
     pub comment: Option<String>,
 }
 
@@ -318,7 +318,11 @@ fn process_path(def: &ProcessDef) -> Paths {
     if takes_body && !takes_person {
         responses = responses.response(
             "422",
-            error("The reason is not one of the list, or the comment is too long."),
+            error(
+                "The reason is not one of the list, or the comment is too long or has a control \
+                 character other than a line break or an invisible formatting character; the \
+                 message names the field.",
+            ),
         );
     }
     let operation = OperationBuilder::new()
@@ -353,7 +357,7 @@ fn process_path(def: &ProcessDef) -> Paths {
 /// rendering at once; more are refused with 429 and `Retry-After`.
 #[utoipa::path(get, path = "/cards/{id}/preview", tag = "cards", operation_id = "preview_card",
     params(("id" = Id, Path, description = "card id"), PreviewQuery), security(("bearer" = [])),
-    responses((status = 200, description = "The preview.", content_type = "image/png", body = Vec<u8>),
+    responses((status = 200, description = "The preview.", content_type = "image/png", body = inline(PngImage)),
         (status = 400, description = "The id or `side` breaks its rule.", body = ErrorBody), NeedsLogin,
         (status = 404, description = "No such card.", body = ErrorBody),
         (status = 422, description = "The layout is over the renderer's limits or budget (for instance one stored before the limits); the message names the limit.", body = ErrorBody),
