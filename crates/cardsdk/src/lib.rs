@@ -7,6 +7,7 @@ pub mod lanes;
 pub mod layout;
 pub mod limits;
 pub mod printer;
+mod render;
 
 pub use ipp_printer::IppPrinter;
 pub use lanes::Lane;
