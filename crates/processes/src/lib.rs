@@ -6,8 +6,10 @@
 
 pub mod audit;
 pub mod auth;
+pub mod card_process;
 mod context;
 mod error;
+mod holder_certificates;
 pub mod keys;
 pub mod notify;
 pub mod operators;

@@ -5,9 +5,9 @@
 //! never deleted, and their assigned temporary cards are handled as the option script's
 //! `on_person_deactivated` says, by the card processes themselves.
 
+use cardwright_domain::temp_cards::states;
 use std::collections::{HashMap, HashSet};
 
-use cardwright_domain::temp_cards::CardState;
 use cardwright_domain::{
     Email, EmployeeNumber, Operator, Person, PersonId, PersonName, PersonState, Role,
 };
@@ -668,7 +668,7 @@ pub async fn handle_cards_of(
         let held = {
             let mut conn = ctx.store.reader().await?;
             let filter = CardFilter {
-                state: Some(CardState::Assigned),
+                state: Some(states::ASSIGNED),
                 holder: Some(*person),
                 ..CardFilter::default()
             };

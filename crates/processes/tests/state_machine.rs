@@ -1,6 +1,7 @@
 //! Property: random sequences of process calls on real stored cards (SQLite) end exactly where
 //! a model of the process catalog says, and every refused call leaves the cards as they were.
 
+use cardwright_domain::temp_cards::states;
 use std::sync::Arc;
 
 use cardwright_domain::temp_cards::CardState;
@@ -118,34 +119,36 @@ async fn world() -> World {
 
 /// What the model says one step does; `None` when it must be refused.
 fn expected(models: &[Model], step: Step, now: Timestamp) -> Option<Vec<Model>> {
-    use CardState::*;
+    use cardwright_domain::temp_cards::states::{
+        ABORTED, ASSIGNED, EXPIRED, LOCKED, REQUESTED, UNASSIGNED,
+    };
     let mut next = models.to_vec();
-    let assigned = models.iter().filter(|m| m.state == Assigned).count();
+    let assigned = models.iter().filter(|m| m.state == ASSIGNED).count();
     match step {
-        Step::Produce(i) if models[i].state == Requested => next[i].state = Unassigned,
-        Step::Abort(i) if models[i].state == Requested => next[i].state = Aborted,
+        Step::Produce(i) if models[i].state == REQUESTED => next[i].state = UNASSIGNED,
+        Step::Abort(i) if models[i].state == REQUESTED => next[i].state = ABORTED,
         // One person, at most one assigned card at a time.
-        Step::Assign(i) if models[i].state == Unassigned && assigned == 0 => {
+        Step::Assign(i) if models[i].state == UNASSIGNED && assigned == 0 => {
             next[i] = Model {
-                state: Assigned,
+                state: ASSIGNED,
                 valid_until: Some(now + Duration::days(14)),
             };
         }
-        Step::Withdraw(i) if matches!(models[i].state, Assigned | Expired) => {
+        Step::Withdraw(i) if matches!(models[i].state, ASSIGNED | EXPIRED) => {
             next[i] = Model {
-                state: Unassigned,
+                state: UNASSIGNED,
                 valid_until: None,
             };
         }
-        Step::Extend(i) if models[i].state == Assigned => {
+        Step::Extend(i) if models[i].state == ASSIGNED => {
             next[i].valid_until = models[i].valid_until.map(|t| t + Duration::days(14));
         }
-        Step::Lock(i) if matches!(models[i].state, Assigned | Unassigned) => next[i].state = Locked,
+        Step::Lock(i) if matches!(models[i].state, ASSIGNED | UNASSIGNED) => next[i].state = LOCKED,
         Step::Wait(days) => {
             let later = now + Duration::days(days);
             for m in &mut next {
-                if m.state == Assigned && m.valid_until.is_some_and(|t| t <= later) {
-                    m.state = Expired;
+                if m.state == ASSIGNED && m.valid_until.is_some_and(|t| t <= later) {
+                    m.state = EXPIRED;
                 }
             }
         }
@@ -161,11 +164,11 @@ async fn perform(w: &World, step: Step) -> Result<(), ProcessError> {
             // Until the batch order exists, production is staged through the store.
             let mut tx = ctx.store.begin().await?;
             let mut card = cards::get(&mut tx, w.cards[i]).await?.unwrap().card;
-            if card.state != CardState::Requested {
+            if card.state != states::REQUESTED {
                 return Err(ProcessError::Conflict("not requested".into()));
             }
-            card.state = CardState::Unassigned;
-            assert!(cards::update_if_state(&mut tx, &card, CardState::Requested).await?);
+            card.state = states::UNASSIGNED;
+            assert!(cards::update_if_state(&mut tx, &card, states::REQUESTED).await?);
             Store::commit(tx).await?;
         }
         Step::Abort(i) => drop(abort::abort(ctx, op, w.cards[i]).await?),

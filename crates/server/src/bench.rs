@@ -1,13 +1,14 @@
 //! `cardwright bench`: throughput of a whole batch order, of audit appends and the speed of the
 //! card search, on SQLite or PostgreSQL, with numbers a reader can compare against the targets.
 
+use cardwright_domain::temp_cards::states;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use cardwright_cardsdk::SimulatedPrinter;
-use cardwright_domain::temp_cards::{Card, CardState, Serial};
+use cardwright_domain::temp_cards::{Card, Serial};
 use cardwright_domain::template::DEFAULT_TEMPLATE_NAME;
 use cardwright_domain::{CardId, Role, SerialPrefix};
 use cardwright_processes::keys::{self, Custody, Kek, NewSet};
@@ -371,11 +372,11 @@ async fn list(ctx: &Context, backend: &str, total: u32, rounds: u32) -> anyhow::
     let prefix = SerialPrefix::parse("BENCH-").map_err(|e| anyhow::anyhow!("{e}"))?;
     let seeding = Instant::now();
     let states = [
-        CardState::Unassigned,
-        CardState::Assigned,
-        CardState::Locked,
-        CardState::Requested,
-        CardState::Aborted,
+        states::UNASSIGNED,
+        states::ASSIGNED,
+        states::LOCKED,
+        states::REQUESTED,
+        states::ABORTED,
     ];
     let mut number = 0u64;
     while number < u64::from(total) {

@@ -1,5 +1,6 @@
 //! Batch orders, their items and production attempts.
 
+use cardwright_domain::temp_cards::states;
 use cardwright_domain::temp_cards::{BatchOrder, CardState, ItemStatus, OrderItem, OrderState};
 use cardwright_domain::{BatchOrderId, CardId, OperatorId, Timestamp};
 use sqlx::any::AnyRow;
@@ -100,8 +101,8 @@ pub async fn take_cards(
         q.push(&format!(
             ", updated_at = {now_arg} WHERE batch_order_id IS NULL AND state IN ("
         ));
-        let requested = q.arg(Arg::Text(CardState::Requested.as_str().to_owned()));
-        let failed = q.arg(Arg::Text(CardState::Failed.as_str().to_owned()));
+        let requested = q.arg(Arg::Text(states::REQUESTED.as_str().to_owned()));
+        let failed = q.arg(Arg::Text(states::FAILED.as_str().to_owned()));
         q.push(&format!("{requested}, {failed}) AND id IN ("));
         let ids: Vec<String> = chunk
             .iter()

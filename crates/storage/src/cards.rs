@@ -1,5 +1,6 @@
 //! Cards.
 
+use cardwright_domain::temp_cards::states;
 use cardwright_domain::temp_cards::{Card, CardState, Serial};
 use cardwright_domain::{BatchOrderId, CardId, PersonId, TemplateId, Timestamp};
 use sqlx::any::AnyRow;
@@ -201,7 +202,7 @@ pub async fn count_assigned_to(conn: &mut Conn, person: PersonId) -> Result<u64,
     let n: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM cards WHERE holder_id = $1 AND state = $2")
             .bind(person.to_string())
-            .bind(CardState::Assigned.as_str())
+            .bind(states::ASSIGNED.as_str())
             .fetch_one(conn)
             .await?;
     Ok(u64::try_from(n).unwrap_or(0))
@@ -216,7 +217,7 @@ pub async fn due_for_expiry(
     let ids: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM cards WHERE state = $1 AND valid_until <= $2 ORDER BY valid_until LIMIT $3",
     )
-    .bind(CardState::Assigned.as_str())
+    .bind(states::ASSIGNED.as_str())
     .bind(to_micros(now))
     .bind(i64::from(limit))
     .fetch_all(conn)

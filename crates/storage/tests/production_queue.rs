@@ -2,10 +2,11 @@
 //! each queued item to exactly one station, and `finish` records an attempt only while the item
 //! still carries that claim.
 
+use cardwright_domain::temp_cards::states;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cardwright_domain::temp_cards::{BatchOrder, Card, CardState, ItemStatus, OrderState, Serial};
+use cardwright_domain::temp_cards::{BatchOrder, Card, ItemStatus, OrderState, Serial};
 use cardwright_domain::{
     BatchOrderId, CardId, CardTemplate, Operator, OperatorId, Role, SerialPrefix, TemplateId,
     TemplateKind, TemplateName, Timestamp, Username,
@@ -146,7 +147,7 @@ async fn queued_order(store: &Store, n: u32) -> (BatchOrderId, Vec<CardId>) {
             id: CardId::new(ms, r),
             serial: Serial::compose(&template.serial_prefix, u64::from(position) + 1),
             template: template.id,
-            state: CardState::Requested,
+            state: states::REQUESTED,
             holder: None,
             valid_until: None,
             encoded: false,

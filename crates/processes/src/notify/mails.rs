@@ -1,9 +1,10 @@
 //! Mails: their texts (built in, in English and German, or changed by an admin), deciding them
 //! (the assignment notice, the expiry notice, reminders) and recording how sending went.
 
+use cardwright_domain::temp_cards::states;
 use std::collections::HashMap;
 
-use cardwright_domain::temp_cards::{CardState, EventType, Language, MailKind};
+use cardwright_domain::temp_cards::{EventType, Language, MailKind};
 use cardwright_domain::{CardId, FreeText, Operator, PersonId, Role, TextRule, Timestamp};
 use cardwright_storage::audit::{self, Event, NewEvent};
 use cardwright_storage::mails::{self as rows, Mail, NewMail, StoredTemplate};
@@ -352,7 +353,7 @@ impl<'c> Composer<'c> {
         let (mail, process) = match kind {
             EventType::CardAssigned => (MailKind::Assigned, event.process.as_str()),
             EventType::CardExpired
-                if event.old_state.as_deref() == Some(CardState::Assigned.as_str()) =>
+                if event.old_state.as_deref() == Some(states::ASSIGNED.as_str()) =>
             {
                 (MailKind::Expired, event.process.as_str())
             }

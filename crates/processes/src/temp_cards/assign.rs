@@ -1,11 +1,11 @@
 //! TempCardsProcAssign: an unassigned card is handed to an active person.
 
-use cardwright_domain::temp_cards::ProcessName;
+use cardwright_domain::temp_cards::processes;
 use cardwright_domain::{CardId, Operator, PersonId, PersonState};
 use cardwright_storage::cards::{self, CardRecord};
 use cardwright_storage::persons;
 
-use super::{options_for, run_card_process, Change};
+use crate::card_process::{options_for, run_card_process, Change};
 use crate::{Context, ProcessError};
 
 pub async fn assign(
@@ -15,7 +15,7 @@ pub async fn assign(
     person_id: PersonId,
 ) -> Result<CardRecord, ProcessError> {
     let dialect = ctx.store.dialect();
-    let process = ProcessName::TempCardsProcAssign;
+    let process = processes::ASSIGN;
     run_card_process(ctx, operator, process, id, |ctx, operator, conn, card| {
         Box::pin(async move {
             let run = options_for(ctx, conn, card, process, operator).await?;

@@ -2,7 +2,6 @@
 //! card's preview.
 
 use cardwright_cardsdk::{CardArtwork, CardFace, Side};
-use cardwright_domain::temp_cards::catalog::card_processes_allowed;
 use cardwright_domain::temp_cards::{CardState, ProcessDef};
 use cardwright_domain::{CardId, Operator};
 use cardwright_storage::audit::{self, Event, EventFilter};
@@ -78,6 +77,9 @@ pub async fn search(
 #[derive(Debug, Clone)]
 pub struct CardProfile {
     pub record: CardRecord,
+    /// The card's area (its template's kind).
+    pub area: &'static cardwright_domain::Area,
+    /// The processes of the card's area the operator may start on it now.
     pub processes: Vec<&'static ProcessDef>,
     pub history: Vec<Event>,
     /// Every certificate issued for the card's chip, oldest first.
@@ -103,9 +105,11 @@ pub async fn profile(
     )
     .await?;
     let certificates = cardwright_storage::certificates::of_card(&mut conn, id, false).await?;
+    let area = crate::card_process::area_of_card(&mut conn, id).await?;
     Ok(CardProfile {
         certificates,
-        processes: card_processes_allowed(record.card.state, &operator.roles),
+        processes: area.card_processes_allowed(record.card.state, &operator.roles),
+        area,
         record,
         history,
     })

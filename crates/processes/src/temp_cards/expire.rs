@@ -1,10 +1,10 @@
 //! TempCardsSysExpire: the system ends assignments whose validity has passed.
 
-use cardwright_domain::temp_cards::{CardState, ProcessName};
+use cardwright_domain::temp_cards::{processes, states};
 use cardwright_domain::CardId;
 use cardwright_storage::{cards, Store};
 
-use super::{load_for_update, save_transition};
+use crate::card_process::{load_for_update, save_transition};
 use crate::{Actor, Context, ProcessError};
 
 /// Cards expired per transaction round.
@@ -34,13 +34,13 @@ pub async fn expire_due(ctx: &Context) -> Result<u64, ProcessError> {
 }
 
 async fn expire_one(ctx: &Context, id: CardId) -> Result<bool, ProcessError> {
-    let process = ProcessName::TempCardsSysExpire;
+    let process = processes::EXPIRE;
     let now = ctx.now();
     let mut tx = ctx.store.begin().await?;
     let before = load_for_update(&mut tx, ctx, id).await?;
     // Another server or an operator may have acted since the card was found due.
     let still_due =
-        before.state == CardState::Assigned && before.valid_until.is_some_and(|t| t <= now);
+        before.state == states::ASSIGNED && before.valid_until.is_some_and(|t| t <= now);
     if !still_due {
         return Ok(false);
     }

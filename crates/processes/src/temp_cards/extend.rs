@@ -1,12 +1,12 @@
 //! TempCardsProcExtend: the holder keeps the card for another validity period.
 
-use cardwright_domain::temp_cards::ProcessName;
+use cardwright_domain::temp_cards::processes;
 use cardwright_domain::{CardId, Operator};
 use cardwright_storage::cards::CardRecord;
 use cardwright_storage::certificates::{self, CertificateKind};
 use cardwright_storage::persons;
 
-use super::{options_for, run_card_process, Change};
+use crate::card_process::{options_for, run_card_process, Change};
 use crate::{Context, ProcessError};
 
 pub async fn extend(
@@ -14,7 +14,7 @@ pub async fn extend(
     operator: &Operator,
     id: CardId,
 ) -> Result<CardRecord, ProcessError> {
-    let process = ProcessName::TempCardsProcExtend;
+    let process = processes::EXTEND;
     run_card_process(ctx, operator, process, id, |ctx, operator, conn, card| {
         Box::pin(async move {
             let run = options_for(ctx, conn, card, process, operator).await?;
@@ -23,7 +23,7 @@ pub async fn extend(
                 &mut *conn,
                 &card.id.to_string(),
                 process.as_str(),
-                ProcessName::TempCardsProcAssign.as_str(),
+                processes::ASSIGN.as_str(),
             )
             .await?;
             if done >= i64::from(allowed) {

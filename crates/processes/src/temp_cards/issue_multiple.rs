@@ -2,21 +2,22 @@
 //! Next queues them for the production stations, then Complete order, Repeat production for
 //! chosen items, or Cancel.
 
-use cardwright_domain::temp_cards::batch_order::check_selection;
+use cardwright_domain::batch_order::check_selection;
+use cardwright_domain::temp_cards::{processes, states};
 use cardwright_domain::temp_cards::{
-    BatchOrder, Card, CardState, ItemStatus, OrderAction, OrderState, ProcessName,
+    BatchOrder, Card, ItemStatus, OrderAction, OrderState, ProcessName,
 };
 use cardwright_domain::{BatchOrderId, CardId, Operator};
 use cardwright_storage::audit::{self, NewEvent};
 use cardwright_storage::batch_orders::{self, ItemRecord, OrderRecord};
 use cardwright_storage::{cards, Conn, Store};
 
-use super::save_transition;
+use crate::card_process::save_transition;
 use crate::paging::bad_cursor;
 use crate::paging::{next_cursor, page_limit};
 use crate::{require_process_role, Actor, Context, ProcessError};
 
-const PROCESS: ProcessName = ProcessName::TempCardsBoProcIssueMultiple;
+const PROCESS: ProcessName = processes::ISSUE_MULTIPLE;
 
 /// An order with its items, as the wizard shows it.
 #[derive(Debug, Clone)]
@@ -252,13 +253,13 @@ pub async fn repeat(
             continue;
         }
         if item.item.status == ItemStatus::Produced {
-            let before = super::load_for_update(&mut tx, ctx, *card_id).await?;
-            if before.state != CardState::Unassigned {
+            let before = crate::card_process::load_for_update(&mut tx, ctx, *card_id).await?;
+            if before.state != states::UNASSIGNED {
                 refused.push(format!("{} (card is {} now)", item.serial, before.state));
                 continue;
             }
             let after = Card {
-                state: CardState::Failed,
+                state: states::FAILED,
                 updated_at: now,
                 ..before.clone()
             };

@@ -1,12 +1,11 @@
-//! The temporary card processes, one module each, and [`run`], the one entry point the API, the
-//! web UI and the command line start a card's process through.
+//! The temporary card area's processes, one module each, and [`PROCESSES`], what the engine
+//! ([`crate::card_process`]) calls to run one of them on a card.
 
 pub mod abort;
 pub mod assign;
 pub mod cards;
 pub mod expire;
 pub mod extend;
-mod holder_certificates;
 pub mod issue_multiple;
 pub mod lock;
 pub mod production;
@@ -14,284 +13,74 @@ pub mod remote;
 pub mod request;
 pub mod withdraw;
 
-use cardwright_domain::temp_cards::{Card, CardState, Input, ProcessName, ProcessScope, Reason};
-use cardwright_domain::{CardId, Operator, Person, PersonId};
-use cardwright_storage::audit::{self, NewEvent};
-use cardwright_storage::cards::{self as card_rows, CardRecord};
-use cardwright_storage::certificates;
-use cardwright_storage::{Conn, Store};
+use cardwright_domain::temp_cards::{processes, AREA};
+use cardwright_domain::{CardId, Operator, ProcessName};
 
-use crate::{require_process_role, Actor, Context, ProcessError};
+use crate::card_process::{AreaProcesses, CardFuture};
+use crate::{Context, ProcessError};
 
-/// What a card's process was given besides the card; the catalog row's `input` says which.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProcessInput {
-    None,
-    /// The person who receives the card.
-    Person(PersonId),
-    /// Why the card is withdrawn or locked.
-    Reason(Reason),
-}
+pub use crate::card_process::{run, ProcessInput};
 
-/// An event's details with the reason (and its comment) the operator gave, if any.
-pub(crate) fn with_reason(
-    mut details: serde_json::Value,
-    reason: Option<&Reason>,
-) -> serde_json::Value {
-    if let (Some(reason), Some(map)) = (reason, details.as_object_mut()) {
-        map.insert("reason".into(), reason.kind.as_str().into());
-        if let Some(comment) = &reason.comment {
-            map.insert("comment".into(), comment.clone().into());
-        }
-    }
-    details
-}
+/// The temporary card area's processes.
+pub static PROCESSES: AreaProcesses = AreaProcesses {
+    area: &AREA,
+    run_card,
+};
 
-/// Runs the card-scoped process `process` on `card` for `operator`: the one entry point behind
-/// `POST /api/v1/cards/{id}/<action>`, the card page's buttons and the command line.
-pub async fn run(
-    ctx: &Context,
-    operator: &Operator,
+/// Runs one of the area's card-scoped processes; the engine checked `input` against its row.
+fn run_card<'a>(
+    ctx: &'a Context,
+    operator: &'a Operator,
     process: ProcessName,
     card: CardId,
     input: ProcessInput,
-) -> Result<CardRecord, ProcessError> {
-    let def = process.def();
-    if def.scope != ProcessScope::Card {
-        return Err(ProcessError::Invalid(format!(
-            "{process} is not started on one card"
-        )));
-    }
-    let (person, reason) = match (def.input, input) {
-        (Input::None | Input::Reason, ProcessInput::None) => (None, None),
-        (Input::Person, ProcessInput::Person(person)) => (Some(person), None),
-        (Input::Reason, ProcessInput::Reason(reason)) => (None, Some(reason)),
-        (Input::None | Input::Reason, given) => {
-            return Err(ProcessError::Invalid(format!(
-                "{process} takes no {given:?} besides the card"
-            )))
-        }
-        (Input::Person, _) => {
-            return Err(ProcessError::Invalid(format!(
-                "person: {process} needs the person who receives the card"
-            )))
-        }
-    };
-    // Every process has an arm: a new catalog row does not compile until it is dispatched here.
-    match process {
-        ProcessName::TempCardsProcAbort => abort::abort(ctx, operator, card).await,
-        ProcessName::TempCardsProcAssign => {
-            let person = person.expect("checked against the catalog row above");
-            assign::assign(ctx, operator, card, person).await
-        }
-        ProcessName::TempCardsProcWithdraw => {
-            withdraw::withdraw(ctx, operator, card, reason.as_ref()).await
-        }
-        ProcessName::TempCardsProcExtend => extend::extend(ctx, operator, card).await,
-        ProcessName::TempCardsProcLock => lock::lock(ctx, operator, card, reason.as_ref()).await,
-        ProcessName::TempCardsProcRequest
-        | ProcessName::TempCardsBoProcIssueMultiple
-        | ProcessName::TempCardsSysExpire => unreachable!("not card-scoped; refused above"),
-    }
-}
-
-/// The options in force for running `process` on `card`, from the option script.
-pub(crate) async fn options_for(
-    ctx: &Context,
-    conn: &mut Conn,
-    card: &Card,
-    process: ProcessName,
-    operator: &Operator,
-) -> Result<crate::services::scripts::RunOptions, ProcessError> {
-    let template = cardwright_storage::templates::get(&mut *conn, card.template)
-        .await?
-        .ok_or_else(|| {
-            ProcessError::Internal(format!("template of card {} vanished", card.serial))
-        })?;
-    ctx.scripts
-        .for_run(
-            conn,
-            template.name.as_str(),
-            process.as_str(),
-            operator.username.as_str(),
-        )
-        .await
-}
-
-/// Loads a card and locks it for the rest of the transaction.
-pub(crate) async fn load_for_update(
-    conn: &mut Conn,
-    ctx: &Context,
-    id: CardId,
-) -> Result<Card, ProcessError> {
-    card_rows::get_for_update(conn, ctx.store.dialect(), id)
-        .await?
-        .ok_or_else(|| ProcessError::NotFound(format!("card {id} not found")))
-}
-
-/// Writes `after` over `before` (only if nobody changed the card meanwhile) and the audit event
-/// of the step, in the caller's transaction.
-pub(crate) async fn save_transition(
-    conn: &mut Conn,
-    ctx: &Context,
-    actor: &Actor,
-    process: ProcessName,
-    before: &Card,
-    after: &Card,
-    details: serde_json::Value,
-) -> Result<(), ProcessError> {
-    if !card_rows::update_if_state(&mut *conn, after, before.state).await? {
-        return Err(ProcessError::Conflict(format!(
-            "card {} was changed by someone else; reload it and try again",
-            before.serial
-        )));
-    }
-    audit::append(
-        conn,
-        &ctx.audit_key,
-        NewEvent {
-            at: after.updated_at,
-            operator: actor.audit_name(),
-            process: process.as_str().to_owned(),
-            card: Some(before.id.to_string()),
-            order: after.batch_order.map(|o| o.to_string()),
-            old_state: Some(before.state.as_str().to_owned()),
-            new_state: Some(after.state.as_str().to_owned()),
-            details,
-        },
-    )
-    .await?;
-    Ok(())
-}
-
-/// What a card process's own change gives: the audit details and, when the card's keys are to be
-/// certified in a holder's name (assign, extend of an encoded card), that holder.
-pub(crate) struct Change {
-    pub details: serde_json::Value,
-    pub certify_holder: Option<Person>,
-}
-
-/// The future of a card process's own change.
-pub(crate) type StepFuture<'c> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Change, ProcessError>> + Send + 'c>>;
-
-impl From<serde_json::Value> for Change {
-    fn from(details: serde_json::Value) -> Self {
-        Self {
-            details,
-            certify_holder: None,
-        }
-    }
-}
-
-/// The checks every card process makes before its own change: the card is not held by a batch
-/// order, and the catalog allows the step in its state. Moves `after` to the end state.
-fn start_step(
-    ctx: &Context,
-    process: ProcessName,
-    before: &Card,
-    after: &mut Card,
-) -> Result<(), ProcessError> {
-    if let (Some(order), CardState::Requested | CardState::Failed) =
-        (before.batch_order, before.state)
-    {
-        return Err(ProcessError::Conflict(format!(
-            "card {} is in batch order {order}; cancel that order first",
-            before.serial
-        )));
-    }
-    after.state = process.transition(before.state)?;
-    after.updated_at = ctx.now();
-    Ok(())
-}
-
-/// The shape every single-card process shares: role check, lock, transition rule, the
-/// process's own change, save with audit, commit. `change` gets the card already moved to the
-/// end state and returns the audit details.
-///
-/// A change that certifies a holder runs twice: first to issue the certificates (then the
-/// transaction is rolled back and the chip is written, outside any transaction), then for real,
-/// recording the certificates with the card's change. The card must be as it was at the first
-/// run; otherwise the certificates are recorded revoked and the step is refused.
-pub(crate) async fn run_card_process<F>(
-    ctx: &Context,
-    operator: &Operator,
-    process: ProcessName,
-    id: CardId,
-    change: F,
-) -> Result<CardRecord, ProcessError>
-where
-    F: for<'c> Fn(&'c Context, &'c Operator, &'c mut Conn, &'c mut Card) -> StepFuture<'c>,
-{
-    require_process_role(operator, process)?;
-    let mut written: Option<(Card, holder_certificates::Issued)> = None;
-    loop {
-        let mut tx = ctx.store.begin().await?;
-        let before = load_for_update(&mut tx, ctx, id).await?;
-        let mut after = before.clone();
-        let step = match start_step(ctx, process, &before, &mut after) {
-            Ok(()) => change(ctx, operator, &mut tx, &mut after).await,
-            Err(e) => Err(e),
+) -> CardFuture<'a> {
+    Box::pin(async move {
+        let (person, reason) = match input {
+            ProcessInput::None => (None, None),
+            ProcessInput::Person(person) => (Some(person), None),
+            ProcessInput::Reason(reason) => (None, Some(reason)),
         };
-        let mut step = match step {
-            Ok(step) => step,
-            Err(e) => {
-                drop(tx);
-                if let Some((_, issued)) = &written {
-                    holder_certificates::record_revoked(ctx, issued).await?;
-                }
-                return Err(e);
+        match process {
+            processes::ABORT => abort::abort(ctx, operator, card).await,
+            processes::ASSIGN => {
+                let person = person.ok_or_else(|| {
+                    ProcessError::Invalid("person: give the person who receives the card".into())
+                })?;
+                assign::assign(ctx, operator, card, person).await
             }
-        };
-        if let (Some(holder), true, None) = (&step.certify_holder, after.encoded, &written) {
-            let issued = holder_certificates::issue(ctx, &mut tx, &after, holder).await?;
-            // Nothing of this run is kept: the chip is written with no transaction open.
-            drop(tx);
-            holder_certificates::write(ctx, &after, &issued).await?;
-            written = Some((before, issued));
-            continue;
+            processes::WITHDRAW => withdraw::withdraw(ctx, operator, card, reason.as_ref()).await,
+            processes::EXTEND => extend::extend(ctx, operator, card).await,
+            processes::LOCK => lock::lock(ctx, operator, card, reason.as_ref()).await,
+            other => Err(ProcessError::Invalid(format!(
+                "{other} is not one of the temporary card processes started on one card"
+            ))),
         }
-        if let Some((first, issued)) = &written {
-            if first.updated_at != before.updated_at || first.state != before.state {
-                drop(tx);
-                holder_certificates::record_revoked(ctx, issued).await?;
-                return Err(ProcessError::Conflict(format!(
-                    "card {} was changed while its chip was written; the new certificates are revoked, try again",
-                    before.serial
-                )));
-            }
-            let mut serials = Vec::new();
-            for record in &issued.records {
-                certificates::insert(&mut tx, record).await?;
-                serials.push(serde_json::Value::String(record.serial.clone()));
-            }
-            if let Some(details) = step.details.as_object_mut() {
-                details.insert("certificates".into(), serials.into());
-            }
-        }
-        let saved = async {
-            save_transition(
-                &mut tx,
-                ctx,
-                &Actor::Operator(operator.clone()),
-                process,
-                &before,
-                &after,
-                step.details,
-            )
-            .await?;
-            let record = card_rows::get(&mut tx, id)
-                .await?
-                .ok_or_else(|| ProcessError::Internal(format!("card {id} vanished")))?;
-            Store::commit(tx).await?;
-            Ok(record)
-        }
-        .await;
-        if saved.is_err() {
-            if let Some((_, issued)) = &written {
-                holder_certificates::record_revoked(ctx, issued).await?;
-            }
-        }
-        return saved;
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use cardwright_domain::ProcessScope;
+
+    use super::*;
+
+    /// Every card-scoped row of the catalog has its arm in [`run_card`]: the arms are the rows.
+    #[test]
+    fn every_card_process_of_the_catalog_is_dispatched() {
+        let dispatched = [
+            processes::ABORT,
+            processes::ASSIGN,
+            processes::WITHDRAW,
+            processes::EXTEND,
+            processes::LOCK,
+        ];
+        let card_scoped: Vec<ProcessName> = AREA
+            .catalog
+            .iter()
+            .filter(|def| def.scope == ProcessScope::Card)
+            .map(|def| def.name)
+            .collect();
+        assert_eq!(card_scoped, dispatched);
     }
 }

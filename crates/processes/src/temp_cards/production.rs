@@ -5,11 +5,12 @@
 //! transaction is open while a card is in the printer, and a crash leaves an item `producing`
 //! that recovery marks failed.
 
+use cardwright_domain::temp_cards::{processes, states};
 use std::sync::{Arc, Mutex};
 
 use cardwright_cardsdk::encoder::{CardCertificate, CardKey};
-use cardwright_domain::temp_cards::batch_order::settle;
-use cardwright_domain::temp_cards::{Card, CardState, ItemStatus, OrderState, ProcessName};
+use cardwright_domain::batch_order::settle;
+use cardwright_domain::temp_cards::{Card, ItemStatus, OrderState, ProcessName};
 use cardwright_domain::Timestamp;
 use cardwright_pki::Subject;
 pub use cardwright_station::{Encoding, Issuer, Job, Outcome, ProductionError, Station};
@@ -18,13 +19,13 @@ use cardwright_storage::certificates::{self, CertificateKind, CertificateRecord}
 use cardwright_storage::{cards, Conn, Store};
 
 use super::issue_multiple::order_event;
-use super::{load_for_update, save_transition};
+use crate::card_process::{load_for_update, save_transition};
 use crate::pki::{new_serial, random_digits};
 use crate::services::pki::Pki;
 use crate::services::scripts::RunOptions;
 use crate::{Actor, Context, Entropy, ProcessError};
 
-const PROCESS: ProcessName = ProcessName::TempCardsBoProcIssueMultiple;
+const PROCESS: ProcessName = processes::ISSUE_MULTIPLE;
 
 /// The failure reason of an item whose station stopped while it was in the printer.
 pub const INTERRUPTED: &str = "production interrupted";
@@ -370,7 +371,7 @@ pub(super) async fn record(
             state: if status == ItemStatus::Produced {
                 PROCESS.transition(before.state)?
             } else {
-                CardState::Failed
+                states::FAILED
             },
             // A card whose order was cancelled while it was in the printer leaves the order now.
             batch_order: if order.state.is_closed() {

@@ -1,6 +1,7 @@
 //! TempCardsProcRequest: order N new temporary cards of a template.
 
-use cardwright_domain::temp_cards::{Amount, Card, CardState, ProcessName, Serial};
+use cardwright_domain::temp_cards::{processes, states};
+use cardwright_domain::temp_cards::{Amount, Card, Serial};
 use cardwright_domain::{CardId, Operator, TemplateKind};
 use cardwright_storage::audit::{self, NewEvent};
 use cardwright_storage::cards::{self, CardRecord};
@@ -15,7 +16,7 @@ pub async fn request(
     template: &str,
     amount: i64,
 ) -> Result<Vec<CardRecord>, ProcessError> {
-    let process = ProcessName::TempCardsProcRequest;
+    let process = processes::REQUEST;
     require_process_role(operator, process)?;
     let amount = Amount::parse(amount)?;
     let now = ctx.now();
@@ -46,7 +47,7 @@ pub async fn request(
             id,
             serial: Serial::compose(&template.serial_prefix, number),
             template: template.id,
-            state: CardState::Requested,
+            state: states::REQUESTED,
             holder: None,
             valid_until: None,
             encoded: false,
@@ -72,7 +73,7 @@ pub async fn request(
             card: Some(card.id.to_string()),
             order: None,
             old_state: None,
-            new_state: Some(CardState::Requested.as_str().to_owned()),
+            new_state: Some(states::REQUESTED.as_str().to_owned()),
             details: serde_json::json!({
                 "serial": card.serial.as_str(),
                 "template": template.name.as_str(),

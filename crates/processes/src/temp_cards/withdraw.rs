@@ -1,11 +1,12 @@
 //! TempCardsProcWithdraw: the card comes back to the desk and can be handed out again.
 
-use cardwright_domain::temp_cards::{ProcessName, Reason};
+use cardwright_domain::temp_cards::processes;
+use cardwright_domain::temp_cards::Reason;
 use cardwright_domain::{CardId, Operator};
 use cardwright_storage::cards::CardRecord;
 use cardwright_storage::certificates::{self, CertificateKind};
 
-use super::{run_card_process, with_reason};
+use crate::card_process::{run_card_process, with_reason};
 use crate::{Context, ProcessError};
 
 pub async fn withdraw(
@@ -18,7 +19,7 @@ pub async fn withdraw(
     run_card_process(
         ctx,
         operator,
-        ProcessName::TempCardsProcWithdraw,
+        processes::WITHDRAW,
         id,
         |_, _, conn, card| {
             let reason = reason.clone();

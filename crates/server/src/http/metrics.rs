@@ -72,7 +72,7 @@ pub async fn metrics(State(state): State<AppState>, parts: Parts) -> Response {
     };
     out.push_str("# HELP cardwright_cards Temporary cards by state.\n");
     out.push_str("# TYPE cardwright_cards gauge\n");
-    for state_name in cardwright_domain::temp_cards::CardState::ALL {
+    for state_name in cardwright_domain::CardState::all() {
         let n = counts
             .as_ref()
             .and_then(|c| c.iter().find(|(s, _)| *s == state_name).map(|(_, n)| *n))

@@ -6,13 +6,14 @@
 //! built from the same `TextRule` its parser reads. Patterns are ECMA-262, as JSON Schema reads
 //! them.
 
+use cardwright_domain::temp_cards::processes;
 use std::borrow::Cow;
 use std::fmt;
 
-use cardwright_domain::temp_cards::batch_order::MAX_ORDER_CARDS;
-use cardwright_domain::temp_cards::reason::COMMENT_RULE;
+use cardwright_domain::batch_order::MAX_ORDER_CARDS;
+use cardwright_domain::reason::COMMENT_RULE;
 use cardwright_domain::temp_cards::OPTION_SCRIPT as SCRIPT_NAME;
-use cardwright_domain::temp_cards::{CardState, OrderState, ProcessName};
+use cardwright_domain::temp_cards::{CardState, OrderState};
 use cardwright_domain::template::DESCRIPTION_RULE;
 use cardwright_domain::{CardId, PersonName, PersonState, TemplateKind, TemplateName, TextRule};
 use cardwright_processes::notify::mails::{BODY_RULE, SUBJECT_RULE};
@@ -281,7 +282,7 @@ schema!(
     ProcessText,
     "BatchOrderProcess",
     string("The process a batch order runs.")
-        .enum_values(Some([ProcessName::TempCardsBoProcIssueMultiple.as_str()]))
+        .enum_values(Some([processes::ISSUE_MULTIPLE.as_str()]))
 );
 
 schema!(
@@ -493,7 +494,7 @@ word!(
     CardStateParam(CardState),
     "CardState",
     "A card state.",
-    CardState::ALL.map(CardState::as_str)
+    CardState::all().iter().map(|s| s.as_str())
 );
 
 word!(
@@ -542,7 +543,7 @@ pub struct PreviewQuery {
 mod tests {
     use std::collections::HashSet;
 
-    use cardwright_domain::temp_cards::reason::Reason;
+    use cardwright_domain::reason::Reason;
     use cardwright_domain::{Email, EmployeeNumber, FreeText, SerialPrefix};
     use regex_automata::nfa::thompson::pikevm::PikeVM;
 

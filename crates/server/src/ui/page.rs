@@ -4,6 +4,7 @@
 use askama::Template;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
+use cardwright_domain::temp_cards::processes;
 use cardwright_domain::temp_cards::ProcessName;
 use cardwright_domain::{DomainError, Role};
 use cardwright_processes::ProcessError;
@@ -98,8 +99,8 @@ impl Section {
         let of = |process: ProcessName| process.def().role.into_iter().collect();
         match self {
             Section::Home => Vec::new(),
-            Section::BatchOrders => of(ProcessName::TempCardsBoProcIssueMultiple),
-            Section::RequestCards => of(ProcessName::TempCardsProcRequest),
+            Section::BatchOrders => of(processes::ISSUE_MULTIPLE),
+            Section::RequestCards => of(processes::REQUEST),
             Section::Persons => vec![Role::RegistrationOfficer],
             Section::Stations => vec![Role::ProductionAdmin, Role::RegistrationOfficer],
             Section::Script

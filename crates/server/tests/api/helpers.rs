@@ -1,12 +1,13 @@
 //! The test harness: a server on port 0 with a fresh database per test, a clock the test moves,
 //! and logged-in operators for each role.
 
+use cardwright_domain::temp_cards::processes;
 use std::sync::Arc;
 
 use cardwright::app::{self, Running};
 use cardwright::config::Config;
 use cardwright_cardsdk::SpoolPrinter;
-use cardwright_domain::temp_cards::{OrderState, ProcessName};
+use cardwright_domain::temp_cards::OrderState;
 use cardwright_domain::{CardId, Role, Roles};
 use cardwright_processes::temp_cards::issue_multiple;
 use cardwright_processes::temp_cards::production::{self, Station};
@@ -480,7 +481,7 @@ impl TestApp {
         let order = issue_multiple::create(
             ctx,
             &producer,
-            ProcessName::TempCardsBoProcIssueMultiple.as_str(),
+            processes::ISSUE_MULTIPLE.as_str(),
             &[CardId::parse(id).expect("a card id")],
         )
         .await

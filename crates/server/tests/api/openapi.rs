@@ -305,7 +305,7 @@ fn the_document_states_the_limits_the_server_enforces() {
         assert_eq!(cards["minItems"], 1, "{body}");
         assert_eq!(
             cards["maxItems"],
-            cardwright_domain::temp_cards::batch_order::MAX_ORDER_CARDS,
+            cardwright_domain::batch_order::MAX_ORDER_CARDS,
             "{body}"
         );
         assert_eq!(cards["uniqueItems"], true, "{body}");

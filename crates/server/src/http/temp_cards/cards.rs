@@ -7,10 +7,11 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::Json;
-use cardwright_domain::temp_cards::{CardState, Input, ProcessDef, ProcessScope, Reason, CATALOG};
+use cardwright_domain::temp_cards::{CardState, Input, ProcessDef, Reason};
 use cardwright_domain::{CardId, Operator, PersonId};
+use cardwright_processes::card_process::{self, ProcessInput};
 use cardwright_processes::temp_cards::cards::{self, CardQuery};
-use cardwright_processes::temp_cards::{self, request, ProcessInput};
+use cardwright_processes::temp_cards::request;
 use cardwright_processes::ProcessError;
 use serde::Deserialize;
 use utoipa::openapi::path::{
@@ -201,16 +202,15 @@ async fn run_process(
             }
         }
     };
-    let record = temp_cards::run(&state.ctx, &operator, def.name, card, input).await?;
+    let record = card_process::run_action(&state.ctx, &operator, def.action, card, input).await?;
     Ok(Json(record.into()))
 }
 
-/// `POST /cards/{id}/<action>` for every card-scoped process of the catalog, each with its
-/// OpenAPI description built from its catalog row.
+/// `POST /cards/{id}/<action>` for every card-scoped process of every area's catalog, each with
+/// its OpenAPI description built from its catalog row; a card's own area runs the action.
 pub fn process_routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
-    CATALOG
-        .iter()
-        .filter(|def| def.scope == ProcessScope::Card)
+    cardwright_domain::area::card_actions()
+        .into_iter()
         .fold(router, |router, def| {
             let handler = move |State(state): State<AppState>,
                                 Auth(operator): Auth,

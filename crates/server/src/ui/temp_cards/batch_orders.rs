@@ -6,6 +6,7 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use cardwright_domain::temp_cards::processes;
 use cardwright_domain::temp_cards::ProcessName;
 use cardwright_processes::temp_cards::cards::{self, CardQuery};
 use cardwright_processes::temp_cards::issue_multiple;
@@ -21,7 +22,7 @@ use crate::ui::page::{
 };
 use crate::ui::session::{see_other, UiSession};
 
-pub(super) const PROCESS: ProcessName = ProcessName::TempCardsBoProcIssueMultiple;
+pub(super) const PROCESS: ProcessName = processes::ISSUE_MULTIPLE;
 
 /// Refuses operators whose roles do not run batch orders.
 pub(super) fn allowed(session: &UiSession) -> Result<(), Response> {

@@ -5,11 +5,11 @@
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use cardwright_domain::temp_cards::catalog::ProcessScope;
-use cardwright_domain::temp_cards::{CardState, Input, ProcessDef, Reason, ReasonKind, CATALOG};
+use cardwright_domain::temp_cards::{CardState, Input, ProcessDef, Reason, ReasonKind};
 use cardwright_domain::{CardId, PersonId};
+use cardwright_processes::card_process::{self, ProcessInput};
 use cardwright_processes::temp_cards::cards::{self, CardProfile};
-use cardwright_processes::temp_cards::{self, request, ProcessInput};
+use cardwright_processes::temp_cards::request;
 use cardwright_processes::{persons, templates, ProcessError};
 use cardwright_storage::cards::CardRecord;
 use serde::Deserialize;
@@ -208,11 +208,12 @@ struct CertificateRow {
     not_after: String,
 }
 
-/// A card-scoped process of the catalog by its action word.
+/// A card-scoped process of any area's catalog by its action word; the card's own area's row is
+/// taken once the card is read.
 fn card_process(action: &str) -> Option<&'static ProcessDef> {
-    CATALOG
-        .iter()
-        .find(|d| d.scope == ProcessScope::Card && d.action == action)
+    cardwright_domain::area::card_actions()
+        .into_iter()
+        .find(|d| d.action == action)
 }
 
 #[derive(Deserialize)]
@@ -233,11 +234,16 @@ pub(crate) async fn profile(
         .map_err(|e| process_error(&session, e))?;
     let CardProfile {
         record,
+        area,
         processes,
         history,
         certificates,
     } = profile;
-    let done = q.done.as_deref().and_then(card_process).map(|d| d.title);
+    let done = q
+        .done
+        .as_deref()
+        .and_then(|action| area.card_action(action))
+        .map(|d| d.title);
     let roles = &session.operator.roles;
     Ok(render(&CardPage {
         layout: Layout::new(
@@ -252,7 +258,7 @@ pub(crate) async fn profile(
             .map(|d| ProcessButton {
                 action: d.action,
                 title: d.title,
-                danger: d.to.is_final(),
+                danger: d.name.area().is_final(d.to),
             })
             .collect(),
         history: history.into_iter().map(EventRow::from).collect(),
@@ -327,6 +333,7 @@ async fn action_page(
     let profile = cards::profile(&state.ctx, &session.operator, id)
         .await
         .map_err(|e| process_error(session, e))?;
+    let def = profile.area.card_action(def.action).unwrap_or(def);
     if error.is_none() && !profile.processes.iter().any(|p| p.name == def.name) {
         let (status, message) = match def.role {
             Some(role) if !session.operator.roles.contains(role) => (
@@ -373,7 +380,7 @@ async fn action_page(
         action: def.action,
         title: def.title,
         to_state: def.to.as_str(),
-        final_state: def.to.is_final(),
+        final_state: def.name.area().is_final(def.to),
         takes_person,
         query,
         searched,
@@ -437,7 +444,9 @@ pub(crate) async fn run(
         },
     };
     let result = match input {
-        Ok(input) => temp_cards::run(&state.ctx, &session.operator, def.name, card, input).await,
+        Ok(input) => {
+            card_process::run_action(&state.ctx, &session.operator, def.action, card, input).await
+        }
         Err(e) => Err(e),
     };
     match result {
@@ -451,5 +460,5 @@ pub(crate) async fn run(
 
 /// Every card state's name, for search forms.
 pub(crate) fn state_names() -> Vec<&'static str> {
-    CardState::ALL.iter().map(|s| s.as_str()).collect()
+    CardState::all().iter().map(|s| s.as_str()).collect()
 }

@@ -3,6 +3,7 @@
 //! results with Repeat production for ticked cards, Complete order and Cancel, the closing steps
 //! behind a confirmation page.
 
+use cardwright_domain::temp_cards::states;
 use std::collections::HashMap;
 
 use askama::Template;
@@ -11,7 +12,7 @@ use axum::http::header::CACHE_CONTROL;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use cardwright_domain::temp_cards::{CardState, ItemStatus, OrderAction, OrderState};
+use cardwright_domain::temp_cards::{ItemStatus, OrderAction, OrderState};
 use cardwright_domain::BatchOrderId;
 use cardwright_processes::stations::{self, StationState};
 use cardwright_processes::temp_cards::issue_multiple::{self, OrderView};
@@ -364,14 +365,14 @@ async fn confirm_page(
             "{} produced {}: they stay {}, ready to be assigned.",
             c.produced,
             if c.produced == 1 { "card" } else { "cards" },
-            CardState::Unassigned
+            states::UNASSIGNED
         )];
         if c.failed > 0 {
             points.push(format!(
                 "{} failed {} stay {} and can be issued in a new order.",
                 c.failed,
                 if c.failed == 1 { "card" } else { "cards" },
-                CardState::Failed
+                states::FAILED
             ));
         }
         points.push("The order closes and cannot be changed afterwards.".into());
@@ -388,7 +389,7 @@ async fn confirm_page(
             format!(
                 "{} produced cards stay {}: they exist.",
                 c.produced,
-                CardState::Unassigned
+                states::UNASSIGNED
             ),
             "A card in a printer right now is finished first and kept as it comes out.".into(),
         ];

@@ -1,5 +1,5 @@
-//! The batch order "Issue multiple temporary cards": its states, its items
-//! and which wizard button is allowed when.
+//! Batch orders, which produce the cards of any area in one go ("Issue multiple temporary
+//! cards"): their states, their items and which wizard button is allowed when.
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,10 +1,11 @@
-//! What the temporary card area announces to other systems (webhook event types) and to people
-//! (mails), and which audit events they come from.
+//! What the card areas announce to other systems (webhook event types) and to people (mails),
+//! and which audit events they come from.
 
 use std::fmt;
 use std::str::FromStr;
 
-use super::{CardState, OrderState, ProcessName};
+use crate::batch_order::OrderState;
+use crate::catalog::{ProcessName, ProcessScope};
 use crate::DomainError;
 
 /// An event type a webhook can subscribe to.
@@ -56,25 +57,23 @@ impl EventType {
     /// The event type an audit event announces, if any: `process` is the event's process name,
     /// `card` whether it is about one card, `new_state` the state it left.
     pub fn of_audit_event(process: &str, card: bool, new_state: Option<&str>) -> Option<Self> {
-        let process: ProcessName = process.parse().ok()?;
-        match (process, card) {
-            (ProcessName::TempCardsProcRequest, true) => Some(EventType::CardRequested),
-            (ProcessName::TempCardsProcAssign, true) => Some(EventType::CardAssigned),
-            (ProcessName::TempCardsProcWithdraw, true) => Some(EventType::CardWithdrawn),
-            (ProcessName::TempCardsProcExtend, true) => Some(EventType::CardExtended),
-            (ProcessName::TempCardsProcLock, true) => Some(EventType::CardLocked),
-            (ProcessName::TempCardsSysExpire, true) => Some(EventType::CardExpired),
-            (ProcessName::TempCardsBoProcIssueMultiple, true) => {
-                match new_state?.parse::<CardState>().ok()? {
-                    CardState::Unassigned => Some(EventType::CardProduced),
-                    CardState::Failed => Some(EventType::CardFailed),
-                    _ => None,
+        let def = process.parse::<ProcessName>().ok()?.def();
+        match (def.scope, card) {
+            // A batch order's production: each card produced or failed, the order completed.
+            (ProcessScope::BatchOrder, true) => {
+                let new_state = new_state?;
+                if new_state == def.to.as_str() {
+                    Some(EventType::CardProduced)
+                } else if new_state == def.name.area().production_failed.as_str() {
+                    Some(EventType::CardFailed)
+                } else {
+                    None
                 }
             }
-            (ProcessName::TempCardsBoProcIssueMultiple, false) => (new_state?
-                == OrderState::Completed.as_str())
-            .then_some(EventType::BatchOrderCompleted),
-            _ => None,
+            (ProcessScope::BatchOrder, false) => (new_state? == OrderState::Completed.as_str())
+                .then_some(EventType::BatchOrderCompleted),
+            (_, true) => def.event,
+            (_, false) => None,
         }
     }
 }

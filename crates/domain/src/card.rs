@@ -1,4 +1,4 @@
-//! Cards, their states and the values printed on them.
+//! Cards of every area, their states and the values printed on them.
 
 use std::fmt;
 use std::str::FromStr;
@@ -7,68 +7,66 @@ use crate::error::DomainError;
 use crate::ids::{BatchOrderId, CardId, PersonId, TemplateId};
 use crate::Timestamp;
 
-/// The state of a temporary card.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum CardState {
-    Requested,
-    Aborted,
-    Failed,
-    Unassigned,
-    Assigned,
-    Expired,
-    Locked,
-}
+/// The state of a card: one of the names its area lists ([`crate::area::Area::states`]). A
+/// value, not a list fixed here, so an area brings its own states; the areas' names are read back
+/// from storage and requests through [`CardState::parse`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CardState(&'static str);
 
 impl CardState {
-    pub const ALL: [CardState; 7] = [
-        CardState::Requested,
-        CardState::Aborted,
-        CardState::Failed,
-        CardState::Unassigned,
-        CardState::Assigned,
-        CardState::Expired,
-        CardState::Locked,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CardState::Requested => "requested",
-            CardState::Aborted => "aborted",
-            CardState::Failed => "failed",
-            CardState::Unassigned => "unassigned",
-            CardState::Assigned => "assigned",
-            CardState::Expired => "expired",
-            CardState::Locked => "locked",
-        }
+    /// A state called `name`, for an area's list of states.
+    pub const fn new(name: &'static str) -> Self {
+        Self(name)
     }
 
-    /// A final state is never left again.
-    pub fn is_final(self) -> bool {
-        matches!(self, CardState::Aborted | CardState::Locked)
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+
+    /// Every state of every area, each once, in the areas' order.
+    pub fn all() -> Vec<CardState> {
+        let mut all: Vec<CardState> = Vec::new();
+        for area in crate::area::AREAS {
+            for state in area.states {
+                if !all.contains(state) {
+                    all.push(*state);
+                }
+            }
+        }
+        all
+    }
+
+    /// The state called `s` in any area.
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        let all = Self::all();
+        all.iter()
+            .copied()
+            .find(|state| state.0 == s)
+            .ok_or_else(|| {
+                DomainError::invalid(
+                    "state",
+                    format!(
+                        "'{s}' is not a card state; use one of {}",
+                        all.iter()
+                            .map(|state| state.0)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            })
     }
 }
 
 impl fmt::Display for CardState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.0)
     }
 }
 
 impl FromStr for CardState {
     type Err = DomainError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        CardState::ALL
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| {
-                DomainError::invalid(
-                    "state",
-                    format!(
-                        "'{s}' is not a card state; use one of {}",
-                        CardState::ALL.map(CardState::as_str).join(", ")
-                    ),
-                )
-            })
+        Self::parse(s)
     }
 }
 
@@ -129,7 +127,7 @@ impl Amount {
     }
 }
 
-/// A temporary card as the domain sees it.
+/// A card as the domain sees it, whatever its area.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Card {
     pub id: CardId,
@@ -150,7 +148,7 @@ mod tests {
 
     #[test]
     fn states_round_trip_through_their_names() {
-        for state in CardState::ALL {
+        for state in CardState::all() {
             assert_eq!(state.as_str().parse::<CardState>(), Ok(state));
         }
         assert!("lost".parse::<CardState>().is_err());
